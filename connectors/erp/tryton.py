@@ -1,0 +1,121 @@
+"""Tryton writer: a claim becomes a posted supplier invoice to the employee, reference = claim id."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from decimal import Decimal
+from typing import Any
+
+from connectors.erp.base import Booking
+from connectors.erp.errors import PermanentErpError
+from connectors.erp.tryton_rpc import TrytonRpc
+from erpbridge.config import Settings
+from erpbridge.model import NormalizedClaim
+
+INVOICE_FIELDS = ["reference", "number", "state", "total_amount", "invoice_date", "party.code",
+                  "party.name", "currency.code", "description"]
+_OPEN_STATES = {"draft", "validated"}
+
+
+class TrytonWriter:
+    name = "tryton"
+
+    def __init__(self, rpc: TrytonRpc, payable_account: str,
+                 expense_account_for: Callable[[str], str]) -> None:
+        self._rpc = rpc
+        self._payable_code = payable_account
+        self._expense_account_for = expense_account_for
+        self._ids: dict[tuple[str, str], int] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TrytonWriter:
+        rpc = TrytonRpc(settings.erp_url, settings.erp_database, settings.erp_user,
+                        settings.erp_password.get_secret_value())
+        return cls(rpc, settings.erp_payable_account, settings.expense_account_for)
+
+    def close(self) -> None:
+        self._rpc.close()
+
+    # -- booking ---------------------------------------------------------------------------
+    def book_claim(self, claim: NormalizedClaim) -> Booking:
+        existing = self.find_invoices([claim.claim_id])
+        if existing:
+            invoice = existing[0]
+            if invoice["state"] in _OPEN_STATES:  # created, then we crashed before posting
+                self._rpc.call("model.account.invoice.post", [invoice["id"]])
+                invoice = self.find_invoices([claim.claim_id])[0]
+            return _booking(invoice, already_booked=True)
+        invoice_id = self._create_invoice(claim)
+        self._rpc.call("model.account.invoice.post", [invoice_id])
+        invoice = self._rpc.call("model.account.invoice.read", [invoice_id], INVOICE_FIELDS)[0]
+        return _booking(invoice, already_booked=False)
+
+    def find_invoices(self, references: Iterable[str]) -> list[dict[str, Any]]:
+        refs = list(references)
+        if not refs:
+            return []
+        return list(self._rpc.call(
+            "model.account.invoice.search_read",
+            [("type", "=", "in"), ("reference", "in", refs)], 0, None, [("id", "ASC")],
+            ["id", *INVOICE_FIELDS]))
+
+    def _create_invoice(self, claim: NormalizedClaim) -> int:
+        party, address = self._employee_party(claim)
+        line = {
+            "type": "line", "account": self._account(self._expense_account_for(claim.category)),
+            "description": f"{claim.category}: {claim.description}".rstrip(": "),
+            "quantity": 1.0, "unit_price": claim.amount,
+        }
+        values = {
+            "type": "in", "company": self._company(), "party": party, "invoice_address": address,
+            "journal": self._lookup("account.journal", "code", "EXP"),
+            "account": self._account(self._payable_code),
+            "currency": self._lookup("currency.currency", "code", claim.currency),
+            "invoice_date": claim.expense_date, "reference": claim.claim_id,
+            "description": f"Expense claim {claim.claim_id} ({claim.source_system})",
+            "lines": [["create", [line]]],
+        }
+        created = self._rpc.call("model.account.invoice.create", [values])
+        return int(created[0])
+
+    # -- master data -----------------------------------------------------------------------
+    def _employee_party(self, claim: NormalizedClaim) -> tuple[int, int]:
+        found = self._rpc.call("model.party.party.search_read", [("code", "=", claim.employee_id)],
+                               0, 1, None, ["addresses"])
+        if found and found[0]["addresses"]:
+            return int(found[0]["id"]), int(found[0]["addresses"][0])
+        if found:
+            party = int(found[0]["id"])
+            address = self._rpc.call("model.party.address.create", [{"party": party}])[0]
+            return party, int(address)
+        party = self._rpc.call("model.party.party.create", [{
+            "name": claim.employee_name, "code": claim.employee_id,
+            "addresses": [["create", [{}]]]}])[0]
+        address = self._rpc.call("model.party.address.search", [("party", "=", party)], 0, 1, None)
+        return int(party), int(address[0])
+
+    def _company(self) -> int:
+        if not self._rpc.context:
+            self._rpc.login()
+        return int(self._rpc.context["company"])
+
+    def _account(self, code: str) -> int:
+        return self._lookup("account.account", "code", code, [("company", "=", self._company()),
+                                                             ("closed", "!=", True)])
+
+    def _lookup(self, model: str, field: str, value: str,
+                extra: list[tuple[str, str, Any]] | None = None) -> int:
+        key = (model, value)
+        if key not in self._ids:
+            ids = self._rpc.call(f"model.{model}.search", [(field, "=", value), *(extra or [])],
+                                 0, 1, None)
+            if not ids:
+                raise PermanentErpError(f"no {model} with {field} {value!r} in the ERP")
+            self._ids[key] = int(ids[0])
+        return self._ids[key]
+
+
+def _booking(invoice: dict[str, Any], already_booked: bool) -> Booking:
+    return Booking(reference=invoice["reference"], document_id=int(invoice["id"]),
+                   number=invoice.get("number"), state=invoice["state"],
+                   total=Decimal(invoice["total_amount"]), already_booked=already_booked)

@@ -1,0 +1,1 @@
+"""Sink connectors: consume normalized claims and book them in an ERP."""

@@ -1,0 +1,1 @@
+"""Source connectors: read upstream input, publish it onto Kafka keyed by claim id."""

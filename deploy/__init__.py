@@ -1,0 +1,1 @@
+"""Deployment helpers: the local stack launcher lives in :mod:`deploy.local`."""

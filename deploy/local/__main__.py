@@ -1,0 +1,36 @@
+"""``python -m deploy.local up|down|status|workers-up|workers-down``: the local stack."""
+
+from __future__ import annotations
+
+import sys
+
+from deploy.local import kafka, redis, tryton, workers
+from deploy.local.process import LaunchError
+
+
+def main(argv: list[str]) -> int:
+    command = argv[0] if argv else "status"
+    try:
+        if command == "up":
+            lines = [kafka.up(), redis.up(), tryton.up()]
+        elif command == "down":
+            lines = [*workers.down(), tryton.down(), redis.down(), kafka.down()]
+        elif command == "status":
+            lines = [kafka.status(), redis.status(), tryton.status(), *workers.status()]
+        elif command == "workers-up":
+            lines = workers.up()
+        elif command == "workers-down":
+            lines = workers.down()
+        else:
+            print(f"unknown command {command!r}: up | down | status | workers-up | workers-down",
+                  file=sys.stderr)
+            return 2
+    except LaunchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

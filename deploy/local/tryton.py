@@ -1,0 +1,150 @@
+"""Tryton ERP on 127.0.0.1: a SQLite template database built once, copied per run, JSON-RPC served."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deploy.local.process import (
+    LaunchError, ManagedProcess, port_open, state_dir, wait_until,
+)
+
+TEMPLATE_DB = "template"
+MODULES = ("account_invoice", "account_payment", "account_product")
+
+
+@dataclass(frozen=True)
+class TrytonConfig:
+    host: str = "127.0.0.1"
+    port: int = int(os.environ.get("ERPBRIDGE_ERP_PORT", "8000"))
+    database: str = os.environ.get("ERPBRIDGE_ERP_DATABASE", "erpbridge")
+    user: str = "admin"
+    password: str = os.environ.get("ERPBRIDGE_ERP_PASSWORD", "admin")
+    name: str = "tryton"
+    home: Path = field(default_factory=lambda: state_dir() / "tryton")
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def db_dir(self) -> Path:
+        return self.home / "db"
+
+    @property
+    def conf(self) -> Path:
+        return self.home / f"{self.name}.conf"
+
+    @property
+    def process(self) -> ManagedProcess:
+        return ManagedProcess(self.name)
+
+
+def _bin(name: str) -> str:
+    found = shutil.which(name) or str(Path(sys.executable).parent / name)
+    if not Path(found).exists():
+        raise LaunchError(f"{name} not found: pip install -e '.[erp]' installs Tryton")
+    return found
+
+
+def _write_conf(cfg: TrytonConfig) -> None:
+    cfg.db_dir.mkdir(parents=True, exist_ok=True)
+    cfg.conf.write_text(
+        "[database]\nuri = sqlite://\n"
+        f"path = {cfg.db_dir}\n"
+        f"[web]\nlisten = {cfg.host}:{cfg.port}\n"
+        "[session]\ntimeout = 3600\n"
+    )
+
+
+def template_path(cfg: TrytonConfig) -> Path:
+    return cfg.db_dir / f"{TEMPLATE_DB}.sqlite"
+
+
+def ensure_template(cfg: TrytonConfig) -> Path:
+    """Initialise the template database once (modules, company, chart, fiscal years)."""
+    template = template_path(cfg)
+    ready = cfg.db_dir / f"{TEMPLATE_DB}.ready"
+    if template.exists() and ready.exists():
+        return template
+    _write_conf(cfg)
+    for stale in cfg.db_dir.glob(f"{TEMPLATE_DB}.sqlite*"):
+        stale.unlink()
+    template.touch()
+    passfile = cfg.home / "admin.pass"
+    passfile.write_text(cfg.password)
+    env = {**os.environ, "TRYTONPASSFILE": str(passfile)}
+    steps = [
+        [_bin("trytond-admin"), "-c", str(cfg.conf), "-d", TEMPLATE_DB, "-u", *MODULES,
+         "--activate-dependencies", "--email", "admin@example.com"],
+        [sys.executable, "-m", "deploy.local.tryton_template", str(cfg.conf), TEMPLATE_DB,
+         str(datetime.date.today().year - 2), str(datetime.date.today().year + 1)],
+    ]
+    for cmd in steps:
+        result = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False,
+                                cwd=Path(__file__).resolve().parents[2])
+        if result.returncode != 0:
+            raise LaunchError(f"Tryton template step failed: {' '.join(cmd[:3])}\n"
+                              f"{result.stdout[-2000:]}{result.stderr[-4000:]}")
+    ready.write_text(datetime.datetime.now().isoformat())
+    return template
+
+
+def copy_database(cfg: TrytonConfig, database: str) -> Path:
+    """Copy the template to ``database`` (sqlite backup API: consistent even while served)."""
+    target = cfg.db_dir / f"{database}.sqlite"
+    for stale in cfg.db_dir.glob(f"{database}.sqlite*"):
+        stale.unlink()
+    with sqlite3.connect(template_path(cfg)) as src, sqlite3.connect(target) as dst:
+        src.backup(dst)
+    return target
+
+
+def erp_answers(cfg: TrytonConfig) -> bool:
+    """True when the server logs us in to ``cfg.database`` (so the database is served)."""
+    if not port_open(cfg.host, cfg.port):
+        return False
+    import httpx
+
+    try:
+        reply = httpx.post(f"{cfg.url}/{cfg.database}/rpc/", timeout=5, json={
+            "id": 0, "method": "common.db.login",
+            "params": [cfg.user, {"password": cfg.password}, "en"]})
+        return reply.status_code == 200 and bool(reply.json().get("result"))
+    except (httpx.HTTPError, ValueError):
+        return False
+
+
+def up(cfg: TrytonConfig | None = None, fresh: bool = False) -> str:
+    """Serve ``cfg.database`` (copied from the template when missing or ``fresh``)."""
+    cfg = cfg or TrytonConfig()
+    if erp_answers(cfg):
+        owner = "ours" if cfg.process.running() else "not started by us, reused"
+        return f"tryton: already up at {cfg.url}/{cfg.database} ({owner})"
+    if port_open(cfg.host, cfg.port):
+        raise LaunchError(f"port {cfg.port} is taken by something that is not Tryton; "
+                          "set ERPBRIDGE_ERP_PORT to another port")
+    ensure_template(cfg)
+    _write_conf(cfg)
+    if fresh or not (cfg.db_dir / f"{cfg.database}.sqlite").exists():
+        copy_database(cfg, cfg.database)
+    proc = cfg.process.start([_bin("trytond"), "-c", str(cfg.conf), "-d", cfg.database])
+    took = wait_until(lambda: erp_answers(cfg), 60, "tryton",
+                      alive=lambda: proc.poll() is None, log=cfg.process.logfile)
+    return f"tryton: started at {cfg.url}/{cfg.database} in {took:.1f}s (pid {proc.pid})"
+
+
+def down(cfg: TrytonConfig | None = None) -> str:
+    cfg = cfg or TrytonConfig()
+    return "tryton: stopped" if cfg.process.stop() else "tryton: not running"
+
+
+def status(cfg: TrytonConfig | None = None) -> str:
+    cfg = cfg or TrytonConfig()
+    return f"tryton: {'up' if erp_answers(cfg) else 'down'} at {cfg.url}/{cfg.database}"

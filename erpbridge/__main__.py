@@ -1,0 +1,3 @@
+from erpbridge.cli import main
+
+main()

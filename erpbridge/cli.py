@@ -1,0 +1,161 @@
+"""The ``erpbridge`` command: run sources, stream processors and sinks; inspect what reached the ERP."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from erpbridge import metrics
+from erpbridge.config import Settings, get_settings
+from erpbridge.topics import Topics
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for chatty in ("kafka", "aiokafka", "httpx"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+@click.group()
+@click.option("--log-level", default="info", show_default=True)
+def main(log_level: str) -> None:
+    """erpbridge: expense claims and e-invoices from upstream systems into the ERP, over Kafka."""
+    _setup_logging(log_level)
+
+
+@main.command()
+def topics() -> None:
+    """Create the pipeline's topics (no-op for those that exist)."""
+    from erpbridge.kafka_io import ensure_topics
+
+    created = ensure_topics(get_settings())
+    click.echo(f"created: {', '.join(created)}" if created else "topics: all present")
+
+
+@main.group()
+def source() -> None:
+    """Source connectors."""
+
+
+@source.command("file")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--source-system", default="batch_file", show_default=True)
+def source_file(path: Path, source_system: str) -> None:
+    """Publish a CSV export of expense claims onto the raw claims topic."""
+    from connectors.sources.batch_file import FileFormatError, import_file
+
+    try:
+        report = import_file(path, get_settings(), source_system)
+    except FileFormatError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{report.path}: {report.rows} rows, {report.published} published, "
+               f"{report.rejected} rejected")
+
+
+@main.command()
+def streams() -> None:
+    """Run the stream processors (a Faust worker) until stopped."""
+    from streams.worker import main as worker_main
+
+    worker_main()
+
+
+@main.group()
+def sink() -> None:
+    """Sink connectors."""
+
+
+@sink.command("tryton")
+def sink_tryton() -> None:
+    """Book normalized claims as posted supplier invoices in Tryton, until stopped."""
+    from connectors.erp.tryton import TrytonWriter
+    from connectors.sinks.runner import SinkRunner
+
+    settings = get_settings()
+    port = metrics.serve(settings.metrics_port)
+    if port is not None:
+        click.echo(f"metrics on 127.0.0.1:{port}/metrics")
+    runner = SinkRunner(settings, TrytonWriter.from_settings(settings))
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: runner.stop.set())
+    runner.run()
+
+
+@main.group()
+def erp() -> None:
+    """Look into the ERP."""
+
+
+@erp.command("invoices")
+@click.argument("references", nargs=-1)
+def erp_invoices(references: tuple[str, ...]) -> None:
+    """Print the ERP invoices whose reference is one of REFERENCES."""
+    _print_invoices(get_settings(), list(references))
+
+
+@main.command()
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for the ERP.")
+def demo(path: Path, timeout: float) -> None:
+    """Feed PATH to the running pipeline, wait until each claim is booked or rejected, print both."""
+    from connectors.erp.tryton import TrytonWriter
+    from connectors.sources.batch_file import import_file
+    from erpbridge.topic_reader import describe, read_rejections
+
+    settings = get_settings()
+    fed_at = datetime.datetime.now(datetime.timezone.utc).isoformat()
+    report = import_file(path, settings, "demo")
+    click.echo(f"fed {report.path}: {report.rows} rows, {report.published} published, "
+               f"{report.rejected} rejected at the source")
+    writer = TrytonWriter.from_settings(settings)
+    wanted = set(report.claim_ids)
+    deadline = time.monotonic() + timeout
+    done: set[str] = set()
+    mine: list[dict[str, Any]] = []
+    try:
+        while time.monotonic() < deadline:
+            booked = {inv["reference"] for inv in writer.find_invoices(wanted)
+                      if inv["state"] == "posted"}
+            mine = [r for r in read_rejections(settings) if r.get("rejected_at", "") >= fed_at and (
+                r.get("claim_id") in wanted or r.get("origin", {}).get("file") == path.name)]
+            done = booked | {r["claim_id"] for r in mine if r.get("claim_id") in wanted}
+            if done >= wanted:
+                break
+            time.sleep(1)
+    finally:
+        writer.close()
+    _print_invoices(settings, sorted(wanted))
+    click.echo(f"{len(mine)} rejection(s) on {Topics(settings.topic_prefix).claims_rejected}:")
+    for rejection in mine:
+        origin = rejection.get("origin", {})
+        where = f"{origin.get('file') or origin.get('source_file', '?')}:{origin.get('line', '?')}"
+        click.echo(f"  {rejection.get('claim_id') or '(no id)':<14} {where:<16} "
+                   f"{rejection['stage']}: {describe(rejection)}")
+    if not done >= wanted:
+        raise click.ClickException(f"not through after {timeout:.0f}s: {sorted(wanted - done)}")
+
+
+def _print_invoices(settings: Settings, references: list[str]) -> None:
+    from connectors.erp.tryton import TrytonWriter
+
+    writer = TrytonWriter.from_settings(settings)
+    try:
+        invoices = writer.find_invoices(references)
+    finally:
+        writer.close()
+    click.echo(f"{len(invoices)} invoice(s) in Tryton {settings.erp_url}/{settings.erp_database}:")
+    click.echo(f"  {'reference':<14}{'number':<8}{'state':<9}{'date':<12}{'total':>12} "
+               f"{'cur':<4} employee")
+    for inv in invoices:
+        click.echo(f"  {inv['reference']:<14}{inv['number'] or '-':<8}{inv['state']:<9}"
+                   f"{inv['invoice_date'].isoformat():<12}{inv['total_amount']:>12,.2f} "
+                   f"{inv['currency.']['code']:<4} {inv['party.']['code']} {inv['party.']['name']}")
+

@@ -1,0 +1,65 @@
+"""Typed settings, read from ``ERPBRIDGE_*`` environment variables and validated at start-up."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ERPBRIDGE_", frozen=True, extra="ignore")
+
+    # Kafka
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    topic_prefix: str = Field("erpbridge", pattern=r"^[A-Za-z0-9._-]+$")
+    topic_partitions: int = Field(3, ge=1)
+
+    # Stream processors (Faust). Short timeouts make a single worker join its group in seconds.
+    streams_app_id: str = "erpbridge-streams"
+    streams_session_timeout_s: float = Field(6.0, gt=0)
+    streams_heartbeat_interval_s: float = Field(1.0, gt=0)
+    streams_rebalance_timeout_s: float = Field(2.0, gt=0)
+
+    # Sink
+    sink_group_id: str = "erpbridge-sink-tryton"
+    sink_retry_initial_s: float = Field(0.5, gt=0)
+    sink_retry_max_s: float = Field(30.0, gt=0)
+
+    # ERP (Tryton JSON-RPC)
+    erp_url: str = "http://127.0.0.1:8000"
+    erp_database: str = "erpbridge"
+    erp_user: str = "admin"
+    erp_password: SecretStr = SecretStr("admin")
+    erp_payable_account: str = "2.1.4"
+    erp_expense_account: str = "5.2.2"
+    erp_category_accounts: dict[str, str] = Field(default_factory=dict)
+
+    # Redis (shared fast path for later stages)
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+    # Prometheus: 0 picks a free port, -1 disables the endpoint
+    metrics_port: int = Field(-1, ge=-1, le=65535)
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _bootstrap_has_port(cls, value: str) -> str:
+        for server in value.split(","):
+            host, sep, port = server.strip().rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"expected host:port[,host:port], got {value!r}")
+        return value
+
+    @field_validator("erp_category_accounts")
+    @classmethod
+    def _lowercase_categories(cls, value: dict[str, str]) -> dict[str, str]:
+        return {key.strip().lower(): code for key, code in value.items()}
+
+    def expense_account_for(self, category: str) -> str:
+        return self.erp_category_accounts.get(category.lower(), self.erp_expense_account)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,18 @@
+"""The one retry policy: exponential back-off with full jitter, capped."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    initial_s: float = 0.5
+    max_s: float = 30.0
+    multiplier: float = 2.0
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait before retry number ``attempt`` (1-based): uniform in [0, cap]."""
+        cap = min(self.max_s, self.initial_s * self.multiplier ** max(attempt - 1, 0))
+        return (rng or random).uniform(0, cap)

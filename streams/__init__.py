@@ -1,0 +1,1 @@
+"""Stream processors (Faust): normalize raw events into the canonical model."""

@@ -1,0 +1,37 @@
+"""The Faust app and its topics. Agents live in :mod:`streams.agents`; start with ``erpbridge streams``."""
+
+from __future__ import annotations
+
+import faust
+
+from erpbridge.config import Settings, get_settings
+from erpbridge.topics import Topics
+
+
+def build_app(settings: Settings) -> faust.App:
+    return faust.App(
+        settings.streams_app_id,
+        broker=[f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")],
+        store="memory://",
+        topic_partitions=settings.topic_partitions,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.streams_session_timeout_s,
+        broker_heartbeat_interval=settings.streams_heartbeat_interval_s,
+        broker_rebalance_timeout=settings.streams_rebalance_timeout_s,
+        producer_acks=-1,
+        web_enabled=False,
+        autodiscover=False,
+    )
+
+
+settings = get_settings()
+topics = Topics(settings.topic_prefix)
+app = build_app(settings)
+
+# Values are raw bytes here: agents decode them so that bad bytes become rejections, not crashes.
+claims_raw = app.topic(topics.claims_raw, key_type=bytes, value_type=bytes,
+                       key_serializer="raw", value_serializer="raw")
+claims_normalized = app.topic(topics.claims_normalized, key_type=bytes, value_type=bytes,
+                              key_serializer="raw", value_serializer="raw")
+claims_rejected = app.topic(topics.claims_rejected, key_type=bytes, value_type=bytes,
+                            key_serializer="raw", value_serializer="raw")
