@@ -21,6 +21,7 @@ class Settings(BaseSettings):
     streams_session_timeout_s: float = Field(6.0, gt=0)
     streams_heartbeat_interval_s: float = Field(1.0, gt=0)
     streams_rebalance_timeout_s: float = Field(2.0, gt=0)
+    streams_datadir: str = ".local/faust"
 
     # Sink
     sink_group_id: str = "erpbridge-sink-tryton"

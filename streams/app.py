@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import faust
 
 from erpbridge.config import Settings, get_settings
@@ -9,10 +11,12 @@ from erpbridge.topics import Topics
 
 
 def build_app(settings: Settings) -> faust.App:
+    Path(settings.streams_datadir).mkdir(parents=True, exist_ok=True)
     return faust.App(
         settings.streams_app_id,
         broker=[f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")],
         store="memory://",
+        datadir=f"{settings.streams_datadir}/{settings.streams_app_id}",
         topic_partitions=settings.topic_partitions,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.streams_session_timeout_s,

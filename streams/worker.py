@@ -14,7 +14,7 @@ def main(log_level: str = "info") -> None:
     port = metrics.serve(settings.metrics_port)
     if port is not None:
         print(f"metrics on 127.0.0.1:{port}/metrics", flush=True)
-    sys.argv = [sys.argv[0], "worker", "--loglevel", log_level]
+    sys.argv = [sys.argv[0], "worker", "--loglevel", log_level, "--without-web"]
     app.main()
 
 

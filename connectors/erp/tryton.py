@@ -46,7 +46,12 @@ class TrytonWriter:
                 invoice = self.find_invoices([claim.claim_id])[0]
             return _booking(invoice, already_booked=True)
         invoice_id = self._create_invoice(claim)
-        self._rpc.call("model.account.invoice.post", [invoice_id])
+        try:
+            self._rpc.call("model.account.invoice.post", [invoice_id])
+        except PermanentErpError:
+            # Refused for good (e.g. no open period): leave nothing half-written behind.
+            self._rpc.call("model.account.invoice.delete", [invoice_id])
+            raise
         invoice = self._rpc.call("model.account.invoice.read", [invoice_id], INVOICE_FIELDS)[0]
         return _booking(invoice, already_booked=False)
 

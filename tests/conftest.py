@@ -1,0 +1,83 @@
+"""Session fixtures for the real services.
+
+Broker choice: ``KAFKA_BOOTSTRAP`` if set, else testcontainers when a Docker engine answers,
+else the project's local launcher (Kafka from Maven). Redis and Tryton come from the launcher.
+A service these fixtures started is stopped at the end; one that was already up is reused.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from deploy.local import kafka as local_kafka
+from deploy.local import redis as local_redis
+from deploy.local import tryton as local_tryton
+from deploy.local.process import free_port
+
+
+def _docker_engine_answers() -> bool:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=3)
+        return bool(client.ping())
+    except Exception:  # no SDK, no socket, no engine: all mean "use the local launcher"
+        return False
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    if os.environ.get("KAFKA_BOOTSTRAP"):
+        yield os.environ["KAFKA_BOOTSTRAP"]
+        return
+    if _docker_engine_answers():
+        from testcontainers.community.kafka import KafkaContainer
+
+        with KafkaContainer("confluentinc/cp-kafka:8.0.0").with_kraft() as container:
+            yield container.get_bootstrap_server()
+        return
+    cfg = local_kafka.KafkaConfig()
+    started = not local_kafka.broker_answers(cfg.bootstrap)
+    print(local_kafka.up(cfg))
+    yield cfg.bootstrap
+    if started:
+        local_kafka.down()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    cfg = local_redis.RedisConfig()
+    started = not local_redis.redis_answers(cfg)
+    print(local_redis.up(cfg))
+    yield cfg.url
+    if started:
+        local_redis.down()
+
+
+@dataclass(frozen=True)
+class Erp:
+    url: str
+    database: str
+    user: str
+    password: str
+
+
+@pytest.fixture(scope="session")
+def erp() -> Iterator[Erp]:
+    """A Tryton server of our own on a free port, serving a fresh copy of the template database."""
+    tag = uuid.uuid4().hex[:8]
+    cfg = local_tryton.TrytonConfig(port=free_port(), database=f"test_{tag}",
+                                    name=f"tryton-test-{tag}")
+    print(local_tryton.up(cfg, fresh=True))
+    try:
+        yield Erp(cfg.url, cfg.database, cfg.user, cfg.password)
+    finally:
+        local_tryton.down(cfg)
+        for path in cfg.db_dir.glob(f"{cfg.database}.sqlite*"):
+            path.unlink()
+        cfg.conf.unlink(missing_ok=True)

@@ -1,0 +1,133 @@
+"""A running pipeline for integration tests: unique topics, real worker processes, bounded waits."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+from erpbridge.config import Settings
+from erpbridge.kafka_io import ensure_topics
+from erpbridge.topics import Topics
+
+T = TypeVar("T")
+
+
+def pipeline_env(settings: Settings) -> dict[str, str]:
+    return {
+        "ERPBRIDGE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "ERPBRIDGE_TOPIC_PREFIX": settings.topic_prefix,
+        "ERPBRIDGE_STREAMS_APP_ID": settings.streams_app_id,
+        "ERPBRIDGE_STREAMS_DATADIR": settings.streams_datadir,
+        "ERPBRIDGE_SINK_GROUP_ID": settings.sink_group_id,
+        "ERPBRIDGE_SINK_RETRY_MAX_S": str(settings.sink_retry_max_s),
+        "ERPBRIDGE_ERP_URL": settings.erp_url,
+        "ERPBRIDGE_ERP_DATABASE": settings.erp_database,
+        "ERPBRIDGE_ERP_USER": settings.erp_user,
+        "ERPBRIDGE_ERP_PASSWORD": settings.erp_password.get_secret_value(),
+    }
+
+
+def make_settings(kafka_bootstrap: str, erp_url: str, erp_database: str, workdir: Path) -> Settings:
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    return Settings(
+        kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix, topic_partitions=3,
+        streams_app_id=f"{prefix}-streams", streams_datadir=str(workdir / "faust"),
+        sink_group_id=f"{prefix}-sink", sink_retry_max_s=2.0,
+        erp_url=erp_url, erp_database=erp_database,
+    )
+
+
+@dataclass
+class Worker:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log: Path
+    proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT,
+                                         env={**os.environ, **self.env}, cwd=self.log.parent)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def tail(self, lines: int = 40) -> str:
+        text = self.log.read_text(errors="replace").splitlines() if self.log.exists() else []
+        return f"--- {self.name} ---\n" + "\n".join(text[-lines:])
+
+
+@contextmanager
+def running_workers(settings: Settings, workdir: Path, *, streams: bool = True,
+                    sink: bool = True) -> Iterator[list[Worker]]:
+    ensure_topics(settings)
+    cli = [sys.executable, "-m", "erpbridge"]
+    env = pipeline_env(settings)
+    workers = []
+    if streams:
+        workers.append(Worker("streams", [*cli, "streams"], env, workdir / "streams.log"))
+    if sink:
+        workers.append(Worker("sink", [*cli, "sink", "tryton"], env, workdir / "sink.log"))
+    for worker in workers:
+        worker.start()
+    try:
+        yield workers
+    finally:
+        for worker in workers:
+            worker.stop()
+
+
+def wait_for(probe: Callable[[], T | None], timeout: float, what: str,
+             workers: list[Worker] | None = None) -> T:
+    """Poll ``probe`` until it returns something truthy; fail after ``timeout`` s or when a
+    worker process died, with the workers' log tails."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = probe()
+        if result:
+            return result
+        dead = [w.name for w in workers or [] if w.proc is not None and w.proc.poll() is not None]
+        if dead or time.monotonic() > deadline:
+            why = f"worker(s) {dead} exited" if dead else f"timed out after {timeout:.0f}s"
+            logs = "\n".join(worker.tail() for worker in workers or [])
+            raise AssertionError(f"{why} waiting for {what}\n{logs}")
+        time.sleep(0.5)
+
+
+def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    try:
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        return {tp.partition: offset for tp, offset in consumer.end_offsets(tps).items()}
+    finally:
+        consumer.close()
+
+
+def committed_offsets(settings: Settings, group: str, topic: str) -> dict[int, int]:
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    try:
+        offsets = admin.list_group_offsets({group: None}).get(group, {})
+    finally:
+        admin.close()
+    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
+
+
+def topics_of(settings: Settings) -> Topics:
+    return Topics(settings.topic_prefix)
