@@ -1,3 +1,6 @@
-"""erpbridge core: what sources, stream processors and sinks share (config, codec, model, metrics, CLI)."""
+"""erpbridge core: what sources, stream processors and sinks share.
+
+Config, codec, canonical model, metrics, topic names and the CLI.
+"""
 
 __version__ = "0.1.0"

@@ -1,4 +1,4 @@
-"""The ``erpbridge`` command: run sources, stream processors and sinks; inspect what reached the ERP."""
+"""The ``erpbridge`` command: run sources, processors and sinks; see what reached the ERP."""
 
 from __future__ import annotations
 
@@ -18,8 +18,11 @@ from erpbridge.topics import Topics
 
 
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
     for chatty in ("kafka", "aiokafka", "httpx"):
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
 
@@ -56,8 +59,10 @@ def source_file(path: Path, source_system: str) -> None:
         report = import_file(path, get_settings(), source_system)
     except FileFormatError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"{report.path}: {report.rows} rows, {report.published} published, "
-               f"{report.rejected} rejected")
+    click.echo(
+        f"{report.path}: {report.rows} rows, {report.published} published, "
+        f"{report.rejected} rejected"
+    )
 
 
 @main.command()
@@ -80,7 +85,7 @@ def sink_tryton() -> None:
     from connectors.sinks.runner import SinkRunner
 
     settings = get_settings()
-    port = metrics.serve(settings.metrics_port)
+    port = metrics.serve(settings.metrics_port, settings.metrics_host)
     if port is not None:
         click.echo(f"metrics on 127.0.0.1:{port}/metrics")
     runner = SinkRunner(settings, TrytonWriter.from_settings(settings))
@@ -105,16 +110,18 @@ def erp_invoices(references: tuple[str, ...]) -> None:
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for the ERP.")
 def demo(path: Path, timeout: float) -> None:
-    """Feed PATH to the running pipeline, wait until each claim is booked or rejected, print both."""
+    """Feed PATH to the running pipeline; wait until each claim is booked or rejected; print."""
     from connectors.erp.tryton import TrytonWriter
     from connectors.sources.batch_file import import_file
     from erpbridge.topic_reader import describe, read_rejections
 
     settings = get_settings()
-    fed_at = datetime.datetime.now(datetime.timezone.utc).isoformat()
+    fed_at = datetime.datetime.now(datetime.UTC).isoformat()
     report = import_file(path, settings, "demo")
-    click.echo(f"fed {report.path}: {report.rows} rows, {report.published} published, "
-               f"{report.rejected} rejected at the source")
+    click.echo(
+        f"fed {report.path}: {report.rows} rows, {report.published} published, "
+        f"{report.rejected} rejected at the source"
+    )
     writer = TrytonWriter.from_settings(settings)
     wanted = set(report.claim_ids)
     deadline = time.monotonic() + timeout
@@ -122,10 +129,15 @@ def demo(path: Path, timeout: float) -> None:
     mine: list[dict[str, Any]] = []
     try:
         while time.monotonic() < deadline:
-            booked = {inv["reference"] for inv in writer.find_invoices(wanted)
-                      if inv["state"] == "posted"}
-            mine = [r for r in read_rejections(settings) if r.get("rejected_at", "") >= fed_at and (
-                r.get("claim_id") in wanted or r.get("origin", {}).get("file") == path.name)]
+            booked = {
+                inv["reference"] for inv in writer.find_invoices(wanted) if inv["state"] == "posted"
+            }
+            mine = [
+                r
+                for r in read_rejections(settings)
+                if r.get("rejected_at", "") >= fed_at
+                and (r.get("claim_id") in wanted or r.get("origin", {}).get("file") == path.name)
+            ]
             done = booked | {r["claim_id"] for r in mine if r.get("claim_id") in wanted}
             if done >= wanted:
                 break
@@ -137,8 +149,10 @@ def demo(path: Path, timeout: float) -> None:
     for rejection in mine:
         origin = rejection.get("origin", {})
         where = f"{origin.get('file') or origin.get('source_file', '?')}:{origin.get('line', '?')}"
-        click.echo(f"  {rejection.get('claim_id') or '(no id)':<14} {where:<16} "
-                   f"{rejection['stage']}: {describe(rejection)}")
+        click.echo(
+            f"  {rejection.get('claim_id') or '(no id)':<14} {where:<16} "
+            f"{rejection['stage']}: {describe(rejection)}"
+        )
     if not done >= wanted:
         raise click.ClickException(f"not through after {timeout:.0f}s: {sorted(wanted - done)}")
 
@@ -152,10 +166,12 @@ def _print_invoices(settings: Settings, references: list[str]) -> None:
     finally:
         writer.close()
     click.echo(f"{len(invoices)} invoice(s) in Tryton {settings.erp_url}/{settings.erp_database}:")
-    click.echo(f"  {'reference':<14}{'number':<8}{'state':<9}{'date':<12}{'total':>12} "
-               f"{'cur':<4} employee")
+    click.echo(
+        f"  {'reference':<14}{'number':<8}{'state':<9}{'date':<12}{'total':>12} {'cur':<4} employee"
+    )
     for inv in invoices:
-        click.echo(f"  {inv['reference']:<14}{inv['number'] or '-':<8}{inv['state']:<9}"
-                   f"{inv['invoice_date'].isoformat():<12}{inv['total_amount']:>12,.2f} "
-                   f"{inv['currency.']['code']:<4} {inv['party.']['code']} {inv['party.']['name']}")
-
+        click.echo(
+            f"  {inv['reference']:<14}{inv['number'] or '-':<8}{inv['state']:<9}"
+            f"{inv['invoice_date'].isoformat():<12}{inv['total_amount']:>12,.2f} "
+            f"{inv['currency.']['code']:<4} {inv['party.']['code']} {inv['party.']['name']}"
+        )

@@ -42,6 +42,7 @@ class Settings(BaseSettings):
 
     # Prometheus: 0 picks a free port, -1 disables the endpoint
     metrics_port: int = Field(-1, ge=-1, le=65535)
+    metrics_host: str = "127.0.0.1"
 
     @field_validator("kafka_bootstrap")
     @classmethod

@@ -1,4 +1,4 @@
-"""kafka-python clients configured the same way everywhere: durable producer, manual-commit consumer."""
+"""kafka-python clients, configured once: a durable producer, a manual-commit consumer."""
 
 from __future__ import annotations
 
@@ -15,19 +15,29 @@ from erpbridge.topics import Topics
 def durable_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
     """acks=all + idempotence: a retried send is written once, in order, per partition."""
     options: dict[str, Any] = dict(
-        bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True,
-        linger_ms=10, retries=2147483647, max_in_flight_requests_per_connection=5,
+        bootstrap_servers=settings.kafka_bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=10,
+        retries=2147483647,
+        max_in_flight_requests_per_connection=5,
     )
     options.update(overrides)
     return KafkaProducer(**options)
 
 
-def manual_commit_consumer(settings: Settings, group_id: str, *topics: str,
-                           **overrides: Any) -> KafkaConsumer:
+def manual_commit_consumer(
+    settings: Settings, group_id: str, *topics: str, **overrides: Any
+) -> KafkaConsumer:
     options: dict[str, Any] = dict(
-        bootstrap_servers=settings.kafka_bootstrap, group_id=group_id, enable_auto_commit=False,
-        auto_offset_reset="earliest", isolation_level="read_committed",
-        session_timeout_ms=10000, heartbeat_interval_ms=1000, max_poll_records=100,
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        session_timeout_ms=10000,
+        heartbeat_interval_ms=1000,
+        max_poll_records=100,
     )
     options.update(overrides)
     return KafkaConsumer(*topics, **options)
@@ -41,7 +51,9 @@ def ensure_topics(settings: Settings) -> list[str]:
         wanted = [name for name in Topics(settings.topic_prefix).all() if name not in existing]
         if wanted:
             try:
-                admin.create_topics([NewTopic(name, settings.topic_partitions, 1) for name in wanted])
+                admin.create_topics(
+                    [NewTopic(name, settings.topic_partitions, 1) for name in wanted]
+                )
             except TopicAlreadyExistsError:
                 pass
         return wanted

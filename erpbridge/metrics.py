@@ -5,28 +5,39 @@ from __future__ import annotations
 from prometheus_client import Counter, Histogram, start_http_server
 
 SOURCE_RECORDS = Counter(
-    "erpbridge_source_records", "Records seen by a source connector, by outcome "
-    "(read, published, rejected).", ["source", "outcome"])
+    "erpbridge_source_records",
+    "Records seen by a source connector, by outcome (read, published, rejected).",
+    ["source", "outcome"],
+)
 SOURCE_PUBLISH_SECONDS = Histogram(
-    "erpbridge_source_publish_seconds", "Time from reading a batch to the broker's ack.", ["source"])
+    "erpbridge_source_publish_seconds", "Time from reading a batch to the broker's ack.", ["source"]
+)
 
 STREAM_EVENTS = Counter(
-    "erpbridge_stream_events", "Events through a stream agent, by outcome (in, out, rejected).",
-    ["agent", "outcome"])
+    "erpbridge_stream_events",
+    "Events through a stream agent, by outcome (in, out, rejected).",
+    ["agent", "outcome"],
+)
 STREAM_PROCESS_SECONDS = Histogram(
-    "erpbridge_stream_process_seconds", "Processing time of one event in an agent.", ["agent"])
+    "erpbridge_stream_process_seconds", "Processing time of one event in an agent.", ["agent"]
+)
 
 SINK_RECORDS = Counter(
-    "erpbridge_sink_records", "Records handled by a sink, by outcome "
-    "(booked, already_booked, dead_lettered, retried).", ["sink", "outcome"])
+    "erpbridge_sink_records",
+    "Records handled by a sink, by outcome (booked, already_booked, dead_lettered, retried).",
+    ["sink", "outcome"],
+)
 SINK_ERP_SECONDS = Histogram(
-    "erpbridge_sink_erp_seconds", "Duration of one booking in the ERP.", ["sink"],
-    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30))
+    "erpbridge_sink_erp_seconds",
+    "Duration of one booking in the ERP.",
+    ["sink"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+)
 
 
-def serve(port: int) -> int | None:
-    """Serve /metrics on 127.0.0.1:``port`` (0 = any free port, -1 = off); return the port."""
+def serve(port: int, host: str = "127.0.0.1") -> int | None:
+    """Serve /metrics on ``host``:``port`` (0 = any free port, -1 = off); return the port."""
     if port < 0:
         return None
-    server, _thread = start_http_server(port, addr="127.0.0.1")
+    server, _thread = start_http_server(port, addr=host)
     return int(server.server_port)

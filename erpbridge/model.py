@@ -9,8 +9,21 @@ from typing import Any
 
 # ISO 4217 minor-unit exponents for the currencies we accept.
 CURRENCY_EXPONENTS: dict[str, int] = {
-    "CNY": 2, "HKD": 2, "TWD": 2, "USD": 2, "EUR": 2, "GBP": 2, "SGD": 2, "AUD": 2,
-    "CAD": 2, "CHF": 2, "THB": 2, "MYR": 2, "KRW": 0, "JPY": 0, "VND": 0,
+    "CNY": 2,
+    "HKD": 2,
+    "TWD": 2,
+    "USD": 2,
+    "EUR": 2,
+    "GBP": 2,
+    "SGD": 2,
+    "AUD": 2,
+    "CAD": 2,
+    "CHF": 2,
+    "THB": 2,
+    "MYR": 2,
+    "KRW": 0,
+    "JPY": 0,
+    "VND": 0,
 }
 
 

@@ -8,8 +8,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 
-def rejection_record(*, stage: str, reason: str, problems: Sequence[str], original: bytes | None,
-                     origin: Mapping[str, Any], claim_id: str | None = None) -> dict[str, Any]:
+def rejection_record(
+    *,
+    stage: str,
+    reason: str,
+    problems: Sequence[str],
+    original: bytes | None,
+    origin: Mapping[str, Any],
+    claim_id: str | None = None,
+) -> dict[str, Any]:
     """``origin`` says where the input was (file + line, or topic/partition/offset)."""
     try:
         text: str | None = original.decode() if original is not None else None
@@ -24,5 +31,5 @@ def rejection_record(*, stage: str, reason: str, problems: Sequence[str], origin
         "origin": dict(origin),
         "original": text,
         "original_base64": encoded,
-        "rejected_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "rejected_at": datetime.datetime.now(datetime.UTC).isoformat(),
     }

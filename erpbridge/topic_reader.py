@@ -14,8 +14,11 @@ from erpbridge.topics import Topics
 
 
 def read_all(settings: Settings, topic: str, timeout_s: float = 10.0) -> list[ConsumerRecord]:
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
-                             isolation_level="read_committed")
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+    )
     try:
         partitions = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]

@@ -1,4 +1,7 @@
-"""The Faust app and its topics. Agents live in :mod:`streams.agents`; start with ``erpbridge streams``."""
+"""The Faust app and its topics. Agents live in :mod:`streams.agents`.
+
+Start a worker with ``erpbridge streams``.
+"""
 
 from __future__ import annotations
 
@@ -33,9 +36,24 @@ topics = Topics(settings.topic_prefix)
 app = build_app(settings)
 
 # Values are raw bytes here: agents decode them so that bad bytes become rejections, not crashes.
-claims_raw = app.topic(topics.claims_raw, key_type=bytes, value_type=bytes,
-                       key_serializer="raw", value_serializer="raw")
-claims_normalized = app.topic(topics.claims_normalized, key_type=bytes, value_type=bytes,
-                              key_serializer="raw", value_serializer="raw")
-claims_rejected = app.topic(topics.claims_rejected, key_type=bytes, value_type=bytes,
-                            key_serializer="raw", value_serializer="raw")
+claims_raw = app.topic(
+    topics.claims_raw,
+    key_type=bytes,
+    value_type=bytes,
+    key_serializer="raw",
+    value_serializer="raw",
+)
+claims_normalized = app.topic(
+    topics.claims_normalized,
+    key_type=bytes,
+    value_type=bytes,
+    key_serializer="raw",
+    value_serializer="raw",
+)
+claims_rejected = app.topic(
+    topics.claims_rejected,
+    key_type=bytes,
+    value_type=bytes,
+    key_serializer="raw",
+    value_serializer="raw",
+)

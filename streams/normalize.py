@@ -1,4 +1,7 @@
-"""Raw claim (strings as a source read them) -> :class:`NormalizedClaim`, or every reason it is not one."""
+"""Raw claim (strings, as a source read them) -> :class:`NormalizedClaim`.
+
+Or :class:`ClaimInvalid` listing every reason it is not one.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,15 @@ from decimal import Decimal, InvalidOperation
 from erpbridge.model import CURRENCY_EXPONENTS, NormalizedClaim
 
 REQUIRED = ("claim_id", "employee_id", "employee_name", "expense_date", "amount", "currency")
-_CURRENCY_SYMBOLS = {"¥": "CNY", "￥": "CNY", "RMB": "CNY", "元": "CNY", "$": "USD", "€": "EUR"}
+_CURRENCY_SYMBOLS = {
+    "¥": "CNY",
+    "￥": "CNY",
+    "RMB": "CNY",
+    "元": "CNY",
+    "人民币": "CNY",
+    "$": "USD",
+    "€": "EUR",
+}
 _DATE_PATTERNS = (
     re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})$"),
     re.compile(r"^(\d{4})/(\d{1,2})/(\d{1,2})$"),
@@ -36,7 +47,7 @@ def clean_text(value: object) -> str:
 
 
 def parse_amount(text: str, currency: str) -> int:
-    """'1,234.50' / '１２３４.５' / '¥88' -> minor units; refuses more decimals than the currency has."""
+    """'1,234.50' / '１２３４.５' / '¥88' -> minor units; no more decimals than the currency has."""
     cleaned = clean_text(text).replace(",", "").replace(" ", "")
     for symbol in _CURRENCY_SYMBOLS:
         cleaned = cleaned.replace(unicodedata.normalize("NFKC", symbol), "")

@@ -11,7 +11,7 @@ def main(log_level: str = "info") -> None:
     from streams import agents  # noqa: F401  (registers the agents on the app)
     from streams.app import app, settings
 
-    port = metrics.serve(settings.metrics_port)
+    port = metrics.serve(settings.metrics_port, settings.metrics_host)
     if port is not None:
         print(f"metrics on 127.0.0.1:{port}/metrics", flush=True)
     sys.argv = [sys.argv[0], "worker", "--loglevel", log_level, "--without-web"]

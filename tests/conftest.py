@@ -71,8 +71,9 @@ class Erp:
 def erp() -> Iterator[Erp]:
     """A Tryton server of our own on a free port, serving a fresh copy of the template database."""
     tag = uuid.uuid4().hex[:8]
-    cfg = local_tryton.TrytonConfig(port=free_port(), database=f"test_{tag}",
-                                    name=f"tryton-test-{tag}")
+    cfg = local_tryton.TrytonConfig(
+        port=free_port(), database=f"test_{tag}", name=f"tryton-test-{tag}"
+    )
     print(local_tryton.up(cfg, fresh=True))
     try:
         yield Erp(cfg.url, cfg.database, cfg.user, cfg.password)

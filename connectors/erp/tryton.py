@@ -1,4 +1,7 @@
-"""Tryton writer: a claim becomes a posted supplier invoice to the employee, reference = claim id."""
+"""Tryton writer: each claim becomes a posted supplier invoice to the employee.
+
+The invoice's reference is the claim id, which makes the booking idempotent.
+"""
 
 from __future__ import annotations
 
@@ -12,16 +15,26 @@ from connectors.erp.tryton_rpc import TrytonRpc
 from erpbridge.config import Settings
 from erpbridge.model import NormalizedClaim
 
-INVOICE_FIELDS = ["reference", "number", "state", "total_amount", "invoice_date", "party.code",
-                  "party.name", "currency.code", "description"]
+INVOICE_FIELDS = [
+    "reference",
+    "number",
+    "state",
+    "total_amount",
+    "invoice_date",
+    "party.code",
+    "party.name",
+    "currency.code",
+    "description",
+]
 _OPEN_STATES = {"draft", "validated"}
 
 
 class TrytonWriter:
     name = "tryton"
 
-    def __init__(self, rpc: TrytonRpc, payable_account: str,
-                 expense_account_for: Callable[[str], str]) -> None:
+    def __init__(
+        self, rpc: TrytonRpc, payable_account: str, expense_account_for: Callable[[str], str]
+    ) -> None:
         self._rpc = rpc
         self._payable_code = payable_account
         self._expense_account_for = expense_account_for
@@ -29,8 +42,12 @@ class TrytonWriter:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TrytonWriter:
-        rpc = TrytonRpc(settings.erp_url, settings.erp_database, settings.erp_user,
-                        settings.erp_password.get_secret_value())
+        rpc = TrytonRpc(
+            settings.erp_url,
+            settings.erp_database,
+            settings.erp_user,
+            settings.erp_password.get_secret_value(),
+        )
         return cls(rpc, settings.erp_payable_account, settings.expense_account_for)
 
     def close(self) -> None:
@@ -59,24 +76,36 @@ class TrytonWriter:
         refs = list(references)
         if not refs:
             return []
-        return list(self._rpc.call(
-            "model.account.invoice.search_read",
-            [("type", "=", "in"), ("reference", "in", refs)], 0, None, [("id", "ASC")],
-            ["id", *INVOICE_FIELDS]))
+        return list(
+            self._rpc.call(
+                "model.account.invoice.search_read",
+                [("type", "=", "in"), ("reference", "in", refs)],
+                0,
+                None,
+                [("id", "ASC")],
+                ["id", *INVOICE_FIELDS],
+            )
+        )
 
     def _create_invoice(self, claim: NormalizedClaim) -> int:
         party, address = self._employee_party(claim)
         line = {
-            "type": "line", "account": self._account(self._expense_account_for(claim.category)),
+            "type": "line",
+            "account": self._account(self._expense_account_for(claim.category)),
             "description": f"{claim.category}: {claim.description}".rstrip(": "),
-            "quantity": 1.0, "unit_price": claim.amount,
+            "quantity": 1.0,
+            "unit_price": claim.amount,
         }
         values = {
-            "type": "in", "company": self._company(), "party": party, "invoice_address": address,
+            "type": "in",
+            "company": self._company(),
+            "party": party,
+            "invoice_address": address,
             "journal": self._lookup("account.journal", "code", "EXP"),
             "account": self._account(self._payable_code),
             "currency": self._lookup("currency.currency", "code", claim.currency),
-            "invoice_date": claim.expense_date, "reference": claim.claim_id,
+            "invoice_date": claim.expense_date,
+            "reference": claim.claim_id,
             "description": f"Expense claim {claim.claim_id} ({claim.source_system})",
             "lines": [["create", [line]]],
         }
@@ -85,17 +114,30 @@ class TrytonWriter:
 
     # -- master data -----------------------------------------------------------------------
     def _employee_party(self, claim: NormalizedClaim) -> tuple[int, int]:
-        found = self._rpc.call("model.party.party.search_read", [("code", "=", claim.employee_id)],
-                               0, 1, None, ["addresses"])
+        found = self._rpc.call(
+            "model.party.party.search_read",
+            [("code", "=", claim.employee_id)],
+            0,
+            1,
+            None,
+            ["addresses"],
+        )
         if found and found[0]["addresses"]:
             return int(found[0]["id"]), int(found[0]["addresses"][0])
         if found:
             party = int(found[0]["id"])
             address = self._rpc.call("model.party.address.create", [{"party": party}])[0]
             return party, int(address)
-        party = self._rpc.call("model.party.party.create", [{
-            "name": claim.employee_name, "code": claim.employee_id,
-            "addresses": [["create", [{}]]]}])[0]
+        party = self._rpc.call(
+            "model.party.party.create",
+            [
+                {
+                    "name": claim.employee_name,
+                    "code": claim.employee_id,
+                    "addresses": [["create", [{}]]],
+                }
+            ],
+        )[0]
         address = self._rpc.call("model.party.address.search", [("party", "=", party)], 0, 1, None)
         return int(party), int(address[0])
 
@@ -105,15 +147,21 @@ class TrytonWriter:
         return int(self._rpc.context["company"])
 
     def _account(self, code: str) -> int:
-        return self._lookup("account.account", "code", code, [("company", "=", self._company()),
-                                                             ("closed", "!=", True)])
+        return self._lookup(
+            "account.account",
+            "code",
+            code,
+            [("company", "=", self._company()), ("closed", "!=", True)],
+        )
 
-    def _lookup(self, model: str, field: str, value: str,
-                extra: list[tuple[str, str, Any]] | None = None) -> int:
+    def _lookup(
+        self, model: str, field: str, value: str, extra: list[tuple[str, str, Any]] | None = None
+    ) -> int:
         key = (model, value)
         if key not in self._ids:
-            ids = self._rpc.call(f"model.{model}.search", [(field, "=", value), *(extra or [])],
-                                 0, 1, None)
+            ids = self._rpc.call(
+                f"model.{model}.search", [(field, "=", value), *(extra or [])], 0, 1, None
+            )
             if not ids:
                 raise PermanentErpError(f"no {model} with {field} {value!r} in the ERP")
             self._ids[key] = int(ids[0])
@@ -121,6 +169,11 @@ class TrytonWriter:
 
 
 def _booking(invoice: dict[str, Any], already_booked: bool) -> Booking:
-    return Booking(reference=invoice["reference"], document_id=int(invoice["id"]),
-                   number=invoice.get("number"), state=invoice["state"],
-                   total=Decimal(invoice["total_amount"]), already_booked=already_booked)
+    return Booking(
+        reference=invoice["reference"],
+        document_id=int(invoice["id"]),
+        number=invoice.get("number"),
+        state=invoice["state"],
+        total=Decimal(invoice["total_amount"]),
+        already_booked=already_booked,
+    )

@@ -21,9 +21,16 @@ def _encode(obj: Any) -> Any:
     if isinstance(obj, Decimal):
         return {"__class__": "Decimal", "decimal": str(obj)}
     if isinstance(obj, datetime.datetime):
-        return {"__class__": "datetime", "year": obj.year, "month": obj.month, "day": obj.day,
-                "hour": obj.hour, "minute": obj.minute, "second": obj.second,
-                "microsecond": obj.microsecond}
+        return {
+            "__class__": "datetime",
+            "year": obj.year,
+            "month": obj.month,
+            "day": obj.day,
+            "hour": obj.hour,
+            "minute": obj.minute,
+            "second": obj.second,
+            "microsecond": obj.microsecond,
+        }
     if isinstance(obj, datetime.date):
         return {"__class__": "date", "year": obj.year, "month": obj.month, "day": obj.day}
     raise TypeError(f"cannot send {type(obj).__name__} to Tryton")
@@ -36,9 +43,15 @@ def _decode(dct: dict[str, Any]) -> Any:
     if kind == "date":
         return datetime.date(dct["year"], dct["month"], dct["day"])
     if kind == "datetime":
-        return datetime.datetime(dct["year"], dct["month"], dct["day"], dct.get("hour", 0),
-                                 dct.get("minute", 0), dct.get("second", 0),
-                                 dct.get("microsecond", 0))
+        return datetime.datetime(
+            dct["year"],
+            dct["month"],
+            dct["day"],
+            dct.get("hour", 0),
+            dct.get("minute", 0),
+            dct.get("second", 0),
+            dct.get("microsecond", 0),
+        )
     if kind == "bytes":
         return base64.decodebytes(dct["base64"].encode())
     return dct
@@ -55,8 +68,9 @@ def loads(data: bytes) -> Any:
 class TrytonRpc:
     """A logged-in JSON-RPC session to one Tryton database; re-logs in when the session expires."""
 
-    def __init__(self, url: str, database: str, user: str, password: str,
-                 timeout: float = 30.0) -> None:
+    def __init__(
+        self, url: str, database: str, user: str, password: str, timeout: float = 30.0
+    ) -> None:
         self._endpoint = f"{url.rstrip('/')}/{database}/rpc/"
         self._user = user
         self._password = password
@@ -69,8 +83,9 @@ class TrytonRpc:
         self._http.close()
 
     def login(self) -> None:
-        result = self._post("common.db.login", [self._user, {"password": self._password}, "en"],
-                            authenticated=False)
+        result = self._post(
+            "common.db.login", [self._user, {"password": self._password}, "en"], authenticated=False
+        )
         if not result:
             raise PermanentErpError(f"Tryton refused the login of user {self._user!r}")
         uid, token = result[0], result[1]

@@ -13,9 +13,10 @@ from kafka.consumer.fetcher import ConsumerRecord
 Headers = list[tuple[str, bytes]]
 
 
-def dead_letter_headers(record: ConsumerRecord, stage: str, error: BaseException,
-                        attempts: int, erp: str) -> Headers:
-    now = datetime.datetime.now(datetime.timezone.utc).isoformat()
+def dead_letter_headers(
+    record: ConsumerRecord, stage: str, error: BaseException, attempts: int, erp: str
+) -> Headers:
+    now = datetime.datetime.now(datetime.UTC).isoformat()
     context = {
         "__connect.errors.topic": record.topic,
         "__connect.errors.partition": str(record.partition),
@@ -25,7 +26,8 @@ def dead_letter_headers(record: ConsumerRecord, stage: str, error: BaseException
         "__connect.errors.exception.class.name": type(error).__qualname__,
         "__connect.errors.exception.message": str(error),
         "__connect.errors.exception.stacktrace": "".join(
-            traceback.format_exception(type(error), error, error.__traceback__))[-8000:],
+            traceback.format_exception(type(error), error, error.__traceback__)
+        )[-8000:],
         "erpbridge.errors.attempts": str(attempts),
         "erpbridge.errors.failed_at": now,
     }

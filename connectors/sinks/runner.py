@@ -1,4 +1,6 @@
-"""Sink runner: normalized claims -> ERP writer, committing each offset only after the ERP (or DLQ) acked.
+"""Sink runner: normalized claims -> ERP writer.
+
+Each offset is committed only after the ERP (or the dead-letter topic) acknowledged the record.
 
 Retryable ERP errors do not block the consumer: the partition is rewound to the failed record and
 retried after a full-jitter back-off, so nothing is skipped. Permanent errors and undecodable
@@ -46,15 +48,22 @@ class SinkRunner:
         self.topics = Topics(self.settings.topic_prefix)
         if self.topics.erp_dead_letter == self.topics.claims_normalized:
             raise ValueError("the dead-letter topic must not be the sink's input topic")
-        self.policy = RetryPolicy(self.settings.sink_retry_initial_s, self.settings.sink_retry_max_s)
+        self.policy = RetryPolicy(
+            self.settings.sink_retry_initial_s, self.settings.sink_retry_max_s
+        )
         self._retrying: dict[TopicPartition, _Retrying] = {}
 
     def run(self) -> None:
-        consumer = manual_commit_consumer(self.settings, self.settings.sink_group_id,
-                                          self.topics.claims_normalized)
+        consumer = manual_commit_consumer(
+            self.settings, self.settings.sink_group_id, self.topics.claims_normalized
+        )
         producer = durable_producer(self.settings)
-        log.info("sink started erp=%s topic=%s group=%s", self.writer.name,
-                 self.topics.claims_normalized, self.settings.sink_group_id)
+        log.info(
+            "sink started erp=%s topic=%s group=%s",
+            self.writer.name,
+            self.topics.claims_normalized,
+            self.settings.sink_group_id,
+        )
         try:
             while not self.stop.is_set():
                 for tp, records in consumer.poll(timeout_ms=500).items():
@@ -64,8 +73,13 @@ class SinkRunner:
             producer.close()
             self.writer.close()
 
-    def _process(self, consumer: KafkaConsumer, producer: KafkaProducer, tp: TopicPartition,
-                 records: list[ConsumerRecord]) -> None:
+    def _process(
+        self,
+        consumer: KafkaConsumer,
+        producer: KafkaProducer,
+        tp: TopicPartition,
+        records: list[ConsumerRecord],
+    ) -> None:
         for record in records:
             if self.stop.is_set():
                 return
@@ -91,9 +105,16 @@ class SinkRunner:
         except RetryableErpError as exc:
             self._retrying[tp] = _Retrying(record.offset, attempts)
             SINK_RECORDS.labels(self.writer.name, "retried").inc()
-            log.warning("erp retry stage=put topic=%s partition=%d offset=%d claim_id=%s "
-                        "attempt=%d error=%s", record.topic, record.partition, record.offset,
-                        claim.claim_id, attempts, exc)
+            log.warning(
+                "erp retry stage=put topic=%s partition=%d offset=%d claim_id=%s "
+                "attempt=%d error=%s",
+                record.topic,
+                record.partition,
+                record.offset,
+                claim.claim_id,
+                attempts,
+                exc,
+            )
             return False
         except PermanentErpError as exc:
             self._dead_letter(producer, record, "put", exc, attempts)
@@ -109,15 +130,39 @@ class SinkRunner:
     def _booked(self, record: ConsumerRecord, booking: Booking) -> None:
         outcome = "already_booked" if booking.already_booked else "booked"
         SINK_RECORDS.labels(self.writer.name, outcome).inc()
-        log.info("%s topic=%s partition=%d offset=%d claim_id=%s erp_number=%s state=%s",
-                 outcome, record.topic, record.partition, record.offset, booking.reference,
-                 booking.number, booking.state)
+        log.info(
+            "%s topic=%s partition=%d offset=%d claim_id=%s erp_number=%s state=%s",
+            outcome,
+            record.topic,
+            record.partition,
+            record.offset,
+            booking.reference,
+            booking.number,
+            booking.state,
+        )
 
-    def _dead_letter(self, producer: KafkaProducer, record: ConsumerRecord, stage: str,
-                     error: BaseException, attempts: int) -> None:
+    def _dead_letter(
+        self,
+        producer: KafkaProducer,
+        record: ConsumerRecord,
+        stage: str,
+        error: BaseException,
+        attempts: int,
+    ) -> None:
         headers = dead_letter_headers(record, stage, error, attempts, self.writer.name)
-        producer.send(self.topics.erp_dead_letter, key=record.key, value=record.value,
-                      headers=headers, timestamp_ms=record.timestamp).get(timeout=30)
+        producer.send(
+            self.topics.erp_dead_letter,
+            key=record.key,
+            value=record.value,
+            headers=headers,
+            timestamp_ms=record.timestamp,
+        ).get(timeout=30)
         SINK_RECORDS.labels(self.writer.name, "dead_lettered").inc()
-        log.error("dead-lettered stage=%s topic=%s partition=%d offset=%d error=%s", stage,
-                  record.topic, record.partition, record.offset, error)
+        log.error(
+            "dead-lettered stage=%s topic=%s partition=%d offset=%d error=%s",
+            stage,
+            record.topic,
+            record.partition,
+            record.offset,
+            error,
+        )

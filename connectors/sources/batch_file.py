@@ -29,14 +29,28 @@ log = logging.getLogger(__name__)
 
 # Column names as upstream systems export them (English and Chinese) -> our raw field names.
 HEADER_ALIASES: dict[str, str] = {
-    "claim_id": "claim_id", "报销单号": "claim_id", "单据编号": "claim_id",
-    "employee_id": "employee_id", "工号": "employee_id", "员工编号": "employee_id",
-    "employee_name": "employee_name", "姓名": "employee_name", "员工姓名": "employee_name",
-    "expense_date": "expense_date", "日期": "expense_date", "费用日期": "expense_date",
-    "category": "category", "费用类别": "category", "类别": "category",
-    "description": "description", "摘要": "description", "说明": "description",
-    "amount": "amount", "金额": "amount",
-    "currency": "currency", "币种": "currency",
+    "claim_id": "claim_id",
+    "报销单号": "claim_id",
+    "单据编号": "claim_id",
+    "employee_id": "employee_id",
+    "工号": "employee_id",
+    "员工编号": "employee_id",
+    "employee_name": "employee_name",
+    "姓名": "employee_name",
+    "员工姓名": "employee_name",
+    "expense_date": "expense_date",
+    "日期": "expense_date",
+    "费用日期": "expense_date",
+    "category": "category",
+    "费用类别": "category",
+    "类别": "category",
+    "description": "description",
+    "摘要": "description",
+    "说明": "description",
+    "amount": "amount",
+    "金额": "amount",
+    "currency": "currency",
+    "币种": "currency",
 }
 REQUIRED_COLUMNS = ("claim_id", "amount")
 
@@ -81,8 +95,10 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
             header = next(reader)
         except StopIteration:
             raise FileFormatError(f"{path.name}: empty file") from None
-        names = [HEADER_ALIASES.get(column.strip().lower(), HEADER_ALIASES.get(column.strip(), ""))
-                 for column in header]
+        names = [
+            HEADER_ALIASES.get(column.strip().lower(), HEADER_ALIASES.get(column.strip(), ""))
+            for column in header
+        ]
         missing = [column for column in REQUIRED_COLUMNS if column not in names]
         if missing:
             raise FileFormatError(f"{path.name}: missing column(s) {missing}; header was {header}")
@@ -109,20 +125,36 @@ def import_file(path: Path, settings: Settings, source_system: str = "batch_file
             problems = [] if claim_id else ["claim_id: required"]
             if "_column_count" in row:
                 problems.append(f"row: {row.pop('_column_count')}")
-            record: dict[str, Any] = {**row, "source_system": source_system,
-                                      "source_file": path.name, "line": line}
+            record: dict[str, Any] = {
+                **row,
+                "source_system": source_system,
+                "source_file": path.name,
+                "line": line,
+            }
             if problems:
                 rejection = rejection_record(
-                    stage="source.batch_file", reason="invalid_row", problems=problems,
-                    original=codec.encode(record), origin={"file": path.name, "line": line},
-                    claim_id=claim_id or None)
-                futures.append(producer.send(topics.claims_rejected, value=codec.encode(rejection),
-                                             key=codec.encode_key(claim_id) if claim_id else None))
+                    stage="source.batch_file",
+                    reason="invalid_row",
+                    problems=problems,
+                    original=codec.encode(record),
+                    origin={"file": path.name, "line": line},
+                    claim_id=claim_id or None,
+                )
+                futures.append(
+                    producer.send(
+                        topics.claims_rejected,
+                        value=codec.encode(rejection),
+                        key=codec.encode_key(claim_id) if claim_id else None,
+                    )
+                )
                 report.rejected += 1
                 SOURCE_RECORDS.labels(SOURCE, "rejected").inc()
                 continue
-            futures.append(producer.send(topics.claims_raw, key=codec.encode_key(claim_id),
-                                         value=codec.encode(record)))
+            futures.append(
+                producer.send(
+                    topics.claims_raw, key=codec.encode_key(claim_id), value=codec.encode(record)
+                )
+            )
             report.claim_ids.append(claim_id)
         producer.flush()
         for future in futures:
@@ -132,6 +164,11 @@ def import_file(path: Path, settings: Settings, source_system: str = "batch_file
     report.published = len(report.claim_ids)
     SOURCE_RECORDS.labels(SOURCE, "published").inc(report.published)
     SOURCE_PUBLISH_SECONDS.labels(SOURCE).observe(time.perf_counter() - started)
-    log.info("imported file=%s rows=%d published=%d rejected=%d", path.name, report.rows,
-             report.published, report.rejected)
+    log.info(
+        "imported file=%s rows=%d published=%d rejected=%d",
+        path.name,
+        report.rows,
+        report.published,
+        report.rejected,
+    )
     return report

@@ -1,4 +1,4 @@
-"""``python -m deploy.local up|down|status|workers-up|workers-down``: the local stack."""
+"""``python -m deploy.local up|down|status|workers-up|workers-down|serve-tryton``."""
 
 from __future__ import annotations
 
@@ -21,9 +21,15 @@ def main(argv: list[str]) -> int:
             lines = workers.up()
         elif command == "workers-down":
             lines = workers.down()
+        elif command == "serve-tryton":  # foreground, for containers
+            tryton.serve_foreground()
+            return 0
         else:
-            print(f"unknown command {command!r}: up | down | status | workers-up | workers-down",
-                  file=sys.stderr)
+            print(
+                f"unknown command {command!r}: up | down | status | workers-up | workers-down"
+                " | serve-tryton",
+                file=sys.stderr,
+            )
             return 2
     except LaunchError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -10,7 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.local.process import (
-    PROJECT_ROOT, LaunchError, ManagedProcess, port_open, state_dir, wait_until,
+    PROJECT_ROOT,
+    LaunchError,
+    ManagedProcess,
+    port_open,
+    state_dir,
+    wait_until,
 )
 
 POM = PROJECT_ROOT / "deploy" / "local" / "pom.xml"
@@ -57,10 +62,13 @@ def broker_answers(bootstrap: str, timeout_ms: int = 2000) -> bool:
     if not port_open(host, int(port)):
         return False
     try:
-        consumer = KafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms,
-                                 session_timeout_ms=timeout_ms - 500,
-                                 heartbeat_interval_ms=(timeout_ms - 500) // 3,
-                                 connections_max_idle_ms=timeout_ms + 5000)
+        consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap,
+            request_timeout_ms=timeout_ms,
+            session_timeout_ms=timeout_ms - 500,
+            heartbeat_interval_ms=(timeout_ms - 500) // 3,
+            connections_max_idle_ms=timeout_ms + 5000,
+        )
     except (KafkaError, OSError, ValueError):
         return False
     try:
@@ -83,54 +91,81 @@ def resolve_libs(cfg: KafkaConfig) -> Path:
         shutil.rmtree(cfg.libs)
     cfg.libs.mkdir(parents=True)
     result = subprocess.run(
-        ["mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
-         "-DincludeScope=runtime", f"-DoutputDirectory={cfg.libs}"],
-        capture_output=True, text=True, check=False,
+        [
+            "mvn",
+            "-q",
+            "-B",
+            "-f",
+            str(POM),
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={cfg.libs}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if result.returncode != 0:
-        raise LaunchError(f"Maven could not resolve Kafka:\n{result.stdout[-3000:]}{result.stderr[-2000:]}")
+        raise LaunchError(
+            f"Maven could not resolve Kafka:\n{result.stdout[-3000:]}{result.stderr[-2000:]}"
+        )
     marker.write_text(POM.read_text())
     return cfg.libs
 
 
 def write_properties(cfg: KafkaConfig) -> None:
     cfg.properties.parent.mkdir(parents=True, exist_ok=True)
-    cfg.properties.write_text("\n".join([
-        "process.roles=broker,controller",
-        "node.id=1",
-        f"controller.quorum.bootstrap.servers={cfg.host}:{cfg.controller_port}",
-        f"listeners=PLAINTEXT://{cfg.host}:{cfg.port},CONTROLLER://{cfg.host}:{cfg.controller_port}",
-        f"advertised.listeners=PLAINTEXT://{cfg.host}:{cfg.port}",
-        "controller.listener.names=CONTROLLER",
-        "inter.broker.listener.name=PLAINTEXT",
-        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-        f"log.dirs={cfg.data}",
-        "num.partitions=3",
-        "offsets.topic.replication.factor=1",
-        "offsets.topic.num.partitions=10",
-        "transaction.state.log.replication.factor=1",
-        "transaction.state.log.min.isr=1",
-        "transaction.state.log.num.partitions=5",
-        "share.coordinator.state.topic.replication.factor=1",
-        "share.coordinator.state.topic.min.isr=1",
-        "group.initial.rebalance.delay.ms=0",
-        "auto.create.topics.enable=true",
-        "",
-    ]))
+    cfg.properties.write_text(
+        "\n".join(
+            [
+                "process.roles=broker,controller",
+                "node.id=1",
+                f"controller.quorum.bootstrap.servers={cfg.host}:{cfg.controller_port}",
+                f"listeners=PLAINTEXT://{cfg.host}:{cfg.port},CONTROLLER://{cfg.host}:{cfg.controller_port}",
+                f"advertised.listeners=PLAINTEXT://{cfg.host}:{cfg.port}",
+                "controller.listener.names=CONTROLLER",
+                "inter.broker.listener.name=PLAINTEXT",
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                f"log.dirs={cfg.data}",
+                "num.partitions=3",
+                "offsets.topic.replication.factor=1",
+                "offsets.topic.num.partitions=10",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "transaction.state.log.num.partitions=5",
+                "share.coordinator.state.topic.replication.factor=1",
+                "share.coordinator.state.topic.min.isr=1",
+                "group.initial.rebalance.delay.ms=0",
+                "auto.create.topics.enable=true",
+                "",
+            ]
+        )
+    )
 
 
 def _java(cfg: KafkaConfig, main: str, *args: str) -> list[str]:
     log4j = cfg.home / "log4j2.properties"
     if not log4j.exists():
-        log4j.write_text("rootLogger.level=INFO\nrootLogger.appenderRef.out.ref=OUT\n"
-                         "appender.out.type=Console\nappender.out.name=OUT\n"
-                         "appender.out.layout.type=PatternLayout\n"
-                         "appender.out.layout.pattern=[%d] %p %m (%c)%n\n"
-                         "logger.kafka.name=kafka\nlogger.kafka.level=WARN\n"
-                         "logger.apache.name=org.apache.kafka\nlogger.apache.level=WARN\n")
-    return ["java", f"-Xmx{cfg.heap}", f"-Xms{cfg.heap}", "-XX:+UseG1GC",
-            f"-Dlog4j2.configurationFile={log4j}", f"-Dkafka.logs.dir={cfg.home / 'logs'}",
-            "-cp", f"{cfg.libs}/*", main, *args]
+        log4j.write_text(
+            "rootLogger.level=INFO\nrootLogger.appenderRef.out.ref=OUT\n"
+            "appender.out.type=Console\nappender.out.name=OUT\n"
+            "appender.out.layout.type=PatternLayout\n"
+            "appender.out.layout.pattern=[%d] %p %m (%c)%n\n"
+            "logger.kafka.name=kafka\nlogger.kafka.level=WARN\n"
+            "logger.apache.name=org.apache.kafka\nlogger.apache.level=WARN\n"
+        )
+    return [
+        "java",
+        f"-Xmx{cfg.heap}",
+        f"-Xms{cfg.heap}",
+        "-XX:+UseG1GC",
+        f"-Dlog4j2.configurationFile={log4j}",
+        f"-Dkafka.logs.dir={cfg.home / 'logs'}",
+        "-cp",
+        f"{cfg.libs}/*",
+        main,
+        *args,
+    ]
 
 
 def format_storage(cfg: KafkaConfig) -> None:
@@ -138,9 +173,19 @@ def format_storage(cfg: KafkaConfig) -> None:
         return
     cluster_id = _cluster_id()
     result = subprocess.run(
-        _java(cfg, "kafka.tools.StorageTool", "format", "--standalone",
-              "-t", cluster_id, "-c", str(cfg.properties)),
-        capture_output=True, text=True, check=False,
+        _java(
+            cfg,
+            "kafka.tools.StorageTool",
+            "format",
+            "--standalone",
+            "-t",
+            cluster_id,
+            "-c",
+            str(cfg.properties),
+        ),
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if result.returncode != 0:
         raise LaunchError(f"kafka StorageTool format failed:\n{result.stdout}{result.stderr}")
@@ -160,14 +205,21 @@ def up(cfg: KafkaConfig | None = None) -> str:
         owner = "ours" if BROKER.running() else "not started by us, reused"
         return f"kafka: already up at {cfg.bootstrap} ({owner})"
     if port_open(cfg.host, cfg.port):
-        raise LaunchError(f"port {cfg.port} is taken by something that is not a Kafka broker; "
-                          "set ERPBRIDGE_KAFKA_PORT to another port")
+        raise LaunchError(
+            f"port {cfg.port} is taken by something that is not a Kafka broker; "
+            "set ERPBRIDGE_KAFKA_PORT to another port"
+        )
     resolve_libs(cfg)
     write_properties(cfg)
     format_storage(cfg)
     proc = BROKER.start(_java(cfg, "kafka.Kafka", str(cfg.properties)))
-    took = wait_until(lambda: broker_answers(cfg.bootstrap), 90, "kafka",
-                      alive=lambda: proc.poll() is None, log=BROKER.logfile)
+    took = wait_until(
+        lambda: broker_answers(cfg.bootstrap),
+        90,
+        "kafka",
+        alive=lambda: proc.poll() is None,
+        log=BROKER.logfile,
+    )
     return f"kafka: started at {cfg.bootstrap} in {took:.1f}s (pid {proc.pid})"
 
 
@@ -178,4 +230,6 @@ def down() -> str:
 def status(cfg: KafkaConfig | None = None) -> str:
     cfg = cfg or KafkaConfig()
     state = "up" if broker_answers(cfg.bootstrap) else "down"
-    return f"kafka: {state} at {cfg.bootstrap}" + (f" (pid {BROKER.pid()})" if BROKER.running() else "")
+    return f"kafka: {state} at {cfg.bootstrap}" + (
+        f" (pid {BROKER.pid()})" if BROKER.running() else ""
+    )

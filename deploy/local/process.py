@@ -39,8 +39,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until(check: Callable[[], bool], timeout: float, what: str,
-               alive: Callable[[], bool] | None = None, log: Path | None = None) -> float:
+def wait_until(
+    check: Callable[[], bool],
+    timeout: float,
+    what: str,
+    alive: Callable[[], bool] | None = None,
+    log: Path | None = None,
+) -> float:
     """Poll ``check`` until true; return the seconds it took. Fail fast if ``alive`` turns false."""
     start = time.monotonic()
     while time.monotonic() - start < timeout:
@@ -83,14 +88,20 @@ class ManagedProcess:
     def running(self) -> bool:
         return self.pid() is not None
 
-    def start(self, argv: Sequence[str], env: dict[str, str] | None = None,
-              cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    def start(
+        self, argv: Sequence[str], env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> subprocess.Popen[bytes]:
         self.pidfile.parent.mkdir(parents=True, exist_ok=True)
         self.logfile.parent.mkdir(parents=True, exist_ok=True)
         with self.logfile.open("ab") as log:
             proc = subprocess.Popen(
-                list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True,
+                list(argv),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **(env or {})},
+                cwd=cwd,
+                start_new_session=True,
             )
         self.pidfile.write_text(str(proc.pid))
         return proc

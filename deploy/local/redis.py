@@ -38,7 +38,9 @@ def ensure_installed() -> str:
     if binary:
         return binary
     if os.geteuid() != 0 and shutil.which("sudo") is None:
-        raise LaunchError("redis-server is missing and we are not root: apt-get install redis-server")
+        raise LaunchError(
+            "redis-server is missing and we are not root: apt-get install redis-server"
+        )
     prefix = [] if os.geteuid() == 0 else ["sudo"]
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "redis-server"]):
@@ -57,15 +59,37 @@ def up(cfg: RedisConfig | None = None) -> str:
         owner = "ours" if SERVER.running() else "not started by us, reused"
         return f"redis: already up at {cfg.url} ({owner})"
     if port_open(cfg.host, cfg.port):
-        raise LaunchError(f"port {cfg.port} is taken by something that is not Redis; "
-                          "set ERPBRIDGE_REDIS_PORT to another port")
+        raise LaunchError(
+            f"port {cfg.port} is taken by something that is not Redis; "
+            "set ERPBRIDGE_REDIS_PORT to another port"
+        )
     binary = ensure_installed()
     data = state_dir() / "redis"
     data.mkdir(parents=True, exist_ok=True)
-    proc = SERVER.start([binary, "--bind", cfg.host, "--port", str(cfg.port), "--dir", str(data),
-                         "--save", "", "--appendonly", "no", "--protected-mode", "yes"])
-    took = wait_until(lambda: redis_answers(cfg), 20, "redis",
-                      alive=lambda: proc.poll() is None, log=SERVER.logfile)
+    proc = SERVER.start(
+        [
+            binary,
+            "--bind",
+            cfg.host,
+            "--port",
+            str(cfg.port),
+            "--dir",
+            str(data),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "yes",
+        ]
+    )
+    took = wait_until(
+        lambda: redis_answers(cfg),
+        20,
+        "redis",
+        alive=lambda: proc.poll() is None,
+        log=SERVER.logfile,
+    )
     return f"redis: started at {cfg.url} in {took:.1f}s (pid {proc.pid})"
 
 

@@ -1,4 +1,4 @@
-"""Tryton ERP on 127.0.0.1: a SQLite template database built once, copied per run, JSON-RPC served."""
+"""Tryton ERP on 127.0.0.1: a SQLite template built once, copied per run, served over JSON-RPC."""
 
 from __future__ import annotations
 
@@ -12,7 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploy.local.process import (
-    LaunchError, ManagedProcess, port_open, state_dir, wait_until,
+    LaunchError,
+    ManagedProcess,
+    port_open,
+    state_dir,
+    wait_until,
 )
 
 TEMPLATE_DB = "template"
@@ -21,7 +25,7 @@ MODULES = ("account_invoice", "account_payment", "account_product")
 
 @dataclass(frozen=True)
 class TrytonConfig:
-    host: str = "127.0.0.1"
+    host: str = os.environ.get("ERPBRIDGE_ERP_LISTEN", "127.0.0.1")
     port: int = int(os.environ.get("ERPBRIDGE_ERP_PORT", "8000"))
     database: str = os.environ.get("ERPBRIDGE_ERP_DATABASE", "erpbridge")
     user: str = "admin"
@@ -31,7 +35,8 @@ class TrytonConfig:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        return f"http://{host}:{self.port}"
 
     @property
     def db_dir(self) -> Path:
@@ -81,17 +86,42 @@ def ensure_template(cfg: TrytonConfig) -> Path:
     passfile.write_text(cfg.password)
     env = {**os.environ, "TRYTONPASSFILE": str(passfile)}
     steps = [
-        [_bin("trytond-admin"), "-c", str(cfg.conf), "-d", TEMPLATE_DB, "-u", *MODULES,
-         "--activate-dependencies", "--email", "admin@example.com"],
-        [sys.executable, "-m", "deploy.local.tryton_template", str(cfg.conf), TEMPLATE_DB,
-         str(datetime.date.today().year - 2), str(datetime.date.today().year + 1)],
+        [
+            _bin("trytond-admin"),
+            "-c",
+            str(cfg.conf),
+            "-d",
+            TEMPLATE_DB,
+            "-u",
+            *MODULES,
+            "--activate-dependencies",
+            "--email",
+            "admin@example.com",
+        ],
+        [
+            sys.executable,
+            "-m",
+            "deploy.local.tryton_template",
+            str(cfg.conf),
+            TEMPLATE_DB,
+            str(datetime.date.today().year - 2),
+            str(datetime.date.today().year + 1),
+        ],
     ]
     for cmd in steps:
-        result = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False,
-                                cwd=Path(__file__).resolve().parents[2])
+        result = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+            cwd=Path(__file__).resolve().parents[2],
+        )
         if result.returncode != 0:
-            raise LaunchError(f"Tryton template step failed: {' '.join(cmd[:3])}\n"
-                              f"{result.stdout[-2000:]}{result.stderr[-4000:]}")
+            raise LaunchError(
+                f"Tryton template step failed: {' '.join(cmd[:3])}\n"
+                f"{result.stdout[-2000:]}{result.stderr[-4000:]}"
+            )
     ready.write_text(datetime.datetime.now().isoformat())
     return template
 
@@ -113,9 +143,15 @@ def erp_answers(cfg: TrytonConfig) -> bool:
     import httpx
 
     try:
-        reply = httpx.post(f"{cfg.url}/{cfg.database}/rpc/", timeout=5, json={
-            "id": 0, "method": "common.db.login",
-            "params": [cfg.user, {"password": cfg.password}, "en"]})
+        reply = httpx.post(
+            f"{cfg.url}/{cfg.database}/rpc/",
+            timeout=5,
+            json={
+                "id": 0,
+                "method": "common.db.login",
+                "params": [cfg.user, {"password": cfg.password}, "en"],
+            },
+        )
         return reply.status_code == 200 and bool(reply.json().get("result"))
     except (httpx.HTTPError, ValueError):
         return False
@@ -128,16 +164,34 @@ def up(cfg: TrytonConfig | None = None, fresh: bool = False) -> str:
         owner = "ours" if cfg.process.running() else "not started by us, reused"
         return f"tryton: already up at {cfg.url}/{cfg.database} ({owner})"
     if port_open(cfg.host, cfg.port):
-        raise LaunchError(f"port {cfg.port} is taken by something that is not Tryton; "
-                          "set ERPBRIDGE_ERP_PORT to another port")
+        raise LaunchError(
+            f"port {cfg.port} is taken by something that is not Tryton; "
+            "set ERPBRIDGE_ERP_PORT to another port"
+        )
     ensure_template(cfg)
     _write_conf(cfg)
     if fresh or not (cfg.db_dir / f"{cfg.database}.sqlite").exists():
         copy_database(cfg, cfg.database)
     proc = cfg.process.start([_bin("trytond"), "-c", str(cfg.conf), "-d", cfg.database])
-    took = wait_until(lambda: erp_answers(cfg), 60, "tryton",
-                      alive=lambda: proc.poll() is None, log=cfg.process.logfile)
+    took = wait_until(
+        lambda: erp_answers(cfg),
+        60,
+        "tryton",
+        alive=lambda: proc.poll() is None,
+        log=cfg.process.logfile,
+    )
     return f"tryton: started at {cfg.url}/{cfg.database} in {took:.1f}s (pid {proc.pid})"
+
+
+def serve_foreground(cfg: TrytonConfig | None = None) -> None:
+    """For containers: prepare the database, then become the trytond process."""
+    cfg = cfg or TrytonConfig()
+    ensure_template(cfg)
+    _write_conf(cfg)
+    if not (cfg.db_dir / f"{cfg.database}.sqlite").exists():
+        copy_database(cfg, cfg.database)
+    trytond = _bin("trytond")
+    os.execv(trytond, [trytond, "-c", str(cfg.conf), "-d", cfg.database])
 
 
 def down(cfg: TrytonConfig | None = None) -> str:

@@ -14,7 +14,8 @@ def build(config_file: str, database: str, first_year: int, last_year: int) -> N
     from proteus import Model, config
     from trytond.modules.account.tests.tools import create_chart, create_fiscalyear
     from trytond.modules.account_invoice.tests.tools import (
-        create_payment_term, set_fiscalyear_invoice_sequences,
+        create_payment_term,
+        set_fiscalyear_invoice_sequences,
     )
     from trytond.modules.company.tests.tools import create_company, get_company
 
@@ -28,12 +29,15 @@ def build(config_file: str, database: str, first_year: int, last_year: int) -> N
     # Travel and entertainment claims book to "Selling, General And Administrative" (5.2.2);
     # the English chart does not flag that account type as an expense, so invoices refuse it.
     AccountType = Model.get("account.account.type")
-    for account_type in AccountType.find([("name", "=", "Selling, General and Administrative expenses")]):
+    for account_type in AccountType.find(
+        [("name", "=", "Selling, General and Administrative expenses")]
+    ):
         account_type.expense = True
         account_type.save()
     for year in range(first_year, last_year + 1):
-        fiscalyear = set_fiscalyear_invoice_sequences(create_fiscalyear(
-            company, (datetime.date(year, 1, 1), datetime.date(year, 12, 31))))
+        fiscalyear = set_fiscalyear_invoice_sequences(
+            create_fiscalyear(company, (datetime.date(year, 1, 1), datetime.date(year, 12, 31)))
+        )
         fiscalyear.click("create_period")
     term = create_payment_term()
     term.save()

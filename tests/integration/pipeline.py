@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+import httpx
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
+from deploy.local.process import free_port
 from erpbridge.config import Settings
 from erpbridge.kafka_io import ensure_topics
 from erpbridge.topics import Topics
@@ -40,10 +42,15 @@ def pipeline_env(settings: Settings) -> dict[str, str]:
 def make_settings(kafka_bootstrap: str, erp_url: str, erp_database: str, workdir: Path) -> Settings:
     prefix = f"t{uuid.uuid4().hex[:10]}"
     return Settings(
-        kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix, topic_partitions=3,
-        streams_app_id=f"{prefix}-streams", streams_datadir=str(workdir / "faust"),
-        sink_group_id=f"{prefix}-sink", sink_retry_max_s=2.0,
-        erp_url=erp_url, erp_database=erp_database,
+        kafka_bootstrap=kafka_bootstrap,
+        topic_prefix=prefix,
+        topic_partitions=3,
+        streams_app_id=f"{prefix}-streams",
+        streams_datadir=str(workdir / "faust"),
+        sink_group_id=f"{prefix}-sink",
+        sink_retry_max_s=2.0,
+        erp_url=erp_url,
+        erp_database=erp_database,
     )
 
 
@@ -54,11 +61,21 @@ class Worker:
     env: dict[str, str]
     log: Path
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
+    metrics_port: int = field(default_factory=free_port)
+
+    def metrics(self) -> str:
+        """The worker's Prometheus exposition text."""
+        return httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
 
     def start(self) -> None:
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT,
-                                         env={**os.environ, **self.env}, cwd=self.log.parent)
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **self.env},
+                cwd=self.log.parent,
+            )
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -75,8 +92,9 @@ class Worker:
 
 
 @contextmanager
-def running_workers(settings: Settings, workdir: Path, *, streams: bool = True,
-                    sink: bool = True) -> Iterator[list[Worker]]:
+def running_workers(
+    settings: Settings, workdir: Path, *, streams: bool = True, sink: bool = True
+) -> Iterator[list[Worker]]:
     ensure_topics(settings)
     cli = [sys.executable, "-m", "erpbridge"]
     env = pipeline_env(settings)
@@ -94,8 +112,9 @@ def running_workers(settings: Settings, workdir: Path, *, streams: bool = True,
             worker.stop()
 
 
-def wait_for(probe: Callable[[], T | None], timeout: float, what: str,
-             workers: list[Worker] | None = None) -> T:
+def wait_for(
+    probe: Callable[[], T | None], timeout: float, what: str, workers: list[Worker] | None = None
+) -> T:
     """Poll ``probe`` until it returns something truthy; fail after ``timeout`` s or when a
     worker process died, with the workers' log tails."""
     deadline = time.monotonic() + timeout

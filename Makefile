@@ -1,0 +1,57 @@
+# erpbridge: `make run` (install, start the stack and workers, run the demo) and `make test`.
+PYTHON ?= python3
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+STATE := .local
+STAMP := $(STATE)/.installed-$(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+SAMPLE ?= samples/claims.csv
+
+.PHONY: install system-deps up down status workers run demo test unit lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v java >/dev/null && command -v mvn >/dev/null || $(MAKE) system-deps
+	$(PYTHON) -m pip install -q --disable-pip-version-check -e ".[dev,erp]"
+	@mkdir -p $(STATE) && touch $@
+
+# Java 17 + Maven run the Kafka broker; redis-server is installed on first `make up` if missing.
+system-deps:
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq openjdk-17-jre-headless maven redis-server
+
+up: install
+	$(PYTHON) -m deploy.local up
+
+down:
+	$(PYTHON) -m deploy.local down
+
+status:
+	$(PYTHON) -m deploy.local status
+
+workers: up
+	$(PYTHON) -m erpbridge topics
+	$(PYTHON) -m deploy.local workers-up
+
+demo:
+	$(PYTHON) -m erpbridge demo $(SAMPLE) --timeout 180
+
+run: workers
+	@$(MAKE) --no-print-directory demo
+	@echo
+	@echo "The pipeline keeps running. Feed more:  erpbridge source file <claims.csv>"
+	@echo "Look up bookings:  erpbridge erp invoices <claim-id>...     Stop everything:  make down"
+
+lint: install
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
+	$(PYTHON) -m mypy erpbridge streams connectors deploy
+
+unit: install
+	$(PYTHON) -m pytest -q tests/unit
+
+# Integration tests start (and stop) the broker, Redis and Tryton they need themselves.
+test: lint
+	$(PYTHON) -m pytest -q
+
+clean: down
+	rm -rf $(STATE)/kafka/data $(STATE)/redis $(STATE)/tryton $(STATE)/faust $(STATE)/logs $(STATE)/run

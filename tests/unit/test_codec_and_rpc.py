@@ -1,0 +1,65 @@
+import datetime
+from decimal import Decimal
+
+import pytest
+
+from connectors.erp.errors import PermanentErpError, RetryableErpError
+from connectors.erp.tryton_rpc import _classify, dumps, loads
+from erpbridge import codec
+from erpbridge.config import Settings
+from erpbridge.retry import RetryPolicy
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (None, "tombstone"),
+        (b"\xff\xfe", "not UTF-8 JSON"),
+        (b"[1]", "expected a JSON object"),
+        (b"{not json", "not UTF-8 JSON"),
+    ],
+)
+def test_undecodable_records_raise_a_typed_error(data: bytes | None, message: str) -> None:
+    with pytest.raises(codec.DecodeError, match=message):
+        codec.decode(data)
+
+
+def test_codec_round_trip_keeps_unicode() -> None:
+    record = {"name": "张伟", "amount_minor": 123450}
+    assert codec.decode(codec.encode(record)) == record
+
+
+def test_tryton_types_round_trip() -> None:
+    payload = {
+        "d": datetime.date(2026, 11, 3),
+        "m": Decimal("1280.50"),
+        "t": datetime.datetime(2026, 11, 3, 8, 30, 5),
+    }
+    assert loads(dumps(payload)) == payload
+    assert b'"__class__": "Decimal", "decimal": "1280.50"' in dumps(payload)
+
+
+def test_tryton_errors_are_classified() -> None:
+    refused = _classify(
+        "model.account.invoice.post", ["UserError", ["you must create a period", "", ""]]
+    )
+    assert isinstance(refused, PermanentErpError)
+    assert "you must create a period" in str(refused)
+    assert isinstance(_classify("x", ["ConcurrencyException", ["locked"]]), RetryableErpError)
+
+
+def test_full_jitter_stays_under_the_cap() -> None:
+    policy = RetryPolicy(initial_s=0.5, max_s=4.0)
+    delays = [policy.delay(attempt) for attempt in range(1, 12) for _ in range(20)]
+    assert all(0 <= d <= 4.0 for d in delays)
+    assert max(policy.delay(1) for _ in range(200)) <= 0.5
+
+
+def test_settings_are_validated_at_start_up() -> None:
+    with pytest.raises(ValueError, match="host:port"):
+        Settings(kafka_bootstrap="localhost")
+    with pytest.raises(ValueError):
+        Settings(topic_prefix="bad prefix")
+    settings = Settings(erp_category_accounts={" Travel ": "5.1.3"})
+    assert settings.expense_account_for("TRAVEL") == "5.1.3"
+    assert settings.expense_account_for("meals") == settings.erp_expense_account
