@@ -104,7 +104,7 @@ def ensure_template(cfg: TrytonConfig) -> Path:
             "deploy.local.tryton_template",
             str(cfg.conf),
             TEMPLATE_DB,
-            str(datetime.date.today().year - 2),
+            str(datetime.date.today().year - 3),
             str(datetime.date.today().year + 1),
         ],
     ]
