@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 import os
 import shutil
 import sqlite3
@@ -72,11 +73,24 @@ def template_path(cfg: TrytonConfig) -> Path:
     return cfg.db_dir / f"{TEMPLATE_DB}.sqlite"
 
 
+def _template_recipe() -> list[str]:
+    """What the template is built from; a change to any of it rebuilds the template."""
+    script = Path(__file__).with_name("tryton_template.py").read_bytes()
+    year = datetime.date.today().year
+    return [
+        ",".join(MODULES),
+        str(year - 3),
+        str(year + 1),
+        hashlib.sha256(script).hexdigest()[:16],
+    ]
+
+
 def ensure_template(cfg: TrytonConfig) -> Path:
     """Initialise the template database once (modules, company, chart, fiscal years)."""
     template = template_path(cfg)
     ready = cfg.db_dir / f"{TEMPLATE_DB}.ready"
-    if template.exists() and ready.exists():
+    recipe = _template_recipe()
+    if template.exists() and ready.exists() and ready.read_text().split() == recipe:
         return template
     _write_conf(cfg)
     for stale in cfg.db_dir.glob(f"{TEMPLATE_DB}.sqlite*"):
@@ -85,6 +99,7 @@ def ensure_template(cfg: TrytonConfig) -> Path:
     passfile = cfg.home / "admin.pass"
     passfile.write_text(cfg.password)
     env = {**os.environ, "TRYTONPASSFILE": str(passfile)}
+    first_year, last_year = recipe[1], recipe[2]
     steps = [
         [
             _bin("trytond-admin"),
@@ -104,8 +119,8 @@ def ensure_template(cfg: TrytonConfig) -> Path:
             "deploy.local.tryton_template",
             str(cfg.conf),
             TEMPLATE_DB,
-            str(datetime.date.today().year - 3),
-            str(datetime.date.today().year + 1),
+            first_year,
+            last_year,
         ],
     ]
     for cmd in steps:
@@ -122,7 +137,7 @@ def ensure_template(cfg: TrytonConfig) -> Path:
                 f"Tryton template step failed: {' '.join(cmd[:3])}\n"
                 f"{result.stdout[-2000:]}{result.stderr[-4000:]}"
             )
-    ready.write_text(datetime.datetime.now().isoformat())
+    ready.write_text("\n".join(recipe))
     return template
 
 
