@@ -35,25 +35,14 @@ settings = get_settings()
 topics = Topics(settings.topic_prefix)
 app = build_app(settings)
 
-# Values are raw bytes here: agents decode them so that bad bytes become rejections, not crashes.
-claims_raw = app.topic(
-    topics.claims_raw,
-    key_type=bytes,
-    value_type=bytes,
-    key_serializer="raw",
-    value_serializer="raw",
-)
-claims_normalized = app.topic(
-    topics.claims_normalized,
-    key_type=bytes,
-    value_type=bytes,
-    key_serializer="raw",
-    value_serializer="raw",
-)
-claims_rejected = app.topic(
-    topics.claims_rejected,
-    key_type=bytes,
-    value_type=bytes,
-    key_serializer="raw",
-    value_serializer="raw",
-)
+
+def _raw_topic(name: str) -> faust.TopicT:
+    # Values stay bytes here: agents decode them, so bad bytes become rejections, not crashes.
+    return app.topic(
+        name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    )
+
+
+claims_raw = _raw_topic(topics.claims_raw)
+claims_normalized = _raw_topic(topics.claims_normalized)
+claims_rejected = _raw_topic(topics.claims_rejected)

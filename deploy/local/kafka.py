@@ -13,9 +13,9 @@ from deploy.local.process import (
     PROJECT_ROOT,
     LaunchError,
     ManagedProcess,
+    Service,
     port_open,
     state_dir,
-    wait_until,
 )
 
 POM = PROJECT_ROOT / "deploy" / "local" / "pom.xml"
@@ -198,38 +198,37 @@ def _cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
+def service(cfg: KafkaConfig | None = None) -> Service:
+    cfg = cfg or KafkaConfig()
+    return Service(
+        "kafka",
+        BROKER,
+        cfg.host,
+        cfg.port,
+        "ERPBRIDGE_KAFKA_PORT",
+        cfg.bootstrap,
+        answers=lambda: broker_answers(cfg.bootstrap),
+        ready_timeout=90,
+        stop_timeout=45,
+    )
+
+
 def up(cfg: KafkaConfig | None = None) -> str:
     """Start the broker unless one already answers; return a one-line status."""
     cfg = cfg or KafkaConfig()
-    if broker_answers(cfg.bootstrap):
-        owner = "ours" if BROKER.running() else "not started by us, reused"
-        return f"kafka: already up at {cfg.bootstrap} ({owner})"
-    if port_open(cfg.host, cfg.port):
-        raise LaunchError(
-            f"port {cfg.port} is taken by something that is not a Kafka broker; "
-            "set ERPBRIDGE_KAFKA_PORT to another port"
-        )
-    resolve_libs(cfg)
-    write_properties(cfg)
-    format_storage(cfg)
-    proc = BROKER.start(_java(cfg, "kafka.Kafka", str(cfg.properties)))
-    took = wait_until(
-        lambda: broker_answers(cfg.bootstrap),
-        90,
-        "kafka",
-        alive=lambda: proc.poll() is None,
-        log=BROKER.logfile,
-    )
-    return f"kafka: started at {cfg.bootstrap} in {took:.1f}s (pid {proc.pid})"
+
+    def prepare() -> list[str]:
+        resolve_libs(cfg)
+        write_properties(cfg)
+        format_storage(cfg)
+        return _java(cfg, "kafka.Kafka", str(cfg.properties))
+
+    return service(cfg).up(prepare)
 
 
 def down() -> str:
-    return "kafka: stopped" if BROKER.stop(timeout=45) else "kafka: not running"
+    return service().down()
 
 
 def status(cfg: KafkaConfig | None = None) -> str:
-    cfg = cfg or KafkaConfig()
-    state = "up" if broker_answers(cfg.bootstrap) else "down"
-    return f"kafka: {state} at {cfg.bootstrap}" + (
-        f" (pid {BROKER.pid()})" if BROKER.running() else ""
-    )
+    return service(cfg).status()

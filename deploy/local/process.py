@@ -144,3 +144,47 @@ def _pid_alive(pid: int) -> bool:
             return stat.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return True
+
+
+@dataclass(frozen=True)
+class Service:
+    """One local service: how to tell it answers, and the same up/down/status flow for all."""
+
+    label: str
+    process: ManagedProcess
+    host: str
+    port: int
+    port_env: str
+    address: str
+    answers: Callable[[], bool]
+    ready_timeout: float = 60.0
+    stop_timeout: float = 30.0
+
+    def up(self, prepare: Callable[[], Sequence[str]]) -> str:
+        """Start it unless it already answers. ``prepare`` installs/initialises and returns argv."""
+        if self.answers():
+            owner = "ours" if self.process.running() else "not started by us, reused"
+            return f"{self.label}: already up at {self.address} ({owner})"
+        if port_open(self.host, self.port):
+            raise LaunchError(
+                f"port {self.port} is taken by something that is not {self.label}; "
+                f"set {self.port_env} to another port"
+            )
+        proc = self.process.start(prepare())
+        took = wait_until(
+            self.answers,
+            self.ready_timeout,
+            self.label,
+            alive=lambda: proc.poll() is None,
+            log=self.process.logfile,
+        )
+        return f"{self.label}: started at {self.address} in {took:.1f}s (pid {proc.pid})"
+
+    def down(self) -> str:
+        stopped = self.process.stop(timeout=self.stop_timeout)
+        return f"{self.label}: {'stopped' if stopped else 'not running'}"
+
+    def status(self) -> str:
+        pid = self.process.pid()
+        state = "up" if self.answers() else "down"
+        return f"{self.label}: {state} at {self.address}" + (f" (pid {pid})" if pid else "")

@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-from deploy.local.process import LaunchError, ManagedProcess, port_open, state_dir, wait_until
+from deploy.local.process import LaunchError, ManagedProcess, Service, port_open, state_dir
 
 SERVER = ManagedProcess("redis")
 
@@ -53,50 +53,38 @@ def ensure_installed() -> str:
     return binary
 
 
+def service(cfg: RedisConfig | None = None) -> Service:
+    cfg = cfg or RedisConfig()
+    return Service(
+        "redis",
+        SERVER,
+        cfg.host,
+        cfg.port,
+        "ERPBRIDGE_REDIS_PORT",
+        cfg.url,
+        answers=lambda: redis_answers(cfg),
+        ready_timeout=20,
+    )
+
+
 def up(cfg: RedisConfig | None = None) -> str:
     cfg = cfg or RedisConfig()
-    if redis_answers(cfg):
-        owner = "ours" if SERVER.running() else "not started by us, reused"
-        return f"redis: already up at {cfg.url} ({owner})"
-    if port_open(cfg.host, cfg.port):
-        raise LaunchError(
-            f"port {cfg.port} is taken by something that is not Redis; "
-            "set ERPBRIDGE_REDIS_PORT to another port"
-        )
-    binary = ensure_installed()
-    data = state_dir() / "redis"
-    data.mkdir(parents=True, exist_ok=True)
-    proc = SERVER.start(
-        [
-            binary,
-            "--bind",
-            cfg.host,
-            "--port",
-            str(cfg.port),
-            "--dir",
-            str(data),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--protected-mode",
-            "yes",
-        ]
-    )
-    took = wait_until(
-        lambda: redis_answers(cfg),
-        20,
-        "redis",
-        alive=lambda: proc.poll() is None,
-        log=SERVER.logfile,
-    )
-    return f"redis: started at {cfg.url} in {took:.1f}s (pid {proc.pid})"
+
+    def prepare() -> list[str]:
+        data = state_dir() / "redis"
+        data.mkdir(parents=True, exist_ok=True)
+        # No persistence: the local Redis is a cache; Kafka and the ERP hold the truth.
+        return [
+            ensure_installed(), "--bind", cfg.host, "--port", str(cfg.port), "--dir", str(data),
+            "--save", "", "--appendonly", "no", "--protected-mode", "yes",
+        ]  # fmt: skip
+
+    return service(cfg).up(prepare)
 
 
 def down() -> str:
-    return "redis: stopped" if SERVER.stop() else "redis: not running"
+    return service().down()
 
 
 def status(cfg: RedisConfig | None = None) -> str:
-    cfg = cfg or RedisConfig()
-    return f"redis: {'up' if redis_answers(cfg) else 'down'} at {cfg.url}"
+    return service(cfg).status()

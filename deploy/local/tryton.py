@@ -12,13 +12,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploy.local.process import (
-    LaunchError,
-    ManagedProcess,
-    port_open,
-    state_dir,
-    wait_until,
-)
+from deploy.local.process import LaunchError, ManagedProcess, Service, port_open, state_dir
 
 TEMPLATE_DB = "template"
 MODULES = ("account_invoice", "account_payment", "account_product")
@@ -172,30 +166,30 @@ def erp_answers(cfg: TrytonConfig) -> bool:
         return False
 
 
+def service(cfg: TrytonConfig) -> Service:
+    return Service(
+        "tryton",
+        cfg.process,
+        cfg.host,
+        cfg.port,
+        "ERPBRIDGE_ERP_PORT",
+        f"{cfg.url}/{cfg.database}",
+        answers=lambda: erp_answers(cfg),
+    )
+
+
 def up(cfg: TrytonConfig | None = None, fresh: bool = False) -> str:
     """Serve ``cfg.database`` (copied from the template when missing or ``fresh``)."""
     cfg = cfg or TrytonConfig()
-    if erp_answers(cfg):
-        owner = "ours" if cfg.process.running() else "not started by us, reused"
-        return f"tryton: already up at {cfg.url}/{cfg.database} ({owner})"
-    if port_open(cfg.host, cfg.port):
-        raise LaunchError(
-            f"port {cfg.port} is taken by something that is not Tryton; "
-            "set ERPBRIDGE_ERP_PORT to another port"
-        )
-    ensure_template(cfg)
-    _write_conf(cfg)
-    if fresh or not (cfg.db_dir / f"{cfg.database}.sqlite").exists():
-        copy_database(cfg, cfg.database)
-    proc = cfg.process.start([_bin("trytond"), "-c", str(cfg.conf), "-d", cfg.database])
-    took = wait_until(
-        lambda: erp_answers(cfg),
-        60,
-        "tryton",
-        alive=lambda: proc.poll() is None,
-        log=cfg.process.logfile,
-    )
-    return f"tryton: started at {cfg.url}/{cfg.database} in {took:.1f}s (pid {proc.pid})"
+
+    def prepare() -> list[str]:
+        ensure_template(cfg)
+        _write_conf(cfg)
+        if fresh or not (cfg.db_dir / f"{cfg.database}.sqlite").exists():
+            copy_database(cfg, cfg.database)
+        return [_bin("trytond"), "-c", str(cfg.conf), "-d", cfg.database]
+
+    return service(cfg).up(prepare)
 
 
 def serve_foreground(cfg: TrytonConfig | None = None) -> None:
@@ -210,10 +204,8 @@ def serve_foreground(cfg: TrytonConfig | None = None) -> None:
 
 
 def down(cfg: TrytonConfig | None = None) -> str:
-    cfg = cfg or TrytonConfig()
-    return "tryton: stopped" if cfg.process.stop() else "tryton: not running"
+    return service(cfg or TrytonConfig()).down()
 
 
 def status(cfg: TrytonConfig | None = None) -> str:
-    cfg = cfg or TrytonConfig()
-    return f"tryton: {'up' if erp_answers(cfg) else 'down'} at {cfg.url}/{cfg.database}"
+    return service(cfg or TrytonConfig()).status()
