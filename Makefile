@@ -45,6 +45,7 @@ lint: install
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
 	$(PYTHON) -m mypy erpbridge streams connectors deploy
+	$(PYTHON) -m erpbridge schemas check
 
 unit: install
 	$(PYTHON) -m pytest -q tests/unit

@@ -14,6 +14,7 @@ import click
 
 from erpbridge import metrics
 from erpbridge.config import Settings, get_settings
+from erpbridge.contracts.compatibility import Mode
 from erpbridge.topics import Topics
 
 
@@ -41,6 +42,61 @@ def topics() -> None:
 
     created = ensure_topics(get_settings())
     click.echo(f"created: {', '.join(created)}" if created else "topics: all present")
+
+
+@main.group()
+def schemas() -> None:
+    """Event contracts (avro_schemas/)."""
+
+
+@schemas.command("check")
+@click.option(
+    "--mode",
+    type=click.Choice([m.value for m in Mode]),
+    default=None,
+    help="Compatibility mode (default: ERPBRIDGE_SCHEMA_COMPATIBILITY).",
+)
+def schemas_check(mode: str | None) -> None:
+    """Check that each contract version is compatible with the versions before it."""
+    from erpbridge.contracts.catalog import SCHEMA_DIR, load_catalog
+    from erpbridge.contracts.evolution import check_catalog
+
+    chosen = Mode(mode) if mode else get_settings().schema_compatibility
+    reports = check_catalog(load_catalog(), chosen)
+    failed = [r for r in reports if r.problems]
+    for report in reports:
+        verdict = "breaks compatibility" if report.problems else "ok"
+        click.echo(f"{report.contract} v{report.version}: {verdict}")
+        for problem in report.problems:
+            click.echo(f"    {problem}")
+    if failed:
+        raise click.ClickException(
+            f"{len(failed)} contract version(s) in {SCHEMA_DIR.name}/ break {chosen.value} "
+            "compatibility; make the change compatible or publish it as a new contract"
+        )
+    click.echo(f"{len(reports)} contract version(s) are {chosen.value} compatible")
+
+
+@main.group()
+def registry() -> None:
+    """The embedded schema registry (Confluent REST API, state in a Kafka topic)."""
+
+
+@registry.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8081, show_default=True, type=int)
+def registry_serve(host: str, port: int) -> None:
+    """Serve the registry until stopped."""
+    from erpbridge.registry.server import serve
+
+    settings = get_settings()
+    serve(
+        settings.kafka_bootstrap,
+        settings.schema_registry_topic,
+        host,
+        port,
+        settings.schema_compatibility,
+    )
 
 
 @main.group()

@@ -7,6 +7,8 @@ from functools import lru_cache
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from erpbridge.contracts.compatibility import Mode
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ERPBRIDGE_", frozen=True, extra="ignore")
@@ -36,6 +38,11 @@ class Settings(BaseSettings):
     erp_payable_account: str = "2.1.4"
     erp_expense_account: str = "5.2.2"
     erp_category_accounts: dict[str, str] = Field(default_factory=dict)
+
+    # Event contracts and the schema registry (Confluent REST API)
+    schema_compatibility: Mode = Mode.BACKWARD
+    schema_registry_url: str = "http://127.0.0.1:8081"
+    schema_registry_topic: str = "_erpbridge_schemas"
 
     # Redis (shared fast path for later stages)
     redis_url: str = "redis://127.0.0.1:6379/0"

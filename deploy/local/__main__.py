@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from deploy.local import kafka, redis, tryton, workers
+from deploy.local import kafka, redis, registry, tryton, workers
 from deploy.local.process import LaunchError
 
 
@@ -12,11 +12,14 @@ def main(argv: list[str]) -> int:
     command = argv[0] if argv else "status"
     try:
         if command == "up":
-            lines = [kafka.up(), redis.up(), tryton.up()]
+            lines = [kafka.up(), registry.up(), redis.up(), tryton.up()]
         elif command == "down":
-            lines = [*workers.down(), tryton.down(), redis.down(), kafka.down()]
+            lines = [*workers.down(), tryton.down(), redis.down(), registry.down(), kafka.down()]
         elif command == "status":
-            lines = [kafka.status(), redis.status(), tryton.status(), *workers.status()]
+            lines = [
+                kafka.status(), registry.status(), redis.status(), tryton.status(),
+                *workers.status(),
+            ]  # fmt: skip
         elif command == "workers-up":
             lines = workers.up()
         elif command == "workers-down":

@@ -160,7 +160,7 @@ class Service:
     ready_timeout: float = 60.0
     stop_timeout: float = 30.0
 
-    def up(self, prepare: Callable[[], Sequence[str]]) -> str:
+    def up(self, prepare: Callable[[], Sequence[str]], env: dict[str, str] | None = None) -> str:
         """Start it unless it already answers. ``prepare`` installs/initialises and returns argv."""
         if self.answers():
             owner = "ours" if self.process.running() else "not started by us, reused"
@@ -170,7 +170,7 @@ class Service:
                 f"port {self.port} is taken by something that is not {self.label}; "
                 f"set {self.port_env} to another port"
             )
-        proc = self.process.start(prepare())
+        proc = self.process.start(prepare(), env=env)
         took = wait_until(
             self.answers,
             self.ready_timeout,

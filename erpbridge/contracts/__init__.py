@@ -1,0 +1,1 @@
+"""Event contracts: the Avro schemas in ``avro_schemas/``, their evolution rules and wire format."""
