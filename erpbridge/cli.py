@@ -56,13 +56,21 @@ def schemas() -> None:
     default=None,
     help="Compatibility mode (default: ERPBRIDGE_SCHEMA_COMPATIBILITY).",
 )
-def schemas_check(mode: str | None) -> None:
+@click.option(
+    "--dir",
+    "schema_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Contracts folder (default: the project's avro_schemas/).",
+)
+def schemas_check(mode: str | None, schema_dir: Path | None) -> None:
     """Check that each contract version is compatible with the versions before it."""
     from erpbridge.contracts.catalog import SCHEMA_DIR, load_catalog
     from erpbridge.contracts.evolution import check_catalog
 
     chosen = Mode(mode) if mode else get_settings().schema_compatibility
-    reports = check_catalog(load_catalog(), chosen)
+    schema_dir = schema_dir or SCHEMA_DIR
+    reports = check_catalog(load_catalog(schema_dir), chosen)
     failed = [r for r in reports if r.problems]
     for report in reports:
         verdict = "breaks compatibility" if report.problems else "ok"
@@ -71,7 +79,7 @@ def schemas_check(mode: str | None) -> None:
             click.echo(f"    {problem}")
     if failed:
         raise click.ClickException(
-            f"{len(failed)} contract version(s) in {SCHEMA_DIR.name}/ break {chosen.value} "
+            f"{len(failed)} contract version(s) in {schema_dir.name}/ break {chosen.value} "
             "compatibility; make the change compatible or publish it as a new contract"
         )
     click.echo(f"{len(reports)} contract version(s) are {chosen.value} compatible")

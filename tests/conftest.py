@@ -82,3 +82,21 @@ def erp() -> Iterator[Erp]:
         for path in cfg.db_dir.glob(f"{cfg.database}.sqlite*"):
             path.unlink()
         cfg.conf.unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="session")
+def schema_registry_url(kafka_bootstrap: str) -> Iterator[str]:
+    """An embedded registry of our own on a free port, on a topic of its own."""
+    from deploy.local import registry as local_registry
+
+    tag = uuid.uuid4().hex[:8]
+    cfg = local_registry.RegistryConfig(
+        port=free_port(), name=f"schema-registry-test-{tag}",
+        env=(("ERPBRIDGE_KAFKA_BOOTSTRAP", kafka_bootstrap),
+             ("ERPBRIDGE_SCHEMA_REGISTRY_TOPIC", f"_schemas_test_{tag}")),
+    )  # fmt: skip
+    print(local_registry.up(cfg))
+    try:
+        yield cfg.url
+    finally:
+        local_registry.down(cfg)

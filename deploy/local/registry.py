@@ -46,7 +46,7 @@ def up(cfg: RegistryConfig | None = None) -> str:
     cfg = cfg or RegistryConfig()
     argv = [sys.executable, "-m", "erpbridge", "registry", "serve",
             "--host", cfg.host, "--port", str(cfg.port)]  # fmt: skip
-    env = {"ERPBRIDGE_KAFKA_BOOTSTRAP": KafkaConfig().bootstrap, **dict(cfg.env)}
+    env = {"ERPBRIDGE_KAFKA_BOOTSTRAP": KafkaConfig().bootstrap, **dict(cfg.env)}  # env wins
     return service(cfg).up(lambda: argv, env=env)
 
 

@@ -1,0 +1,128 @@
+"""One valid record per contract (latest version), realistic China-domain values."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+NOW = dt.datetime(2026, 11, 23, 9, 30, 15, 123000, tzinfo=dt.UTC)
+
+SAMPLES: dict[str, dict[str, Any]] = {
+    "expense_claim": {
+        "event_id": "evt-0001",
+        "claim_id": "EXP-2026-0001",
+        "source_system": "travel-platform",
+        "employee": {
+            "id": "E1001",
+            "name": "张伟",
+            "department": "销售部",
+            "cost_centre": "CC-100",
+        },
+        "project": "PRJ-7",
+        "purpose": "北京客户拜访",
+        "lines": [
+            {
+                "line_no": 1,
+                "category": "travel",
+                "description": "高铁二等座",
+                "amount": Decimal("553.0000"),
+                "currency": "CNY",
+                "expense_date": dt.date(2026, 11, 2),
+                "invoice_refs": ["26312000000123456789"],
+            }
+        ],
+        "submitted_at": NOW,
+        "origin": {"file": "claims.csv", "line": "2"},
+    },
+    "approval_decision": {
+        "event_id": "evt-0002",
+        "claim_id": "EXP-2026-0001",
+        "source_system": "oa",
+        "step": 2,
+        "step_name": "财务审核",
+        "approver_id": "E0007",
+        "approver_name": "李娜",
+        "decision": "APPROVE",
+        "comment": "同意",
+        "decided_at": NOW,
+        "final": True,
+    },
+    "invoice": {
+        "event_id": "evt-0003",
+        "source_system": "e-invoice",
+        "invoice_type": "DIGITAL_GENERAL",
+        "invoice_code": None,
+        "invoice_number": "26312000000123456789",
+        "issue_date": dt.date(2026, 11, 2),
+        "seller_name": "中国铁路上海局集团有限公司",
+        "seller_tax_id": "91310000132211111X",
+        "buyer_name": "ERPBridge Demo Co., Ltd.",
+        "buyer_tax_id": "91110108MA01ABCDE2",
+        "amount_net": Decimal("507.34"),
+        "tax_rate": Decimal("0.0900"),
+        "tax_amount": Decimal("45.66"),
+        "total": Decimal("553.00"),
+        "check_code": None,
+        "lines": [
+            {
+                "name": "*运输服务*客运服务费",
+                "specification": None,
+                "unit": "张",
+                "quantity": Decimal("1.000000"),
+                "unit_price": Decimal("507.340000"),
+                "amount_net": Decimal("507.34"),
+                "tax_rate": Decimal("0.0900"),
+                "tax_amount": Decimal("45.66"),
+            }
+        ],
+        "claim_id": "EXP-2026-0001",
+        "received_at": NOW,
+    },
+    "erp_posting": {
+        "posting_id": "EXP-2026-0001",
+        "claim_id": "EXP-2026-0001",
+        "claim_version": 1,
+        "source_system": "travel-platform",
+        "employee_id": "E1001",
+        "employee_name": "张伟",
+        "cost_centre": "CC-100",
+        "posting_date": dt.date(2026, 11, 2),
+        "currency": "CNY",
+        "lines": [
+            {
+                "account_code": "5.2.2",
+                "description": "travel: 高铁二等座",
+                "amount_minor": 55300,
+                "original_amount": Decimal("553.0000"),
+                "original_currency": "CNY",
+                "exchange_rate": Decimal("1.00000000"),
+                "invoice_refs": ["26312000000123456789"],
+            }
+        ],
+        "total_minor": 55300,
+        "created_at": NOW,
+    },
+    "erp_feedback": {
+        "claim_id": "EXP-2026-0001",
+        "posting_id": "EXP-2026-0001",
+        "erp": "tryton",
+        "status": "BOOKED",
+        "document_number": "12",
+        "document_id": "12",
+        "total_minor": 55300,
+        "voucher_number": "记-0012",
+        "message": None,
+        "answered_at": NOW,
+    },
+    "dead_letter": {
+        "stage": "normalize",
+        "reason": "invalid_claim",
+        "problems": ["amount: not a number: 'abc'"],
+        "entity_id": "EXP-2026-0005",
+        "origin": {"topic": "erpbridge.claims.raw", "partition": "1", "offset": "42"},
+        "original": b"\x00\x00\x00\x00\x01raw",
+        "original_content_type": "avro/binary",
+        "rejected_at": NOW,
+    },
+}
