@@ -177,10 +177,11 @@ def demo(path: Path, timeout: float) -> None:
     """Feed PATH to the running pipeline; wait until each claim is booked or rejected; print."""
     from connectors.erp.tryton import TrytonWriter
     from connectors.sources.batch_file import import_file
-    from erpbridge.topic_reader import describe, read_rejections
+    from erpbridge.rejections import describe
+    from erpbridge.topic_reader import read_rejections
 
     settings = get_settings()
-    fed_at = datetime.datetime.now(datetime.UTC).isoformat()
+    fed_at = datetime.datetime.now(datetime.UTC)
     report = import_file(path, settings, "demo")
     click.echo(
         f"fed {report.path}: {report.rows} rows, {report.published} published, "
@@ -197,24 +198,23 @@ def demo(path: Path, timeout: float) -> None:
                 inv["reference"] for inv in writer.find_invoices(wanted) if inv["state"] == "posted"
             }
             mine = [
-                r
-                for r in read_rejections(settings)
-                if r.get("rejected_at", "") >= fed_at
-                and (r.get("claim_id") in wanted or r.get("origin", {}).get("file") == path.name)
-            ]
-            done = booked | {r["claim_id"] for r in mine if r.get("claim_id") in wanted}
+                r for r in read_rejections(settings)
+                if r["rejected_at"] is not None and r["rejected_at"] >= fed_at
+                and (r["entity_id"] in wanted or r["origin"].get("file") == path.name)
+            ]  # fmt: skip
+            done = booked | {r["entity_id"] for r in mine if r["entity_id"] in wanted}
             if done >= wanted:
                 break
             time.sleep(1)
     finally:
         writer.close()
     _print_invoices(settings, sorted(wanted))
-    click.echo(f"{len(mine)} rejection(s) on {Topics(settings.topic_prefix).claims_rejected}:")
+    click.echo(f"{len(mine)} rejection(s) on {Topics(settings.topic_prefix).rejected}:")
     for rejection in mine:
         origin = rejection.get("origin", {})
-        where = f"{origin.get('file') or origin.get('source_file', '?')}:{origin.get('line', '?')}"
+        where = f"{origin.get('file', '?')}:{origin.get('line', '?')}"
         click.echo(
-            f"  {rejection.get('claim_id') or '(no id)':<14} {where:<16} "
+            f"  {rejection['entity_id'] or '(no id)':<14} {where:<16} "
             f"{rejection['stage']}: {describe(rejection)}"
         )
     if not done >= wanted:

@@ -36,8 +36,11 @@ class Settings(BaseSettings):
     erp_user: str = "admin"
     erp_password: SecretStr = SecretStr("admin")
     erp_payable_account: str = "2.1.4"
-    erp_expense_account: str = "5.2.2"
-    erp_category_accounts: dict[str, str] = Field(default_factory=dict)
+
+    # Postings: what the stream processor books claims as
+    company_currency: str = Field("CNY", pattern=r"^[A-Z]{3}$")
+    posting_default_account: str = "5.2.2"
+    posting_category_accounts: dict[str, str] = Field(default_factory=dict)
 
     # Event contracts and the schema registry (Confluent REST API)
     schema_compatibility: Mode = Mode.BACKWARD
@@ -60,13 +63,10 @@ class Settings(BaseSettings):
                 raise ValueError(f"expected host:port[,host:port], got {value!r}")
         return value
 
-    @field_validator("erp_category_accounts")
+    @field_validator("posting_category_accounts")
     @classmethod
     def _lowercase_categories(cls, value: dict[str, str]) -> dict[str, str]:
         return {key.strip().lower(): code for key, code in value.items()}
-
-    def expense_account_for(self, category: str) -> str:
-        return self.erp_category_accounts.get(category.lower(), self.erp_expense_account)
 
 
 @lru_cache(maxsize=1)

@@ -1,62 +1,56 @@
-"""The canonical claim model shared by stream processors (who build it) and sinks (who book it)."""
+"""Typed views of the records both sides share: sinks book a :class:`Posting`."""
 
 from __future__ import annotations
 
 import datetime
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 # ISO 4217 minor-unit exponents for the currencies we accept.
 CURRENCY_EXPONENTS: dict[str, int] = {
-    "CNY": 2,
-    "HKD": 2,
-    "TWD": 2,
-    "USD": 2,
-    "EUR": 2,
-    "GBP": 2,
-    "SGD": 2,
-    "AUD": 2,
-    "CAD": 2,
-    "CHF": 2,
-    "THB": 2,
-    "MYR": 2,
-    "KRW": 0,
-    "JPY": 0,
-    "VND": 0,
-}
+    "CNY": 2, "HKD": 2, "TWD": 2, "USD": 2, "EUR": 2, "GBP": 2, "SGD": 2, "AUD": 2,
+    "CAD": 2, "CHF": 2, "THB": 2, "MYR": 2, "KRW": 0, "JPY": 0, "VND": 0,
+}  # fmt: skip
+
+
+def from_minor_units(amount_minor: int, currency: str) -> Decimal:
+    return Decimal(amount_minor).scaleb(-CURRENCY_EXPONENTS[currency])
 
 
 @dataclass(frozen=True, slots=True)
-class NormalizedClaim:
-    """One expense claim in the canonical model: exact money in minor units, ISO dates."""
+class PostingLine:
+    account_code: str
+    description: str
+    amount_minor: int
+    invoice_refs: tuple[str, ...]
 
+
+@dataclass(frozen=True, slots=True)
+class Posting:
+    """An ErpPosting record: one claim, in the company currency, on the ERP's accounts."""
+
+    posting_id: str
     claim_id: str
     source_system: str
     employee_id: str
     employee_name: str
-    expense_date: datetime.date
-    category: str
-    description: str
-    amount_minor: int
+    posting_date: datetime.date
     currency: str
+    lines: tuple[PostingLine, ...]
+    total_minor: int
 
-    @property
-    def amount(self) -> Decimal:
-        return Decimal(self.amount_minor).scaleb(-CURRENCY_EXPONENTS[self.currency])
-
-    def to_record(self) -> dict[str, Any]:
-        record = asdict(self)
-        record["expense_date"] = self.expense_date.isoformat()
-        return record
+    def amount(self, line: PostingLine) -> Decimal:
+        return from_minor_units(line.amount_minor, self.currency)
 
     @classmethod
-    def from_record(cls, record: dict[str, Any]) -> NormalizedClaim:
-        names = {f.name for f in fields(cls)}
-        missing = names - record.keys()
-        if missing:
-            raise ValueError(f"normalized claim lacks {sorted(missing)}")
-        values = {name: record[name] for name in names}
-        values["expense_date"] = datetime.date.fromisoformat(record["expense_date"])
-        values["amount_minor"] = int(record["amount_minor"])
-        return cls(**values)
+    def from_record(cls, record: dict[str, Any]) -> Posting:
+        return cls(
+            posting_id=record["posting_id"], claim_id=record["claim_id"],
+            source_system=record["source_system"], employee_id=record["employee_id"],
+            employee_name=record["employee_name"], posting_date=record["posting_date"],
+            currency=record["currency"], total_minor=record["total_minor"],
+            lines=tuple(PostingLine(line["account_code"], line["description"],
+                                    line["amount_minor"], tuple(line["invoice_refs"]))
+                        for line in record["lines"]),
+        )  # fmt: skip

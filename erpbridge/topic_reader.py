@@ -8,9 +8,9 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
-from erpbridge import codec
+from erpbridge.codec import DecodeError
 from erpbridge.config import Settings
-from erpbridge.topics import Topics
+from erpbridge.contracts.bindings import TopicCodecs
 
 
 def read_all(settings: Settings, topic: str, timeout_s: float = 10.0) -> list[ConsumerRecord]:
@@ -38,15 +38,24 @@ def read_all(settings: Settings, topic: str, timeout_s: float = 10.0) -> list[Co
 
 
 def read_rejections(settings: Settings) -> list[dict[str, Any]]:
-    """Every decodable record on the rejection topic."""
+    """Every DeadLetter record on the rejection topic (an unreadable one is listed as such)."""
+    codecs = TopicCodecs(settings)
     rejections = []
-    for record in read_all(settings, Topics(settings.topic_prefix).claims_rejected):
-        try:
-            rejections.append(codec.decode(record.value))
-        except codec.DecodeError:
-            continue
+    try:
+        for record in read_all(settings, codecs.topic("rejected")):
+            try:
+                rejections.append(codecs.deserializer("rejected")(record.value))
+            except DecodeError as exc:
+                rejections.append(
+                    {
+                        "stage": "?",
+                        "reason": "unreadable_rejection",
+                        "problems": [str(exc)],
+                        "entity_id": None,
+                        "origin": {"offset": str(record.offset)},
+                        "rejected_at": None,
+                    }
+                )
+    finally:
+        codecs.close()
     return rejections
-
-
-def describe(rejection: dict[str, Any]) -> str:
-    return "; ".join(rejection.get("problems") or [rejection.get("reason", "?")])

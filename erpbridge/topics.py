@@ -1,4 +1,4 @@
-"""Every topic name in one place, derived from the configured prefix."""
+"""Every topic name in one place, derived from the configured prefix, with its contract."""
 
 from __future__ import annotations
 
@@ -11,23 +11,28 @@ class Topics:
 
     @property
     def claims_raw(self) -> str:
-        """Claims as sources read them: strings, unvalidated. Key: claim id."""
+        """ExpenseClaim records as sources validated them. Key: claim id."""
         return f"{self.prefix}.claims.raw"
 
     @property
-    def claims_normalized(self) -> str:
-        """Claims in the canonical model, ready to book. Key: claim id."""
-        return f"{self.prefix}.claims.normalized"
+    def postings(self) -> str:
+        """ErpPosting records, ready to book. Key: claim id."""
+        return f"{self.prefix}.postings"
 
     @property
-    def claims_rejected(self) -> str:
-        """Input refused by a source or a processor, with the reason, for operators."""
-        return f"{self.prefix}.claims.rejected"
+    def rejected(self) -> str:
+        """DeadLetter records: input refused by a source or a processor, with the reason."""
+        return f"{self.prefix}.rejected"
 
     @property
     def erp_dead_letter(self) -> str:
-        """Postings the ERP refused for good, with Kafka Connect style error headers."""
+        """Postings the ERP refused for good: the record as it was, plus error headers."""
         return f"{self.prefix}.erp.dlq"
 
     def all(self) -> tuple[str, ...]:
-        return (self.claims_raw, self.claims_normalized, self.claims_rejected, self.erp_dead_letter)
+        return (self.claims_raw, self.postings, self.rejected, self.erp_dead_letter)
+
+
+# Which contract (avro_schemas/<name>/) each topic carries; the DLQ keeps postings' bytes as-is.
+CONTRACTS = {"claims_raw": "expense_claim", "postings": "erp_posting", "rejected": "dead_letter",
+             "erp_dead_letter": "erp_posting"}  # fmt: skip

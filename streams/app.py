@@ -10,7 +10,8 @@ from pathlib import Path
 import faust
 
 from erpbridge.config import Settings, get_settings
-from erpbridge.topics import Topics
+from erpbridge.contracts.bindings import TopicCodecs
+from erpbridge.contracts.faust_codec import AvroCodec
 
 
 def build_app(settings: Settings) -> faust.App:
@@ -32,17 +33,22 @@ def build_app(settings: Settings) -> faust.App:
 
 
 settings = get_settings()
-topics = Topics(settings.topic_prefix)
+codecs = TopicCodecs(settings)
 app = build_app(settings)
 
 
-def _raw_topic(name: str) -> faust.TopicT:
-    # Values stay bytes here: agents decode them, so bad bytes become rejections, not crashes.
-    return app.topic(
-        name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
-    )
+def _input_topic(role: str) -> faust.TopicT:
+    # Input values stay bytes: agents decode them, so bad bytes become rejections, not crashes.
+    return app.topic(codecs.topic(role), key_type=bytes, value_type=bytes, key_serializer="raw",
+                     value_serializer="raw")  # fmt: skip
 
 
-claims_raw = _raw_topic(topics.claims_raw)
-claims_normalized = _raw_topic(topics.claims_normalized)
-claims_rejected = _raw_topic(topics.claims_rejected)
+def _output_topic(role: str) -> faust.TopicT:
+    codec = AvroCodec(codecs.serializer(role), codecs.deserializer(role))
+    return app.topic(codecs.topic(role), key_type=bytes, key_serializer="raw",
+                     value_serializer=codec)  # fmt: skip
+
+
+claims_raw = _input_topic("claims_raw")
+postings = _output_topic("postings")
+rejected = _output_topic("rejected")

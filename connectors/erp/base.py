@@ -6,12 +6,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
 
-from erpbridge.model import NormalizedClaim
+from erpbridge.model import Posting
 
 
 @dataclass(frozen=True, slots=True)
 class Booking:
-    """The ERP's answer for one claim."""
+    """The ERP's answer for one posting."""
 
     reference: str
     document_id: int
@@ -24,8 +24,8 @@ class Booking:
 class ErpWriter(Protocol):
     name: str
 
-    def book_claim(self, claim: NormalizedClaim) -> Booking:
-        """Book ``claim`` once: if its reference is already in the ERP, return that booking.
+    def book(self, posting: Posting) -> Booking:
+        """Book ``posting`` once: if its reference is already in the ERP, return that booking.
 
         Raises RetryableErpError or PermanentErpError.
         """

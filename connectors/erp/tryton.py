@@ -1,11 +1,11 @@
-"""Tryton writer: each claim becomes a posted supplier invoice to the employee.
+"""Tryton writer: each posting becomes a posted supplier invoice to the employee.
 
-The invoice's reference is the claim id, which makes the booking idempotent.
+The invoice's reference is the posting id, which makes the booking idempotent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -13,7 +13,7 @@ from connectors.erp.base import Booking
 from connectors.erp.errors import PermanentErpError
 from connectors.erp.tryton_rpc import TrytonRpc
 from erpbridge.config import Settings
-from erpbridge.model import NormalizedClaim
+from erpbridge.model import Posting
 
 INVOICE_FIELDS = [
     "reference",
@@ -32,12 +32,9 @@ _OPEN_STATES = {"draft", "validated"}
 class TrytonWriter:
     name = "tryton"
 
-    def __init__(
-        self, rpc: TrytonRpc, payable_account: str, expense_account_for: Callable[[str], str]
-    ) -> None:
+    def __init__(self, rpc: TrytonRpc, payable_account: str) -> None:
         self._rpc = rpc
         self._payable_code = payable_account
-        self._expense_account_for = expense_account_for
         self._ids: dict[tuple[str, str], int] = {}
 
     @classmethod
@@ -48,21 +45,21 @@ class TrytonWriter:
             settings.erp_user,
             settings.erp_password.get_secret_value(),
         )
-        return cls(rpc, settings.erp_payable_account, settings.expense_account_for)
+        return cls(rpc, settings.erp_payable_account)
 
     def close(self) -> None:
         self._rpc.close()
 
     # -- booking ---------------------------------------------------------------------------
-    def book_claim(self, claim: NormalizedClaim) -> Booking:
-        existing = self.find_invoices([claim.claim_id])
+    def book(self, posting: Posting) -> Booking:
+        existing = self.find_invoices([posting.posting_id])
         if existing:
             invoice = existing[0]
             if invoice["state"] in _OPEN_STATES:  # created, then we crashed before posting
                 self._rpc.call("model.account.invoice.post", [invoice["id"]])
-                invoice = self.find_invoices([claim.claim_id])[0]
+                invoice = self.find_invoices([posting.posting_id])[0]
             return _booking(invoice, already_booked=True)
-        invoice_id = self._create_invoice(claim)
+        invoice_id = self._create_invoice(posting)
         try:
             self._rpc.call("model.account.invoice.post", [invoice_id])
         except PermanentErpError:
@@ -87,36 +84,31 @@ class TrytonWriter:
             )
         )
 
-    def _create_invoice(self, claim: NormalizedClaim) -> int:
-        party, address = self._employee_party(claim)
-        line = {
-            "type": "line",
-            "account": self._account(self._expense_account_for(claim.category)),
-            "description": f"{claim.category}: {claim.description}".rstrip(": "),
-            "quantity": 1.0,
-            "unit_price": claim.amount,
-        }
+    def _create_invoice(self, posting: Posting) -> int:
+        party, address = self._employee_party(posting)
+        lines = [
+            {"type": "line", "account": self._account(line.account_code),
+             "description": line.description, "quantity": 1.0,
+             "unit_price": posting.amount(line)}
+            for line in posting.lines
+        ]  # fmt: skip
         values = {
-            "type": "in",
-            "company": self._company(),
-            "party": party,
-            "invoice_address": address,
+            "type": "in", "company": self._company(), "party": party, "invoice_address": address,
             "journal": self._lookup("account.journal", "code", "EXP"),
             "account": self._account(self._payable_code),
-            "currency": self._lookup("currency.currency", "code", claim.currency),
-            "invoice_date": claim.expense_date,
-            "reference": claim.claim_id,
-            "description": f"Expense claim {claim.claim_id} ({claim.source_system})",
-            "lines": [["create", [line]]],
-        }
+            "currency": self._lookup("currency.currency", "code", posting.currency),
+            "invoice_date": posting.posting_date, "reference": posting.posting_id,
+            "description": f"Expense claim {posting.claim_id} ({posting.source_system})",
+            "lines": [["create", lines]],
+        }  # fmt: skip
         created = self._rpc.call("model.account.invoice.create", [values])
         return int(created[0])
 
     # -- master data -----------------------------------------------------------------------
-    def _employee_party(self, claim: NormalizedClaim) -> tuple[int, int]:
+    def _employee_party(self, posting: Posting) -> tuple[int, int]:
         found = self._rpc.call(
             "model.party.party.search_read",
-            [("code", "=", claim.employee_id)],
+            [("code", "=", posting.employee_id)],
             0,
             1,
             None,
@@ -132,8 +124,8 @@ class TrytonWriter:
             "model.party.party.create",
             [
                 {
-                    "name": claim.employee_name,
-                    "code": claim.employee_id,
+                    "name": posting.employee_name,
+                    "code": posting.employee_id,
                     "addresses": [["create", [{}]]],
                 }
             ],

@@ -1,4 +1,4 @@
-"""Sink runner: normalized claims -> ERP writer.
+"""Sink runner: postings (ErpPosting) -> ERP writer.
 
 Each offset is committed only after the ERP (or the dead-letter topic) acknowledged the record.
 
@@ -21,11 +21,13 @@ from kafka.structs import OffsetAndMetadata
 from connectors.erp.base import Booking, ErpWriter
 from connectors.erp.errors import PermanentErpError, RetryableErpError
 from connectors.sinks.dead_letter import dead_letter_headers
-from erpbridge import codec
+from erpbridge.codec import DecodeError
 from erpbridge.config import Settings
+from erpbridge.contracts.bindings import TopicCodecs
 from erpbridge.kafka_io import durable_producer, manual_commit_consumer
 from erpbridge.metrics import SINK_ERP_SECONDS, SINK_RECORDS
-from erpbridge.model import NormalizedClaim
+from erpbridge.model import Posting
+from erpbridge.registry.client import RegistryUnavailable
 from erpbridge.retry import RetryPolicy
 from erpbridge.topics import Topics
 
@@ -46,22 +48,23 @@ class SinkRunner:
 
     def __post_init__(self) -> None:
         self.topics = Topics(self.settings.topic_prefix)
-        if self.topics.erp_dead_letter == self.topics.claims_normalized:
+        if self.topics.erp_dead_letter == self.topics.postings:
             raise ValueError("the dead-letter topic must not be the sink's input topic")
         self.policy = RetryPolicy(
             self.settings.sink_retry_initial_s, self.settings.sink_retry_max_s
         )
         self._retrying: dict[TopicPartition, _Retrying] = {}
+        self.codecs = TopicCodecs(self.settings)
 
     def run(self) -> None:
         consumer = manual_commit_consumer(
-            self.settings, self.settings.sink_group_id, self.topics.claims_normalized
+            self.settings, self.settings.sink_group_id, self.topics.postings
         )
         producer = durable_producer(self.settings)
         log.info(
             "sink started erp=%s topic=%s group=%s",
             self.writer.name,
-            self.topics.claims_normalized,
+            self.topics.postings,
             self.settings.sink_group_id,
         )
         try:
@@ -72,6 +75,7 @@ class SinkRunner:
             consumer.close(autocommit=False)
             producer.close()
             self.writer.close()
+            self.codecs.close()
 
     def _process(
         self,
@@ -95,33 +99,39 @@ class SinkRunner:
         tp = TopicPartition(record.topic, record.partition)
         attempts = self._attempts(tp, record.offset) + 1
         try:
-            claim = NormalizedClaim.from_record(codec.decode(record.value))
-        except (codec.DecodeError, ValueError, TypeError) as exc:
+            posting = Posting.from_record(self.codecs.deserializer("postings")(record.value))
+        except RegistryUnavailable as exc:
+            return self._retry(tp, record, attempts, exc, None)
+        except DecodeError as exc:
             self._dead_letter(producer, record, "convert", exc, attempts)
             return True
         started = time.perf_counter()
         try:
-            booking = self.writer.book_claim(claim)
+            booking = self.writer.book(posting)
         except RetryableErpError as exc:
-            self._retrying[tp] = _Retrying(record.offset, attempts)
-            SINK_RECORDS.labels(self.writer.name, "retried").inc()
-            log.warning(
-                "erp retry stage=put topic=%s partition=%d offset=%d claim_id=%s "
-                "attempt=%d error=%s",
-                record.topic,
-                record.partition,
-                record.offset,
-                claim.claim_id,
-                attempts,
-                exc,
-            )
-            return False
+            return self._retry(tp, record, attempts, exc, posting.claim_id)
         except PermanentErpError as exc:
             self._dead_letter(producer, record, "put", exc, attempts)
             return True
         SINK_ERP_SECONDS.labels(self.writer.name).observe(time.perf_counter() - started)
         self._booked(record, booking)
         return True
+
+    def _retry(
+        self,
+        tp: TopicPartition,
+        record: ConsumerRecord,
+        attempts: int,
+        error: Exception,
+        claim_id: str | None,
+    ) -> bool:
+        """Remember the attempt; the caller rewinds the partition and backs off."""
+        self._retrying[tp] = _Retrying(record.offset, attempts)
+        SINK_RECORDS.labels(self.writer.name, "retried").inc()
+        log.warning("erp retry stage=put topic=%s partition=%d offset=%d claim_id=%s attempt=%d "
+                    "error=%s", record.topic, record.partition, record.offset, claim_id,
+                    attempts, error)  # fmt: skip
+        return False
 
     def _attempts(self, tp: TopicPartition, offset: int) -> int:
         retry = self._retrying.get(tp)

@@ -1,8 +1,8 @@
 """Batch-file source: a CSV export of expense claims -> the raw claims topic, one record per row.
 
-Rows keep their strings untouched (normalizing is the stream processors' job) plus provenance
-(file name, line). A row without a claim id cannot be keyed: it goes to the rejection topic with
-its line number. The file is streamed, never loaded whole.
+Each row is validated into an ExpenseClaim (contract ``expense_claim``) keyed by claim id, with
+its provenance (file name, line). A row that is not a valid claim goes to the rejection topic as
+a DeadLetter with every reason and its line number. The file is streamed, never loaded whole.
 """
 
 from __future__ import annotations
@@ -10,19 +10,20 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import json
 import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from erpbridge import codec
+from connectors.sources.claims import ClaimInvalid, expense_claim
+from erpbridge.codec import encode_key
 from erpbridge.config import Settings
+from erpbridge.contracts.bindings import TopicCodecs
 from erpbridge.kafka_io import durable_producer
 from erpbridge.metrics import SOURCE_PUBLISH_SECONDS, SOURCE_RECORDS
-from erpbridge.rejections import rejection_record
-from erpbridge.topics import Topics
+from erpbridge.rejections import dead_letter
 
 SOURCE = "batch_file"
 log = logging.getLogger(__name__)
@@ -112,7 +113,10 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
 
 
 def import_file(path: Path, settings: Settings, source_system: str = "batch_file") -> ImportReport:
-    topics = Topics(settings.topic_prefix)
+    """Publish every valid row as an ExpenseClaim; every invalid one as a DeadLetter with its
+    line number. Returns once the broker acknowledged every record."""
+    codecs = TopicCodecs(settings)
+    claims, rejected = codecs.serializer("claims_raw"), codecs.serializer("rejected")
     report = ImportReport(path=path.name)
     producer = durable_producer(settings)
     futures = []
@@ -121,30 +125,27 @@ def import_file(path: Path, settings: Settings, source_system: str = "batch_file
         for line, row in read_rows(path):
             report.rows += 1
             SOURCE_RECORDS.labels(SOURCE, "read").inc()
+            origin = {"file": path.name, "line": str(line)}
             claim_id = row.get("claim_id", "").strip()
-            problems = [] if claim_id else ["claim_id: required"]
-            if "_column_count" in row:
-                problems.append(f"row: {row.pop('_column_count')}")
-            record: dict[str, Any] = {
-                **row,
-                "source_system": source_system,
-                "source_file": path.name,
-                "line": line,
-            }
-            if problems:
-                rejection = rejection_record(
+            try:
+                if "_column_count" in row:
+                    raise ClaimInvalid([f"row: {row['_column_count']}"])
+                record = expense_claim(row, source_system, origin)
+            except ClaimInvalid as exc:
+                envelope = dead_letter(
                     stage="source.batch_file",
                     reason="invalid_row",
-                    problems=problems,
-                    original=codec.encode(record),
-                    origin={"file": path.name, "line": line},
-                    claim_id=claim_id or None,
+                    problems=exc.problems,
+                    original=json.dumps(row, ensure_ascii=False).encode(),
+                    content_type="application/json",
+                    origin=origin,
+                    entity_id=claim_id or None,
                 )
                 futures.append(
                     producer.send(
-                        topics.claims_rejected,
-                        value=codec.encode(rejection),
-                        key=codec.encode_key(claim_id) if claim_id else None,
+                        codecs.topic("rejected"),
+                        value=rejected(envelope),
+                        key=encode_key(claim_id) if claim_id else None,
                     )
                 )
                 report.rejected += 1
@@ -152,15 +153,18 @@ def import_file(path: Path, settings: Settings, source_system: str = "batch_file
                 continue
             futures.append(
                 producer.send(
-                    topics.claims_raw, key=codec.encode_key(claim_id), value=codec.encode(record)
+                    codecs.topic("claims_raw"),
+                    value=claims(record),
+                    key=encode_key(record["claim_id"]),
                 )
             )
-            report.claim_ids.append(claim_id)
+            report.claim_ids.append(record["claim_id"])
         producer.flush()
         for future in futures:
             future.get(timeout=30)  # raises if the broker did not acknowledge
     finally:
         producer.close()
+        codecs.close()
     report.published = len(report.claim_ids)
     SOURCE_RECORDS.labels(SOURCE, "published").inc(report.published)
     SOURCE_PUBLISH_SECONDS.labels(SOURCE).observe(time.perf_counter() - started)

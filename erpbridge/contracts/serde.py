@@ -98,7 +98,8 @@ class AvroDeserializer:
         except (ValueError, IndexError, UnicodeDecodeError) as exc:
             if stream.tell() >= len(body):  # it failed for want of bytes
                 raise TruncatedPayload(
-                    f"Avro body ends early for schema id {schema_id}: {exc}") from exc
+                    f"Avro body ends early for schema id {schema_id}: {exc}"
+                ) from exc
             raise BodyDoesNotMatchSchema(
                 f"body does not decode with schema id {schema_id}: {exc}"
             ) from exc

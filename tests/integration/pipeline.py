@@ -31,6 +31,7 @@ def pipeline_env(settings: Settings) -> dict[str, str]:
         "ERPBRIDGE_STREAMS_APP_ID": settings.streams_app_id,
         "ERPBRIDGE_STREAMS_DATADIR": settings.streams_datadir,
         "ERPBRIDGE_SINK_GROUP_ID": settings.sink_group_id,
+        "ERPBRIDGE_SCHEMA_REGISTRY_URL": settings.schema_registry_url,
         "ERPBRIDGE_SINK_RETRY_MAX_S": str(settings.sink_retry_max_s),
         "ERPBRIDGE_ERP_URL": settings.erp_url,
         "ERPBRIDGE_ERP_DATABASE": settings.erp_database,
@@ -39,7 +40,9 @@ def pipeline_env(settings: Settings) -> dict[str, str]:
     }
 
 
-def make_settings(kafka_bootstrap: str, erp_url: str, erp_database: str, workdir: Path) -> Settings:
+def make_settings(
+    kafka_bootstrap: str, registry_url: str, erp_url: str, erp_database: str, workdir: Path
+) -> Settings:
     prefix = f"t{uuid.uuid4().hex[:10]}"
     return Settings(
         kafka_bootstrap=kafka_bootstrap,
@@ -49,6 +52,7 @@ def make_settings(kafka_bootstrap: str, erp_url: str, erp_database: str, workdir
         streams_datadir=str(workdir / "faust"),
         sink_group_id=f"{prefix}-sink",
         sink_retry_max_s=2.0,
+        schema_registry_url=registry_url,
         erp_url=erp_url,
         erp_database=erp_database,
     )
@@ -73,7 +77,7 @@ class Worker:
                 self.argv,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, **self.env},
+                env={**os.environ, **self.env, "ERPBRIDGE_METRICS_PORT": str(self.metrics_port)},
                 cwd=self.log.parent,
             )
 

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import datetime
+import json
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from kafka import KafkaProducer
 
 from connectors.erp.tryton import TrytonWriter
 from connectors.sources.batch_file import import_file
-from erpbridge import codec
 from erpbridge.config import Settings
-from erpbridge.topic_reader import read_all
+from erpbridge.contracts.bindings import TopicCodecs
+from erpbridge.topic_reader import read_all, read_rejections
 from tests.integration.pipeline import (
     Worker,
     committed_offsets,
@@ -31,10 +33,10 @@ TODAY = datetime.date.today()
 
 @pytest.fixture(scope="module")
 def pipeline(
-    kafka_bootstrap: str, erp, tmp_path_factory
+    kafka_bootstrap: str, schema_registry_url: str, erp, tmp_path_factory
 ) -> Iterator[tuple[Settings, list[Worker]]]:
     workdir = tmp_path_factory.mktemp("pipeline")
-    settings = make_settings(kafka_bootstrap, erp.url, erp.database, workdir)
+    settings = make_settings(kafka_bootstrap, schema_registry_url, erp.url, erp.database, workdir)
     with running_workers(settings, workdir) as workers:
         yield settings, workers
 
@@ -67,33 +69,24 @@ def test_claims_from_a_file_are_posted_in_tryton(pipeline, writer, tmp_path: Pat
     settings, workers = pipeline
     run = uuid.uuid4().hex[:6].upper()
     ids = [f"C{run}-{n}" for n in range(1, 6)]
-    path = _write_csv(
-        tmp_path / "claims.csv",
-        [
-            f"{ids[0]},e2001, 赵 敏 ,{TODAY.isoformat()},travel,高铁,553.00,CNY",
-            f'{ids[1]},E2002,钱 进,{TODAY:%Y年%m月%d日},lodging,酒店,"1,280.50",RMB',
-            f"{ids[2]},E2001,赵 敏,{TODAY:%Y/%m/%d},meals,招待,８６.０５,cny",
-            f"{ids[3]},E2003,孙 丽,{TODAY.isoformat()},travel,补贴,12.345,CNY",
-            f",E2004,周 强,{TODAY.isoformat()},office,打印纸,45.00,CNY",
-        ],
-    )
+    path = _write_csv(tmp_path / "claims.csv", [
+        f"{ids[0]},e2001, 赵 敏 ,{TODAY.isoformat()},travel,高铁,553.00,CNY",
+        f"{ids[1]},E2002,钱 进,{TODAY:%Y年%m月%d日},lodging,酒店,\"1,280.50\",RMB",
+        f"{ids[2]},E2001,赵 敏,{TODAY:%Y/%m/%d},meals,招待,８６.０５,cny",
+        f"{ids[3]},E2003,孙 丽,{TODAY.isoformat()},travel,补贴,12.345,CNY",
+        f",E2004,周 强,{TODAY.isoformat()},office,打印纸,45.00,CNY",
+        f"{ids[4]},E2005,吴 昊,{TODAY.isoformat()},travel,Hotel in Singapore,120.00,USD",
+    ])  # fmt: skip
 
     report = import_file(path, settings)
-    assert (report.rows, report.published, report.rejected) == (5, 4, 1)
+    assert (report.rows, report.published, report.rejected) == (6, 4, 2)
 
-    booked = wait_for(
-        lambda: _posted(writer, ids, 3),
-        timeout=120,
-        what="3 posted invoices in Tryton",
-        workers=workers,
-    )
+    booked = wait_for(lambda: _posted(writer, ids, 3), timeout=120,
+                      what="3 posted invoices in Tryton", workers=workers)  # fmt: skip
     by_ref = {inv["reference"]: inv for inv in booked}
     assert set(by_ref) == set(ids[:3])
-    expected = {
-        ids[0]: ("553.00", "E2001", "赵 敏"),
-        ids[1]: ("1280.50", "E2002", "钱 进"),
-        ids[2]: ("86.05", "E2001", "赵 敏"),
-    }
+    expected = {ids[0]: ("553.00", "E2001", "赵 敏"), ids[1]: ("1280.50", "E2002", "钱 进"),
+                ids[2]: ("86.05", "E2001", "赵 敏")}  # fmt: skip
     for ref, (total, party_code, party_name) in expected.items():
         invoice = by_ref[ref]
         assert invoice["total_amount"] == Decimal(total)
@@ -103,32 +96,39 @@ def test_claims_from_a_file_are_posted_in_tryton(pipeline, writer, tmp_path: Pat
         assert invoice["invoice_date"] == TODAY
         assert invoice["number"]
 
-    rejections = wait_for(
-        lambda: _rejections(settings) if len(_rejections(settings)) >= 2 else None,
-        timeout=60,
-        what="two rejections",
-        workers=workers,
-    )
-    normalize = [r for r in rejections if r["stage"] == "normalize"]
-    source = [r for r in rejections if r["stage"] == "source.batch_file"]
-    assert [r["claim_id"] for r in normalize] == [ids[3]]
-    assert "more than 2 decimals" in normalize[0]["problems"][0]
-    assert source[0]["origin"] == {"file": "claims.csv", "line": 6}
-    assert source[0]["problems"] == ["claim_id: required"]
+    rejections = wait_for(lambda: _rejections(settings, 3), timeout=60,
+                          what="three rejections", workers=workers)  # fmt: skip
+    at_source = sorted((r for r in rejections if r["stage"] == "source.batch_file"),
+                       key=lambda r: r["origin"]["line"])  # fmt: skip
+    assert [(r["entity_id"], r["origin"], r["problems"]) for r in at_source] == [
+        (ids[3], {"file": "claims.csv", "line": "5"},
+         ["amount: 12.345 has more than 2 decimals for CNY"]),
+        (None, {"file": "claims.csv", "line": "6"}, ["claim_id: required"]),
+    ]  # fmt: skip
+    assert json.loads(at_source[0]["original"])["amount"] == "12.345"
+    (normalize,) = [r for r in rejections if r["stage"] == "normalize"]
+    assert normalize["entity_id"] == ids[4]
+    assert normalize["reason"] == "no_exchange_rate"
+    assert normalize["origin"]["line"] == "7"
+    assert normalize["origin"]["topic"] == topics_of(settings).claims_raw
+    assert normalize["original"][:1] == b"\x00"  # the ExpenseClaim bytes, as they were
 
     topics = topics_of(settings)
-    wait_for(
-        lambda: _all_consumed(settings, settings.sink_group_id, topics.claims_normalized, 3),
-        timeout=60,
-        what="the sink's committed offsets to reach the end of its topic",
-        workers=workers,
+    wait_for(lambda: _all_consumed(settings, settings.sink_group_id, topics.postings, 3),
+             timeout=60, what="the sink's committed offsets to reach the end of its topic",
+             workers=workers)  # fmt: skip
+    wait_for(lambda: _all_consumed(settings, settings.streams_app_id, topics.claims_raw, 4),
+             timeout=60, what="the stream processor's committed offsets to reach the end",
+             workers=workers)  # fmt: skip
+
+    streams_metrics, sink_metrics = (worker.metrics() for worker in workers)
+    assert 'erpbridge_stream_events_total{agent="normalize_claims",outcome="out"} 3.0' in (
+        streams_metrics
     )
-    wait_for(
-        lambda: _all_consumed(settings, settings.streams_app_id, topics.claims_raw, 4),
-        timeout=60,
-        what="the stream processor's committed offsets to reach the end",
-        workers=workers,
+    assert 'erpbridge_stream_events_total{agent="normalize_claims",outcome="rejected"} 1.0' in (
+        streams_metrics
     )
+    assert 'erpbridge_sink_records_total{outcome="booked",sink="tryton"} 3.0' in sink_metrics
 
 
 def test_reimporting_a_file_books_nothing_twice(pipeline, writer, tmp_path: Path) -> None:
@@ -136,24 +136,18 @@ def test_reimporting_a_file_books_nothing_twice(pipeline, writer, tmp_path: Path
     topics = topics_of(settings)
     run = uuid.uuid4().hex[:6].upper()
     ids = [f"R{run}-{n}" for n in range(1, 3)]
-    path = _write_csv(
-        tmp_path / "again.csv",
-        [
-            f"{ids[0]},E3001,吴 刚,{TODAY.isoformat()},travel,机票,1200,CNY",
-            f"{ids[1]},E3002,郑 华,{TODAY.isoformat()},meals,午餐,35.5,CNY",
-        ],
-    )
+    path = _write_csv(tmp_path / "again.csv", [
+        f"{ids[0]},E3001,吴 刚,{TODAY.isoformat()},travel,机票,1200,CNY",
+        f"{ids[1]},E3002,郑 华,{TODAY.isoformat()},meals,午餐,35.5,CNY",
+    ])  # fmt: skip
     import_file(path, settings)
-    wait_for(
-        lambda: _posted(writer, ids, 2), timeout=120, what="first import booked", workers=workers
-    )
-    before = sum(end_offsets(settings, topics.claims_normalized).values())
+    wait_for(lambda: _posted(writer, ids, 2), timeout=120, what="first import booked",
+             workers=workers)  # fmt: skip
+    before = sum(end_offsets(settings, topics.postings).values())
 
     import_file(path, settings)
     wait_for(
-        lambda: _all_consumed(
-            settings, settings.sink_group_id, topics.claims_normalized, before + 2
-        ),
+        lambda: _all_consumed(settings, settings.sink_group_id, topics.postings, before + 2),
         timeout=120,
         what="the re-import consumed by the sink",
         workers=workers,
@@ -170,10 +164,8 @@ def test_a_claim_the_erp_refuses_goes_to_the_dead_letter_topic(
     topics = topics_of(settings)
     claim_id = f"D{uuid.uuid4().hex[:6].upper()}"
     # 2001 has no fiscal year in the ERP: Tryton refuses to post, which no retry can fix.
-    path = _write_csv(
-        tmp_path / "old.csv", [f"{claim_id},E4001,冯 军,2001-01-15,travel,旧单据,99,CNY"]
-    )
-    import_file(path, settings)
+    row = f"{claim_id},E4001,冯 军,2001-01-15,travel,旧单据,99,CNY"
+    import_file(_write_csv(tmp_path / "old.csv", [row]), settings)
 
     dead = wait_for(
         lambda: [
@@ -184,19 +176,43 @@ def test_a_claim_the_erp_refuses_goes_to_the_dead_letter_topic(
         workers=workers,
     )
     headers = {key: value.decode() for key, value in dead[0].headers}
-    assert headers["__connect.errors.topic"] == topics.claims_normalized
+    assert headers["__connect.errors.topic"] == topics.postings
     assert headers["__connect.errors.stage"] == "put"
     assert headers["__connect.errors.exception.class.name"] == "PermanentErpError"
     assert "period" in headers["__connect.errors.exception.message"]
     assert "Traceback" in headers["__connect.errors.exception.stacktrace"]
-    assert codec.decode(dead[0].value)["claim_id"] == claim_id
+    codecs = TopicCodecs(settings)
+    assert codecs.deserializer("postings")(dead[0].value)["claim_id"] == claim_id
+    codecs.close()
     assert writer.find_invoices([claim_id]) == []  # nothing half-written left in the ERP
     wait_for(
-        lambda: _all_consumed(settings, settings.sink_group_id, topics.claims_normalized, 1),
+        lambda: _all_consumed(settings, settings.sink_group_id, topics.postings, 1),
         timeout=60,
         what="the dead-lettered offset committed",
         workers=workers,
     )
+
+
+def test_bytes_that_are_not_a_claim_are_rejected_and_the_agent_goes_on(
+    pipeline, writer, tmp_path: Path
+) -> None:
+    settings, workers = pipeline
+    topics = topics_of(settings)
+    garbage = b'{"claim_id": "not avro"}'
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    producer.send(topics.claims_raw, key=b"GARBAGE-1", value=garbage).get(timeout=30)
+    producer.close()
+    claim_id = f"G{uuid.uuid4().hex[:6].upper()}"
+    row = f"{claim_id},E5001,何 静,{TODAY.isoformat()},meals,工作餐,42,CNY"
+    import_file(_write_csv(tmp_path / "after.csv", [row]), settings)
+
+    wait_for(lambda: _posted(writer, [claim_id], 1), timeout=120,
+             what="the claim after the garbage booked", workers=workers)  # fmt: skip
+    (undecodable,) = [r for r in read_rejections(settings) if r["reason"] == "undecodable"]
+    assert undecodable["stage"] == "normalize"
+    assert undecodable["original"] == garbage
+    assert "magic byte 0x7b, expected 0x00" in undecodable["problems"][0]
+    assert undecodable["origin"]["topic"] == topics.claims_raw
 
 
 def _posted(writer: TrytonWriter, ids: list[str], count: int) -> list[dict] | None:
@@ -204,5 +220,6 @@ def _posted(writer: TrytonWriter, ids: list[str], count: int) -> list[dict] | No
     return posted if len(posted) >= count else None
 
 
-def _rejections(settings: Settings) -> list[dict]:
-    return [codec.decode(r.value) for r in read_all(settings, topics_of(settings).claims_rejected)]
+def _rejections(settings: Settings, count: int) -> list[dict] | None:
+    found = read_rejections(settings)
+    return found if len(found) >= count else None
