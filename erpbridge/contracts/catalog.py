@@ -6,7 +6,7 @@ import json
 import os
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +25,12 @@ class ContractVersion:
     schema: dict[str, Any]
     path: Path
 
-    @property
+    @cached_property
     def text(self) -> str:
         """Canonical JSON text, as registered with a schema registry."""
         return json.dumps(self.schema, separators=(",", ":"), ensure_ascii=False)
 
-    @property
+    @cached_property
     def parsed(self) -> Any:
         return _parse(self.text)
 

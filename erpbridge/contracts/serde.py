@@ -41,6 +41,10 @@ def _parsed(schema_text: str) -> Any:
     return fastavro.parse_schema(json.loads(schema_text))
 
 
+def canonical_text(schema_text: str) -> str:
+    return json.dumps(json.loads(schema_text), separators=(",", ":"), ensure_ascii=False)
+
+
 class AvroSerializer:
     def __init__(
         self, registry: SchemaRegistryClient, subject: str, contract: ContractVersion
@@ -74,6 +78,8 @@ class AvroDeserializer:
         self, registry: SchemaRegistryClient, reader: ContractVersion | None = None
     ) -> None:
         self.registry, self.reader = registry, reader
+        # schema id -> (writer schema, reader schema or None when both are the same)
+        self._plans: dict[int, tuple[Any, Any]] = {}
 
     def writer_schema(self, schema_id: int) -> str:
         try:
@@ -81,10 +87,20 @@ class AvroDeserializer:
         except SchemaNotFound as exc:
             raise UnknownSchemaId(f"schema id {schema_id} is not in the registry") from exc
 
+    def _plan(self, schema_id: int) -> tuple[Any, Any]:
+        plan = self._plans.get(schema_id)
+        if plan is None:
+            text = self.writer_schema(schema_id)
+            if self.reader is None or canonical_text(text) == self.reader.text:
+                plan = (_parsed(text), None)  # same schema: no resolution needed
+            else:
+                plan = (_parsed(text), self.reader.parsed)
+            self._plans[schema_id] = plan
+        return plan
+
     def __call__(self, data: bytes | None) -> dict[str, Any]:
         schema_id, body = unframe(data)
-        writer = _parsed(self.writer_schema(schema_id))
-        reader = self.reader.parsed if self.reader is not None else None
+        writer, reader = self._plan(schema_id)
         stream = io.BytesIO(body)
         try:
             record = fastavro.schemaless_reader(stream, writer, reader)
