@@ -223,3 +223,24 @@ def _posted(writer: TrytonWriter, ids: list[str], count: int) -> list[dict] | No
 def _rejections(settings: Settings, count: int) -> list[dict] | None:
     found = read_rejections(settings)
     return found if len(found) >= count else None
+
+
+def test_bytes_that_are_not_a_posting_go_to_the_erp_dead_letter_topic(pipeline) -> None:
+    settings, workers = pipeline
+    topics = topics_of(settings)
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    # A Confluent header naming a schema id no registry has, then a few bytes.
+    bogus = b"\x00\x00\x01\x86\xa0\x02ab"
+    producer.send(topics.postings, key=b"BOGUS-1", value=bogus,
+                  headers=[("trace", b"t-1")]).get(timeout=30)  # fmt: skip
+    producer.close()
+
+    dead = wait_for(lambda: [r for r in read_all(settings, topics.erp_dead_letter)
+                             if r.key == b"BOGUS-1"],
+                    timeout=60, what="the bogus posting on the DLQ", workers=workers)  # fmt: skip
+    assert dead[0].value == bogus  # kept byte for byte
+    headers = dict(dead[0].headers)
+    assert headers["trace"] == b"t-1"  # the original headers stay
+    assert headers["__connect.errors.stage"] == b"convert"
+    assert headers["__connect.errors.exception.class.name"] == b"UnknownSchemaId"
+    assert b"schema id 100000" in headers["__connect.errors.exception.message"]
