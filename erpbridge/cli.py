@@ -112,6 +112,24 @@ def source() -> None:
     """Source connectors."""
 
 
+@source.command("webhook")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8090, show_default=True, type=int)
+def source_webhook(host: str, port: int) -> None:
+    """Serve the signed webhook endpoints (claims, approvals, invoices) until stopped."""
+    from connectors.sources.webhook import serve
+
+    settings = get_settings()
+    if not settings.webhook_secrets:
+        raise click.ClickException(
+            "no ERPBRIDGE_WEBHOOK_SECRETS configured: every request would be refused"
+        )
+    port_metrics = metrics.serve(settings.metrics_port, settings.metrics_host)
+    if port_metrics is not None:
+        click.echo(f"metrics on 127.0.0.1:{port_metrics}/metrics")
+    serve(settings, host, port)
+
+
 @source.command("file")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--source-system", default="batch_file", show_default=True)

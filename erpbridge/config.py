@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     schema_registry_url: str = "http://127.0.0.1:8081"
     schema_registry_topic: str = "_erpbridge_schemas"
 
+    # Webhook source: per-source HMAC secrets (JSON map), replay window, idempotency memory
+    webhook_secrets: dict[str, SecretStr] = Field(default_factory=dict)
+    webhook_max_skew_s: float = Field(300.0, gt=0)
+    webhook_idempotency_ttl_s: int = Field(7 * 24 * 3600, gt=0)
+    webhook_max_body_bytes: int = Field(1_000_000, gt=0)
+
     # Redis (shared fast path for later stages)
     redis_url: str = "redis://127.0.0.1:6379/0"
 

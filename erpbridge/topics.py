@@ -15,6 +15,16 @@ class Topics:
         return f"{self.prefix}.claims.raw"
 
     @property
+    def approvals_raw(self) -> str:
+        """ApprovalDecision records from workflow systems. Key: claim id."""
+        return f"{self.prefix}.approvals.raw"
+
+    @property
+    def invoices_raw(self) -> str:
+        """Invoice records from e-invoice platforms. Key: invoice (code-)number."""
+        return f"{self.prefix}.invoices.raw"
+
+    @property
     def postings(self) -> str:
         """ErpPosting records, ready to book. Key: claim id."""
         return f"{self.prefix}.postings"
@@ -30,9 +40,11 @@ class Topics:
         return f"{self.prefix}.erp.dlq"
 
     def all(self) -> tuple[str, ...]:
-        return (self.claims_raw, self.postings, self.rejected, self.erp_dead_letter)
+        return (self.claims_raw, self.approvals_raw, self.invoices_raw, self.postings,
+                self.rejected, self.erp_dead_letter)  # fmt: skip
 
 
 # Which contract (avro_schemas/<name>/) each topic carries; the DLQ keeps postings' bytes as-is.
-CONTRACTS = {"claims_raw": "expense_claim", "postings": "erp_posting", "rejected": "dead_letter",
+CONTRACTS = {"claims_raw": "expense_claim", "approvals_raw": "approval_decision",
+             "invoices_raw": "invoice", "postings": "erp_posting", "rejected": "dead_letter",
              "erp_dead_letter": "erp_posting"}  # fmt: skip

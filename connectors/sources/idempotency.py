@@ -1,0 +1,67 @@
+"""Idempotency keys in Redis: a retried request gets the first answer back, and is written once.
+
+A key is ``pending`` while its first request is being published and holds that request's answer
+afterwards, for ``ttl_s``. Redis makes this hold across processes and restarts.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+PENDING = "pending"
+
+
+@dataclass(frozen=True)
+class Stored:
+    status: int
+    body: dict[str, Any]
+
+
+class IdempotencyStore:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        ttl_s: int,
+        pending_ttl_s: int = 60,
+        prefix: str = "erpbridge:idem",
+    ) -> None:
+        self._redis, self._ttl, self._pending_ttl, self._prefix = (
+            client,
+            ttl_s,
+            pending_ttl_s,
+            prefix,
+        )
+
+    def _key(self, scope: str, key: str) -> str:
+        return f"{self._prefix}:{scope}:{key}"
+
+    async def claim(self, scope: str, key: str) -> Stored | str | None:
+        """None: the caller owns the key now. A :class:`Stored` answer: replay it. ``PENDING``:
+        the same request is in flight elsewhere."""
+        name = self._key(scope, key)
+        if await self._redis.set(name, PENDING, nx=True, ex=self._pending_ttl):
+            return None
+        value = await self._redis.get(name)
+        if value is None:  # expired between the two calls: try once more
+            return (
+                None
+                if await self._redis.set(name, PENDING, nx=True, ex=self._pending_ttl)
+                else PENDING
+            )
+        text = value.decode() if isinstance(value, bytes) else str(value)
+        if text == PENDING:
+            return PENDING
+        stored = json.loads(text)
+        return Stored(int(stored["status"]), stored["body"])
+
+    async def complete(self, scope: str, key: str, status: int, body: dict[str, Any]) -> None:
+        await self._redis.set(
+            self._key(scope, key), json.dumps({"status": status, "body": body}), ex=self._ttl
+        )
+
+    async def release(self, scope: str, key: str) -> None:
+        await self._redis.delete(self._key(scope, key))

@@ -1,0 +1,298 @@
+"""Typed models of what upstream systems send, shared by every source (webhook, poll, file):
+each rule is written once here, and each model turns into its Avro contract record.
+
+Validation errors become ``field: message`` lines an operator (or the upstream developer) can
+act on; see :func:`problems_of`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+import zoneinfo
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from connectors.sources.fields import (
+    clean_text,
+    parse_amount,
+    parse_currency,
+    parse_date,
+    to_minor_units,
+)
+
+SOURCE_TZ = zoneinfo.ZoneInfo("Asia/Shanghai")  # naive upstream timestamps are China time
+
+
+def _text(value: object) -> object:
+    return clean_text(value) if isinstance(value, str) else value
+
+
+def _date(value: object) -> object:
+    return parse_date(value) if isinstance(value, str) else value
+
+
+def _amount(value: object) -> object:
+    if isinstance(value, bool):
+        raise ValueError("expected an amount, got a boolean")
+    return parse_amount(str(value)) if isinstance(value, str | int | float | Decimal) else value
+
+
+def _timestamp(value: object) -> object:
+    if isinstance(value, str):
+        value = datetime.datetime.fromisoformat(clean_text(value).replace("Z", "+00:00"))
+    if isinstance(value, datetime.datetime) and value.tzinfo is None:
+        value = value.replace(tzinfo=SOURCE_TZ)
+    return value
+
+
+Text = Annotated[str, BeforeValidator(_text), Field(min_length=1, max_length=200)]
+OptionalText = Annotated[str | None, BeforeValidator(lambda v: _text(v) or None)]
+Amount = Annotated[Decimal, BeforeValidator(_amount)]
+Currency = Annotated[str, BeforeValidator(lambda v: parse_currency(str(v)))]
+Day = Annotated[datetime.date, BeforeValidator(_date)]
+Timestamp = Annotated[datetime.datetime, BeforeValidator(_timestamp)]
+
+
+def _scaled(places: int) -> AfterValidator:
+    """Exactly ``places`` decimals, as the contract's decimal(p, places) stores them."""
+    step = Decimal(1).scaleb(-places)
+
+    def check(value: Decimal | None) -> Decimal | None:
+        if value is None:
+            return None
+        if value != value.quantize(step):
+            raise ValueError(f"{value} has more than {places} decimals")
+        return value.quantize(step)
+
+    return AfterValidator(check)
+
+
+Money2 = Annotated[Decimal, BeforeValidator(_amount), _scaled(2)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=True)
+
+
+class ClaimLineIn(_In):
+    category: Annotated[str, BeforeValidator(lambda v: clean_text(v).lower() or "general")] = (
+        "general"
+    )
+    description: Annotated[str, BeforeValidator(_text)] = ""
+    amount: Amount
+    currency: Currency
+    expense_date: Day
+    invoice_refs: list[Annotated[str, BeforeValidator(_text)]] = []
+
+    @model_validator(mode="after")
+    def _fits_minor_units(self) -> ClaimLineIn:
+        to_minor_units(self.amount, self.currency)
+        return self
+
+
+class ClaimIn(_In):
+    """An expense claim (报销单) as an expense or travel platform submits it."""
+
+    claim_id: Text
+    event_id: OptionalText = None
+    employee_id: Annotated[str, BeforeValidator(lambda v: clean_text(v).upper()),
+                           Field(min_length=1, max_length=64)]  # fmt: skip
+    employee_name: Text
+    department: OptionalText = None
+    cost_centre: OptionalText = None
+    project: OptionalText = None
+    purpose: OptionalText = None
+    submitted_at: Timestamp | None = None
+    lines: list[ClaimLineIn] = Field(min_length=1)
+
+    def to_record(self, source_system: str, origin: dict[str, str]) -> dict[str, Any]:
+        lines = [{"line_no": n, **line.model_dump()} for n, line in enumerate(self.lines, 1)]
+        employee = {
+            "id": self.employee_id,
+            "name": self.employee_name,
+            "department": self.department,
+            "cost_centre": self.cost_centre,
+        }
+        content = self.model_dump(mode="json", exclude={"event_id", "submitted_at"})
+        return {
+            "event_id": self.event_id or content_event_id(source_system, self.claim_id, content),
+            "claim_id": self.claim_id, "source_system": source_system, "employee": employee,
+            "project": self.project, "purpose": self.purpose, "lines": lines,
+            "submitted_at": self.submitted_at or datetime.datetime.now(datetime.UTC),
+            "origin": origin,
+        }  # fmt: skip
+
+
+_DECISIONS = {"approve": "APPROVE", "approved": "APPROVE", "同意": "APPROVE", "通过": "APPROVE",
+              "reject": "REJECT", "rejected": "REJECT", "驳回": "REJECT", "拒绝": "REJECT",
+              "return": "RETURN", "returned": "RETURN", "退回": "RETURN"}  # fmt: skip
+
+
+class ApprovalIn(_In):
+    """One approval step's decision, as a workflow (OA) system reports it."""
+
+    claim_id: Text
+    event_id: OptionalText = None
+    step: int = Field(ge=1, le=100)
+    step_name: OptionalText = None
+    approver_id: Text
+    approver_name: Text
+    decision: Annotated[
+        Literal["APPROVE", "REJECT", "RETURN"],
+        BeforeValidator(
+            lambda v: _DECISIONS.get(clean_text(v).lower(), v) if isinstance(v, str) else v
+        ),
+    ]
+    comment: OptionalText = None
+    decided_at: Timestamp
+    final: bool
+
+    def to_record(self, source_system: str, origin: dict[str, str]) -> dict[str, Any]:
+        content = self.model_dump(mode="json", exclude={"event_id"})
+        return {**self.model_dump(exclude={"event_id"}), "source_system": source_system,
+                "event_id": self.event_id or content_event_id(source_system, self.claim_id,
+                                                              content)}  # fmt: skip
+
+
+_USCC = re.compile(r"^[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}$")
+_USCC_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+_USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+
+
+def valid_uscc(code: str) -> bool:
+    """统一社会信用代码: 18 characters, the last a GB 32100-2015 check character."""
+    if not _USCC.match(code):
+        return False
+    total = sum(_USCC_CHARS.index(c) * w for c, w in zip(code[:17], _USCC_WEIGHTS, strict=True))
+    return _USCC_CHARS[(31 - total % 31) % 31] == code[17]
+
+
+def _tax_id(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    code = clean_text(value).upper().replace(" ", "")
+    if len(code) == 18 and not valid_uscc(code):
+        raise ValueError(f"{value!r} is not a valid unified social credit code (check character)")
+    if not re.fullmatch(r"[0-9A-Z]{15,20}", code):
+        raise ValueError(f"{value!r} is not a taxpayer id (15 to 20 letters and digits)")
+    return code
+
+
+TaxId = Annotated[str, BeforeValidator(_tax_id)]
+_INVOICE_TYPES = {"专票": "VAT_SPECIAL", "增值税专用发票": "VAT_SPECIAL",
+                  "普票": "VAT_GENERAL", "增值税普通发票": "VAT_GENERAL",
+                  "数电专票": "DIGITAL_SPECIAL", "数电票（增值税专用发票）": "DIGITAL_SPECIAL",
+                  "数电普票": "DIGITAL_GENERAL",
+                  "数电票（普通发票）": "DIGITAL_GENERAL"}  # fmt: skip
+Rate = Annotated[Decimal, BeforeValidator(
+    lambda v: Decimal(clean_text(v).rstrip("%")) / 100 if isinstance(v, str) and "%" in v else v),
+    Field(ge=0, le=1), _scaled(4)]  # fmt: skip
+Quantity = Annotated[Decimal | None, _scaled(6)]
+
+
+class InvoiceLineIn(_In):
+    name: Text
+    specification: OptionalText = None
+    unit: OptionalText = None
+    quantity: Quantity = None
+    unit_price: Quantity = None
+    amount_net: Money2
+    tax_rate: Rate
+    tax_amount: Money2
+
+
+class InvoiceIn(_In):
+    """A China VAT invoice: paper-era (code + 8-digit number) or 数电票 (20-digit number)."""
+
+    event_id: OptionalText = None
+    invoice_type: Annotated[
+        Literal["VAT_SPECIAL", "VAT_GENERAL", "DIGITAL_SPECIAL", "DIGITAL_GENERAL", "OTHER"],
+        BeforeValidator(lambda v: _INVOICE_TYPES.get(clean_text(v), clean_text(v).upper())
+                        if isinstance(v, str) else v)] = "OTHER"  # fmt: skip
+    invoice_code: OptionalText = None
+    invoice_number: Annotated[str, BeforeValidator(lambda v: clean_text(v).replace(" ", ""))]
+    issue_date: Day
+    seller_name: Text
+    seller_tax_id: TaxId
+    buyer_name: Text
+    buyer_tax_id: Annotated[str | None, BeforeValidator(lambda v: _tax_id(v) if v else None)] = None
+    amount_net: Money2
+    tax_rate: Rate | None = None
+    tax_amount: Money2
+    total: Money2
+    check_code: OptionalText = None
+    lines: list[InvoiceLineIn] = []
+    claim_id: OptionalText = None
+
+    @field_validator("invoice_number")
+    @classmethod
+    def _number_shape(cls, value: str) -> str:
+        if not re.fullmatch(r"\d{8}|\d{20}", value):
+            raise ValueError("expected 8 digits (with an invoice code) or 20 digits (数电票)")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> InvoiceIn:
+        if len(self.invoice_number) == 8 and not re.fullmatch(
+            r"\d{10}|\d{12}", self.invoice_code or ""
+        ):
+            raise ValueError("an 8-digit invoice number needs a 10 or 12-digit invoice_code")
+        if self.amount_net + self.tax_amount != self.total:
+            raise ValueError(
+                f"amount_net {self.amount_net} + tax_amount {self.tax_amount} != total {self.total}"
+            )
+        return self
+
+    @property
+    def key(self) -> str:
+        return (
+            f"{self.invoice_code}-{self.invoice_number}"
+            if self.invoice_code
+            else (self.invoice_number)
+        )
+
+    def to_record(self, source_system: str, origin: dict[str, str]) -> dict[str, Any]:
+        content = self.model_dump(mode="json", exclude={"event_id"})
+        lines = [line.model_dump() for line in self.lines]
+        return {
+            **self.model_dump(exclude={"event_id", "lines"}),
+            "lines": lines,
+            "source_system": source_system,
+            "received_at": datetime.datetime.now(datetime.UTC),
+            "event_id": self.event_id or content_event_id(source_system, self.key, content),
+        }
+
+
+def problems_of(error: ValidationError) -> list[dict[str, str]]:
+    """pydantic's errors as ``{"field": "lines[0].amount", "message": ...}``."""
+    found = []
+    for item in error.errors(include_url=False):
+        parts = [f"[{p}]" if isinstance(p, int) else f".{p}" for p in item["loc"]]
+        field = "".join(parts).lstrip(".") or "body"
+        message = str(item["msg"]).removeprefix("Value error, ")
+        found.append({"field": field, "message": message})
+    return found
+
+
+def content_event_id(source_system: str, entity_id: str, content: object) -> str:
+    import hashlib
+    import json
+
+    digest = hashlib.sha256(
+        json.dumps(
+            [source_system, entity_id, content], sort_keys=True, ensure_ascii=False, default=str
+        ).encode()
+    ).hexdigest()
+    return f"{source_system}:{entity_id}:{digest[:16]}"

@@ -1,0 +1,237 @@
+"""Webhook source: signed HTTP POSTs of claims, approvals and invoices -> Kafka.
+
+A request is answered 202 only after the broker acknowledged the write (acks=all). Every refusal
+gets a machine-readable error and is kept, with the raw body and the reason, on the rejection
+topic. Retries of the same request (same ``Idempotency-Key`` header, else event id, else body)
+are answered with the first answer and written once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from aiohttp import web
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from pydantic import BaseModel, ValidationError
+
+from connectors.sources.idempotency import PENDING, IdempotencyStore, Stored
+from connectors.sources.models import ApprovalIn, ClaimIn, InvoiceIn, problems_of
+from connectors.sources.openapi import openapi_document
+from connectors.sources.signatures import SignatureRefused, verify
+from erpbridge.config import Settings
+from erpbridge.contracts.bindings import TopicCodecs
+from erpbridge.contracts.serde import SerializationError
+from erpbridge.metrics import SOURCE_PUBLISH_SECONDS, SOURCE_RECORDS
+from erpbridge.rejections import dead_letter
+
+SOURCE = "webhook"
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    path: str
+    model: type[BaseModel]
+    role: str  # the topic it publishes to, see erpbridge.topics
+    key: Callable[[Any], str]
+    summary: str
+
+
+ENDPOINTS = (
+    Endpoint("/v1/claims", ClaimIn, "claims_raw", lambda m: m.claim_id,
+             "Submit an expense claim (报销单)"),
+    Endpoint("/v1/approvals", ApprovalIn, "approvals_raw", lambda m: m.claim_id,
+             "Report an approval step's decision"),
+    Endpoint("/v1/invoices", InvoiceIn, "invoices_raw", lambda m: m.key,
+             "Submit a VAT invoice (增值税发票 / 数电票)"),
+)  # fmt: skip
+
+
+class Refusal(Exception):
+    def __init__(
+        self, status: int, code: str, message: str, problems: list[dict[str, str]] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.problems = status, code, message, problems or []
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.code, "message": self.message, "problems": self.problems}
+
+
+class WebhookSource:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.codecs = TopicCodecs(settings)
+        self.secrets = {k: v.get_secret_value() for k, v in settings.webhook_secrets.items()}
+        self.producer: AIOKafkaProducer | None = None
+        self.redis: aioredis.Redis | None = None
+        self.idempotency: IdempotencyStore | None = None
+
+    async def start(self, _: web.Application) -> None:
+        self.codecs.register_all(*{e.role for e in ENDPOINTS}, "rejected")
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap, acks="all", enable_idempotence=True
+        )
+        await self.producer.start()
+        self.redis = aioredis.Redis.from_url(self.settings.redis_url)
+        self.idempotency = IdempotencyStore(self.redis, self.settings.webhook_idempotency_ttl_s)
+
+    async def stop(self, _: web.Application) -> None:
+        if self.producer is not None:
+            await self.producer.stop()
+        if self.redis is not None:
+            await self.redis.aclose()
+        self.codecs.close()
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=self.settings.webhook_max_body_bytes)
+        for endpoint in ENDPOINTS:
+            app.router.add_post(endpoint.path, self._handler(endpoint))
+        document = openapi_document(ENDPOINTS)
+
+        async def openapi(_: web.Request) -> web.Response:
+            return web.json_response(document)
+
+        async def healthz(_: web.Request) -> web.Response:
+            return web.json_response({"status": "ok"})
+
+        app.router.add_get("/openapi.json", openapi)
+        app.router.add_get("/healthz", healthz)
+        app.on_startup.append(self.start)
+        app.on_cleanup.append(self.stop)
+        return app
+
+    def _handler(self, endpoint: Endpoint) -> Callable[[web.Request], Any]:
+        async def handle(request: web.Request) -> web.Response:
+            started = time.perf_counter()
+            request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+            body = b""
+            source = request.headers.get("X-Erpbridge-Source", "")
+            try:
+                body = await request.read()
+                response = await self._accept(endpoint, request, body, request_id)
+            except web.HTTPRequestEntityTooLarge:
+                response = await self._refuse(
+                    endpoint,
+                    Refusal(
+                        413,
+                        "body_too_large",
+                        f"the body exceeds {self.settings.webhook_max_body_bytes} bytes",
+                    ),
+                    source,
+                    body,
+                    request_id,
+                )
+            except Refusal as refusal:
+                response = await self._refuse(endpoint, refusal, source, body, request_id)
+            except KafkaError as exc:  # nothing was written: the client may retry safely
+                log.error(
+                    "broker unavailable stage=source.webhook path=%s error=%s", endpoint.path, exc
+                )
+                response = web.json_response(
+                    Refusal(503, "broker_unavailable", str(exc)).body(), status=503
+                )
+            SOURCE_PUBLISH_SECONDS.labels(SOURCE).observe(time.perf_counter() - started)
+            response.headers["X-Request-Id"] = request_id
+            return response
+
+        return handle
+
+    async def _accept(
+        self, endpoint: Endpoint, request: web.Request, body: bytes, request_id: str
+    ) -> web.Response:
+        SOURCE_RECORDS.labels(SOURCE, "read").inc()
+        try:
+            source = verify(request.headers, body, self.secrets, self.settings.webhook_max_skew_s)
+        except SignatureRefused as exc:
+            raise Refusal(401, exc.code, exc.message) from exc
+        try:
+            payload = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise Refusal(400, "malformed_body", f"the body is not JSON: {exc}") from exc
+        if not isinstance(payload, dict):
+            raise Refusal(400, "malformed_body", "the body must be a JSON object")
+        idem_key = (request.headers.get("Idempotency-Key") or str(payload.get("event_id") or "")
+                    or hashlib.sha256(body).hexdigest())  # fmt: skip
+        scope = f"{source}:{endpoint.path}"
+        assert self.idempotency is not None and self.producer is not None
+        claimed = await self.idempotency.claim(scope, idem_key)
+        if isinstance(claimed, Stored):
+            SOURCE_RECORDS.labels(SOURCE, "replayed").inc()
+            return web.json_response(
+                claimed.body, status=claimed.status, headers={"Idempotent-Replayed": "true"}
+            )
+        if claimed == PENDING:
+            raise Refusal(409, "request_in_progress", "the same request is being processed")
+        try:
+            try:
+                event = endpoint.model.model_validate(payload)
+            except ValidationError as exc:
+                raise Refusal(
+                    422, "invalid_event", "the event does not pass validation", problems_of(exc)
+                ) from exc
+            origin = {"source": source, "path": endpoint.path, "request_id": request_id}
+            record = event.to_record(source, origin)  # type: ignore[attr-defined]
+            key = endpoint.key(event)
+            try:
+                value = self.codecs.serializer(endpoint.role)(record)
+            except SerializationError as exc:  # our bug, not the caller's: keep the request
+                log.exception("contract mismatch stage=source.webhook path=%s", endpoint.path)
+                raise Refusal(500, "internal_error", str(exc)) from exc
+            metadata = await self.producer.send_and_wait(
+                self.codecs.topic(endpoint.role), value=value, key=key.encode()
+            )
+        except BaseException:
+            await self.idempotency.release(scope, idem_key)
+            raise
+        answer = {"status": "accepted", "event_id": record["event_id"], "key": key,
+                  "topic": metadata.topic, "partition": metadata.partition,
+                  "offset": metadata.offset}  # fmt: skip
+        await self.idempotency.complete(scope, idem_key, 202, answer)
+        SOURCE_RECORDS.labels(SOURCE, "published").inc()
+        return web.json_response(answer, status=202)
+
+    async def _refuse(
+        self, endpoint: Endpoint, refusal: Refusal, source: str, body: bytes, request_id: str
+    ) -> web.Response:
+        """Keep the refused request on the rejection topic, then answer with the error."""
+        SOURCE_RECORDS.labels(SOURCE, "rejected").inc()
+        log.warning(
+            "rejected stage=source.webhook path=%s source=%s error=%s request_id=%s",
+            endpoint.path,
+            source or "-",
+            refusal.code,
+            request_id,
+        )
+        problems = [f"{p['field']}: {p['message']}" for p in refusal.problems] or [refusal.message]
+        record = dead_letter(
+            stage="source.webhook",
+            reason=refusal.code,
+            problems=problems,
+            original=body,
+            content_type="application/json",
+            origin={"source": source, "path": endpoint.path, "request_id": request_id},
+        )
+        assert self.producer is not None
+        await self.producer.send_and_wait(
+            self.codecs.topic("rejected"), value=self.codecs.serializer("rejected")(record)
+        )
+        return web.json_response(refusal.body(), status=refusal.status)
+
+
+def serve(settings: Settings, host: str, port: int) -> None:
+    web.run_app(
+        WebhookSource(settings).app(),
+        host=host,
+        port=port,
+        print=lambda *_: log.info("webhook source listening on %s:%d", host, port),
+    )

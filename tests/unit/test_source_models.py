@@ -1,0 +1,97 @@
+import datetime
+import time
+
+import pytest
+from pydantic import ValidationError
+
+from connectors.sources.models import ApprovalIn, ClaimIn, InvoiceIn, problems_of, valid_uscc
+from connectors.sources.signatures import SignatureRefused, signed_headers, verify
+
+INVOICE = {"invoice_type": "专票", "invoice_code": "3100231130", "invoice_number": "12345678",
+           "issue_date": "2026/11/02", "seller_name": "上海某某科技有限公司",
+           "seller_tax_id": "91440300708461136T", "buyer_name": "ERPBridge Demo",
+           "amount_net": "1,000.00", "tax_rate": "13%", "tax_amount": "130.00",
+           "total": "1130.00", "check_code": "12345678901234567890"}  # fmt: skip
+
+
+def _problems(model: type, payload: dict) -> list[dict[str, str]]:
+    with pytest.raises(ValidationError) as caught:
+        model.model_validate(payload)
+    return problems_of(caught.value)
+
+
+@pytest.mark.parametrize(
+    "code, ok",
+    [
+        ("914403001922038216", True),
+        ("91440300708461136T", True),
+        ("91440300708461136U", False),
+        ("9144030070846113", False),
+    ],
+)
+def test_unified_social_credit_code_check_character(code: str, ok: bool) -> None:
+    assert valid_uscc(code) is ok
+
+
+def test_a_paper_era_special_invoice_is_accepted() -> None:
+    invoice = InvoiceIn.model_validate(INVOICE)
+    assert invoice.invoice_type == "VAT_SPECIAL" and invoice.key == "3100231130-12345678"
+    assert str(invoice.tax_rate) == "0.1300" and str(invoice.amount_net) == "1000.00"
+
+
+def test_invoice_rules_say_what_is_wrong() -> None:
+    assert _problems(InvoiceIn, {**INVOICE, "total": "1130.01"}) == [
+        {"field": "body", "message": "amount_net 1000.00 + tax_amount 130.00 != total 1130.01"}
+    ]
+    assert _problems(InvoiceIn, {**INVOICE, "invoice_code": None})[0]["message"] == (
+        "an 8-digit invoice number needs a 10 or 12-digit invoice_code"
+    )
+    bad = _problems(
+        InvoiceIn, {**INVOICE, "seller_tax_id": "91440300708461136U", "invoice_number": "123"}
+    )
+    assert [p["field"] for p in bad] == ["invoice_number", "seller_tax_id"]
+
+
+def test_approval_decisions_accept_chinese_and_naive_times_are_china_time() -> None:
+    approval = ApprovalIn.model_validate(
+        {
+            "claim_id": "C1",
+            "step": 1,
+            "approver_id": "E7",
+            "approver_name": "李娜",
+            "decision": "驳回",
+            "decided_at": "2026-11-05 10:00:00",
+            "final": True,
+        }
+    )
+    assert approval.decision == "REJECT"
+    assert approval.decided_at.astimezone(datetime.UTC).hour == 2
+
+
+def test_a_claim_needs_lines_that_fit_their_currency() -> None:
+    assert (
+        _problems(
+            ClaimIn, {"claim_id": "C", "employee_id": "E", "employee_name": "N", "lines": []}
+        )[0]["field"]
+        == "lines"
+    )
+    problems = _problems(ClaimIn, {"claim_id": "C", "employee_id": "E", "employee_name": "N",
+                                   "lines": [{"amount": "1.005", "currency": "CNY",
+                                              "expense_date": "2026-11-02"}]})  # fmt: skip
+    assert problems == [{"field": "lines[0]", "message": "1.005 has more than 2 decimals for CNY"}]
+
+
+def test_signatures() -> None:
+    body = b'{"claim_id": "C1"}'
+    headers = signed_headers("oa", "secret", body)
+    assert verify(headers, body, {"oa": "secret"}, 300) == "oa"
+    for changed, code in [
+        ((body + b" ", {"oa": "secret"}), "signature_invalid"),
+        ((body, {"hr": "secret"}), "unknown_source"),
+    ]:
+        with pytest.raises(SignatureRefused) as caught:
+            verify(headers, *changed, 300)
+        assert caught.value.code == code
+    old = signed_headers("oa", "secret", body, now=time.time() - 301)
+    with pytest.raises(SignatureRefused, match="s away from now; at most 300s is accepted"):
+        verify(old, body, {"oa": "secret"}, 300)
