@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import datetime
 import logging
 import signal
 import sys
-import time
 from pathlib import Path
-from typing import Any
 
 import click
 
 from erpbridge import metrics
 from erpbridge.config import Settings, get_settings
 from erpbridge.contracts.compatibility import Mode
-from erpbridge.topics import Topics
 
 
 def _setup_logging(level: str) -> None:
@@ -141,10 +137,7 @@ def source_file(path: Path, source_system: str) -> None:
         report = import_file(path, get_settings(), source_system)
     except FileFormatError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(
-        f"{report.path}: {report.rows} rows, {report.published} published, "
-        f"{report.rejected} rejected"
-    )
+    click.echo(report.summary())
 
 
 @main.command()
@@ -185,7 +178,7 @@ def erp() -> None:
 @click.argument("references", nargs=-1)
 def erp_invoices(references: tuple[str, ...]) -> None:
     """Print the ERP invoices whose reference is one of REFERENCES."""
-    _print_invoices(get_settings(), list(references))
+    print_invoices(get_settings(), list(references))
 
 
 @main.command()
@@ -193,53 +186,14 @@ def erp_invoices(references: tuple[str, ...]) -> None:
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for the ERP.")
 def demo(path: Path, timeout: float) -> None:
     """Feed PATH to the running pipeline; wait until each claim is booked or rejected; print."""
-    from connectors.erp.tryton import TrytonWriter
-    from connectors.sources.batch_file import import_file
-    from erpbridge.rejections import describe
-    from erpbridge.topic_reader import read_rejections
+    from erpbridge.demo import run_demo
 
-    settings = get_settings()
-    fed_at = datetime.datetime.now(datetime.UTC)
-    report = import_file(path, settings, "demo")
-    click.echo(
-        f"fed {report.path}: {report.rows} rows, {report.published} published, "
-        f"{report.rejected} rejected at the source"
-    )
-    writer = TrytonWriter.from_settings(settings)
-    wanted = set(report.claim_ids)
-    deadline = time.monotonic() + timeout
-    done: set[str] = set()
-    mine: list[dict[str, Any]] = []
-    try:
-        while time.monotonic() < deadline:
-            booked = {
-                inv["reference"] for inv in writer.find_invoices(wanted) if inv["state"] == "posted"
-            }
-            mine = [
-                r for r in read_rejections(settings)
-                if r["rejected_at"] is not None and r["rejected_at"] >= fed_at
-                and (r["entity_id"] in wanted or r["origin"].get("file") == path.name)
-            ]  # fmt: skip
-            done = booked | {r["entity_id"] for r in mine if r["entity_id"] in wanted}
-            if done >= wanted:
-                break
-            time.sleep(1)
-    finally:
-        writer.close()
-    _print_invoices(settings, sorted(wanted))
-    click.echo(f"{len(mine)} rejection(s) on {Topics(settings.topic_prefix).rejected}:")
-    for rejection in mine:
-        origin = rejection.get("origin", {})
-        where = f"{origin.get('file', '?')}:{origin.get('line', '?')}"
-        click.echo(
-            f"  {rejection['entity_id'] or '(no id)':<14} {where:<16} "
-            f"{rejection['stage']}: {describe(rejection)}"
-        )
-    if not done >= wanted:
-        raise click.ClickException(f"not through after {timeout:.0f}s: {sorted(wanted - done)}")
+    missing = run_demo(path, get_settings(), timeout, click.echo)
+    if missing:
+        raise click.ClickException(f"not through after {timeout:.0f}s: {missing}")
 
 
-def _print_invoices(settings: Settings, references: list[str]) -> None:
+def print_invoices(settings: Settings, references: list[str]) -> None:
     from connectors.erp.tryton import TrytonWriter
 
     writer = TrytonWriter.from_settings(settings)

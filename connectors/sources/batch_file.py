@@ -16,8 +16,15 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from connectors.sources.claims import ClaimInvalid, expense_claim
+from kafka import KafkaProducer
+from pydantic import ValidationError
+from tqdm import tqdm
+
+from connectors.sources.ledger import ImportLedger, file_checksum, row_identity
+from connectors.sources.models import problems_of
+from connectors.sources.rows import claim_from_row
 from erpbridge.codec import encode_key
 from erpbridge.config import Settings
 from erpbridge.contracts.bindings import TopicCodecs
@@ -66,7 +73,14 @@ class ImportReport:
     rows: int = 0
     published: int = 0
     rejected: int = 0
+    already_imported: int = 0
     claim_ids: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"{self.path}: {self.rows} rows, {self.published} published, "
+            f"{self.rejected} rejected, {self.already_imported} already imported"
+        )
 
 
 def open_text(path: Path) -> io.TextIOWrapper:
@@ -112,67 +126,127 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
             yield reader.line_num, row
 
 
-def import_file(path: Path, settings: Settings, source_system: str = "batch_file") -> ImportReport:
-    """Publish every valid row as an ExpenseClaim; every invalid one as a DeadLetter with its
-    line number. Returns once the broker acknowledged every record."""
-    codecs = TopicCodecs(settings)
-    claims, rejected = codecs.serializer("claims_raw"), codecs.serializer("rejected")
+def import_file(
+    path: Path,
+    settings: Settings,
+    source_system: str = "batch_file",
+    *,
+    keep_ids: bool = True,
+    progress: bool | None = None,
+) -> ImportReport:
+    """Publish every valid, not yet imported row as an ExpenseClaim and every invalid one as a
+    DeadLetter with its line number; return once the broker acknowledged every record.
+
+    Memory stays bounded: rows go out in batches, each acknowledged before the next is read.
+    """
+    with path.open("rb") as handle:
+        checksum = file_checksum(iter(lambda: handle.read(1 << 20), b""))
+    ledger = ImportLedger(settings.redis_url, source_system)
     report = ImportReport(path=path.name)
+    codecs = TopicCodecs(settings)
     producer = durable_producer(settings)
-    futures = []
     started = time.perf_counter()
     try:
-        for line, row in read_rows(path):
-            report.rows += 1
-            SOURCE_RECORDS.labels(SOURCE, "read").inc()
-            origin = {"file": path.name, "line": str(line)}
-            claim_id = row.get("claim_id", "").strip()
-            try:
-                if "_column_count" in row:
-                    raise ClaimInvalid([f"row: {row['_column_count']}"])
-                record = expense_claim(row, source_system, origin)
-            except ClaimInvalid as exc:
-                envelope = dead_letter(
-                    stage="source.batch_file",
-                    reason="invalid_row",
-                    problems=exc.problems,
-                    original=json.dumps(row, ensure_ascii=False).encode(),
-                    content_type="application/json",
-                    origin=origin,
-                    entity_id=claim_id or None,
-                )
-                futures.append(
-                    producer.send(
-                        codecs.topic("rejected"),
-                        value=rejected(envelope),
-                        key=encode_key(claim_id) if claim_id else None,
-                    )
-                )
-                report.rejected += 1
-                SOURCE_RECORDS.labels(SOURCE, "rejected").inc()
-                continue
-            futures.append(
-                producer.send(
-                    codecs.topic("claims_raw"),
-                    value=claims(record),
-                    key=encode_key(record["claim_id"]),
-                )
-            )
-            report.claim_ids.append(record["claim_id"])
-        producer.flush()
-        for future in futures:
-            future.get(timeout=30)  # raises if the broker did not acknowledge
+        batch = _Batch(producer, ledger, codecs, source_system, report, keep_ids)
+        for line, row in tqdm(read_rows(path), unit=" rows", desc=path.name, disable=progress
+                              is False or None, leave=False):  # fmt: skip
+            batch.add(path.name, line, row)
+            if len(batch) >= BATCH_ROWS:
+                batch.flush()
+        batch.flush()
+        ledger.mark_file_done(checksum, report.summary())
     finally:
         producer.close()
         codecs.close()
-    report.published = len(report.claim_ids)
-    SOURCE_RECORDS.labels(SOURCE, "published").inc(report.published)
+        ledger.close()
     SOURCE_PUBLISH_SECONDS.labels(SOURCE).observe(time.perf_counter() - started)
-    log.info(
-        "imported file=%s rows=%d published=%d rejected=%d",
-        path.name,
-        report.rows,
-        report.published,
-        report.rejected,
-    )
+    log.info("imported %s checksum=%s", report.summary(), checksum[:12])
     return report
+
+
+BATCH_ROWS = 2000
+
+
+class _Batch:
+    """Rows read but not yet acknowledged by the broker."""
+
+    def __init__(
+        self,
+        producer: KafkaProducer,
+        ledger: ImportLedger,
+        codecs: TopicCodecs,
+        source_system: str,
+        report: ImportReport,
+        keep_ids: bool,
+    ) -> None:
+        self.producer, self.ledger, self.codecs = producer, ledger, codecs
+        self.source_system, self.report, self.keep_ids = source_system, report, keep_ids
+        self.rows: list[tuple[str, int, dict[str, str], str, str]] = []
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def add(self, file_name: str, line: int, row: dict[str, str]) -> None:
+        claim_id = row.get("claim_id", "").strip()
+        content = {k: v for k, v in row.items() if k != "_column_count"}
+        identity = row_identity(self.source_system, claim_id, content)
+        self.rows.append((file_name, line, row, claim_id, identity))
+
+    def flush(self) -> None:
+        if not self.rows:
+            return
+        known = self.ledger.known([identity for *_, identity in self.rows])
+        futures, sent = [], []
+        for file_name, line, row, claim_id, identity in self.rows:
+            self.report.rows += 1
+            SOURCE_RECORDS.labels(SOURCE, "read").inc()
+            if identity in known:
+                self.report.already_imported += 1
+                continue
+            future, published = self._send(file_name, line, row, claim_id)
+            futures.append(future)
+            sent.append(identity)
+            if published:
+                self.report.published += 1
+                if self.keep_ids:
+                    self.report.claim_ids.append(claim_id)
+            else:
+                self.report.rejected += 1
+        self.producer.flush()
+        for future in futures:
+            future.get(timeout=30)  # raises if the broker did not acknowledge
+        self.ledger.record(sent)
+        self.rows.clear()
+
+    def _send(
+        self, file_name: str, line: int, row: dict[str, str], claim_id: str
+    ) -> tuple[Any, bool]:
+        origin = {"file": file_name, "line": str(line)}
+        problems = [f"row: {row['_column_count']}"] if "_column_count" in row else []
+        try:
+            claim = claim_from_row(row)
+        except ValidationError as exc:
+            problems += [f"{p['field']}: {p['message']}" for p in problems_of(exc)]
+        if problems:
+            SOURCE_RECORDS.labels(SOURCE, "rejected").inc()
+            envelope = dead_letter(
+                stage="source.batch_file",
+                reason="invalid_row",
+                problems=problems,
+                original=json.dumps(row, ensure_ascii=False).encode(),
+                content_type="application/json",
+                origin=origin,
+                entity_id=claim_id or None,
+            )
+            return self.producer.send(
+                self.codecs.topic("rejected"),
+                value=self.codecs.serializer("rejected")(envelope),
+                key=encode_key(claim_id) if claim_id else None,
+            ), False
+        record = claim.to_record(self.source_system, origin)
+        SOURCE_RECORDS.labels(SOURCE, "published").inc()
+        return self.producer.send(
+            self.codecs.topic("claims_raw"),
+            value=self.codecs.serializer("claims_raw")(record),
+            key=encode_key(record["claim_id"]),
+        ), True

@@ -32,6 +32,7 @@ def pipeline_env(settings: Settings) -> dict[str, str]:
         "ERPBRIDGE_STREAMS_DATADIR": settings.streams_datadir,
         "ERPBRIDGE_SINK_GROUP_ID": settings.sink_group_id,
         "ERPBRIDGE_SCHEMA_REGISTRY_URL": settings.schema_registry_url,
+        "ERPBRIDGE_REDIS_URL": settings.redis_url,
         "ERPBRIDGE_SINK_RETRY_MAX_S": str(settings.sink_retry_max_s),
         "ERPBRIDGE_ERP_URL": settings.erp_url,
         "ERPBRIDGE_ERP_DATABASE": settings.erp_database,
@@ -41,7 +42,12 @@ def pipeline_env(settings: Settings) -> dict[str, str]:
 
 
 def make_settings(
-    kafka_bootstrap: str, registry_url: str, erp_url: str, erp_database: str, workdir: Path
+    kafka_bootstrap: str,
+    registry_url: str,
+    redis_url: str,
+    erp_url: str,
+    erp_database: str,
+    workdir: Path,
 ) -> Settings:
     prefix = f"t{uuid.uuid4().hex[:10]}"
     return Settings(
@@ -53,6 +59,7 @@ def make_settings(
         sink_group_id=f"{prefix}-sink",
         sink_retry_max_s=2.0,
         schema_registry_url=registry_url,
+        redis_url=redis_url,
         erp_url=erp_url,
         erp_database=erp_database,
     )

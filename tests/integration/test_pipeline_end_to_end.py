@@ -33,10 +33,11 @@ TODAY = datetime.date.today()
 
 @pytest.fixture(scope="module")
 def pipeline(
-    kafka_bootstrap: str, schema_registry_url: str, erp, tmp_path_factory
+    kafka_bootstrap: str, schema_registry_url: str, redis_url: str, erp, tmp_path_factory
 ) -> Iterator[tuple[Settings, list[Worker]]]:
     workdir = tmp_path_factory.mktemp("pipeline")
-    settings = make_settings(kafka_bootstrap, schema_registry_url, erp.url, erp.database, workdir)
+    settings = make_settings(kafka_bootstrap, schema_registry_url, redis_url, erp.url,
+                             erp.database, workdir)  # fmt: skip
     with running_workers(settings, workdir) as workers:
         yield settings, workers
 
@@ -102,8 +103,8 @@ def test_claims_from_a_file_are_posted_in_tryton(pipeline, writer, tmp_path: Pat
                        key=lambda r: r["origin"]["line"])  # fmt: skip
     assert [(r["entity_id"], r["origin"], r["problems"]) for r in at_source] == [
         (ids[3], {"file": "claims.csv", "line": "5"},
-         ["amount: 12.345 has more than 2 decimals for CNY"]),
-        (None, {"file": "claims.csv", "line": "6"}, ["claim_id: required"]),
+         ["lines[0]: 12.345 has more than 2 decimals for CNY"]),
+        (None, {"file": "claims.csv", "line": "6"}, ["claim_id: Field required"]),
     ]  # fmt: skip
     assert json.loads(at_source[0]["original"])["amount"] == "12.345"
     (normalize,) = [r for r in rejections if r["stage"] == "normalize"]
@@ -140,21 +141,32 @@ def test_reimporting_a_file_books_nothing_twice(pipeline, writer, tmp_path: Path
         f"{ids[0]},E3001,吴 刚,{TODAY.isoformat()},travel,机票,1200,CNY",
         f"{ids[1]},E3002,郑 华,{TODAY.isoformat()},meals,午餐,35.5,CNY",
     ])  # fmt: skip
-    import_file(path, settings)
+    assert import_file(path, settings).published == 2
     wait_for(lambda: _posted(writer, ids, 2), timeout=120, what="first import booked",
              workers=workers)  # fmt: skip
-    before = sum(end_offsets(settings, topics.postings).values())
 
-    import_file(path, settings)
+    # The source remembers what it published: the same file again publishes nothing.
+    again = import_file(path, settings)
+    assert (again.rows, again.published, again.already_imported) == (2, 0, 2)
+
+    # The sink is idempotent too: the same claim bytes sent again book nothing new.
+    raw = [r for r in read_all(settings, topics.claims_raw) if r.key == ids[0].encode()]
+    before = sum(end_offsets(settings, topics.postings).values())
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    producer.send(topics.claims_raw, key=raw[0].key, value=raw[0].value).get(timeout=30)
+    producer.close()
     wait_for(
-        lambda: _all_consumed(settings, settings.sink_group_id, topics.postings, before + 2),
+        lambda: _all_consumed(settings, settings.sink_group_id, topics.postings, before + 1),
         timeout=120,
-        what="the re-import consumed by the sink",
+        what="the resent claim consumed by the sink",
         workers=workers,
     )
     invoices = writer.find_invoices(ids)
     assert sorted(inv["reference"] for inv in invoices) == sorted(ids)
     assert all(inv["state"] == "posted" for inv in invoices)
+    assert 'erpbridge_sink_records_total{outcome="already_booked",sink="tryton"} 1.0' in (
+        workers[1].metrics()
+    )
 
 
 def test_a_claim_the_erp_refuses_goes_to_the_dead_letter_topic(
