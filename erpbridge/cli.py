@@ -126,6 +126,37 @@ def source_webhook(host: str, port: int) -> None:
     serve(settings, host, port)
 
 
+@source.command("poll")
+@click.option(
+    "--url",
+    required=True,
+    help="Upstream endpoint listing claims changed since a "
+    "cursor (?updated_since=&after_id=&limit=).",
+)
+@click.option("--source-name", required=True, help="Names the upstream; keys its cursor.")
+@click.option("--page-size", default=100, show_default=True, type=int)
+@click.option(
+    "--interval",
+    default=5.0,
+    show_default=True,
+    type=float,
+    help="Seconds between polls once caught up.",
+)
+@click.option("--once", is_flag=True, help="Stop once caught up instead of polling on.")
+def source_poll(url: str, source_name: str, page_size: int, interval: float, once: bool) -> None:
+    """Poll an upstream REST API for changed claims, publishing each page atomically."""
+    from connectors.sources.poll import Poller
+
+    settings = get_settings()
+    port = metrics.serve(settings.metrics_port, settings.metrics_host)
+    if port is not None:
+        click.echo(f"metrics on 127.0.0.1:{port}/metrics")
+    poller = Poller(settings, source_name, url, page_size, interval)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: poller.stop.set())
+    click.echo(f"{source_name}: {poller.run(once=once)} record(s) published")
+
+
 @source.command("file")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--source-system", default="batch_file", show_default=True)

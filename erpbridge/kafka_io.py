@@ -47,13 +47,16 @@ def ensure_topics(settings: Settings) -> list[str]:
     """Create the pipeline's topics (idempotent); return the ones created now."""
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     try:
+        topics = Topics(settings.topic_prefix)
         existing = set(admin.list_topics())
-        wanted = [name for name in Topics(settings.topic_prefix).all() if name not in existing]
+        wanted = [name for name in topics.all() if name not in existing]
+        compact = {"cleanup.policy": "compact"}
         if wanted:
             try:
-                admin.create_topics(
-                    [NewTopic(name, settings.topic_partitions, 1) for name in wanted]
-                )
+                admin.create_topics([
+                    NewTopic(name, 1, 1, topic_configs=compact) if name in topics.compacted()
+                    else NewTopic(name, settings.topic_partitions, 1) for name in wanted
+                ])  # fmt: skip
             except TopicAlreadyExistsError:
                 pass
         return wanted

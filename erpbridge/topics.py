@@ -35,13 +35,21 @@ class Topics:
         return f"{self.prefix}.rejected"
 
     @property
+    def source_offsets(self) -> str:
+        """Compacted: each polling source's last committed cursor, written in its transaction."""
+        return f"{self.prefix}.source-offsets"
+
+    @property
     def erp_dead_letter(self) -> str:
         """Postings the ERP refused for good: the record as it was, plus error headers."""
         return f"{self.prefix}.erp.dlq"
 
     def all(self) -> tuple[str, ...]:
         return (self.claims_raw, self.approvals_raw, self.invoices_raw, self.postings,
-                self.rejected, self.erp_dead_letter)  # fmt: skip
+                self.rejected, self.erp_dead_letter, self.source_offsets)  # fmt: skip
+
+    def compacted(self) -> tuple[str, ...]:
+        return (self.source_offsets,)
 
 
 # Which contract (avro_schemas/<name>/) each topic carries; the DLQ keeps postings' bytes as-is.
