@@ -160,12 +160,19 @@ def source_poll(url: str, source_name: str, page_size: int, interval: float, onc
 @source.command("file")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--source-system", default="batch_file", show_default=True)
-def source_file(path: Path, source_system: str) -> None:
-    """Publish a CSV export of expense claims onto the raw claims topic."""
-    from connectors.sources.batch_file import FileFormatError, import_file
+@click.option(
+    "--kind",
+    type=click.Choice(["claims", "approvals", "invoices"]),
+    default=None,
+    help="What the file holds (default: claims; invoices for .xml).",
+)
+def source_file(path: Path, source_system: str, kind: str | None) -> None:
+    """Import an export: CSV claims, JSON Lines (claims, approvals, invoices) or 数电票 XML."""
+    from connectors.sources.batch_file import import_file
+    from connectors.sources.file_formats import FileFormatError
 
     try:
-        report = import_file(path, get_settings(), source_system)
+        report = import_file(path, get_settings(), source_system, kind=kind)
     except FileFormatError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(report.summary())

@@ -18,7 +18,8 @@ def run_demo(path: Path, settings: Settings, timeout: float,
              echo: Callable[[str], None]) -> list[str]:  # fmt: skip
     """Return the claim ids that did not get through in time (empty: all did)."""
     from connectors.erp.tryton import TrytonWriter
-    from connectors.sources.batch_file import import_file, read_rows
+    from connectors.sources.batch_file import import_file
+    from connectors.sources.file_formats import read_rows
     from erpbridge.rejections import describe
     from erpbridge.topic_reader import read_rejections
 

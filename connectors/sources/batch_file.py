@@ -1,19 +1,16 @@
-"""Batch-file source: a CSV export of expense claims -> the raw claims topic, one record per row.
+"""Batch-file source: exported files -> Kafka, validated by the shared models.
 
-Each row is validated into an ExpenseClaim (contract ``expense_claim``) keyed by claim id, with
-its provenance (file name, line). A row that is not a valid claim goes to the rejection topic as
-a DeadLetter with every reason and its line number. The file is streamed, never loaded whole.
+CSV claims, JSON Lines of claims, approvals or invoices, and 数电票 e-invoice XML (see
+:mod:`connectors.sources.file_formats`). Each valid entity is published to its topic keyed by
+its id; an invalid one becomes a DeadLetter on the rejection topic with its file and line (or
+entry) and every reason. The file is streamed in acknowledged batches (memory stays bounded),
+and an import ledger makes a re-import of the same file publish nothing twice.
 """
 
 from __future__ import annotations
 
-import codecs
-import csv
-import io
-import json
 import logging
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,9 +19,10 @@ from kafka import KafkaProducer
 from pydantic import ValidationError
 from tqdm import tqdm
 
+from connectors.sources.file_formats import Entry, entries, kind_for
+from connectors.sources.kinds import KINDS, Kind
 from connectors.sources.ledger import ImportLedger, file_checksum, row_identity
 from connectors.sources.models import problems_of
-from connectors.sources.rows import claim_from_row
 from erpbridge.codec import encode_key
 from erpbridge.config import Settings
 from erpbridge.contracts.bindings import TopicCodecs
@@ -33,97 +31,28 @@ from erpbridge.metrics import SOURCE_PUBLISH_SECONDS, SOURCE_RECORDS
 from erpbridge.rejections import dead_letter
 
 SOURCE = "batch_file"
+BATCH_ROWS = 2000
 log = logging.getLogger(__name__)
-
-# Column names as upstream systems export them (English and Chinese) -> our raw field names.
-HEADER_ALIASES: dict[str, str] = {
-    "claim_id": "claim_id",
-    "报销单号": "claim_id",
-    "单据编号": "claim_id",
-    "employee_id": "employee_id",
-    "工号": "employee_id",
-    "员工编号": "employee_id",
-    "employee_name": "employee_name",
-    "姓名": "employee_name",
-    "员工姓名": "employee_name",
-    "expense_date": "expense_date",
-    "日期": "expense_date",
-    "费用日期": "expense_date",
-    "category": "category",
-    "费用类别": "category",
-    "类别": "category",
-    "description": "description",
-    "摘要": "description",
-    "说明": "description",
-    "amount": "amount",
-    "金额": "amount",
-    "currency": "currency",
-    "币种": "currency",
-}
-REQUIRED_COLUMNS = ("claim_id", "amount")
-
-
-class FileFormatError(ValueError):
-    """The file as a whole cannot be read (encoding, missing columns)."""
+_READ = SOURCE_RECORDS.labels(SOURCE, "read")
+_PUBLISHED = SOURCE_RECORDS.labels(SOURCE, "published")
+_REJECTED = SOURCE_RECORDS.labels(SOURCE, "rejected")
 
 
 @dataclass
 class ImportReport:
     path: str
+    kind: str
     rows: int = 0
     published: int = 0
     rejected: int = 0
     already_imported: int = 0
-    claim_ids: list[str] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         return (
-            f"{self.path}: {self.rows} rows, {self.published} published, "
+            f"{self.path} ({self.kind}): {self.rows} rows, {self.published} published, "
             f"{self.rejected} rejected, {self.already_imported} already imported"
         )
-
-
-def open_text(path: Path) -> io.TextIOWrapper:
-    """UTF-8 (with or without BOM), else GBK (GB18030), as exported by Chinese finance software."""
-    with path.open("rb") as probe:
-        head = probe.read(64 * 1024)
-        complete = not probe.read(1)
-    return open(path, encoding=detect_encoding(head, complete, path.name), newline="")
-
-
-def detect_encoding(head: bytes, complete: bool, name: str) -> str:
-    # An incremental decoder does not fail on a multi-byte character cut by the probe window.
-    for encoding in ("utf-8-sig", "gb18030"):
-        try:
-            codecs.getincrementaldecoder(encoding)().decode(head, final=complete)
-            return encoding
-        except UnicodeDecodeError:
-            continue
-    raise FileFormatError(f"{name}: neither UTF-8 nor GBK text")
-
-
-def read_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    """Yield (line number, row with canonical field names)."""
-    with open_text(path) as handle:
-        reader = csv.reader(handle)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise FileFormatError(f"{path.name}: empty file") from None
-        names = [
-            HEADER_ALIASES.get(column.strip().lower(), HEADER_ALIASES.get(column.strip(), ""))
-            for column in header
-        ]
-        missing = [column for column in REQUIRED_COLUMNS if column not in names]
-        if missing:
-            raise FileFormatError(f"{path.name}: missing column(s) {missing}; header was {header}")
-        for values in reader:
-            if not any(value.strip() for value in values):
-                continue
-            row = {name: value for name, value in zip(names, values, strict=False) if name}
-            if len(values) != len(header):
-                row["_column_count"] = f"{len(values)} values for {len(header)} columns"
-            yield reader.line_num, row
 
 
 def import_file(
@@ -131,26 +60,26 @@ def import_file(
     settings: Settings,
     source_system: str = "batch_file",
     *,
+    kind: str | None = None,
     keep_ids: bool = True,
     progress: bool | None = None,
 ) -> ImportReport:
-    """Publish every valid, not yet imported row as an ExpenseClaim and every invalid one as a
-    DeadLetter with its line number; return once the broker acknowledged every record.
-
-    Memory stays bounded: rows go out in batches, each acknowledged before the next is read.
-    """
+    """Publish every valid, not yet imported entity and reject every invalid one; return once
+    the broker acknowledged every record."""
+    chosen = KINDS[kind_for(path, kind)]
+    stream = entries(path, chosen.name)  # raises FileFormatError before anything is sent
     with path.open("rb") as handle:
         checksum = file_checksum(iter(lambda: handle.read(1 << 20), b""))
     ledger = ImportLedger(settings.redis_url, source_system)
-    report = ImportReport(path=path.name)
+    report = ImportReport(path=path.name, kind=chosen.name)
     codecs = TopicCodecs(settings)
     producer = durable_producer(settings)
     started = time.perf_counter()
     try:
-        batch = _Batch(producer, ledger, codecs, source_system, report, keep_ids)
-        for line, row in tqdm(read_rows(path), unit=" rows", desc=path.name, disable=progress
-                              is False or None, leave=False):  # fmt: skip
-            batch.add(path.name, line, row)
+        batch = _Batch(producer, ledger, codecs, chosen, source_system, report, keep_ids)
+        for entry in tqdm(stream, unit=" rows", desc=path.name, leave=False,
+                          disable=True if progress is False else None):  # fmt: skip
+            batch.add(entry)
             if len(batch) >= BATCH_ROWS:
                 batch.flush()
         batch.flush()
@@ -164,89 +93,97 @@ def import_file(
     return report
 
 
-BATCH_ROWS = 2000
-
-
 class _Batch:
-    """Rows read but not yet acknowledged by the broker."""
+    """Entries read but not yet acknowledged by the broker."""
 
     def __init__(
         self,
         producer: KafkaProducer,
         ledger: ImportLedger,
         codecs: TopicCodecs,
+        kind: Kind,
         source_system: str,
         report: ImportReport,
         keep_ids: bool,
     ) -> None:
-        self.producer, self.ledger, self.codecs = producer, ledger, codecs
+        self.producer, self.ledger, self.codecs, self.kind = producer, ledger, codecs, kind
         self.source_system, self.report, self.keep_ids = source_system, report, keep_ids
-        self.rows: list[tuple[str, int, dict[str, str], str, str]] = []
+        self.entries: list[tuple[Entry, str]] = []
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.entries)
 
-    def add(self, file_name: str, line: int, row: dict[str, str]) -> None:
-        claim_id = row.get("claim_id", "").strip()
-        content = {k: v for k, v in row.items() if k != "_column_count"}
-        identity = row_identity(self.source_system, claim_id, content)
-        self.rows.append((file_name, line, row, claim_id, identity))
+    def add(self, entry: Entry) -> None:
+        content = entry.payload if entry.payload is not None else entry.raw.decode(errors="replace")
+        self.entries.append((entry, row_identity(self.source_system, self.kind.name, content)))
 
     def flush(self) -> None:
-        if not self.rows:
+        if not self.entries:
             return
-        known = self.ledger.known([identity for *_, identity in self.rows])
+        known = self.ledger.known([identity for _, identity in self.entries])
         futures, sent = [], []
-        for file_name, line, row, claim_id, identity in self.rows:
+        for entry, identity in self.entries:
             self.report.rows += 1
-            SOURCE_RECORDS.labels(SOURCE, "read").inc()
+            _READ.inc()
             if identity in known:
                 self.report.already_imported += 1
                 continue
-            future, published = self._send(file_name, line, row, claim_id)
-            futures.append(future)
+            futures.append(self._send(entry))
             sent.append(identity)
-            if published:
-                self.report.published += 1
-                if self.keep_ids:
-                    self.report.claim_ids.append(claim_id)
-            else:
-                self.report.rejected += 1
         self.producer.flush()
         for future in futures:
             future.get(timeout=30)  # raises if the broker did not acknowledge
         self.ledger.record(sent)
-        self.rows.clear()
+        self.entries.clear()
 
-    def _send(
-        self, file_name: str, line: int, row: dict[str, str], claim_id: str
-    ) -> tuple[Any, bool]:
-        origin = {"file": file_name, "line": str(line)}
-        problems = [f"row: {row['_column_count']}"] if "_column_count" in row else []
-        try:
-            claim = claim_from_row(row)
-        except ValidationError as exc:
-            problems += [f"{p['field']}: {p['message']}" for p in problems_of(exc)]
-        if problems:
-            SOURCE_RECORDS.labels(SOURCE, "rejected").inc()
+    def _send(self, entry: Entry) -> Any:
+        problems = list(entry.problems)
+        model = None
+        if entry.payload is not None:
+            try:
+                model = self.kind.validate(entry.payload)
+            except ValidationError as exc:
+                problems += [f"{p['field']}: {p['message']}" for p in problems_of(exc)]
+        entity_id = _entity_id(entry.payload)
+        if problems or model is None:
+            self.report.rejected += 1
+            _REJECTED.inc()
             envelope = dead_letter(
                 stage="source.batch_file",
                 reason="invalid_row",
                 problems=problems,
-                original=json.dumps(row, ensure_ascii=False).encode(),
-                content_type="application/json",
-                origin=origin,
-                entity_id=claim_id or None,
+                original=entry.raw,
+                content_type=_content_type(entry),
+                origin=entry.location,
+                entity_id=entity_id,
             )
             return self.producer.send(
                 self.codecs.topic("rejected"),
                 value=self.codecs.serializer("rejected")(envelope),
-                key=encode_key(claim_id) if claim_id else None,
-            ), False
-        record = claim.to_record(self.source_system, origin)
-        SOURCE_RECORDS.labels(SOURCE, "published").inc()
+                key=encode_key(entity_id) if entity_id else None,
+            )
+        record = model.to_record(self.source_system, entry.location)
+        key = self.kind.key(model)
+        self.report.published += 1
+        _PUBLISHED.inc()
+        if self.keep_ids:
+            self.report.ids.append(key)
         return self.producer.send(
-            self.codecs.topic("claims_raw"),
-            value=self.codecs.serializer("claims_raw")(record),
-            key=encode_key(record["claim_id"]),
-        ), True
+            self.codecs.topic(self.kind.role),
+            key=encode_key(key),
+            value=self.codecs.serializer(self.kind.role)(record),
+        )
+
+
+def _entity_id(payload: dict[str, Any] | None) -> str | None:
+    if not payload:
+        return None
+    for name in ("claim_id", "invoice_number"):
+        value = str(payload.get(name) or "").strip()
+        if value:
+            return value
+    return None
+
+
+def _content_type(entry: Entry) -> str:
+    return "application/xml" if "entry" in entry.location else "application/json"

@@ -196,6 +196,8 @@ _INVOICE_TYPES = {"专票": "VAT_SPECIAL", "增值税专用发票": "VAT_SPECIAL
                   "数电专票": "DIGITAL_SPECIAL", "数电票（增值税专用发票）": "DIGITAL_SPECIAL",
                   "数电普票": "DIGITAL_GENERAL",
                   "数电票（普通发票）": "DIGITAL_GENERAL"}  # fmt: skip
+# Lookups go through clean_text (NFKC folds full-width brackets), so the keys must too.
+_INVOICE_TYPES = {clean_text(label): code for label, code in _INVOICE_TYPES.items()}
 Rate = Annotated[Decimal, BeforeValidator(
     lambda v: Decimal(clean_text(v).rstrip("%")) / 100 if isinstance(v, str) and "%" in v else v),
     Field(ge=0, le=1), _scaled(4)]  # fmt: skip

@@ -24,7 +24,8 @@ from aiokafka.errors import KafkaError
 from pydantic import BaseModel, ValidationError
 
 from connectors.sources.idempotency import PENDING, IdempotencyStore, Stored
-from connectors.sources.models import ApprovalIn, ClaimIn, InvoiceIn, problems_of
+from connectors.sources.kinds import KINDS, Kind
+from connectors.sources.models import problems_of
 from connectors.sources.openapi import openapi_document
 from connectors.sources.signatures import SignatureRefused, verify
 from erpbridge.config import Settings
@@ -40,20 +41,18 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Endpoint:
     path: str
-    model: type[BaseModel]
-    role: str  # the topic it publishes to, see erpbridge.topics
-    key: Callable[[Any], str]
-    summary: str
+    kind: Kind
+
+    @property
+    def model(self) -> type[BaseModel]:
+        return self.kind.model
+
+    @property
+    def summary(self) -> str:
+        return self.kind.summary
 
 
-ENDPOINTS = (
-    Endpoint("/v1/claims", ClaimIn, "claims_raw", lambda m: m.claim_id,
-             "Submit an expense claim (报销单)"),
-    Endpoint("/v1/approvals", ApprovalIn, "approvals_raw", lambda m: m.claim_id,
-             "Report an approval step's decision"),
-    Endpoint("/v1/invoices", InvoiceIn, "invoices_raw", lambda m: m.key,
-             "Submit a VAT invoice (增值税发票 / 数电票)"),
-)  # fmt: skip
+ENDPOINTS = tuple(Endpoint(f"/v1/{name}", kind) for name, kind in KINDS.items())
 
 
 class Refusal(Exception):
@@ -77,7 +76,7 @@ class WebhookSource:
         self.idempotency: IdempotencyStore | None = None
 
     async def start(self, _: web.Application) -> None:
-        self.codecs.register_all(*{e.role for e in ENDPOINTS}, "rejected")
+        self.codecs.register_all(*{e.kind.role for e in ENDPOINTS}, "rejected")
         self.producer = AIOKafkaProducer(
             bootstrap_servers=self.settings.kafka_bootstrap, acks="all", enable_idempotence=True
         )
@@ -174,21 +173,21 @@ class WebhookSource:
             raise Refusal(409, "request_in_progress", "the same request is being processed")
         try:
             try:
-                event = endpoint.model.model_validate(payload)
+                event = endpoint.kind.validate(payload)
             except ValidationError as exc:
                 raise Refusal(
                     422, "invalid_event", "the event does not pass validation", problems_of(exc)
                 ) from exc
             origin = {"source": source, "path": endpoint.path, "request_id": request_id}
             record = event.to_record(source, origin)  # type: ignore[attr-defined]
-            key = endpoint.key(event)
+            key = endpoint.kind.key(event)
             try:
-                value = self.codecs.serializer(endpoint.role)(record)
+                value = self.codecs.serializer(endpoint.kind.role)(record)
             except SerializationError as exc:  # our bug, not the caller's: keep the request
                 log.exception("contract mismatch stage=source.webhook path=%s", endpoint.path)
                 raise Refusal(500, "internal_error", str(exc)) from exc
             metadata = await self.producer.send_and_wait(
-                self.codecs.topic(endpoint.role), value=value, key=key.encode()
+                self.codecs.topic(endpoint.kind.role), value=value, key=key.encode()
             )
         except BaseException:
             await self.idempotency.release(scope, idem_key)

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.sources.batch_file import FileFormatError, detect_encoding, read_rows
+from connectors.sources.file_formats import FileFormatError, detect_encoding, read_rows
 
 HEADER = "claim_id,employee_id,employee_name,expense_date,category,description,amount,currency"
 

@@ -5,8 +5,9 @@ import pytest
 from pydantic import ValidationError
 
 from connectors.sources.fields import parse_amount, parse_date, to_minor_units
+from connectors.sources.file_formats import claim_payload
+from connectors.sources.kinds import KINDS
 from connectors.sources.models import problems_of
-from connectors.sources.rows import claim_from_row
 
 ROW = {"claim_id": " EXP-1 ", "employee_id": "e1001", "employee_name": " 张  伟 ",
        "expense_date": "2026-11-03", "category": "Travel", "description": " 高铁 ",
@@ -14,12 +15,12 @@ ROW = {"claim_id": " EXP-1 ", "employee_id": "e1001", "employee_name": " 张  �
 
 
 def _claim(row: dict, origin: dict | None = None) -> dict:
-    return claim_from_row(row).to_record("hr", origin or {})
+    return KINDS["claims"].validate(claim_payload(row)).to_record("hr", origin or {})
 
 
 def _problems(row: dict) -> list[str]:
     with pytest.raises(ValidationError) as caught:
-        claim_from_row(row)
+        KINDS["claims"].validate(claim_payload(row))
     return [f"{p['field']}: {p['message']}" for p in problems_of(caught.value)]
 
 

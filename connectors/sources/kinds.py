@@ -1,0 +1,34 @@
+"""The kinds of upstream entity every source accepts: model, topic, record key. One table."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from connectors.sources.models import ApprovalIn, ClaimIn, InvoiceIn
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    model: type[BaseModel]
+    role: str  # the topic it is published to, see erpbridge.topics
+    key: Callable[[Any], str]
+    summary: str
+
+    def validate(self, payload: object) -> Any:
+        """The validated model (raises pydantic's ValidationError with every problem)."""
+        return self.model.model_validate(payload)
+
+
+KINDS: dict[str, Kind] = {
+    "claims": Kind("claims", ClaimIn, "claims_raw", lambda m: m.claim_id,
+                   "Submit an expense claim (报销单)"),
+    "approvals": Kind("approvals", ApprovalIn, "approvals_raw", lambda m: m.claim_id,
+                      "Report an approval step's decision"),
+    "invoices": Kind("invoices", InvoiceIn, "invoices_raw", lambda m: m.key,
+                     "Submit a VAT invoice (增值税发票 / 数电票)"),
+}  # fmt: skip
