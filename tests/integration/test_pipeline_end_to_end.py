@@ -29,6 +29,7 @@ from tests.integration.pipeline import (
 
 pytestmark = pytest.mark.integration
 TODAY = datetime.date.today()
+SOURCE = f"e2e-{uuid.uuid4().hex[:8]}"  # the import ledger is per source: fresh each run
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +80,7 @@ def test_claims_from_a_file_are_posted_in_tryton(pipeline, writer, tmp_path: Pat
         f"{ids[4]},E2005,吴 昊,{TODAY.isoformat()},travel,Hotel in Singapore,120.00,USD",
     ])  # fmt: skip
 
-    report = import_file(path, settings)
+    report = import_file(path, settings, SOURCE)
     assert (report.rows, report.published, report.rejected) == (6, 4, 2)
 
     booked = wait_for(lambda: _posted(writer, ids, 3), timeout=120,
@@ -141,12 +142,12 @@ def test_reimporting_a_file_books_nothing_twice(pipeline, writer, tmp_path: Path
         f"{ids[0]},E3001,吴 刚,{TODAY.isoformat()},travel,机票,1200,CNY",
         f"{ids[1]},E3002,郑 华,{TODAY.isoformat()},meals,午餐,35.5,CNY",
     ])  # fmt: skip
-    assert import_file(path, settings).published == 2
+    assert import_file(path, settings, SOURCE).published == 2
     wait_for(lambda: _posted(writer, ids, 2), timeout=120, what="first import booked",
              workers=workers)  # fmt: skip
 
     # The source remembers what it published: the same file again publishes nothing.
-    again = import_file(path, settings)
+    again = import_file(path, settings, SOURCE)
     assert (again.rows, again.published, again.already_imported) == (2, 0, 2)
 
     # The sink is idempotent too: the same claim bytes sent again book nothing new.
@@ -177,7 +178,7 @@ def test_a_claim_the_erp_refuses_goes_to_the_dead_letter_topic(
     claim_id = f"D{uuid.uuid4().hex[:6].upper()}"
     # 2001 has no fiscal year in the ERP: Tryton refuses to post, which no retry can fix.
     row = f"{claim_id},E4001,冯 军,2001-01-15,travel,旧单据,99,CNY"
-    import_file(_write_csv(tmp_path / "old.csv", [row]), settings)
+    import_file(_write_csv(tmp_path / "old.csv", [row]), settings, SOURCE)
 
     dead = wait_for(
         lambda: [
@@ -216,7 +217,7 @@ def test_bytes_that_are_not_a_claim_are_rejected_and_the_agent_goes_on(
     producer.close()
     claim_id = f"G{uuid.uuid4().hex[:6].upper()}"
     row = f"{claim_id},E5001,何 静,{TODAY.isoformat()},meals,工作餐,42,CNY"
-    import_file(_write_csv(tmp_path / "after.csv", [row]), settings)
+    import_file(_write_csv(tmp_path / "after.csv", [row]), settings, SOURCE)
 
     wait_for(lambda: _posted(writer, [claim_id], 1), timeout=120,
              what="the claim after the garbage booked", workers=workers)  # fmt: skip
