@@ -156,6 +156,7 @@ class Poller:
         return cursor
 
     def _send_item(self, producer: KafkaProducer, item: dict[str, Any]) -> None:
+        SOURCE_RECORDS.labels(SOURCE, "read").inc()
         origin = {"source": self.source_name, "updated_at": str(item.get("updated_at", ""))}
         claim_id = str(item.get("claim_id") or "")
         try:

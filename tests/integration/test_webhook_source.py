@@ -25,7 +25,7 @@ SECRET = "s3cr3t-for-tests"
 
 @pytest.fixture(scope="module")
 def webhook(kafka_bootstrap, schema_registry_url, redis_url,
-            tmp_path_factory) -> Iterator[tuple[str, Settings]]:  # fmt: skip
+            tmp_path_factory) -> Iterator[tuple[str, Settings, Worker]]:  # fmt: skip
     prefix = f"w{uuid.uuid4().hex[:10]}"
     settings = Settings(
         kafka_bootstrap=kafka_bootstrap,
@@ -45,7 +45,7 @@ def webhook(kafka_bootstrap, schema_registry_url, redis_url,
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: _healthy(url), timeout=30, what="the webhook source", workers=[worker])
-        yield url, settings
+        yield url, settings, worker
     finally:
         worker.stop()
 
@@ -107,7 +107,7 @@ def _rejection(settings: Settings, request_id: str) -> dict:
 
 
 def test_a_valid_claim_is_published_after_the_broker_acked(webhook) -> None:
-    url, settings = webhook
+    url, settings, _ = webhook
     claim_id = f"EXP-{uuid.uuid4().hex[:8]}"
     reply = _post(url, "/v1/claims", _claim(claim_id))
     assert reply.status_code == 202, reply.text
@@ -122,7 +122,7 @@ def test_a_valid_claim_is_published_after_the_broker_acked(webhook) -> None:
 
 
 def test_approvals_and_invoices_land_on_their_topics(webhook) -> None:
-    url, settings = webhook
+    url, settings, _ = webhook
     claim_id = f"EXP-{uuid.uuid4().hex[:8]}"
     approval = {"claim_id": claim_id, "step": 2, "step_name": "财务审核", "approver_id": "E7",
                 "approver_name": "李娜", "decision": "同意", "decided_at": "2026-11-05T10:00:00",
@@ -154,7 +154,7 @@ def test_approvals_and_invoices_land_on_their_topics(webhook) -> None:
 def test_refused_requests_get_the_documented_error_and_are_kept(
     webhook, case, status, code
 ) -> None:
-    url, settings = webhook
+    url, settings, _ = webhook
     body = json.dumps(_claim(f"EXP-{uuid.uuid4().hex[:8]}")).encode()
     if case == "tampered":
         headers = signed_headers("travel-platform", SECRET, body)
@@ -184,7 +184,7 @@ def test_refused_requests_get_the_documented_error_and_are_kept(
 
 
 def test_a_retried_request_is_written_once(webhook) -> None:
-    url, settings = webhook
+    url, settings, _ = webhook
     claim_id = f"EXP-{uuid.uuid4().hex[:8]}"
     body = json.dumps(_claim(claim_id)).encode()
     first = _post(url, "/v1/claims", None, raw=body, headers={"Idempotency-Key": claim_id})
@@ -203,7 +203,7 @@ def test_a_retried_request_is_written_once(webhook) -> None:
 
 
 def test_the_openapi_document_describes_the_endpoints(webhook) -> None:
-    url, _ = webhook
+    url, _, worker = webhook
     document = httpx.get(f"{url}/openapi.json", timeout=10).json()
     assert document["openapi"].startswith("3.1")
     assert set(document["paths"]) == {"/v1/claims", "/v1/approvals", "/v1/invoices"}
@@ -211,3 +211,19 @@ def test_the_openapi_document_describes_the_endpoints(webhook) -> None:
     assert {"202", "400", "401", "409", "422", "503"} <= set(claims["responses"])
     assert "X-Erpbridge-Signature" in [p["name"] for p in claims["parameters"]]
     assert "lines" in document["components"]["schemas"]["ClaimIn"]["required"]
+
+
+def test_the_source_counts_what_it_read_published_and_refused(webhook) -> None:
+    url, _, worker = webhook
+    _post(url, "/v1/claims", _claim(f"EXP-{uuid.uuid4().hex[:8]}"))
+    _post(url, "/v1/claims", None, raw=b"{oops")
+    text = worker.metrics()
+    counts = {outcome: _metric(text, outcome) for outcome in ("read", "published", "rejected")}
+    assert counts["read"] >= counts["published"] + 1 and counts["published"] >= 1
+    assert counts["rejected"] >= 1
+    assert 'erpbridge_source_publish_seconds_count{source="webhook"}' in text
+
+
+def _metric(text: str, outcome: str) -> float:
+    prefix = f'erpbridge_source_records_total{{outcome="{outcome}",source="webhook"}} '
+    return float(next(line for line in text.splitlines() if line.startswith(prefix))[len(prefix) :])
