@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,6 +25,7 @@ class Settings(BaseSettings):
     streams_heartbeat_interval_s: float = Field(1.0, gt=0)
     streams_rebalance_timeout_s: float = Field(2.0, gt=0)
     streams_datadir: str = ".local/faust"
+    streams_processing_guarantee: Literal["at_least_once", "exactly_once"] = "exactly_once"
 
     # Sink
     sink_group_id: str = "erpbridge-sink-tryton"

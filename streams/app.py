@@ -12,11 +12,12 @@ import faust
 from erpbridge.config import Settings, get_settings
 from erpbridge.contracts.bindings import TopicCodecs
 from erpbridge.contracts.faust_codec import AvroCodec
+from streams.transactions import App
 
 
-def build_app(settings: Settings) -> faust.App:
+def build_app(settings: Settings) -> App:
     Path(settings.streams_datadir).mkdir(parents=True, exist_ok=True)
-    return faust.App(
+    return App(
         settings.streams_app_id,
         broker=[f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")],
         store="memory://",
@@ -27,6 +28,7 @@ def build_app(settings: Settings) -> faust.App:
         broker_heartbeat_interval=settings.streams_heartbeat_interval_s,
         broker_rebalance_timeout=settings.streams_rebalance_timeout_s,
         producer_acks=-1,
+        processing_guarantee=settings.streams_processing_guarantee,
         web_enabled=False,
         autodiscover=False,
     )

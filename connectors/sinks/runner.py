@@ -93,6 +93,11 @@ class SinkRunner:
                 return
             self._retrying.pop(tp, None)
             consumer.commit({tp: OffsetAndMetadata(record.offset + 1, "", -1)})
+        # Every record of the batch is done: commit the position, which also steps over the
+        # transaction markers after them (else the group shows a lag that is not there).
+        position = consumer.position(tp)
+        if records and position is not None and position > records[-1].offset + 1:
+            consumer.commit({tp: OffsetAndMetadata(position, "", -1)})
 
     def _handle(self, producer: KafkaProducer, record: ConsumerRecord) -> bool:
         """True when the record is done with (booked, or dead-lettered); False to retry it."""

@@ -30,6 +30,7 @@ def pipeline_env(settings: Settings) -> dict[str, str]:
         "ERPBRIDGE_TOPIC_PREFIX": settings.topic_prefix,
         "ERPBRIDGE_STREAMS_APP_ID": settings.streams_app_id,
         "ERPBRIDGE_STREAMS_DATADIR": settings.streams_datadir,
+        "ERPBRIDGE_STREAMS_PROCESSING_GUARANTEE": settings.streams_processing_guarantee,
         "ERPBRIDGE_SINK_GROUP_ID": settings.sink_group_id,
         "ERPBRIDGE_SCHEMA_REGISTRY_URL": settings.schema_registry_url,
         "ERPBRIDGE_REDIS_URL": settings.redis_url,
@@ -107,6 +108,7 @@ def running_workers(
     settings: Settings, workdir: Path, *, streams: bool = True, sink: bool = True
 ) -> Iterator[list[Worker]]:
     ensure_topics(settings)
+    workdir.mkdir(parents=True, exist_ok=True)
     cli = [sys.executable, "-m", "erpbridge"]
     env = pipeline_env(settings)
     workers = []
