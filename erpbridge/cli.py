@@ -120,9 +120,7 @@ def source_webhook(host: str, port: int) -> None:
         raise click.ClickException(
             "no ERPBRIDGE_WEBHOOK_SECRETS configured: every request would be refused"
         )
-    port_metrics = metrics.serve(settings.metrics_port, settings.metrics_host)
-    if port_metrics is not None:
-        click.echo(f"metrics on 127.0.0.1:{port_metrics}/metrics")
+    metrics.serve_from(settings)
     serve(settings, host, port)
 
 
@@ -148,9 +146,7 @@ def source_poll(url: str, source_name: str, page_size: int, interval: float, onc
     from connectors.sources.poll import Poller
 
     settings = get_settings()
-    port = metrics.serve(settings.metrics_port, settings.metrics_host)
-    if port is not None:
-        click.echo(f"metrics on 127.0.0.1:{port}/metrics")
+    metrics.serve_from(settings)
     poller = Poller(settings, source_name, url, page_size, interval)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: poller.stop.set())
@@ -198,9 +194,7 @@ def sink_tryton() -> None:
     from connectors.sinks.runner import SinkRunner
 
     settings = get_settings()
-    port = metrics.serve(settings.metrics_port, settings.metrics_host)
-    if port is not None:
-        click.echo(f"metrics on 127.0.0.1:{port}/metrics")
+    metrics.serve_from(settings)
     runner = SinkRunner(settings, TrytonWriter.from_settings(settings))
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: runner.stop.set())

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import Counter, Histogram, start_http_server
+
+if TYPE_CHECKING:
+    from erpbridge.config import Settings
 
 SOURCE_RECORDS = Counter(
     "erpbridge_source_records",
@@ -41,3 +46,10 @@ def serve(port: int, host: str = "127.0.0.1") -> int | None:
         return None
     server, _thread = start_http_server(port, addr=host)
     return int(server.server_port)
+
+
+def serve_from(settings: Settings) -> None:
+    """Serve /metrics as configured and say where (the workers' first output line)."""
+    port = serve(settings.metrics_port, settings.metrics_host)
+    if port is not None:
+        print(f"metrics on {settings.metrics_host}:{port}/metrics", flush=True)

@@ -12,9 +12,7 @@ def main(log_level: str = "info") -> None:
     from streams.app import app, codecs, settings
 
     codecs.register_all("postings", "rejected")  # fails fast when the registry is missing
-    port = metrics.serve(settings.metrics_port, settings.metrics_host)
-    if port is not None:
-        print(f"metrics on 127.0.0.1:{port}/metrics", flush=True)
+    metrics.serve_from(settings)
     sys.argv = [sys.argv[0], "worker", "--loglevel", log_level, "--without-web"]
     app.main()
 
