@@ -51,6 +51,12 @@ def _output_topic(role: str) -> faust.TopicT:
                      value_serializer=codec)  # fmt: skip
 
 
+# claim id -> ClaimState (JSON): changelog-backed, so it survives restarts and rebalances, and
+# co-partitioned with claims_raw (both keyed by claim id).
+# Keys are bytes (raw both ways: Faust reads a table's keys as JSON unless told); values JSON.
+claim_versions = app.Table("claim-versions", default=None, key_type=bytes,
+                           partitions=settings.topic_partitions)  # fmt: skip
+
 claims_raw = _input_topic("claims_raw")
 postings = _output_topic("postings")
 rejected = _output_topic("rejected")

@@ -25,13 +25,21 @@ class InputPartitionTransactions(TransactionManager):  # type: ignore[misc]
                    transactional_id: str | None = None) -> Any:  # fmt: skip
         event = current_event()
         if event is None:
-            raise RuntimeError(f"exactly_once: a send to {topic} outside an event has no "
-                               "transaction to join")  # fmt: skip
+            # Table changelogs are sent from the producer buffer, after the event: Faust routes
+            # those right (changelog topics are co-partitioned members of the app's groups).
+            return await super().send(topic, key, value, partition, timestamp, headers,
+                                      transactional_id=transactional_id)  # fmt: skip
         source = event.message.tp
         group = self.app.assignor.group_for_topic(source.topic)
         return await self.producer.send(
             topic, key, value, partition, timestamp, headers,
             transactional_id=f"{self.app.conf.id}-{group}-{source.partition}")  # fmt: skip
+
+    async def commit(self, offsets: Any, start_new_transaction: bool = True) -> bool:
+        # Hand everything still buffered (table changelog writes) to its transactional producer
+        # first, so it commits with the offsets of the events that caused it.
+        await self.app.producer.buffer.flush()
+        return bool(await super().commit(offsets, start_new_transaction=start_new_transaction))
 
 
 class Transport(AIOKafkaTransport):  # type: ignore[misc]

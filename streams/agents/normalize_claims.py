@@ -13,7 +13,8 @@ from erpbridge.metrics import STREAM_EVENTS, STREAM_PROCESS_SECONDS
 from erpbridge.registry.client import RegistryUnavailable
 from erpbridge.rejections import dead_letter
 from erpbridge.retry import RetryPolicy
-from streams.app import app, claims_raw, codecs, postings, rejected, settings
+from streams.app import app, claim_versions, claims_raw, codecs, postings, rejected, settings
+from streams.dedupe import ClaimState, Verdict, content_hash, judge
 from streams.postings import PostingRefused, PostingRules, build_posting
 
 AGENT = "normalize_claims"
@@ -39,22 +40,47 @@ async def normalize_claims(stream: Any) -> None:
                   "offset": message.offset}  # fmt: skip
         try:
             claim = await _decode(event.value)
-            posting = build_posting(claim, RULES)
         except DecodeError as exc:
             await _reject(event.key, event.value, origin, "undecodable", [str(exc)], None)
-        except PostingRefused as exc:
-            await _reject(
-                event.key,
-                event.value,
-                {**origin, **claim.get("origin", {})},
-                exc.reason,
-                exc.problems,
-                claim["claim_id"],
-            )
         else:
-            await postings.send(key=event.key, value=posting)
-            STREAM_EVENTS.labels(AGENT, "out").inc()
+            await _normalize(event.key, event.value, claim, {**origin, **claim["origin"]})
         STREAM_PROCESS_SECONDS.labels(AGENT).observe(time.perf_counter() - started)
+
+
+async def _normalize(key: bytes | None, value: bytes, claim: dict[str, Any],
+                     origin: dict[str, Any]) -> None:  # fmt: skip
+    claim_id = claim["claim_id"]
+    table_key = claim_id.encode()
+    previous = ClaimState.from_json(claim_versions.get(table_key))
+    digest = content_hash(claim)
+    verdict, version = judge(previous, digest)
+    if verdict is Verdict.DUPLICATE:
+        STREAM_EVENTS.labels(AGENT, "duplicate").inc()
+        return
+    if verdict is Verdict.CHANGED_AFTER_POSTING:
+        claim_versions[table_key] = ClaimState(digest, version, posted=True).to_json()
+        await _reject(
+            key,
+            value,
+            origin,
+            "changed_after_posting",
+            [
+                f"claim {claim_id} changed after version {version - 1} was posted; this is version "
+                f"{version}: amend the booking in the ERP, or send it as a new claim"
+            ],
+            claim_id,
+        )
+        return
+    try:
+        posting = build_posting(claim, RULES)
+    except PostingRefused as exc:
+        claim_versions[table_key] = ClaimState(digest, version, posted=False).to_json()
+        await _reject(key, value, origin, exc.reason, exc.problems, claim_id)
+        return
+    claim_versions[table_key] = ClaimState(digest, version, posted=True).to_json()
+    posting["claim_version"] = version
+    await postings.send(key=key, value=posting)
+    STREAM_EVENTS.labels(AGENT, "out").inc()
 
 
 async def _decode(value: bytes) -> dict[str, Any]:

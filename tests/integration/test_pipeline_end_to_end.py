@@ -150,16 +150,24 @@ def test_reimporting_a_file_books_nothing_twice(pipeline, writer, tmp_path: Path
     again = import_file(path, settings, SOURCE)
     assert (again.rows, again.published, again.already_imported) == (2, 0, 2)
 
-    # The sink is idempotent too: the same claim bytes sent again book nothing new.
+    # The stream processor drops the same claim sent again (e.g. a replayed dead letter) ...
     raw = [r for r in read_all(settings, topics.claims_raw) if r.key == ids[0].encode()]
-    before = sum(end_offsets(settings, topics.postings).values())
     producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
     producer.send(topics.claims_raw, key=raw[0].key, value=raw[0].value).get(timeout=30)
+    wait_for(lambda: _all_consumed(settings, settings.streams_app_id, topics.claims_raw, 1),
+             timeout=60, what="the resent claim consumed", workers=workers)  # fmt: skip
+    assert 'outcome="duplicate"} 1.0' in workers[0].metrics()
+    assert [r.key for r in read_all(settings, topics.postings)].count(ids[0].encode()) == 1
+
+    # ... and the sink books nothing new for the same posting delivered twice.
+    (posting,) = [r for r in read_all(settings, topics.postings) if r.key == ids[0].encode()]
+    before = sum(end_offsets(settings, topics.postings).values())
+    producer.send(topics.postings, key=posting.key, value=posting.value).get(timeout=30)
     producer.close()
     wait_for(
         lambda: _all_consumed(settings, settings.sink_group_id, topics.postings, before + 1),
         timeout=120,
-        what="the resent claim consumed by the sink",
+        what="the resent posting consumed by the sink",
         workers=workers,
     )
     invoices = writer.find_invoices(ids)
