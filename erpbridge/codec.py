@@ -12,7 +12,3 @@ class DecodeError(ValueError):
 
 def encode_key(key: str) -> bytes:
     return key.encode()
-
-
-def decode_key(key: bytes | None) -> str | None:
-    return None if key is None else key.decode(errors="replace")

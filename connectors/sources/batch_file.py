@@ -47,11 +47,17 @@ class ImportReport:
     rejected: int = 0
     already_imported: int = 0
     ids: list[str] = field(default_factory=list)
+    previous_import: str | None = None  # the summary of an earlier import of the same bytes
 
     def summary(self) -> str:
-        return (
+        text = (
             f"{self.path} ({self.kind}): {self.rows} rows, {self.published} published, "
             f"{self.rejected} rejected, {self.already_imported} already imported"
+        )
+        return (
+            f"{text} (the same file was imported before: {self.previous_import})"
+            if (self.previous_import)
+            else text
         )
 
 
@@ -71,7 +77,9 @@ def import_file(
     with path.open("rb") as handle:
         checksum = file_checksum(iter(lambda: handle.read(1 << 20), b""))
     ledger = ImportLedger(settings.redis_url, source_system)
-    report = ImportReport(path=path.name, kind=chosen.name)
+    report = ImportReport(
+        path=path.name, kind=chosen.name, previous_import=ledger.file_done(checksum)
+    )
     codecs = TopicCodecs(settings)
     producer = durable_producer(settings)
     started = time.perf_counter()
@@ -83,7 +91,8 @@ def import_file(
             if len(batch) >= BATCH_ROWS:
                 batch.flush()
         batch.flush()
-        ledger.mark_file_done(checksum, report.summary())
+        if report.previous_import is None:
+            ledger.mark_file_done(checksum, report.summary())
     finally:
         producer.close()
         codecs.close()

@@ -54,6 +54,8 @@ def test_einvoice_xml_is_published_and_a_bad_invoice_rejected(settings) -> None:
     assert b"<InvoiceNumber>24442000000012345679</InvoiceNumber>" in rejection["original"]
     again = import_file(SAMPLES / "einvoices.xml", settings, source)
     assert (again.published, again.rejected, again.already_imported) == (0, 0, 2)
+    assert again.previous_import == report.summary()
+    assert "the same file was imported before" in again.summary()
 
 
 def test_json_lines_of_approvals(settings, tmp_path: Path) -> None:
