@@ -32,7 +32,7 @@ class ContractVersion:
 
     @cached_property
     def parsed(self) -> Any:
-        return _parse(self.text)
+        return parse_schema_text(self.text)
 
     @property
     def full_name(self) -> str:
@@ -40,7 +40,8 @@ class ContractVersion:
 
 
 @lru_cache(maxsize=256)
-def _parse(text: str) -> Any:
+def parse_schema_text(text: str) -> Any:
+    """A schema's JSON text, parsed by fastavro (cached: every codec parses through here)."""
     return fastavro.parse_schema(json.loads(text))
 
 

@@ -8,16 +8,14 @@ against the reader's contract version, so v1 producers and v2 consumers interope
 from __future__ import annotations
 
 import io
-import json
 import struct
 from collections.abc import Mapping
-from functools import lru_cache
 from typing import Any
 
 import fastavro
 from fastavro.read import SchemaResolutionError
 
-from erpbridge.contracts.catalog import ContractVersion
+from erpbridge.contracts.catalog import ContractVersion, parse_schema_text
 from erpbridge.contracts.wire import (
     BodyDoesNotMatchSchema,
     TruncatedPayload,
@@ -26,6 +24,7 @@ from erpbridge.contracts.wire import (
     unframe,
 )
 from erpbridge.registry.client import SchemaNotFound, SchemaRegistryClient
+from erpbridge.registry.store import canonical
 
 
 class SerializationError(ValueError):
@@ -34,15 +33,6 @@ class SerializationError(ValueError):
 
 def value_subject(topic: str) -> str:
     return f"{topic}-value"
-
-
-@lru_cache(maxsize=512)
-def _parsed(schema_text: str) -> Any:
-    return fastavro.parse_schema(json.loads(schema_text))
-
-
-def canonical_text(schema_text: str) -> str:
-    return json.dumps(json.loads(schema_text), separators=(",", ":"), ensure_ascii=False)
 
 
 class AvroSerializer:
@@ -91,10 +81,10 @@ class AvroDeserializer:
         plan = self._plans.get(schema_id)
         if plan is None:
             text = self.writer_schema(schema_id)
-            if self.reader is None or canonical_text(text) == self.reader.text:
-                plan = (_parsed(text), None)  # same schema: no resolution needed
+            if self.reader is None or canonical(text) == self.reader.text:
+                plan = (parse_schema_text(text), None)  # same schema: no resolution needed
             else:
-                plan = (_parsed(text), self.reader.parsed)
+                plan = (parse_schema_text(text), self.reader.parsed)
             self._plans[schema_id] = plan
         return plan
 
