@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 if TYPE_CHECKING:
     from erpbridge.config import Settings
@@ -20,8 +20,19 @@ SOURCE_PUBLISH_SECONDS = Histogram(
 
 STREAM_EVENTS = Counter(
     "erpbridge_stream_events",
-    "Events through a stream agent, by outcome (in, out, rejected).",
+    "Events through a stream agent, by outcome (in, out, duplicate, rejected, held, stalled,"
+    " cancelled, flagged, purged).",
     ["agent", "outcome"],
+)
+STREAM_TABLE_KEYS = Gauge(
+    "erpbridge_stream_table_keys",
+    "Keys held in a processor's table on this worker (claims, invoices, reference.<kind>).",
+    ["table"],
+)
+STREAM_OPEN_CLAIMS = Gauge(
+    "erpbridge_stream_open_claims",
+    "Claims waiting on this worker for an approval or invoices, by whether they have stalled.",
+    ["stalled"],
 )
 STREAM_PROCESS_SECONDS = Histogram(
     "erpbridge_stream_process_seconds", "Processing time of one event in an agent.", ["agent"]

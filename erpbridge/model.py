@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -54,3 +55,22 @@ class Posting:
                                     line["amount_minor"], tuple(line["invoice_refs"]))
                         for line in record["lines"]),
         )  # fmt: skip
+
+
+def invoice_key(code: str | None, number: str) -> str:
+    """The one key of a VAT invoice: ``code-number`` (paper era) or the 20-digit 数电票 number.
+    Sources key ``invoices.raw`` by it; claims cite invoices by it (see :func:`invoice_ref`)."""
+    return f"{code}-{number}" if code else number
+
+
+_REF = re.compile(r"(\d{10}|\d{12})\s*[\s\-_/:]\s*(\d{8})|(\d{10})(\d{8})")
+
+
+def invoice_ref(text: str) -> str:
+    """A claim's invoice reference as an invoice key: ``code number`` / ``code-number`` (and 18
+    digits: a 10-digit code + 8) become ``code-number``; 20 digits stay a 数电票 number."""
+    match = _REF.fullmatch(text.strip())
+    if match is None:
+        return "".join(text.split())
+    code, number = (match.group(1), match.group(2)) if match.group(1) else match.group(3, 4)
+    return invoice_key(code, number)

@@ -35,6 +35,26 @@ class Topics:
         return f"{self.prefix}.rejected"
 
     @property
+    def claim_status(self) -> str:
+        """ClaimStatus records: posted, held, refused, cancelled, stalled. Key: claim id."""
+        return f"{self.prefix}.claims.status"
+
+    @property
+    def reference(self) -> str:
+        """Compacted: exchange rates and code mappings, see :mod:`erpbridge.reference`."""
+        return f"{self.prefix}.reference"
+
+    @property
+    def claim_events(self) -> str:
+        """Internal to the processors (JSON): invoice answers and ticks. Key: claim id."""
+        return f"{self.prefix}.streams.claim-events"
+
+    @property
+    def invoice_refs(self) -> str:
+        """Internal to the processors (JSON): claims attaching invoices. Key: invoice key."""
+        return f"{self.prefix}.streams.invoice-refs"
+
+    @property
     def source_offsets(self) -> str:
         """Compacted: each polling source's last committed cursor, written in its transaction."""
         return f"{self.prefix}.source-offsets"
@@ -46,13 +66,14 @@ class Topics:
 
     def all(self) -> tuple[str, ...]:
         return (self.claims_raw, self.approvals_raw, self.invoices_raw, self.postings,
-                self.rejected, self.erp_dead_letter, self.source_offsets)  # fmt: skip
+                self.rejected, self.erp_dead_letter, self.source_offsets, self.claim_status,
+                self.reference, self.claim_events, self.invoice_refs)  # fmt: skip
 
     def compacted(self) -> tuple[str, ...]:
-        return (self.source_offsets,)
+        return (self.source_offsets, self.reference)
 
 
 # Which contract (avro_schemas/<name>/) each topic carries; the DLQ keeps postings' bytes as-is.
 CONTRACTS = {"claims_raw": "expense_claim", "approvals_raw": "approval_decision",
              "invoices_raw": "invoice", "postings": "erp_posting", "rejected": "dead_letter",
-             "erp_dead_letter": "erp_posting"}  # fmt: skip
+             "erp_dead_letter": "erp_posting", "claim_status": "claim_status"}  # fmt: skip

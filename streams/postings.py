@@ -1,14 +1,23 @@
-"""ExpenseClaim record -> ErpPosting record: company currency, minor units, ERP accounts."""
+"""ExpenseClaim record -> ErpPosting record: mapped codes, company currency, minor units, accounts.
+
+Every problem is collected (not just the first), each with a machine-readable reason; the
+refusal's reason is the most fundamental one present (see ``_REASON_ORDER``).
+"""
 
 from __future__ import annotations
 
 import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from erpbridge.model import CURRENCY_EXPONENTS
+from erpbridge.reference import ReferenceData
+
+_REASON_ORDER = ("invalid_claim", "unknown_employee", "unknown_department",
+                 "unknown_cost_centre", "no_exchange_rate")  # fmt: skip
+_RATE_PLACES = Decimal("0.00000001")
 
 
 class PostingRefused(ValueError):
@@ -24,57 +33,102 @@ class PostingRules:
     company_currency: str
     default_account: str
     category_accounts: Mapping[str, str]
+    require_employee_mapping: bool = True
 
     def account_for(self, category: str) -> str:
         return self.category_accounts.get(category.lower(), self.default_account)
 
 
-def build_posting(claim: Mapping[str, Any], rules: PostingRules) -> dict[str, Any]:
-    problems: list[str] = []
-    lines = []
-    for line in claim["lines"]:
-        where = f"lines[{line['line_no']}]"
-        if line["currency"] != rules.company_currency:
-            problems.append(
-                f"{where}.currency: {line['currency']} needs an exchange rate to "
-                f"{rules.company_currency}; none is configured"
-            )
-            continue
-        minor = Decimal(line["amount"]).scaleb(CURRENCY_EXPONENTS[line["currency"]])
-        if minor != minor.to_integral_value():
-            problems.append(
-                f"{where}.amount: {line['amount']} is finer than {line['currency']} minor units"
-            )
-            continue
-        description = f"{line['category']}: {line['description']}".rstrip(": ")
-        lines.append({
-            "account_code": rules.account_for(line["category"]),
-            "description": description,
-            "amount_minor": int(minor),
-            "original_amount": line["amount"],
-            "original_currency": line["currency"],
-            "exchange_rate": Decimal("1.00000000"),
-            "invoice_refs": list(line["invoice_refs"]),
-        })  # fmt: skip
+class _Problems:
+    def __init__(self) -> None:
+        self.found: list[tuple[str, str]] = []
+
+    def add(self, reason: str, text: str) -> None:
+        self.found.append((reason, text))
+
+    def raise_if_any(self) -> None:
+        if self.found:
+            reasons = {reason for reason, _ in self.found}
+            reason = next(r for r in _REASON_ORDER if r in reasons)
+            raise PostingRefused(reason, [text for _, text in self.found])
+
+
+def build_posting(claim: Mapping[str, Any], rules: PostingRules,
+                  reference: ReferenceData) -> dict[str, Any]:  # fmt: skip
+    problems = _Problems()
+    party, department, cost_centre = _map_employee(claim["employee"], rules, reference, problems)
+    lines = [_line(line, rules, reference, problems) for line in claim["lines"]]
     if not claim["lines"]:
-        problems.append("lines: a claim needs at least one line")
-    if problems:
-        reason = (
-            "no_exchange_rate" if any("exchange rate" in p for p in problems) else ("invalid_claim")
-        )
-        raise PostingRefused(reason, problems)
-    employee = claim["employee"]
+        problems.add("invalid_claim", "lines: a claim needs at least one line")
+    problems.raise_if_any()
+    booked = [line for line in lines if line is not None]
     return {
         "posting_id": claim["claim_id"],
         "claim_id": claim["claim_id"],
         "claim_version": 1,
         "source_system": claim["source_system"],
-        "employee_id": employee["id"].upper(),
-        "employee_name": employee["name"],
-        "cost_centre": employee.get("cost_centre"),
+        "employee_id": party,
+        "employee_name": claim["employee"]["name"],
+        "cost_centre": cost_centre,
+        "department": department,
         "posting_date": max(line["expense_date"] for line in claim["lines"]),
         "currency": rules.company_currency,
-        "lines": lines,
-        "total_minor": sum(line["amount_minor"] for line in lines),
+        "lines": booked,
+        "total_minor": sum(line["amount_minor"] for line in booked),
         "created_at": datetime.datetime.now(datetime.UTC),
+    }
+
+
+def _map_employee(employee: Mapping[str, Any], rules: PostingRules, reference: ReferenceData,
+                  problems: _Problems) -> tuple[str, str | None, str | None]:  # fmt: skip
+    """(ERP party, ERP department, ERP cost centre): the claim's codes, else the mapping's."""
+    code = str(employee["id"]).strip().upper()
+    mapped = reference.employee(code)
+    if mapped is None and rules.require_employee_mapping:
+        problems.add("unknown_employee", f"employee.id: {code} is not in the employee mapping")
+    party = mapped.party if mapped else code
+    codes: dict[str, str | None] = {}
+    for kind in ("department", "cost_centre"):
+        given = employee.get(kind) or (getattr(mapped, kind) if mapped else None)
+        if not given:
+            codes[kind] = None
+            continue
+        erp_code = reference.erp_code(kind, given)
+        if erp_code is None and (mapped is not None or rules.require_employee_mapping):
+            problems.add(f"unknown_{kind}", f"employee.{kind}: {given} is not in the "
+                                            f"{kind.replace('_', ' ')} mapping")  # fmt: skip
+        codes[kind] = erp_code or given
+    return party, codes["department"], codes["cost_centre"]
+
+
+def _line(line: Mapping[str, Any], rules: PostingRules, reference: ReferenceData,
+          problems: _Problems) -> dict[str, Any] | None:  # fmt: skip
+    where = f"lines[{line['line_no']}]"
+    currency, amount = line["currency"], Decimal(line["amount"])
+    own = Decimal(1).scaleb(-CURRENCY_EXPONENTS[currency])
+    if amount != amount.quantize(own):
+        problems.add("invalid_claim", f"{where}.amount: {amount} is finer than {currency} "
+                                      "minor units")  # fmt: skip
+        return None
+    rate, rate_date = Decimal(1), None
+    if currency != rules.company_currency:
+        found = reference.rate(currency, line["expense_date"])
+        if found is None:
+            problems.add("no_exchange_rate", f"{where}.currency: no {currency} to "
+                         f"{rules.company_currency} rate on {line['expense_date']} or the "
+                         f"{reference.rate_max_age_days} days before")  # fmt: skip
+            return None
+        rate, rate_date = found
+    exponent = CURRENCY_EXPONENTS[rules.company_currency]
+    minor = (amount * rate).scaleb(exponent).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+    description = f"{line['category']}: {line['description']}".rstrip(": ")
+    return {
+        "account_code": rules.account_for(line["category"]),
+        "description": description,
+        "amount_minor": int(minor),
+        "original_amount": amount,
+        "original_currency": currency,
+        "exchange_rate": rate.quantize(_RATE_PLACES),
+        "invoice_refs": list(line["invoice_refs"]),
+        "rate_date": rate_date,
     }

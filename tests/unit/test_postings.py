@@ -4,10 +4,20 @@ from decimal import Decimal
 import pytest
 
 from erpbridge.model import Posting
+from erpbridge.reference import ReferenceData, code_key, rate_key
 from streams.postings import PostingRefused, PostingRules, build_posting
 from tests.contract_samples import SAMPLES
 
 RULES = PostingRules("CNY", "5.2.2", {"meals": "5.1.3"})
+
+
+def _reference() -> ReferenceData:
+    data = ReferenceData(rate_max_age_days=3)
+    data.apply(code_key("employee", "E1001"), {"party": "P-1001", "cost_centre": "CC-100"})
+    data.apply(code_key("department", "销售部"), {"erp_code": "SALES-EAST"})
+    data.apply(code_key("cost_centre", "CC-100"), {"erp_code": "CC-SH-01"})
+    data.apply(rate_key("USD", datetime.date(2026, 11, 6)), {"rate": "7.1187"})
+    return data
 
 
 def _claim(**line_changes: object) -> dict:
@@ -16,7 +26,7 @@ def _claim(**line_changes: object) -> dict:
     return claim
 
 
-def test_a_claim_becomes_a_posting_in_minor_units_on_mapped_accounts() -> None:
+def test_a_claim_becomes_a_posting_in_minor_units_on_mapped_accounts_and_codes() -> None:
     claim = _claim()
     claim["lines"].append(
         dict(
@@ -25,10 +35,12 @@ def test_a_claim_becomes_a_posting_in_minor_units_on_mapped_accounts() -> None:
             category="Meals",
             amount=Decimal("86.0500"),
             expense_date=datetime.date(2026, 11, 5),
-        )
+        )  # fmt: skip
     )
-    posting = build_posting(claim, RULES)
+    posting = build_posting(claim, RULES, _reference())
     assert posting["posting_id"] == posting["claim_id"] == "EXP-2026-0001"
+    assert (posting["employee_id"], posting["department"], posting["cost_centre"]) == (
+        "P-1001", "SALES-EAST", "CC-SH-01")  # fmt: skip
     assert [line["account_code"] for line in posting["lines"]] == ["5.2.2", "5.1.3"]
     assert [line["amount_minor"] for line in posting["lines"]] == [55300, 8605]
     assert posting["total_minor"] == 63905
@@ -37,15 +49,50 @@ def test_a_claim_becomes_a_posting_in_minor_units_on_mapped_accounts() -> None:
     assert typed.amount(typed.lines[1]) == Decimal("86.05")
 
 
-def test_a_foreign_currency_without_a_rate_is_refused_with_the_reason() -> None:
+def test_a_foreign_amount_is_converted_at_the_expense_dates_rate_or_the_last_before_it() -> None:
+    posting = build_posting(
+        _claim(currency="USD", amount=Decimal("12.3400"), expense_date=datetime.date(2026, 11, 8)),
+        RULES, _reference())  # fmt: skip
+    line = posting["lines"][0]
+    # 12.34 x 7.1187 = 87.844758 -> 87.84 CNY; the 8th (a Sunday) uses the 6th's fixing
+    assert line["amount_minor"] == 8784
+    assert line["exchange_rate"] == Decimal("7.11870000")
+    assert line["rate_date"] == datetime.date(2026, 11, 6)
+    assert line["original_amount"] == Decimal("12.3400") and line["original_currency"] == "USD"
+
+
+def test_a_foreign_currency_without_a_recent_rate_is_refused_with_the_reason() -> None:
     with pytest.raises(PostingRefused) as caught:
-        build_posting(_claim(currency="USD", amount=Decimal("12.0000")), RULES)
+        build_posting(_claim(currency="USD", amount=Decimal("12.0000"),
+                             expense_date=datetime.date(2026, 11, 10)), RULES,
+                      _reference())  # fmt: skip
     assert caught.value.reason == "no_exchange_rate"
     assert caught.value.problems == [
-        "lines[1].currency: USD needs an exchange rate to CNY; none is configured"
+        "lines[1].currency: no USD to CNY rate on 2026-11-10 or the 3 days before"
     ]
+
+
+def test_unknown_codes_are_refused_each_named() -> None:
+    claim = _claim()
+    claim["employee"] = dict(claim["employee"], id="E9999", department="研发部")
+    with pytest.raises(PostingRefused) as caught:
+        build_posting(claim, RULES, _reference())
+    assert caught.value.reason == "unknown_employee"
+    assert caught.value.problems == [
+        "employee.id: E9999 is not in the employee mapping",
+        "employee.department: 研发部 is not in the department mapping",
+    ]
+
+
+def test_without_required_mapping_an_unmapped_employee_books_under_its_own_code() -> None:
+    lenient = PostingRules("CNY", "5.2.2", {}, require_employee_mapping=False)
+    claim = _claim()
+    claim["employee"] = dict(claim["employee"], id="e2002", department=None, cost_centre=None)
+    posting = build_posting(claim, lenient, ReferenceData())
+    assert (posting["employee_id"], posting["department"], posting["cost_centre"]) == (
+        "E2002", None, None)  # fmt: skip
 
 
 def test_an_amount_finer_than_fen_is_refused() -> None:
     with pytest.raises(PostingRefused, match="finer than CNY minor units"):
-        build_posting(_claim(amount=Decimal("1.2345")), RULES)
+        build_posting(_claim(amount=Decimal("1.2345")), RULES, _reference())

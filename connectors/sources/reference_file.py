@@ -1,0 +1,101 @@
+"""``erpbridge reference load FILE.csv``: publish exchange rates or code mappings.
+
+The kind is told by the header row:
+
+- ``currency,date,rate``                              exchange rates (company currency per unit)
+- ``employee_id,party[,department,cost_centre]``      employee mapping
+- ``department,erp_code`` / ``cost_centre,erp_code``  department / cost-centre mapping
+
+A file is checked whole before anything is published: one bad row and nothing is sent, with
+every bad row named (file:line). Published entries replace earlier ones with the same key.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import json
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+from erpbridge.config import Settings
+from erpbridge.kafka_io import durable_producer, ensure_topics
+from erpbridge.model import CURRENCY_EXPONENTS
+from erpbridge.reference import code_key, rate_key
+from erpbridge.topics import Topics
+
+
+class ReferenceFileError(ValueError):
+    """The file cannot be published; the message lists every problem."""
+
+
+Entry = tuple[str, dict[str, str]]
+
+
+def read_reference(path: Path) -> tuple[str, list[Entry]]:
+    """(kind, entries) of a reference CSV, or :class:`ReferenceFileError` naming each bad row."""
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+        header = {name.strip().lower() for name in (rows[0].keys() if rows else [])}
+    kind = _kind_of(header, path)
+    entries, problems = [], []
+    for line, row in enumerate(rows, 2):
+        clean = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
+        try:
+            entries.append(_entry(kind, clean))
+        except (ValueError, InvalidOperation, KeyError) as exc:
+            problems.append(f"{path.name}:{line}: {exc}")
+    if problems:
+        raise ReferenceFileError("\n".join(problems))
+    return kind, entries
+
+
+def _kind_of(header: set[str], path: Path) -> str:
+    if {"currency", "date", "rate"} <= header:
+        return "rate"
+    if {"employee_id", "party"} <= header:
+        return "employee"
+    for kind in ("department", "cost_centre"):
+        if {kind, "erp_code"} <= header:
+            return kind
+    raise ReferenceFileError(f"{path.name}: header {sorted(header)} is none of: currency,date,"
+                             "rate / employee_id,party / department,erp_code / "
+                             "cost_centre,erp_code")  # fmt: skip
+
+
+def _entry(kind: str, row: dict[str, str]) -> Entry:
+    if kind == "rate":
+        currency = row["currency"].upper()
+        if currency not in CURRENCY_EXPONENTS:
+            raise ValueError(f"currency {currency!r} is not one we accept")
+        rate = Decimal(row["rate"])
+        if not rate > 0:
+            raise ValueError(f"rate {row['rate']!r} must be a positive number")
+        day = datetime.date.fromisoformat(row["date"])
+        return rate_key(currency, day), {"rate": str(rate)}
+    if kind == "employee":
+        if not row["employee_id"] or not row["party"]:
+            raise ValueError("employee_id and party are required")
+        value = {"party": row["party"]}
+        value.update({k: row[k] for k in ("department", "cost_centre") if row.get(k)})
+        return code_key("employee", row["employee_id"]), value
+    if not row[kind] or not row["erp_code"]:
+        raise ValueError(f"{kind} and erp_code are required")
+    return code_key(kind, row[kind]), {"erp_code": row["erp_code"]}
+
+
+def publish_reference(path: Path, settings: Settings) -> tuple[str, int]:
+    """Check the file, then publish it (acknowledged); return (kind, entries published)."""
+    kind, entries = read_reference(path)
+    ensure_topics(settings)
+    producer = durable_producer(settings)
+    try:
+        topic = Topics(settings.topic_prefix).reference
+        sent = [producer.send(topic, key=key.encode(), value=json.dumps(value).encode())
+                for key, value in entries]  # fmt: skip
+        producer.flush()
+        for future in sent:
+            future.get(timeout=30)  # raises if the broker refused one
+    finally:
+        producer.close()
+    return kind, len(entries)

@@ -1,0 +1,120 @@
+"""Reference data: exchange rates and the code mappings (employee, department, cost centre).
+
+It lives in one compacted topic, ``<prefix>.reference``, one record per entry:
+
+=========================  ==============================================================
+key                        value (JSON)
+=========================  ==============================================================
+``rate:USD:2026-11-12``    ``{"rate": "7.1187"}``: company currency per 1 USD on that day
+``employee:E1001``         ``{"party": "E1001", "department": "D10", "cost_centre": "CC01"}``
+``department:D10``         ``{"erp_code": "SALES"}``
+``cost_centre:CC01``       ``{"erp_code": "CC-SH-01"}``
+=========================  ==============================================================
+
+A tombstone (null value) removes an entry. Writers (``erpbridge reference load``) and readers
+(every stream worker keeps the whole topic in memory) share this module's key format.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+KINDS = ("rate", "employee", "department", "cost_centre")
+
+
+class BadReferenceEntry(ValueError):
+    """A reference record that cannot be used (bad key or value)."""
+
+
+def rate_key(currency: str, day: datetime.date) -> str:
+    return f"rate:{currency.upper()}:{day.isoformat()}"
+
+
+def code_key(kind: str, code: str) -> str:
+    if kind not in KINDS[1:]:
+        raise BadReferenceEntry(f"unknown reference kind {kind!r}; expected one of {KINDS}")
+    return f"{kind}:{code.strip().upper()}"
+
+
+@dataclass(frozen=True)
+class EmployeeMapping:
+    party: str
+    department: str | None = None
+    cost_centre: str | None = None
+
+
+@dataclass
+class ReferenceData:
+    """The in-memory view of the reference topic. ``apply`` each record in offset order."""
+
+    rate_max_age_days: int = 7
+    _rates: dict[str, dict[datetime.date, Decimal]] = field(default_factory=dict)
+    _rate_days: dict[str, list[datetime.date]] = field(default_factory=dict)
+    _codes: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def apply(self, key: str, value: bytes | Mapping[str, Any] | None) -> None:
+        kind, _, rest = key.partition(":")
+        if kind not in KINDS or not rest:
+            raise BadReferenceEntry(f"unknown reference key {key!r}")
+        data = json.loads(value) if isinstance(value, bytes | bytearray) else value
+        if kind == "rate":
+            self._apply_rate(rest, data)
+        elif data is None:
+            self._codes.pop(key, None)
+        else:
+            self._codes[key] = dict(data)
+
+    def _apply_rate(self, rest: str, data: Mapping[str, Any] | None) -> None:
+        currency, _, day_text = rest.partition(":")
+        try:
+            day = datetime.date.fromisoformat(day_text)
+            rate = None if data is None else Decimal(str(data["rate"]))
+        except (ValueError, KeyError, InvalidOperation) as exc:
+            raise BadReferenceEntry(f"bad rate entry {rest!r}: {exc}") from exc
+        if rate is not None and rate <= 0:
+            raise BadReferenceEntry(f"bad rate entry {rest!r}: rate must be positive")
+        rates = self._rates.setdefault(currency, {})
+        days = self._rate_days.setdefault(currency, [])
+        if rate is None:
+            if rates.pop(day, None) is not None:
+                days.remove(day)
+        else:
+            if day not in rates:
+                bisect.insort(days, day)
+            rates[day] = rate
+
+    def rate(self, currency: str, day: datetime.date) -> tuple[Decimal, datetime.date] | None:
+        """The rate of ``day``, else the latest before it within ``rate_max_age_days``
+        (weekends and holidays have no fixing), as (rate, the rate's own date)."""
+        days = self._rate_days.get(currency, [])
+        at = bisect.bisect_right(days, day)
+        if at == 0:
+            return None
+        found = days[at - 1]
+        if (day - found).days > self.rate_max_age_days:
+            return None
+        return self._rates[currency][found], found
+
+    def employee(self, code: str) -> EmployeeMapping | None:
+        data = self._codes.get(code_key("employee", code))
+        if data is None:
+            return None
+        return EmployeeMapping(str(data.get("party") or code), data.get("department"),
+                               data.get("cost_centre"))  # fmt: skip
+
+    def erp_code(self, kind: str, code: str) -> str | None:
+        data = self._codes.get(code_key(kind, code))
+        return None if data is None else str(data.get("erp_code") or code)
+
+    def sizes(self) -> dict[str, int]:
+        counts = {kind: 0 for kind in KINDS}
+        counts["rate"] = sum(len(days) for days in self._rate_days.values())
+        for key in self._codes:
+            counts[key.partition(":")[0]] += 1
+        return counts

@@ -1,0 +1,50 @@
+"""Tax arithmetic of a VAT invoice (增值税发票 / 数电票), checked before a claim may rely on it.
+
+- net + tax = total, exactly;
+- the lines add up to the header's net and tax, exactly;
+- each line's tax = net x rate to within one fen (issuers round per line; some compute tax from
+  the tax-inclusive price, which moves the result by at most a fen);
+- without lines, the header's tax = net x rate (when a rate is given) to within one fen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+FEN = Decimal("0.01")
+
+
+def tax_problems(invoice: Mapping[str, Any]) -> list[str]:
+    """Every arithmetic problem of the invoice record, as operator-readable text; [] when fine."""
+    problems = []
+    net, tax, total = (Decimal(invoice[k]) for k in ("amount_net", "tax_amount", "total"))
+    if net + tax != total:
+        problems.append(f"amount_net {net} + tax_amount {tax} = {net + tax}, not total {total}")
+    lines = invoice.get("lines") or []
+    if lines:
+        line_net = sum((Decimal(line["amount_net"]) for line in lines), Decimal(0))
+        line_tax = sum((Decimal(line["tax_amount"]) for line in lines), Decimal(0))
+        if line_net != net:
+            problems.append(f"lines' amount_net add up to {line_net}, not amount_net {net}")
+        if line_tax != tax:
+            problems.append(f"lines' tax_amount add up to {line_tax}, not tax_amount {tax}")
+        for n, line in enumerate(lines, 1):
+            problem = _rate_problem(f"lines[{n}]", line["amount_net"], line["tax_rate"],
+                                    line["tax_amount"])  # fmt: skip
+            if problem:
+                problems.append(problem)
+    elif invoice.get("tax_rate") is not None:
+        problem = _rate_problem("invoice", net, invoice["tax_rate"], tax)
+        if problem:
+            problems.append(problem)
+    return problems
+
+
+def _rate_problem(where: str, net: Any, rate: Any, tax: Any) -> str | None:
+    expected = (Decimal(net) * Decimal(rate)).quantize(FEN)
+    if abs(expected - Decimal(tax)) > FEN:
+        return (f"{where}: tax_amount {tax} is not amount_net {net} x tax_rate {rate} "
+                f"(= {expected}) within 0.01")  # fmt: skip
+    return None
