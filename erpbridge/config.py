@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import zoneinfo
+from enum import Enum
 from functools import lru_cache
 from typing import Literal
 
@@ -9,6 +12,13 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from erpbridge.contracts.compatibility import Mode
+
+
+def _zone(name: str) -> zoneinfo.ZoneInfo:
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {name!r} (expected an IANA name)") from exc
 
 
 class Settings(BaseSettings):
@@ -26,6 +36,14 @@ class Settings(BaseSettings):
     streams_rebalance_timeout_s: float = Field(2.0, gt=0)
     streams_datadir: str = ".local/faust"
     streams_processing_guarantee: Literal["at_least_once", "exactly_once"] = "exactly_once"
+    # Correlation: a claim is posted once its final approval is APPROVE (unless approval is not
+    # required: claims that arrive already approved) and every invoice it cites arrived valid.
+    streams_require_approval: bool = True
+    streams_require_employee_mapping: bool = True  # unknown employee codes are refused
+    streams_stall_after_s: float = Field(3 * 24 * 3600.0, gt=0)  # then a STALLED status
+    streams_tick_interval_s: float = Field(60.0, gt=0)  # how often deadlines are checked
+    streams_retention_days: float = Field(400.0, gt=0)  # closed claims are forgotten after
+    rate_max_age_days: int = Field(7, ge=0)  # use the last fixing up to this many days back
 
     # Sink
     sink_group_id: str = "erpbridge-sink-tryton"
@@ -55,6 +73,10 @@ class Settings(BaseSettings):
     webhook_idempotency_ttl_s: int = Field(7 * 24 * 3600, gt=0)
     webhook_max_body_bytes: int = Field(1_000_000, gt=0)
 
+    # Sources: the time zone a source's naive timestamps are in (IANA names), per source name
+    source_time_zones: dict[str, str] = Field(default_factory=dict)
+    source_default_time_zone: str = "Asia/Shanghai"
+
     # Redis (shared fast path for later stages)
     redis_url: str = "redis://127.0.0.1:6379/0"
 
@@ -71,10 +93,41 @@ class Settings(BaseSettings):
                 raise ValueError(f"expected host:port[,host:port], got {value!r}")
         return value
 
+    @field_validator("source_time_zones")
+    @classmethod
+    def _known_zones(cls, value: dict[str, str]) -> dict[str, str]:
+        for zone in value.values():
+            _zone(zone)  # an unknown zone fails at start-up
+        return value
+
+    @field_validator("source_default_time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        _zone(value)
+        return value
+
+    def time_zone_for(self, source: str) -> zoneinfo.ZoneInfo:
+        """The zone ``source``'s naive timestamps are read in."""
+        return _zone(self.source_time_zones.get(source, self.source_default_time_zone))
+
     @field_validator("posting_category_accounts")
     @classmethod
     def _lowercase_categories(cls, value: dict[str, str]) -> dict[str, str]:
         return {key.strip().lower(): code for key, code in value.items()}
+
+    def to_env(self) -> dict[str, str]:
+        """Every setting as the ``ERPBRIDGE_*`` variable it is read from (to start workers)."""
+        env = {}
+        for name, value in self.model_dump().items():
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            elif isinstance(value, dict):
+                value = json.dumps({k: v.get_secret_value() if isinstance(v, SecretStr) else v
+                                    for k, v in value.items()})  # fmt: skip
+            elif isinstance(value, Enum):
+                value = value.value
+            env[f"ERPBRIDGE_{name.upper()}"] = str(value)
+        return env
 
 
 @lru_cache(maxsize=1)

@@ -9,6 +9,7 @@ and an import ledger makes a re-import of the same file publish nothing twice.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import time
 from dataclasses import dataclass, field
@@ -84,7 +85,8 @@ def import_file(
     producer = durable_producer(settings)
     started = time.perf_counter()
     try:
-        batch = _Batch(producer, ledger, codecs, chosen, source_system, report, keep_ids)
+        batch = _Batch(producer, ledger, codecs, chosen, source_system, report, keep_ids,
+                       settings.time_zone_for(source_system))  # fmt: skip
         for entry in tqdm(stream, unit=" rows", desc=path.name, leave=False,
                           disable=True if progress is False else None):  # fmt: skip
             batch.add(entry)
@@ -114,8 +116,10 @@ class _Batch:
         source_system: str,
         report: ImportReport,
         keep_ids: bool,
+        tz: datetime.tzinfo,
     ) -> None:
         self.producer, self.ledger, self.codecs, self.kind = producer, ledger, codecs, kind
+        self.tz = tz
         self.source_system, self.report, self.keep_ids = source_system, report, keep_ids
         self.entries: list[tuple[Entry, str]] = []
 
@@ -150,7 +154,7 @@ class _Batch:
         model = None
         if entry.payload is not None:
             try:
-                model = self.kind.validate(entry.payload)
+                model = self.kind.validate(entry.payload, self.tz)
             except ValidationError as exc:
                 problems += [f"{p['field']}: {p['message']}" for p in problems_of(exc)]
         entity_id = _entity_id(entry.payload)

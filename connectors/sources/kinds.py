@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,9 +20,10 @@ class Kind:
     key: Callable[[Any], str]
     summary: str
 
-    def validate(self, payload: object) -> Any:
-        """The validated model (raises pydantic's ValidationError with every problem)."""
-        return self.model.model_validate(payload)
+    def validate(self, payload: object, tz: datetime.tzinfo | None = None) -> Any:
+        """The validated model (raises pydantic's ValidationError with every problem); naive
+        timestamps are read in ``tz`` (the source's zone)."""
+        return self.model.model_validate(payload, context={"tz": tz} if tz else None)
 
 
 KINDS: dict[str, Kind] = {

@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -31,8 +32,9 @@ from connectors.sources.fields import (
     parse_date,
     to_minor_units,
 )
+from erpbridge.model import invoice_key
 
-SOURCE_TZ = zoneinfo.ZoneInfo("Asia/Shanghai")  # naive upstream timestamps are China time
+SOURCE_TZ = zoneinfo.ZoneInfo("Asia/Shanghai")  # naive timestamps, unless the source says else
 
 
 def _text(value: object) -> object:
@@ -49,11 +51,15 @@ def _amount(value: object) -> object:
     return parse_amount(str(value)) if isinstance(value, str | int | float | Decimal) else value
 
 
-def _timestamp(value: object) -> object:
+def _timestamp(value: object, info: ValidationInfo) -> object:
+    """ISO text or a datetime; a naive one is in the source's zone (validation context ``tz``,
+    see :meth:`erpbridge.config.Settings.time_zone_for`), else China time. Stored as UTC."""
     if isinstance(value, str):
         value = datetime.datetime.fromisoformat(clean_text(value).replace("Z", "+00:00"))
-    if isinstance(value, datetime.datetime) and value.tzinfo is None:
-        value = value.replace(tzinfo=SOURCE_TZ)
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=(info.context or {}).get("tz", SOURCE_TZ))
+        value = value.astimezone(datetime.UTC)
     return value
 
 
@@ -259,11 +265,7 @@ class InvoiceIn(_In):
 
     @property
     def key(self) -> str:
-        return (
-            f"{self.invoice_code}-{self.invoice_number}"
-            if self.invoice_code
-            else (self.invoice_number)
-        )
+        return invoice_key(self.invoice_code, self.invoice_number)
 
     def to_record(self, source_system: str, origin: dict[str, str]) -> dict[str, Any]:
         content = self.model_dump(mode="json", exclude={"event_id"})

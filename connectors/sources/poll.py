@@ -21,7 +21,8 @@ import httpx
 from kafka import KafkaProducer
 from pydantic import ValidationError
 
-from connectors.sources.models import ClaimIn, problems_of
+from connectors.sources.kinds import KINDS
+from connectors.sources.models import problems_of
 from erpbridge.codec import encode_key
 from erpbridge.config import Settings
 from erpbridge.contracts.bindings import TopicCodecs
@@ -74,6 +75,7 @@ class Poller:
         stop: threading.Event | None = None,
     ) -> None:
         self.settings, self.source_name, self.url = settings, source_name, url
+        self.tz = settings.time_zone_for(source_name)
         self.page_size, self.interval_s = page_size, interval_s
         self.stop = stop or threading.Event()
         self.codecs = TopicCodecs(settings)
@@ -160,7 +162,7 @@ class Poller:
         origin = {"source": self.source_name, "updated_at": str(item.get("updated_at", ""))}
         claim_id = str(item.get("claim_id") or "")
         try:
-            record = ClaimIn.model_validate(item).to_record(self.source_name, origin)
+            record = KINDS["claims"].validate(item, self.tz).to_record(self.source_name, origin)
         except ValidationError as exc:
             SOURCE_RECORDS.labels(SOURCE, "rejected").inc()
             envelope = dead_letter(

@@ -173,7 +173,7 @@ class WebhookSource:
             raise Refusal(409, "request_in_progress", "the same request is being processed")
         try:
             try:
-                event = endpoint.kind.validate(payload)
+                event = endpoint.kind.validate(payload, self.settings.time_zone_for(source))
             except ValidationError as exc:
                 raise Refusal(
                     422, "invalid_event", "the event does not pass validation", problems_of(exc)

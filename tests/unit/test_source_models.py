@@ -4,8 +4,10 @@ import time
 import pytest
 from pydantic import ValidationError
 
+from connectors.sources.kinds import KINDS
 from connectors.sources.models import ApprovalIn, ClaimIn, InvoiceIn, problems_of, valid_uscc
 from connectors.sources.signatures import SignatureRefused, signed_headers, verify
+from erpbridge.config import Settings
 
 INVOICE = {"invoice_type": "专票", "invoice_code": "3100231130", "invoice_number": "12345678",
            "issue_date": "2026/11/02", "seller_name": "上海某某科技有限公司",
@@ -65,7 +67,27 @@ def test_approval_decisions_accept_chinese_and_naive_times_are_china_time() -> N
         }
     )
     assert approval.decision == "REJECT"
-    assert approval.decided_at.astimezone(datetime.UTC).hour == 2
+    assert approval.decided_at == datetime.datetime(2026, 11, 5, 2, tzinfo=datetime.UTC)
+
+
+def test_naive_times_are_read_in_the_sources_configured_zone_and_stored_as_utc() -> None:
+    settings = Settings(source_time_zones={"concur-eu": "Europe/Berlin"})
+    payload = {
+        "claim_id": "C1",
+        "step": 1,
+        "approver_id": "E7",
+        "approver_name": "Anna",
+        "decision": "approve",
+        "decided_at": "2026-11-05 10:00:00",
+        "final": True,
+    }
+    berlin = KINDS["approvals"].validate(payload, settings.time_zone_for("concur-eu"))
+    china = KINDS["approvals"].validate(payload, settings.time_zone_for("oa"))
+    assert berlin.decided_at == datetime.datetime(2026, 11, 5, 9, tzinfo=datetime.UTC)
+    assert china.decided_at == datetime.datetime(2026, 11, 5, 2, tzinfo=datetime.UTC)
+    offset = KINDS["approvals"].validate({**payload, "decided_at": "2026-11-05T10:00:00+08:00"},
+                                         settings.time_zone_for("concur-eu"))  # fmt: skip
+    assert offset.decided_at == china.decided_at  # an explicit offset wins over the zone
 
 
 def test_a_claim_needs_lines_that_fit_their_currency() -> None:
