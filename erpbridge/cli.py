@@ -174,6 +174,26 @@ def source_file(path: Path, source_system: str, kind: str | None) -> None:
     click.echo(report.summary())
 
 
+@main.group()
+def reference() -> None:
+    """Reference data the processors map codes and convert currencies with."""
+
+
+@reference.command("load")
+@click.argument("paths", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))  # fmt: skip
+def reference_load(paths: tuple[Path, ...]) -> None:
+    """Publish rate / employee / department / cost-centre CSV files (checked whole first)."""
+    from connectors.sources.reference_file import ReferenceFileError, publish_reference
+
+    for path in paths:
+        try:
+            kind, count = publish_reference(path, get_settings())
+        except ReferenceFileError as exc:
+            raise click.ClickException(f"nothing published from {path.name}:\n{exc}") from exc
+        click.echo(f"{path.name}: {count} {kind} entr{'y' if count == 1 else 'ies'} published")
+
+
 @main.command()
 def streams() -> None:
     """Run the stream processors (a Faust worker) until stopped."""
@@ -215,12 +235,17 @@ def erp_invoices(references: tuple[str, ...]) -> None:
 
 @main.command()
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--approvals", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="JSON Lines of approval decisions to feed too.")  # fmt: skip
+@click.option("--invoices", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="数电票 XML (or invoice JSON Lines) to feed too.")  # fmt: skip
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for the ERP.")
-def demo(path: Path, timeout: float) -> None:
-    """Feed PATH to the running pipeline; wait until each claim is booked or rejected; print."""
+def demo(path: Path, approvals: Path | None, invoices: Path | None, timeout: float) -> None:
+    """Feed the claims in PATH (and approvals, invoices) to the running pipeline; wait until each
+    claim is booked, rejected or cancelled; print where each went."""
     from erpbridge.demo import run_demo
 
-    missing = run_demo(path, get_settings(), timeout, click.echo)
+    missing = run_demo(path, get_settings(), timeout, click.echo, approvals, invoices)
     if missing:
         raise click.ClickException(f"not through after {timeout:.0f}s: {missing}")
 

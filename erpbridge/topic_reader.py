@@ -59,3 +59,13 @@ def read_rejections(settings: Settings) -> list[dict[str, Any]]:
     finally:
         codecs.close()
     return rejections
+
+
+def read_statuses(settings: Settings) -> list[dict[str, Any]]:
+    """Every ClaimStatus record on the claim-status topic, in offset order per claim."""
+    codecs = TopicCodecs(settings)
+    try:
+        return [codecs.deserializer("claim_status")(record.value)
+                for record in read_all(settings, codecs.topic("claim_status"))]  # fmt: skip
+    finally:
+        codecs.close()

@@ -12,6 +12,7 @@ import faust
 from erpbridge.config import Settings, get_settings
 from erpbridge.contracts.bindings import TopicCodecs
 from erpbridge.contracts.faust_codec import AvroCodec
+from streams.reference_view import ReferenceView
 from streams.transactions import App
 
 
@@ -39,24 +40,37 @@ codecs = TopicCodecs(settings)
 app = build_app(settings)
 
 
-def _input_topic(role: str) -> faust.TopicT:
-    # Input values stay bytes: agents decode them, so bad bytes become rejections, not crashes.
-    return app.topic(codecs.topic(role), key_type=bytes, value_type=bytes, key_serializer="raw",
-                     value_serializer="raw")  # fmt: skip
-
-
 def _output_topic(role: str) -> faust.TopicT:
     codec = AvroCodec(codecs.serializer(role), codecs.deserializer(role))
     return app.topic(codecs.topic(role), key_type=bytes, key_serializer="raw",
                      value_serializer=codec)  # fmt: skip
 
 
-# claim id -> ClaimState (JSON): changelog-backed, so it survives restarts and rebalances, and
-# co-partitioned with claims_raw (both keyed by claim id).
-# Keys are bytes (raw both ways: Faust reads a table's keys as JSON unless told); values JSON.
-claim_versions = app.Table("claim-versions", default=None, key_type=bytes,
-                           partitions=settings.topic_partitions)  # fmt: skip
+def _internal_topic(role: str) -> faust.TopicT:
+    return app.topic(codecs.topic(role), key_type=bytes, value_type=bytes, key_serializer="raw",
+                     value_serializer="raw", partitions=settings.topic_partitions)  # fmt: skip
 
-claims_raw = _input_topic("claims_raw")
+
+# Tables are changelog-backed (they survive restarts and rebalances) and co-partitioned with the
+# topics their agent reads. Keys are bytes (raw both ways: Faust reads a table's keys as JSON
+# unless told); values are the JSON form of streams.claim_case.ClaimCase / InvoiceCase.
+claims = app.Table("claims", default=None, key_type=bytes, partitions=settings.topic_partitions)
+invoices = app.Table("invoices", default=None, key_type=bytes,
+                     partitions=settings.topic_partitions)  # fmt: skip
+
+# Claim side, keyed by claim id: claims, approvals, and the invoice side's answers and ticks.
+claim_inputs = app.topic(*(codecs.topic(role) for role in ("claims_raw", "approvals_raw",
+                                                           "claim_events")),
+                         key_type=bytes, value_type=bytes, key_serializer="raw",
+                         value_serializer="raw")  # fmt: skip
+# Invoice side, keyed by invoice key: invoices, and claims starting or stopping to cite one.
+invoice_inputs = app.topic(codecs.topic("invoices_raw"), codecs.topic("invoice_refs"),
+                           key_type=bytes, value_type=bytes, key_serializer="raw",
+                           value_serializer="raw")  # fmt: skip
+claim_events = _internal_topic("claim_events")
+invoice_refs = _internal_topic("invoice_refs")
 postings = _output_topic("postings")
 rejected = _output_topic("rejected")
+claim_status = _output_topic("claim_status")
+reference = ReferenceView(settings.kafka_bootstrap, codecs.topic("reference"),
+                          settings.rate_max_age_days)  # fmt: skip

@@ -11,7 +11,9 @@ def main(log_level: str = "info") -> None:
     from streams import agents  # noqa: F401  (registers the agents on the app)
     from streams.app import app, codecs, settings
 
-    codecs.register_all("postings", "rejected")  # fails fast when the registry is missing
+    codecs.register_all(
+        "postings", "rejected", "claim_status"
+    )  # fails fast when the registry is missing
     metrics.serve_from(settings)
     sys.argv = [sys.argv[0], "worker", "--loglevel", log_level, "--without-web"]
     app.main()

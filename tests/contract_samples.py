@@ -98,8 +98,10 @@ SAMPLES: dict[str, dict[str, Any]] = {
                 "original_currency": "CNY",
                 "exchange_rate": Decimal("1.00000000"),
                 "invoice_refs": ["26312000000123456789"],
+                "rate_date": None,
             }
         ],
+        "department": "SALES",
         "total_minor": 55300,
         "created_at": NOW,
     },
@@ -114,6 +116,16 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "voucher_number": "记-0012",
         "message": None,
         "answered_at": NOW,
+    },
+    "claim_status": {
+        "claim_id": "EXP-2026-0002",
+        "claim_version": 1,
+        "status": "HELD",
+        "reason": "duplicate_invoice",
+        "detail": ["invoice 26312000000123456789 is already attached to claim EXP-2026-0001"],
+        "invoice_refs": ["26312000000123456789"],
+        "related_claim_id": "EXP-2026-0001",
+        "occurred_at": NOW,
     },
     "dead_letter": {
         "stage": "normalize",

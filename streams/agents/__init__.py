@@ -1,5 +1,5 @@
 """Faust agents, one module each. Importing this package registers them on the app."""
 
-from streams.agents import normalize_claims
+from streams.agents import claims, invoices, ticks
 
-__all__ = ["normalize_claims"]
+__all__ = ["claims", "invoices", "ticks"]

@@ -11,35 +11,23 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
+from connectors.sources.reference_file import publish_reference
 from deploy.local.process import free_port
 from erpbridge.config import Settings
 from erpbridge.kafka_io import ensure_topics
 from erpbridge.topics import Topics
 
 T = TypeVar("T")
+SAMPLE_REFERENCE = Path(__file__).resolve().parents[2] / "samples" / "reference"
 
 
 def pipeline_env(settings: Settings) -> dict[str, str]:
-    return {
-        "ERPBRIDGE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "ERPBRIDGE_TOPIC_PREFIX": settings.topic_prefix,
-        "ERPBRIDGE_STREAMS_APP_ID": settings.streams_app_id,
-        "ERPBRIDGE_STREAMS_DATADIR": settings.streams_datadir,
-        "ERPBRIDGE_STREAMS_PROCESSING_GUARANTEE": settings.streams_processing_guarantee,
-        "ERPBRIDGE_SINK_GROUP_ID": settings.sink_group_id,
-        "ERPBRIDGE_SCHEMA_REGISTRY_URL": settings.schema_registry_url,
-        "ERPBRIDGE_REDIS_URL": settings.redis_url,
-        "ERPBRIDGE_SINK_RETRY_MAX_S": str(settings.sink_retry_max_s),
-        "ERPBRIDGE_ERP_URL": settings.erp_url,
-        "ERPBRIDGE_ERP_DATABASE": settings.erp_database,
-        "ERPBRIDGE_ERP_USER": settings.erp_user,
-        "ERPBRIDGE_ERP_PASSWORD": settings.erp_password.get_secret_value(),
-    }
+    return settings.to_env()
 
 
 def make_settings(
@@ -49,6 +37,7 @@ def make_settings(
     erp_url: str,
     erp_database: str,
     workdir: Path,
+    **overrides: Any,
 ) -> Settings:
     prefix = f"t{uuid.uuid4().hex[:10]}"
     return Settings(
@@ -63,6 +52,7 @@ def make_settings(
         redis_url=redis_url,
         erp_url=erp_url,
         erp_database=erp_database,
+        **overrides,
     )
 
 
@@ -108,6 +98,8 @@ def running_workers(
     settings: Settings, workdir: Path, *, streams: bool = True, sink: bool = True
 ) -> Iterator[list[Worker]]:
     ensure_topics(settings)
+    for path in sorted(SAMPLE_REFERENCE.glob("*.csv")):
+        publish_reference(path, settings)
     workdir.mkdir(parents=True, exist_ok=True)
     cli = [sys.executable, "-m", "erpbridge"]
     env = pipeline_env(settings)

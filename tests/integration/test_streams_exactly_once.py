@@ -24,18 +24,29 @@ FIRST, SECOND = 500, 3000
 
 
 def _publish_claims(settings: Settings, ids: list[str]) -> None:
+    """Per claim: its invoice, the claim citing it, and its final approval (a mixed stream)."""
     codecs = TopicCodecs(settings)
-    serialize, producer = codecs.serializer("claims_raw"), durable_producer(settings)
+    producer = durable_producer(settings)
+
+    def send(role: str, key: str, value: dict) -> None:
+        producer.send(codecs.topic(role), key=key.encode(), value=codecs.serializer(role)(value))
+
     for n, claim_id in enumerate(ids):
+        number = f"{ord(claim_id[0]):03d}{int(claim_id[1:]):017d}"  # one invoice per claim
+        send("invoices_raw", number, dict(SAMPLES["invoice"], invoice_number=number,
+                                          event_id=f"i-{claim_id}"))  # fmt: skip
         claim = dict(SAMPLES["expense_claim"], claim_id=claim_id, event_id=f"e-{claim_id}")
         claim["lines"] = [
             dict(
                 claim["lines"][0],
                 amount=Decimal(n + 1).quantize(Decimal("0.0001")),
                 expense_date=datetime.date(2026, 11, 2),
+                invoice_refs=[number],
             )
         ]
-        producer.send(codecs.topic("claims_raw"), key=claim_id.encode(), value=serialize(claim))
+        send("claims_raw", claim_id, claim)
+        send("approvals_raw", claim_id, dict(SAMPLES["approval_decision"], claim_id=claim_id,
+                                             event_id=f"a-{claim_id}"))  # fmt: skip
     producer.flush()
     producer.close()
     codecs.close()

@@ -24,8 +24,10 @@ def test_every_contract_is_present_and_versioned() -> None:
         "erp_posting",
         "erp_feedback",
         "dead_letter",
+        "claim_status",
     }
     assert [v.version for v in CATALOG["erp_feedback"].versions] == [1, 2]
+    assert [v.version for v in CATALOG["erp_posting"].versions] == [1, 2]
     assert {v.schema["namespace"] for c in CATALOG.values() for v in c.versions} == {
         "io.erpbridge.events"
     }

@@ -1,0 +1,162 @@
+"""Agent: the claim side. Claims, approvals and invoice answers in; postings, statuses,
+rejections and invoice citations out. The rules are in :mod:`streams.claim_case`."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from erpbridge.codec import DecodeError
+from erpbridge.config import Settings
+from erpbridge.metrics import (
+    STREAM_EVENTS,
+    STREAM_OPEN_CLAIMS,
+    STREAM_PROCESS_SECONDS,
+    STREAM_TABLE_KEYS,
+)
+from erpbridge.model import invoice_ref
+from streams import claim_case
+from streams.agents.outputs import decode, event_ms, origin_of, reject, send_status
+from streams.app import (
+    app,
+    claim_inputs,
+    claims,
+    codecs,
+    invoice_refs,
+    postings,
+    reference,
+    settings,
+)
+from streams.claim_case import Attach, ClaimCase, Detach, Effect, Policy, Post, Reject, Status
+from streams.postings import PostingRules, build_posting
+
+AGENT = "claims"
+ROLES = {codecs.topic(role): role for role in ("claims_raw", "approvals_raw", "claim_events")}
+
+
+def rules_from(config: Settings) -> PostingRules:
+    return PostingRules(config.company_currency, config.posting_default_account,
+                        config.posting_category_accounts,
+                        config.streams_require_employee_mapping)  # fmt: skip
+
+
+def policy_from(config: Settings) -> Policy:
+    return Policy(config.streams_require_approval, int(config.streams_stall_after_s * 1000),
+                  int(config.streams_retention_days * 86_400_000))  # fmt: skip
+
+
+RULES, POLICY = rules_from(settings), policy_from(settings)
+
+
+def build(raw: bytes) -> dict[str, Any]:
+    return build_posting(codecs.deserializer("claims_raw")(raw), RULES, reference.data)
+
+
+@app.agent(claim_inputs)
+async def claims_agent(stream: Any) -> None:
+    async for event in stream.events():
+        started = time.perf_counter()
+        await reference.ready()
+        role = ROLES[event.message.topic]
+        if role == "claim_events":
+            await _on_internal(event)
+        else:
+            STREAM_EVENTS.labels(AGENT, "in").inc()
+            try:
+                record = await decode(role, event.value)
+            except DecodeError as exc:
+                await reject(AGENT, "normalize", event.key, event.value, origin_of(event),
+                             "undecodable", [str(exc)], None)  # fmt: skip
+            else:
+                await (_on_claim if role == "claims_raw" else _on_approval)(event, record)
+        STREAM_PROCESS_SECONDS.labels(AGENT).observe(time.perf_counter() - started)
+
+
+def _case(claim_id: str) -> ClaimCase | None:
+    value = claims.get(claim_id.encode())
+    return None if value is None else ClaimCase.from_json(value)
+
+
+async def _on_claim(event: Any, claim: dict[str, Any]) -> None:
+    claim_id = claim["claim_id"]
+    refs = list(dict.fromkeys(invoice_ref(ref) for line in claim["lines"]
+                              for ref in line["invoice_refs"]))  # fmt: skip
+    case, effects, verdict = claim_case.on_claim(
+        _case(claim_id), claim_id, event.message.partition, event_ms(event), event.value, claim,
+        refs, POLICY, build)  # fmt: skip
+    if verdict in ("duplicate", "changed_after_posting"):
+        STREAM_EVENTS.labels(AGENT, verdict).inc()
+    origin = {**origin_of(event), **claim["origin"]}
+    await _apply(case, effects, event, origin)
+
+
+async def _on_approval(event: Any, approval: dict[str, Any]) -> None:
+    claim_id = approval["claim_id"]
+    case, effects, outcome = claim_case.on_approval(
+        _case(claim_id), claim_id, event.message.partition, event_ms(event), approval, POLICY,
+        build)  # fmt: skip
+    if outcome != "recorded":
+        STREAM_EVENTS.labels(AGENT, outcome).inc()
+    await _apply(case, effects, event, origin_of(event))
+
+
+async def _on_internal(event: Any) -> None:
+    message = json.loads(event.value)
+    if message["kind"] == "tick":
+        await _on_tick(event)
+        return
+    claim_id = event.key.decode()
+    case, effects = claim_case.on_invoice_answer(
+        _case(claim_id), message["invoice"], message["answer"], message.get("note"),
+        message.get("owner"), POLICY, build)  # fmt: skip
+    if case is not None:
+        await _apply(case, effects, event, origin_of(event))
+
+
+async def _apply(case: ClaimCase, effects: list[Effect], event: Any,
+                 origin: dict[str, Any]) -> None:  # fmt: skip
+    """Store the case, then send its effects: all in the input partition's transaction."""
+    key = case.claim_id.encode()
+    claims[key] = case.to_json()
+    at_ms = event_ms(event)
+    for effect in effects:
+        if isinstance(effect, Post):
+            await postings.send(key=key, value=effect.posting)
+            STREAM_EVENTS.labels(AGENT, "out").inc()
+        elif isinstance(effect, Reject):
+            await reject(AGENT, "correlate" if effect.reason.endswith("_invoice") else "normalize",
+                         key, effect.original, origin, effect.reason, effect.problems,
+                         case.claim_id)  # fmt: skip
+        elif isinstance(effect, Status):
+            if effect.status in ("HELD", "STALLED", "CANCELLED"):
+                STREAM_EVENTS.labels(AGENT, effect.status.lower()).inc()
+            await send_status(case.claim_id, case.version, effect, at_ms)
+        elif isinstance(effect, Attach | Detach):
+            message = {"kind": "cite" if isinstance(effect, Attach) else "uncite",
+                       "claim_id": case.claim_id}  # fmt: skip
+            await invoice_refs.send(key=effect.invoice.encode(),
+                                    value=json.dumps(message).encode())  # fmt: skip
+
+
+async def _on_tick(event: Any) -> None:
+    """Deadlines for this partition's cases: stalled claims, and closed cases to forget."""
+    partition, now_ms = event.message.partition, event_ms(event)
+    open_counts = {"true": 0, "false": 0}
+    for key, value in list(claims.items()):
+        if value is None:
+            continue
+        case = ClaimCase.from_json(value)
+        if not case.closed:
+            open_counts[str(case.stalled).lower()] += 1
+        if case.partition != partition:
+            continue
+        effects, forget = claim_case.on_tick(case, now_ms, POLICY)
+        if forget:
+            del claims[key]
+            STREAM_EVENTS.labels(AGENT, "purged").inc()
+        elif effects:
+            await _apply(case, effects, event, origin_of(event))
+    STREAM_TABLE_KEYS.labels("claims").set(len(claims))
+    for stalled, count in open_counts.items():
+        STREAM_OPEN_CLAIMS.labels(stalled).set(count)

@@ -1,0 +1,74 @@
+"""Agent: the invoice side. Invoices and claims' citations in (keyed by invoice key); answers to
+the claim side, and rejections of invoices whose tax arithmetic fails. Rules:
+:mod:`streams.invoice_case`."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from erpbridge.codec import DecodeError
+from erpbridge.metrics import STREAM_EVENTS, STREAM_PROCESS_SECONDS, STREAM_TABLE_KEYS
+from erpbridge.model import invoice_key
+from streams import invoice_case
+from streams.agents.outputs import decode, event_ms, origin_of, reject
+from streams.app import app, claim_events, codecs, invoice_inputs, invoices
+from streams.invoice_case import Answer, InvoiceCase
+
+AGENT = "invoices"
+INVOICES_RAW = codecs.topic("invoices_raw")
+
+
+@app.agent(invoice_inputs)
+async def invoices_agent(stream: Any) -> None:
+    async for event in stream.events():
+        started = time.perf_counter()
+        if event.message.topic == INVOICES_RAW:
+            await _on_invoice(event)
+        else:
+            await _on_citation(event)
+        STREAM_PROCESS_SECONDS.labels(AGENT).observe(time.perf_counter() - started)
+
+
+def _case(key: str) -> InvoiceCase | None:
+    value = invoices.get(key.encode())
+    return None if value is None else InvoiceCase.from_json(value)
+
+
+async def _on_invoice(event: Any) -> None:
+    STREAM_EVENTS.labels(AGENT, "in").inc()
+    try:
+        invoice = await decode("invoices_raw", event.value)
+    except DecodeError as exc:
+        await reject(AGENT, "validate", event.key, event.value, origin_of(event), "undecodable",
+                     [str(exc)], None)  # fmt: skip
+        return
+    key = invoice_key(invoice["invoice_code"], invoice["invoice_number"])
+    case, answers, verdict = invoice_case.on_invoice(_case(key), key, event.message.partition,
+                                                     event_ms(event), invoice)  # fmt: skip
+    STREAM_EVENTS.labels(AGENT, verdict).inc()
+    if verdict == "invalid":
+        await reject(AGENT, "validate", event.key, event.value, origin_of(event),
+                     "invoice_tax_mismatch", case.problems, key)  # fmt: skip
+    await _apply(case, answers)
+
+
+async def _on_citation(event: Any) -> None:
+    message = json.loads(event.value)
+    key = event.key.decode()
+    case, answers = invoice_case.on_cited(_case(key), key, event.message.partition,
+                                          event_ms(event), message["claim_id"],
+                                          message["kind"] == "cite")  # fmt: skip
+    await _apply(case, answers)
+
+
+async def _apply(case: InvoiceCase, answers: list[Answer]) -> None:
+    invoices[case.key.encode()] = case.to_json()
+    for answer in answers:
+        if answer.answer == "duplicate":
+            STREAM_EVENTS.labels(AGENT, "flagged").inc()
+        message = {"kind": "invoice", "invoice": answer.invoice, "answer": answer.answer,
+                   "note": answer.note, "owner": answer.owner}  # fmt: skip
+        await claim_events.send(key=answer.claim_id.encode(), value=json.dumps(message).encode())
+    STREAM_TABLE_KEYS.labels("invoices").set(len(invoices))

@@ -1,0 +1,271 @@
+"""One claim's case: its content versions, its approval, its invoices, and when it may be posted.
+
+Pure logic, no Kafka: each ``on_*`` function updates the :class:`ClaimCase` (kept per claim id
+in the processors' ``claims`` table) and returns the effects the agent must send. Inputs may
+arrive in any order and days apart; the rules are:
+
+- a claim is posted once: its content is valid, its final approval is APPROVE (when approval is
+  required) and every invoice it cites has arrived, passed the tax checks and is not attached to
+  an earlier claim;
+- the same content again is a duplicate (unless it was refused: then it is judged again, since
+  the reference data may have been fixed); new content is the next version; new content after
+  posting is held (``changed_after_posting``), never booked twice;
+- the latest decision by decision time wins; REJECT or RETURN cancels. The first version takes
+  a decision whenever it came (approvals often arrive before the claim); a later version needs a
+  decision made after it was submitted, and an APPROVE after a RETURN waits for the resubmitted
+  version even when it arrives first, so money approved for one content is never booked for
+  another;
+- a claim still open past the deadline is reported ``STALLED`` once, with what it waits for;
+- closed cases (posted, refused, cancelled) are forgotten after the retention window.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from streams.postings import PostingRefused
+
+_NOT_CONTENT = {"event_id", "source_system", "submitted_at", "origin"}
+VALID, INVALID, DUPLICATE, PENDING = "valid", "invalid", "duplicate", "pending"
+
+
+def content_hash(claim: Mapping[str, Any]) -> str:
+    """Who sent a claim, when and how (event id, source, submission time, provenance) is not
+    content: the same claim from two sources, or re-sent, hashes the same."""
+    content = {k: v for k, v in claim.items() if k not in _NOT_CONTENT}
+    text = json.dumps(content, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+# Effects: what the agent sends.
+@dataclass(frozen=True)
+class Post:
+    posting: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Reject:
+    reason: str
+    problems: list[str]
+    original: bytes | None
+
+
+@dataclass(frozen=True)
+class Status:
+    status: str  # a ClaimState symbol
+    reason: str | None
+    detail: list[str]
+    invoice_refs: list[str] = field(default_factory=list)
+    related_claim_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Attach:
+    invoice: str
+
+
+@dataclass(frozen=True)
+class Detach:
+    invoice: str
+
+
+Effect = Post | Reject | Status | Attach | Detach
+Build = Callable[[bytes], dict[str, Any]]  # claim bytes -> posting, or raises PostingRefused
+
+
+@dataclass
+class Policy:
+    require_approval: bool = True
+    stall_after_ms: int = 3 * 24 * 3600 * 1000
+    retention_ms: int = 400 * 24 * 3600 * 1000
+
+
+@dataclass
+class ClaimCase:
+    claim_id: str
+    partition: int
+    opened_ms: int
+    touched_ms: int
+    version: int = 0
+    hash: str | None = None
+    claim_b64: str | None = None  # the current version's ExpenseClaim bytes
+    submitted_ms: int = 0
+    refs: list[str] = field(default_factory=list)
+    invoices: dict[str, list[Any]] = field(default_factory=dict)  # key -> [answer, note, claim]
+    decision: str | None = None  # APPROVE_FINAL, APPROVE, REJECT, RETURN
+    decided_ms: int = 0
+    refused: str | None = None  # the reason, while the current version cannot be posted
+    cancelled_version: int = -1  # the version a RETURN/REJECT was about (0: before any claim)
+    cancelled_ms: int = 0
+    posted: bool = False
+    stalled: bool = False
+
+    @property
+    def claim(self) -> bytes | None:
+        return None if self.claim_b64 is None else base64.b64decode(self.claim_b64)
+
+    @property
+    def cancelled(self) -> bool:
+        return self.decision in ("REJECT", "RETURN")
+
+    @property
+    def closed(self) -> bool:
+        return self.posted or self.cancelled or self.refused is not None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> ClaimCase:
+        return cls(**value)
+
+
+def on_claim(case: ClaimCase | None, claim_id: str, partition: int, now_ms: int, raw: bytes,
+             claim: Mapping[str, Any], refs: list[str], policy: Policy,
+             build: Build) -> tuple[ClaimCase, list[Effect], str]:  # fmt: skip
+    """A claim version arrived. Returns the case, the effects and the verdict (new, duplicate,
+    revision, retry, changed_after_posting)."""
+    if case is None:
+        case = ClaimCase(claim_id, partition, opened_ms=now_ms, touched_ms=now_ms)
+    case.touched_ms = now_ms
+    digest = content_hash(claim)
+    submitted_ms = int(claim["submitted_at"].timestamp() * 1000)
+    if case.hash == digest:
+        if case.refused is None:
+            return case, [], "duplicate"
+        verdict = "retry"
+    elif case.posted:
+        case.hash, case.version = digest, case.version + 1
+        problems = [f"claim {claim_id} changed after version {case.version - 1} was posted; this "
+                    f"is version {case.version}: amend the booking in the ERP, or send it as a new "
+                    "claim"]  # fmt: skip
+        return (
+            case,
+            [
+                Reject("changed_after_posting", problems, raw),
+                Status("HELD", "changed_after_posting", problems),
+            ],
+            "changed_after_posting",
+        )
+    else:
+        verdict = "new" if case.hash is None else "revision"
+        case.hash, case.version = digest, case.version + 1
+    case.claim_b64, case.submitted_ms = base64.b64encode(raw).decode(), submitted_ms
+    case.refused, case.stalled = None, False
+    if verdict == "revision" and case.decided_ms < submitted_ms:
+        case.decision, case.decided_ms = None, 0  # decided on an earlier version
+    try:
+        build(raw)  # refuse now, not when the approval comes: the submitter can fix it sooner
+    except PostingRefused as exc:
+        case.refused = exc.reason
+        effects: list[Effect] = [Detach(ref) for ref in case.refs]
+        case.refs, case.invoices = [], {}
+        return case, [*effects, Reject(exc.reason, exc.problems, raw),
+                      Status("REFUSED", exc.reason, exc.problems)], verdict  # fmt: skip
+    effects = _retarget(case, refs)
+    return case, effects + advance(case, policy, build), verdict
+
+
+def _retarget(case: ClaimCase, refs: list[str]) -> list[Effect]:
+    effects: list[Effect] = [Detach(ref) for ref in case.refs if ref not in refs]
+    effects += [Attach(ref) for ref in refs if ref not in case.refs]
+    case.invoices = {ref: case.invoices.get(ref, [PENDING, None, None]) for ref in refs}
+    case.refs = list(refs)
+    return effects
+
+
+def on_approval(case: ClaimCase | None, claim_id: str, partition: int, now_ms: int,
+                approval: Mapping[str, Any], policy: Policy,
+                build: Build) -> tuple[ClaimCase, list[Effect], str]:  # fmt: skip
+    """An approval step's decision arrived. Returns the case, effects and an outcome."""
+    if case is None:
+        case = ClaimCase(claim_id, partition, opened_ms=now_ms, touched_ms=now_ms)
+    case.touched_ms = now_ms
+    decided_ms = int(approval["decided_at"].timestamp() * 1000)
+    if decided_ms < case.decided_ms or (case.version > 1 and decided_ms < case.submitted_ms):
+        return case, [], "stale_decision"
+    if case.posted:
+        return case, [], "after_posting"
+    decision = approval["decision"]
+    case.decision = "APPROVE_FINAL" if decision == "APPROVE" and approval["final"] else decision
+    case.decided_ms = decided_ms
+    if case.cancelled:
+        case.cancelled_version, case.cancelled_ms = case.version, decided_ms
+        reason = "rejected" if decision == "REJECT" else "returned"
+        step = approval.get("step_name") or f"step {approval['step']}"
+        note = f"{reason} at {step} by {approval['approver_name']} ({approval['approver_id']})"
+        comment = approval.get("comment")
+        return case, [Status("CANCELLED", reason, [f"{note}: {comment}" if comment else note])], (
+            "cancelled")  # fmt: skip
+    return case, advance(case, policy, build), "recorded"
+
+
+def on_invoice_answer(case: ClaimCase | None, invoice: str, answer: str, note: str | None,
+                      owner: str | None, policy: Policy,
+                      build: Build) -> tuple[ClaimCase | None, list[Effect]]:  # fmt: skip
+    """The invoice side's answer about one invoice this claim cites."""
+    if case is None or invoice not in case.invoices or case.posted:
+        return case, []  # stale: the claim no longer cites it (or is gone)
+    case.invoices[invoice] = [answer, note, owner]
+    if answer in (INVALID, DUPLICATE):
+        reason = "duplicate_invoice" if answer == DUPLICATE else "invalid_invoice"
+        problems = [note or f"invoice {invoice}: {answer}"]
+        return case, [Reject(reason, problems, case.claim),
+                      Status("HELD", reason, problems, [invoice], owner)]  # fmt: skip
+    return case, advance(case, policy, build)
+
+
+def advance(case: ClaimCase, policy: Policy, build: Build) -> list[Effect]:
+    """Post the claim if nothing is missing any more."""
+    raw = case.claim
+    if raw is None or case.closed or _missing(case, policy):
+        return []
+    if any(answer != VALID for answer, _, _ in case.invoices.values()):
+        return []  # held: reported when the answer came
+    try:
+        posting = build(raw)
+    except PostingRefused as exc:  # the reference data changed since the claim arrived
+        case.refused = exc.reason
+        return [Reject(exc.reason, exc.problems, raw), Status("REFUSED", exc.reason, exc.problems)]
+    posting["claim_version"] = case.version
+    case.posted = True
+    return [Post(posting), Status("POSTED", None, [], list(case.refs))]
+
+
+def _missing(case: ClaimCase, policy: Policy) -> list[str]:
+    missing = [] if case.claim_b64 else ["the claim itself (only its approval has arrived)"]
+    if policy.require_approval and case.decision != "APPROVE_FINAL":
+        missing.append("the final approval" if case.decision is None
+                       else "the final approval (approved so far, not finally)")  # fmt: skip
+    if _still_the_cancelled_version(case):
+        missing.append("a new version of the claim (this one was returned or rejected)")
+    missing += [f"invoice {ref}" for ref, (answer, _, _) in case.invoices.items()
+                if answer == PENDING]  # fmt: skip
+    return missing
+
+
+def _still_the_cancelled_version(case: ClaimCase) -> bool:
+    """An approval may arrive before the version it approves: after a RETURN, an APPROVE is for
+    the resubmission, never for the version that was sent back."""
+    if case.cancelled_version > 0:
+        return case.version <= case.cancelled_version
+    return case.cancelled_version == 0 and case.submitted_ms <= case.cancelled_ms
+
+
+def on_tick(case: ClaimCase, now_ms: int, policy: Policy) -> tuple[list[Effect], bool]:
+    """Deadlines: (effects, whether to forget the case)."""
+    if case.closed:
+        return [], now_ms - case.touched_ms > policy.retention_ms
+    if case.stalled or now_ms - case.opened_ms <= policy.stall_after_ms:
+        return [], False
+    case.stalled = True
+    waiting = _missing(case, policy) or ["a blocking invoice to be resolved"]
+    hours = (now_ms - case.opened_ms) / 3_600_000
+    detail = [f"open for {hours:.1f} h, waiting for {item}" for item in waiting]
+    pending = [ref for ref, (answer, _, _) in case.invoices.items() if answer != VALID]
+    return [Status("STALLED", "waiting", detail, pending)], False
