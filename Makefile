@@ -4,6 +4,9 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 STATE := .local
 STAMP := $(STATE)/.installed-$(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 SAMPLE ?= samples/claims.csv
+APPROVALS ?= samples/approvals.jsonl
+INVOICES ?= samples/einvoices.xml
+REFERENCE ?= $(wildcard samples/reference/*.csv)
 
 .PHONY: install system-deps up down status workers run demo test unit lint clean
 
@@ -30,10 +33,11 @@ status:
 
 workers: up
 	$(PYTHON) -m erpbridge topics
+	$(PYTHON) -m erpbridge reference load $(REFERENCE)
 	$(PYTHON) -m deploy.local workers-up
 
 demo:
-	$(PYTHON) -m erpbridge demo $(SAMPLE) --timeout 180
+	$(PYTHON) -m erpbridge demo $(SAMPLE) --approvals $(APPROVALS) --invoices $(INVOICES) --timeout 180
 
 run: workers
 	@$(MAKE) --no-print-directory demo

@@ -22,6 +22,9 @@ def _setup_logging(level: str) -> None:
     )
     for chatty in ("kafka", "aiokafka", "httpx"):
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
+    # kafka-python 3.0 warns whenever its IO loop was busy for over 0.1 s (a busy CPU does it):
+    # a client-internal diagnostic, not something an operator can act on.
+    logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)
 
 
 @click.group()

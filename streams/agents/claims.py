@@ -111,7 +111,13 @@ async def _on_internal(event: Any) -> None:
         _case(claim_id), message["invoice"], message["answer"], message.get("note"),
         message.get("owner"), POLICY, build)  # fmt: skip
     if case is not None:
-        await _apply(case, effects, event, origin_of(event))
+        await _apply(case, effects, event, {**origin_of(event), **_provenance(case)})
+
+
+def _provenance(case: ClaimCase) -> dict[str, Any]:
+    """Where the claim itself came from (file and line, source...), for what it causes later."""
+    raw = case.claim
+    return {} if raw is None else dict(codecs.deserializer("claims_raw")(raw)["origin"])
 
 
 async def _apply(case: ClaimCase, effects: list[Effect], event: Any,
@@ -156,7 +162,7 @@ async def _on_tick(event: Any) -> None:
             del claims[key]
             STREAM_EVENTS.labels(AGENT, "purged").inc()
         elif effects:
-            await _apply(case, effects, event, origin_of(event))
+            await _apply(case, effects, event, {**origin_of(event), **_provenance(case)})
     STREAM_TABLE_KEYS.labels("claims").set(len(claims))
     for stalled, count in open_counts.items():
         STREAM_OPEN_CLAIMS.labels(stalled).set(count)

@@ -1,0 +1,38 @@
+from pathlib import Path
+
+import pytest
+
+from connectors.sources.reference_file import ReferenceFileError, read_reference
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "reference"
+
+
+def test_the_sample_files_are_read_as_their_kinds() -> None:
+    kinds = {path.name: read_reference(path)[0] for path in SAMPLES.glob("*.csv")}
+    assert kinds == {
+        "rates.csv": "rate",
+        "employees.csv": "employee",
+        "departments.csv": "department",
+        "cost_centres.csv": "cost_centre",
+    }
+    kind, entries = read_reference(SAMPLES / "rates.csv")
+    assert entries[0] == ("rate:USD:2026-11-09", {"rate": "7.1105"})
+
+
+def test_a_file_with_bad_rows_names_each_and_yields_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "rates.csv"
+    path.write_text("currency,date,rate\nUSD,2026-11-12,7.12\nXYZ,2026-11-12,1\n"
+                    "EUR,12/11/2026,7.5\nJPY,2026-11-12,-0.05\n", encoding="utf-8")  # fmt: skip
+    with pytest.raises(ReferenceFileError) as caught:
+        read_reference(path)
+    lines = str(caught.value).splitlines()
+    assert [line.split(":")[1] for line in lines] == ["3", "4", "5"]
+    assert "currency 'XYZ' is not one we accept" in lines[0]
+    assert "must be a positive number" in lines[2]
+
+
+def test_an_unknown_header_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "x.csv"
+    path.write_text("name,colour\na,b\n", encoding="utf-8")
+    with pytest.raises(ReferenceFileError, match="header"):
+        read_reference(path)
