@@ -6,12 +6,16 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from erpbridge import metrics
 from erpbridge.config import Settings, get_settings
 from erpbridge.contracts.compatibility import Mode
+
+if TYPE_CHECKING:
+    from connectors.erp.base import ErpWriter
 
 
 def _setup_logging(level: str) -> None:
@@ -212,16 +216,32 @@ def sink() -> None:
 
 @sink.command("tryton")
 def sink_tryton() -> None:
-    """Book normalized claims as posted supplier invoices in Tryton, until stopped."""
+    """Book postings as posted supplier invoices in Tryton (JSON-RPC), until stopped."""
     from connectors.erp.tryton import TrytonWriter
-    from connectors.sinks.runner import SinkRunner
+
+    _run_sink(TrytonWriter.from_settings(get_settings()))
+
+
+@sink.command("rest")
+def sink_rest() -> None:
+    """Book postings through a REST ERP gateway (ERPBRIDGE_REST_ERP_*), until stopped."""
+    from connectors.erp.rest import RestErpSettings, RestErpWriter
+
+    _run_sink(RestErpWriter(RestErpSettings()))
+
+
+def _run_sink(writer: ErpWriter) -> None:
+    from connectors.sinks.runner import SinkRunner, SinkStopped
 
     settings = get_settings()
     metrics.serve_from(settings)
-    runner = SinkRunner(settings, TrytonWriter.from_settings(settings))
+    runner = SinkRunner(settings, writer)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: runner.stop.set())
-    runner.run()
+    try:
+        runner.run()
+    except SinkStopped as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @main.group()

@@ -48,7 +48,23 @@ class Settings(BaseSettings):
     # Sink
     sink_group_id: str = "erpbridge-sink-tryton"
     sink_retry_initial_s: float = Field(0.5, gt=0)
-    sink_retry_max_s: float = Field(30.0, gt=0)
+    sink_retry_max_s: float = Field(30.0, gt=0)  # Connect: errors.retry.delay.max.ms
+    # Connect's errors.tolerance: "all" dead-letters what cannot be booked and goes on; "none"
+    # stops the sink at the first such record (nothing is skipped, nothing committed past it).
+    sink_errors_tolerance: Literal["none", "all"] = "all"
+    # Connect's errors.retry.timeout: how long one record may keep failing with retryable errors
+    # before it counts as failed for good; -1 = forever (an ERP outage must not empty the topic
+    # into the DLQ). Time while the circuit breaker is open does not count.
+    sink_errors_retry_timeout_s: float = Field(-1.0, ge=-1)
+    sink_errors_retry_max_attempts: int = Field(0, ge=0)  # 0 = no cap
+    sink_breaker_threshold: int = Field(5, ge=1)  # consecutive retryable failures to open
+    sink_breaker_probe_interval_s: float = Field(5.0, gt=0)
+    sink_concurrency: int = Field(4, ge=1)  # bookings in flight per poll, one per claim at most
+    sink_max_poll_records: int = Field(100, ge=1)
+    sink_feedback: bool = True  # publish an ErpFeedback per final outcome
+    # Fault injection for tests only: exit(137) right after the Nth ERP write, before its offset
+    # is committed (the crash the idempotent write must survive). 0 = off.
+    sink_test_exit_after_writes: int = Field(0, ge=0)
 
     # ERP (Tryton JSON-RPC)
     erp_url: str = "http://127.0.0.1:8000"

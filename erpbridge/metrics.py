@@ -40,8 +40,22 @@ STREAM_PROCESS_SECONDS = Histogram(
 
 SINK_RECORDS = Counter(
     "erpbridge_sink_records",
-    "Records handled by a sink, by outcome (booked, already_booked, dead_lettered, retried).",
+    "Records handled by a sink, by outcome (booked, already_booked, dead_lettered, retried,"
+    " feedback).",
     ["sink", "outcome"],
+)
+SINK_BREAKER_STATE = Gauge(
+    "erpbridge_sink_breaker_state",
+    "Circuit breaker state of a sink: 0 closed, 1 half-open (probing), 2 open (paused).",
+    ["sink"],
+)
+SINK_BREAKER_TRANSITIONS = Counter(
+    "erpbridge_sink_breaker_transitions",
+    "Circuit breaker state changes of a sink, by the state entered.",
+    ["sink", "state"],
+)
+SINK_IN_FLIGHT = Gauge(
+    "erpbridge_sink_in_flight", "Bookings being written to the ERP right now.", ["sink"]
 )
 SINK_ERP_SECONDS = Histogram(
     "erpbridge_sink_erp_seconds",

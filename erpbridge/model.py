@@ -40,6 +40,9 @@ class Posting:
     currency: str
     lines: tuple[PostingLine, ...]
     total_minor: int
+    cost_centre: str | None = None
+    department: str | None = None
+    claim_version: int = 1
 
     def amount(self, line: PostingLine) -> Decimal:
         return from_minor_units(line.amount_minor, self.currency)
@@ -51,6 +54,8 @@ class Posting:
             source_system=record["source_system"], employee_id=record["employee_id"],
             employee_name=record["employee_name"], posting_date=record["posting_date"],
             currency=record["currency"], total_minor=record["total_minor"],
+            cost_centre=record.get("cost_centre"), department=record.get("department"),
+            claim_version=record.get("claim_version", 1),
             lines=tuple(PostingLine(line["account_code"], line["description"],
                                     line["amount_minor"], tuple(line["invoice_refs"]))
                         for line in record["lines"]),

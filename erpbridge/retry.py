@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import email.utils
 import random
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 
@@ -16,3 +19,17 @@ class RetryPolicy:
         """Seconds to wait before retry number ``attempt`` (1-based): uniform in [0, cap]."""
         cap = min(self.max_s, self.initial_s * self.multiplier ** max(attempt - 1, 0))
         return (rng or random).uniform(0, cap)
+
+
+def retry_after_s(headers: Mapping[str, str]) -> float | None:
+    """Seconds an HTTP ``Retry-After`` header (delay-seconds or an HTTP date) asks to wait."""
+    value = (headers.get("Retry-After") or "").strip()
+    if value.isdigit():
+        return float(value)
+    if value:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        return max(0.0, when.timestamp() - time.time())
+    return None

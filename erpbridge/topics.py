@@ -64,10 +64,16 @@ class Topics:
         """Postings the ERP refused for good: the record as it was, plus error headers."""
         return f"{self.prefix}.erp.dlq"
 
+    @property
+    def erp_feedback(self) -> str:
+        """ErpFeedback records: the ERP's answer per posting (document, voucher, status)."""
+        return f"{self.prefix}.erp.feedback"
+
     def all(self) -> tuple[str, ...]:
         return (self.claims_raw, self.approvals_raw, self.invoices_raw, self.postings,
                 self.rejected, self.erp_dead_letter, self.source_offsets, self.claim_status,
-                self.reference, self.claim_events, self.invoice_refs)  # fmt: skip
+                self.reference, self.claim_events, self.invoice_refs,
+                self.erp_feedback)  # fmt: skip
 
     def compacted(self) -> tuple[str, ...]:
         return (self.source_offsets, self.reference)
@@ -76,4 +82,5 @@ class Topics:
 # Which contract (avro_schemas/<name>/) each topic carries; the DLQ keeps postings' bytes as-is.
 CONTRACTS = {"claims_raw": "expense_claim", "approvals_raw": "approval_decision",
              "invoices_raw": "invoice", "postings": "erp_posting", "rejected": "dead_letter",
-             "erp_dead_letter": "erp_posting", "claim_status": "claim_status"}  # fmt: skip
+             "erp_dead_letter": "erp_posting", "claim_status": "claim_status",
+             "erp_feedback": "erp_feedback"}  # fmt: skip

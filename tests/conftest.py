@@ -65,6 +65,14 @@ class Erp:
     database: str
     user: str
     password: str
+    config: local_tryton.TrytonConfig
+
+    def stop(self) -> None:
+        """Stop the server (an ERP outage); its database stays."""
+        print(local_tryton.down(self.config))
+
+    def start(self) -> None:
+        print(local_tryton.up(self.config))
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +84,7 @@ def erp() -> Iterator[Erp]:
     )
     print(local_tryton.up(cfg, fresh=True))
     try:
-        yield Erp(cfg.url, cfg.database, cfg.user, cfg.password)
+        yield Erp(cfg.url, cfg.database, cfg.user, cfg.password, cfg)
     finally:
         local_tryton.down(cfg)
         for path in cfg.db_dir.glob(f"{cfg.database}.sqlite*"):

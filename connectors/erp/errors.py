@@ -8,7 +8,12 @@ class ErpError(Exception):
 
 
 class RetryableErpError(ErpError):
-    """Timeouts, connection errors, 429/5xx, lock conflicts: try again after a back-off."""
+    """Timeouts, connection errors, 429/5xx, lock conflicts: try again after a back-off
+    (at least ``retry_after`` seconds when the ERP said so)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class PermanentErpError(ErpError):

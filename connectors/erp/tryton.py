@@ -5,6 +5,7 @@ The invoice's reference is the posting id, which makes the booking idempotent.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
@@ -13,7 +14,7 @@ from connectors.erp.base import Booking
 from connectors.erp.errors import PermanentErpError
 from connectors.erp.tryton_rpc import TrytonRpc
 from erpbridge.config import Settings
-from erpbridge.model import Posting
+from erpbridge.model import Posting, PostingLine
 
 INVOICE_FIELDS = [
     "reference",
@@ -25,6 +26,7 @@ INVOICE_FIELDS = [
     "party.name",
     "currency.code",
     "description",
+    "move.number",
 ]
 _OPEN_STATES = {"draft", "validated"}
 
@@ -36,6 +38,8 @@ class TrytonWriter:
         self._rpc = rpc
         self._payable_code = payable_account
         self._ids: dict[tuple[str, str], int] = {}
+        self._party_locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TrytonWriter:
@@ -49,6 +53,9 @@ class TrytonWriter:
 
     def close(self) -> None:
         self._rpc.close()
+
+    def probe(self) -> bool:
+        return self._rpc.ping()
 
     # -- booking ---------------------------------------------------------------------------
     def book(self, posting: Posting) -> Booking:
@@ -88,7 +95,7 @@ class TrytonWriter:
         party, address = self._employee_party(posting)
         lines = [
             {"type": "line", "account": self._account(line.account_code),
-             "description": line.description, "quantity": 1.0,
+             "description": _line_text(line), "quantity": 1.0,
              "unit_price": posting.amount(line)}
             for line in posting.lines
         ]  # fmt: skip
@@ -98,7 +105,7 @@ class TrytonWriter:
             "account": self._account(self._payable_code),
             "currency": self._lookup("currency.currency", "code", posting.currency),
             "invoice_date": posting.posting_date, "reference": posting.posting_id,
-            "description": f"Expense claim {posting.claim_id} ({posting.source_system})",
+            "description": _description(posting),
             "lines": [["create", lines]],
         }  # fmt: skip
         created = self._rpc.call("model.account.invoice.create", [values])
@@ -106,6 +113,14 @@ class TrytonWriter:
 
     # -- master data -----------------------------------------------------------------------
     def _employee_party(self, posting: Posting) -> tuple[int, int]:
+        # Claims are booked concurrently: two claims of one new employee must not both create
+        # the party (its code is unique).
+        with self._locks_lock:
+            lock = self._party_locks.setdefault(posting.employee_id, threading.Lock())
+        with lock:
+            return self._find_or_create_party(posting)
+
+    def _find_or_create_party(self, posting: Posting) -> tuple[int, int]:
         found = self._rpc.call(
             "model.party.party.search_read",
             [("code", "=", posting.employee_id)],
@@ -160,10 +175,24 @@ class TrytonWriter:
         return self._ids[key]
 
 
+def _description(posting: Posting) -> str:
+    """The invoice's description: the claim, its source, and the VAT invoices it rests on."""
+    refs = sorted({ref for line in posting.lines for ref in line.invoice_refs})
+    text = f"Expense claim {posting.claim_id} ({posting.source_system})"
+    return f"{text}; invoices {', '.join(refs)}" if refs else text
+
+
+def _line_text(line: PostingLine) -> str:
+    refs = " ".join(line.invoice_refs)
+    return f"{line.description} [{refs}]" if refs else line.description
+
+
 def _booking(invoice: dict[str, Any], already_booked: bool) -> Booking:
+    move = invoice.get("move.") or {}
     return Booking(
         reference=invoice["reference"],
-        document_id=int(invoice["id"]),
+        document_id=str(invoice["id"]),
+        voucher=move.get("number"),
         number=invoice.get("number"),
         state=invoice["state"],
         total=Decimal(invoice["total_amount"]),

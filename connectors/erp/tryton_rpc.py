@@ -14,7 +14,10 @@ import httpx
 from connectors.erp.errors import PermanentErpError, RetryableErpError
 
 # Tryton errors that mean "try again": row locks and concurrent updates.
-_RETRYABLE_TRYTON_ERRORS = {"ConcurrencyException", "RateLimitException"}
+# Lock conflicts and "database is locked" (SQLite under concurrent bookings) pass with a retry.
+_RETRYABLE_TRYTON_ERRORS = {"ConcurrencyException", "RateLimitException",
+                            "DatabaseOperationalError", "OperationalError"}  # fmt: skip
+_RETRYABLE_TEXT = ("database is locked", "could not serialize", "deadlock detected")
 
 
 def _encode(obj: Any) -> Any:
@@ -92,6 +95,16 @@ class TrytonRpc:
         self._auth = "Session " + base64.b64encode(f"{self._user}:{uid}:{token}".encode()).decode()
         self.context = self._post("model.res.user.get_preferences", [True, {}])
 
+    def ping(self) -> bool:
+        """Does the server answer (any HTTP answer below 500; no login needed)?"""
+        body = dumps({"id": next(self._ids), "method": "common.server.version", "params": []})
+        try:
+            reply = self._http.post(self._endpoint, content=body,
+                                    headers={"Content-Type": "application/json"})  # fmt: skip
+        except httpx.HTTPError:
+            return False
+        return reply.status_code < 500
+
     def call(self, method: str, *args: Any) -> Any:
         """Call ``method`` with ``args`` and the user's context appended, as Tryton expects."""
         if self._auth is None:
@@ -134,6 +147,6 @@ def _classify(method: str, error: Any) -> Exception:
     kind, detail = (error[0], error[1]) if isinstance(error, list) and error else (str(error), None)
     message = detail[0] if isinstance(detail, list) and detail else str(detail or "")
     text = f"Tryton {kind} on {method}: {message}".strip()
-    if kind in _RETRYABLE_TRYTON_ERRORS:
+    if kind in _RETRYABLE_TRYTON_ERRORS or any(t in text for t in _RETRYABLE_TEXT):
         return RetryableErpError(text)
     return PermanentErpError(text)

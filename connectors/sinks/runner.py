@@ -1,31 +1,47 @@
-"""Sink runner: postings (ErpPosting) -> ERP writer.
+"""Sink runner: postings (ErpPosting) -> an ErpWriter, with Kafka Connect's error semantics.
 
-Each offset is committed only after the ERP (or the dead-letter topic) acknowledged the record.
-
-Retryable ERP errors do not block the consumer: the partition is rewound to the failed record and
-retried after a full-jitter back-off, so nothing is skipped. Permanent errors and undecodable
-records go to the dead-letter topic; the offset is committed once the DLQ write is acknowledged.
+- Offsets are committed only after the ERP write succeeded or the dead-letter write was
+  acknowledged (and the feedback event, when enabled), up to the first record not done yet.
+- Claims are booked concurrently (``sink_concurrency``), each claim's postings in order.
+- Retryable errors (timeouts, 429/5xx, locks) rewind the partition to the failed record and
+  pause it for a full-jitter back-off; the other partitions go on. A record failing longer than
+  ``sink_errors_retry_timeout_s`` or more than ``sink_errors_retry_max_attempts`` times counts as
+  failed for good.
+- Permanent errors (validation, unknown account, 4xx) and failed-for-good records go to the
+  dead-letter topic with Connect-style headers (``errors.tolerance=all``), or stop the sink
+  (``none``).
+- After ``sink_breaker_threshold`` consecutive retryable failures the circuit breaker opens: all
+  partitions are paused (the consumer keeps polling, so no rebalance), the ERP is probed, and
+  they resume when it answers.
+- Each final outcome is published as an ErpFeedback event (booked, already booked, refused,
+  failed) for the expense platform.
 """
 
 from __future__ import annotations
 
+import datetime
 import logging
+import os
 import threading
 import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.structs import OffsetAndMetadata
 
 from connectors.erp.base import Booking, ErpWriter
 from connectors.erp.errors import PermanentErpError, RetryableErpError
-from connectors.sinks.dead_letter import dead_letter_headers
+from connectors.sinks.breaker import CircuitBreaker, State
+from connectors.sinks.dead_letter import Failure, dead_letter_headers
 from erpbridge.codec import DecodeError
 from erpbridge.config import Settings
 from erpbridge.contracts.bindings import TopicCodecs
 from erpbridge.kafka_io import durable_producer, manual_commit_consumer
-from erpbridge.metrics import SINK_ERP_SECONDS, SINK_RECORDS
+from erpbridge.metrics import SINK_ERP_SECONDS, SINK_IN_FLIGHT, SINK_RECORDS
 from erpbridge.model import Posting
 from erpbridge.registry.client import RegistryUnavailable
 from erpbridge.retry import RetryPolicy
@@ -34,10 +50,20 @@ from erpbridge.topics import Topics
 log = logging.getLogger(__name__)
 
 
+class SinkStopped(RuntimeError):
+    """errors.tolerance=none and a record could not be booked: the sink stops before it."""
+
+
+class RetriesExhausted(RetryableErpError):
+    """A retryable error that went on past the record's retry budget."""
+
+
 @dataclass
-class _Retrying:
-    offset: int
-    attempts: int = 0
+class _Result:
+    record: ConsumerRecord
+    done: bool  # booked, already booked, or dead-lettered (final); False: retry later
+    retryable: bool = False  # a retryable ERP failure (counts for the breaker)
+    erp_answered: bool = False  # the ERP answered (success or a permanent refusal)
 
 
 @dataclass
@@ -47,125 +73,230 @@ class SinkRunner:
     stop: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
-        self.topics = Topics(self.settings.topic_prefix)
-        if self.topics.erp_dead_letter == self.topics.postings:
-            raise ValueError("the dead-letter topic must not be the sink's input topic")
-        self.policy = RetryPolicy(
-            self.settings.sink_retry_initial_s, self.settings.sink_retry_max_s
+        config = self.settings
+        self.topics = Topics(config.topic_prefix)
+        if self.topics.postings in (self.topics.erp_dead_letter, self.topics.erp_feedback):
+            raise ValueError("the dead-letter and feedback topics must not be the sink's input")
+        self.policy = RetryPolicy(config.sink_retry_initial_s, config.sink_retry_max_s)
+        self.breaker = CircuitBreaker(
+            self.writer.name, config.sink_breaker_threshold, config.sink_breaker_probe_interval_s
         )
-        self._retrying: dict[TopicPartition, _Retrying] = {}
-        self.codecs = TopicCodecs(self.settings)
+        self.codecs = TopicCodecs(config)
+        self._failing: dict[tuple[TopicPartition, int], Failure] = {}
+        self._done: dict[TopicPartition, set[int]] = {}
+        self._backoff_until: dict[TopicPartition, float] = {}
+        self._pool = ThreadPoolExecutor(config.sink_concurrency, thread_name_prefix="book")
+        self._writes = 0
+        self._writes_lock = threading.Lock()
+        self._exit_after_writes = config.sink_test_exit_after_writes
 
+    # -- the loop ----------------------------------------------------------------------------
     def run(self) -> None:
         consumer = manual_commit_consumer(
-            self.settings, self.settings.sink_group_id, self.topics.postings
+            self.settings,
+            self.settings.sink_group_id,
+            self.topics.postings,
+            max_poll_records=self.settings.sink_max_poll_records,
         )
-        producer = durable_producer(self.settings)
+        self.producer = durable_producer(self.settings)
         log.info(
-            "sink started erp=%s topic=%s group=%s",
+            "sink started erp=%s topic=%s group=%s concurrency=%d",
             self.writer.name,
             self.topics.postings,
             self.settings.sink_group_id,
+            self.settings.sink_concurrency,
         )
         try:
             while not self.stop.is_set():
+                self._flow_control(consumer)
                 for tp, records in consumer.poll(timeout_ms=500).items():
-                    self._process(consumer, producer, tp, records)
+                    self._process(consumer, tp, records)
         finally:
             consumer.close(autocommit=False)
-            producer.close()
+            self._pool.shutdown(wait=True)
+            self.producer.close()
             self.writer.close()
             self.codecs.close()
 
-    def _process(
-        self,
-        consumer: KafkaConsumer,
-        producer: KafkaProducer,
-        tp: TopicPartition,
-        records: list[ConsumerRecord],
-    ) -> None:
-        for record in records:
-            if self.stop.is_set():
+    def _flow_control(self, consumer: KafkaConsumer) -> None:
+        """Pause everything while the breaker is open; resume partitions whose back-off ended."""
+        assigned = consumer.assignment()
+        if self.breaker.state is State.OPEN:
+            consumer.pause(*assigned)
+            if self.breaker.probe_due():
+                answered = self._probe()
+                self.breaker.probed(answered)
+                log.warning("circuit breaker probe erp=%s answered=%s", self.writer.name, answered)
+            if self.breaker.state is State.OPEN:
                 return
-            if not self._handle(producer, record):
-                consumer.seek(tp, record.offset)
-                self.stop.wait(self.policy.delay(self._retrying[tp].attempts))
-                return
-            self._retrying.pop(tp, None)
-            consumer.commit({tp: OffsetAndMetadata(record.offset + 1, "", -1)})
-        # Every record of the batch is done: commit the position, which also steps over the
-        # transaction markers after them (else the group shows a lag that is not there).
-        position = consumer.position(tp)
-        if records and position is not None and position > records[-1].offset + 1:
-            consumer.commit({tp: OffsetAndMetadata(position, "", -1)})
+        now = time.monotonic()
+        ready = [tp for tp in assigned if self._backoff_until.get(tp, 0.0) <= now]
+        for tp in ready:
+            self._backoff_until.pop(tp, None)
+        consumer.resume(*ready)
 
-    def _handle(self, producer: KafkaProducer, record: ConsumerRecord) -> bool:
-        """True when the record is done with (booked, or dead-lettered); False to retry it."""
+    def _probe(self) -> bool:
+        try:
+            return bool(self.writer.probe())
+        except Exception as exc:  # noqa: BLE001  any failure means "not answering yet"
+            log.info("probe failed erp=%s error=%s", self.writer.name, exc)
+            return False
+
+    # -- one partition's batch ------------------------------------------------------------------
+    def _process(
+        self, consumer: KafkaConsumer, tp: TopicPartition, records: list[ConsumerRecord]
+    ) -> None:
+        if self.breaker.state is State.OPEN or self.stop.is_set():
+            consumer.seek(tp, records[0].offset)  # fetched before the breaker opened: later
+            return
+        done_before = self._done.setdefault(tp, set())
+        todo = [r for r in records if r.offset not in done_before]
+        results = {result.record.offset: result for result in self._book_all(todo)}
+        for result in sorted(results.values(), key=lambda r: r.record.offset):
+            if result.retryable:
+                self.breaker.failure()
+            elif result.erp_answered:
+                self.breaker.success()
+        self.producer.flush()  # the feedback events are acknowledged before any commit
+        first_open = next(
+            (
+                r.offset
+                for r in records
+                if r.offset not in done_before and not results[r.offset].done
+            ),
+            None,
+        )
+        if first_open is None:
+            self._commit_all(consumer, tp, records)
+            return
+        # Commit what is done up to the first open record; remember the done ones after it.
+        consumer.commit({tp: OffsetAndMetadata(first_open, "", -1)})
+        done_before.update(
+            offset for offset, result in results.items() if result.done and offset > first_open
+        )
+        done_before.difference_update(o for o in list(done_before) if o < first_open)
+        consumer.seek(tp, first_open)
+        failure = self._failing.get((tp, first_open))
+        if self.breaker.state is not State.OPEN and failure is not None:
+            consumer.pause(tp)
+            wait = max(self.policy.delay(failure.attempts), failure.retry_after_s or 0.0)
+            self._backoff_until[tp] = time.monotonic() + wait
+
+    def _commit_all(
+        self, consumer: KafkaConsumer, tp: TopicPartition, records: list[ConsumerRecord]
+    ) -> None:
+        # Commit the position, which also steps over transaction markers after the last record
+        # (else the group shows a lag that is not there).
+        position = consumer.position(tp)
+        end = max(records[-1].offset + 1, position or 0)
+        consumer.commit({tp: OffsetAndMetadata(end, "", -1)})
+        self._done[tp] = set()
+
+    def _book_all(self, records: list[ConsumerRecord]) -> Iterable[_Result]:
+        """Book records concurrently, one chain per claim (key) in offset order; a chain stops
+        at its first record that must be retried (the rest wait for it)."""
+        chains: dict[bytes | None, list[ConsumerRecord]] = {}
+        for record in records:
+            chains.setdefault(record.key, []).append(record)
+        futures = [self._pool.submit(self._book_chain, chain) for chain in chains.values()]
+        for future in futures:
+            yield from future.result()
+
+    def _book_chain(self, chain: list[ConsumerRecord]) -> list[_Result]:
+        results = []
+        for record in chain:
+            result = self._handle(record)
+            results.append(result)
+            if not result.done:
+                results += [_Result(later, done=False) for later in chain[len(results) :]]
+                break
+        return results
+
+    # -- one record -----------------------------------------------------------------------------
+    def _handle(self, record: ConsumerRecord) -> _Result:
         tp = TopicPartition(record.topic, record.partition)
-        attempts = self._attempts(tp, record.offset) + 1
         try:
             posting = Posting.from_record(self.codecs.deserializer("postings")(record.value))
         except RegistryUnavailable as exc:
-            return self._retry(tp, record, attempts, exc, None)
+            return self._retry(tp, record, exc, None, erp=False)
         except DecodeError as exc:
-            self._dead_letter(producer, record, "convert", exc, attempts)
-            return True
+            self._give_up(tp, record, "convert", exc, None)
+            return _Result(record, done=True)
         started = time.perf_counter()
+        SINK_IN_FLIGHT.labels(self.writer.name).inc()
         try:
             booking = self.writer.book(posting)
         except RetryableErpError as exc:
-            return self._retry(tp, record, attempts, exc, posting.claim_id)
+            return self._retry(tp, record, exc, posting, erp=True)
         except PermanentErpError as exc:
-            self._dead_letter(producer, record, "put", exc, attempts)
-            return True
+            self._give_up(tp, record, "put", exc, posting)
+            return _Result(record, done=True, erp_answered=True)
+        finally:
+            SINK_IN_FLIGHT.labels(self.writer.name).dec()
         SINK_ERP_SECONDS.labels(self.writer.name).observe(time.perf_counter() - started)
-        self._booked(record, booking)
-        return True
+        self._failing.pop((tp, record.offset), None)
+        self._after_write()
+        self._booked(record, posting, booking)
+        return _Result(record, done=True, erp_answered=True)
+
+    def _after_write(self) -> None:
+        """Test hook (``sink_test_exit_after_writes`` = N): die right after the Nth ERP write,
+        before its offset is committed, as a crash there would."""
+        if not self._exit_after_writes:
+            return
+        with self._writes_lock:
+            self._writes += 1
+            if self._writes >= self._exit_after_writes:
+                log.error("test hook: exiting after ERP write %d, before the commit", self._writes)
+                os._exit(137)
 
     def _retry(
         self,
         tp: TopicPartition,
         record: ConsumerRecord,
-        attempts: int,
         error: Exception,
-        claim_id: str | None,
-    ) -> bool:
-        """Remember the attempt; the caller rewinds the partition and backs off."""
-        self._retrying[tp] = _Retrying(record.offset, attempts)
+        posting: Posting | None,
+        erp: bool,
+    ) -> _Result:
+        failure = self._failing.setdefault((tp, record.offset), Failure.first(self.breaker))
+        failure.again(getattr(error, "retry_after", None))
         SINK_RECORDS.labels(self.writer.name, "retried").inc()
-        log.warning("erp retry stage=put topic=%s partition=%d offset=%d claim_id=%s attempt=%d "
-                    "error=%s", record.topic, record.partition, record.offset, claim_id,
-                    attempts, error)  # fmt: skip
-        return False
-
-    def _attempts(self, tp: TopicPartition, offset: int) -> int:
-        retry = self._retrying.get(tp)
-        return retry.attempts if retry and retry.offset == offset else 0
-
-    def _booked(self, record: ConsumerRecord, booking: Booking) -> None:
-        outcome = "already_booked" if booking.already_booked else "booked"
-        SINK_RECORDS.labels(self.writer.name, outcome).inc()
-        log.info(
-            "%s topic=%s partition=%d offset=%d claim_id=%s erp_number=%s state=%s",
-            outcome,
+        log.warning(
+            "erp retry stage=put topic=%s partition=%d offset=%d claim_id=%s attempt=%d error=%s",
             record.topic,
             record.partition,
             record.offset,
-            booking.reference,
-            booking.number,
-            booking.state,
+            posting.claim_id if posting else None,
+            failure.attempts,
+            error,
         )
+        if failure.exhausted(self.settings, self.breaker):
+            exhausted = RetriesExhausted(f"gave up after {failure.attempts} attempts: {error}")
+            exhausted.__cause__ = error
+            self._give_up(tp, record, "put", exhausted, posting)
+            return _Result(record, done=True, retryable=erp)
+        return _Result(record, done=False, retryable=erp)
 
-    def _dead_letter(
+    def _give_up(
         self,
-        producer: KafkaProducer,
+        tp: TopicPartition,
         record: ConsumerRecord,
         stage: str,
         error: BaseException,
-        attempts: int,
+        posting: Posting | None,
     ) -> None:
-        headers = dead_letter_headers(record, stage, error, attempts, self.writer.name)
-        producer.send(
+        """Dead-letter the record (acknowledged before returning), or stop the sink."""
+        failure = self._failing.pop((tp, record.offset), None) or Failure.first(self.breaker)
+        if failure.attempts == 0:
+            failure.again()
+        if self.settings.sink_errors_tolerance == "none":
+            self.stop.set()
+            raise SinkStopped(
+                f"errors.tolerance=none: {record.topic}[{record.partition}]@"
+                f"{record.offset} failed for good: {error}"
+            ) from error
+        headers = dead_letter_headers(record, stage, error, failure, self.writer.name)
+        self.producer.send(
             self.topics.erp_dead_letter,
             key=record.key,
             value=record.value,
@@ -181,3 +312,45 @@ class SinkRunner:
             record.offset,
             error,
         )
+        if posting is not None:
+            status = "REFUSED" if isinstance(error, PermanentErpError) else "FAILED"
+            self._feedback(posting, status, None, str(error))
+
+    def _booked(self, record: ConsumerRecord, posting: Posting, booking: Booking) -> None:
+        outcome = "already_booked" if booking.already_booked else "booked"
+        SINK_RECORDS.labels(self.writer.name, outcome).inc()
+        log.info(
+            "%s topic=%s partition=%d offset=%d claim_id=%s erp_number=%s state=%s",
+            outcome,
+            record.topic,
+            record.partition,
+            record.offset,
+            booking.reference,
+            booking.number,
+            booking.state,
+        )
+        self._feedback(posting, outcome.upper(), booking, None)
+
+    def _feedback(
+        self, posting: Posting, status: str, booking: Booking | None, message: str | None
+    ) -> None:
+        if not self.settings.sink_feedback:
+            return
+        value: dict[str, Any] = {
+            "claim_id": posting.claim_id,
+            "posting_id": posting.posting_id,
+            "erp": self.writer.name,
+            "status": status,
+            "document_number": booking.number if booking else None,
+            "document_id": booking.document_id if booking else None,
+            "total_minor": posting.total_minor,
+            "voucher_number": booking.voucher if booking else None,
+            "message": message,
+            "answered_at": datetime.datetime.now(datetime.UTC),
+        }
+        self.producer.send(
+            self.topics.erp_feedback,
+            key=posting.claim_id.encode(),
+            value=self.codecs.serializer("erp_feedback")(value),
+        )
+        SINK_RECORDS.labels(self.writer.name, "feedback").inc()

@@ -9,7 +9,6 @@ retried with back-off; a 429's ``Retry-After`` is honoured.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
 import threading
@@ -28,7 +27,7 @@ from erpbridge.config import Settings
 from erpbridge.contracts.bindings import TopicCodecs
 from erpbridge.metrics import SOURCE_PUBLISH_SECONDS, SOURCE_RECORDS
 from erpbridge.rejections import dead_letter
-from erpbridge.retry import RetryPolicy
+from erpbridge.retry import RetryPolicy, retry_after_s
 from erpbridge.topic_reader import read_all
 
 SOURCE = "poll"
@@ -130,7 +129,7 @@ class Poller:
                 if reply.status_code == 200:
                     return list(reply.json()["items"])
                 if reply.status_code == 429:
-                    wait = _retry_after(reply) or self.policy.delay(attempt)
+                    wait = retry_after_s(reply.headers) or self.policy.delay(attempt)
                     why = "429 Too Many Requests"
                 elif reply.status_code >= 500:
                     wait, why = self.policy.delay(attempt), f"HTTP {reply.status_code}"
@@ -186,13 +185,3 @@ class Poller:
             key=encode_key(record["claim_id"]),
             value=self.codecs.serializer("claims_raw")(record),
         )
-
-
-def _retry_after(reply: httpx.Response) -> float | None:
-    value = reply.headers.get("Retry-After", "").strip()
-    if value.isdigit():
-        return float(value)
-    if value:
-        when = email.utils.parsedate_to_datetime(value)
-        return max(0.0, when.timestamp() - time.time())
-    return None

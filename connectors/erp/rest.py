@@ -1,0 +1,265 @@
+"""Generic REST ERP writer: for gateways in front of Kingdee, Yonyou, SAP and the like.
+
+Configured, not coded (``ERPBRIDGE_REST_ERP_*``): the endpoint, bearer or basic auth, the
+idempotency header, how a posting maps to the request body, and which statuses mean what.
+
+Booking is idempotent twice over: the writer first looks the posting id up (``lookup_path``),
+and the create request carries the posting id in the idempotency header; a 409 answer means
+"already there" and is looked up, not refused.
+
+The body mapping is a JSON template: ``"$posting.<field>"`` and, inside
+``{"$each": "lines", "template": {...}}``, ``"$line.<field>"`` are replaced; anything else is
+sent as written. Posting fields: posting_id, claim_id, claim_version, source_system,
+employee_id, employee_name, cost_centre, department, posting_date, currency, total,
+total_minor. Line fields: account_code, description, amount, amount_minor, invoice_refs.
+Amounts are decimal strings in the posting currency.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import quote
+
+import httpx
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from connectors.erp.base import Booking
+from connectors.erp.errors import PermanentErpError, RetryableErpError
+from erpbridge.model import Posting, PostingLine
+from erpbridge.retry import retry_after_s
+
+DEFAULT_TEMPLATE: dict[str, Any] = {
+    "external_ref": "$posting.posting_id",
+    "claim_id": "$posting.claim_id",
+    "employee": {"code": "$posting.employee_id", "name": "$posting.employee_name"},
+    "department": "$posting.department",
+    "cost_centre": "$posting.cost_centre",
+    "date": "$posting.posting_date",
+    "currency": "$posting.currency",
+    "total": "$posting.total",
+    "lines": {"$each": "lines", "template": {
+        "account": "$line.account_code", "amount": "$line.amount",
+        "memo": "$line.description", "invoices": "$line.invoice_refs"}},
+}  # fmt: skip
+
+
+class RestErpSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ERPBRIDGE_REST_ERP_", frozen=True,
+                                      extra="ignore")  # fmt: skip
+
+    name: str = "rest"
+    base_url: str = Field("http://127.0.0.1:8070", pattern=r"^https?://")
+    create_path: str = "/vouchers"
+    lookup_path: str = "/vouchers?external_ref={reference}"
+    health_path: str = "/"
+    auth: Literal["none", "bearer", "basic"] = "none"
+    token: SecretStr = SecretStr("")
+    user: str = ""
+    password: SecretStr = SecretStr("")
+    idempotency_header: str = "Idempotency-Key"
+    template_file: Path | None = None  # JSON body template; default: DEFAULT_TEMPLATE
+    id_field: str = "id"  # dotted paths into the ERP's answer
+    number_field: str = "number"
+    voucher_field: str = "voucher_number"
+    state_field: str = "status"
+    success_statuses: frozenset[int] = frozenset({200, 201, 202})
+    exists_statuses: frozenset[int] = frozenset({409})
+    retry_statuses: frozenset[int] = frozenset({408, 425, 429, 500, 502, 503, 504})
+    timeout_s: float = Field(30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _credentials(self) -> RestErpSettings:
+        if self.auth == "bearer" and not self.token.get_secret_value():
+            raise ValueError("auth=bearer needs ERPBRIDGE_REST_ERP_TOKEN")
+        if self.auth == "basic" and not self.user:
+            raise ValueError("auth=basic needs ERPBRIDGE_REST_ERP_USER and _PASSWORD")
+        if "{reference}" not in self.lookup_path:
+            raise ValueError("lookup_path must contain {reference}")
+        return self
+
+    def template(self) -> dict[str, Any]:
+        if self.template_file is None:
+            return DEFAULT_TEMPLATE
+        return dict(json.loads(self.template_file.read_text(encoding="utf-8")))
+
+
+class RestErpWriter:
+    def __init__(self, config: RestErpSettings) -> None:
+        self.name = config.name
+        self._config = config
+        self._template = config.template()
+        try:  # a template naming an unknown field fails at start-up, not at the first booking
+            render(self._template, _SAMPLE)
+        except ValueError as exc:
+            raise ValueError(f"{config.template_file or 'the body template'}: {exc}") from exc
+        auth: httpx.Auth | None = None
+        headers = {"Accept": "application/json"}
+        if config.auth == "basic":
+            auth = httpx.BasicAuth(config.user, config.password.get_secret_value())
+        elif config.auth == "bearer":
+            headers["Authorization"] = f"Bearer {config.token.get_secret_value()}"
+        self._http = httpx.Client(base_url=config.base_url, auth=auth, headers=headers,
+                                  timeout=config.timeout_s)  # fmt: skip
+
+    def close(self) -> None:
+        self._http.close()
+
+    def probe(self) -> bool:
+        try:
+            return self._http.get(self._config.health_path).status_code < 500
+        except httpx.HTTPError:
+            return False
+
+    def book(self, posting: Posting) -> Booking:
+        found = self._lookup(posting.posting_id)
+        if found is not None:
+            return self._booking(posting, found, already_booked=True)
+        body = render(self._template, posting)
+        reply = self._request(
+            "POST",
+            self._config.create_path,
+            json=body,
+            headers={self._config.idempotency_header: posting.posting_id},
+        )
+        if reply.status_code in self._config.exists_statuses:
+            found = self._lookup(posting.posting_id)
+            if found is None:
+                raise RetryableErpError(f"{self.name}: HTTP {reply.status_code} says "
+                                        f"{posting.posting_id} exists, but the lookup finds "
+                                        "nothing yet")  # fmt: skip
+            return self._booking(posting, found, already_booked=True)
+        return self._booking(posting, _json(reply), already_booked=False)
+
+    def _lookup(self, reference: str) -> dict[str, Any] | None:
+        path = self._config.lookup_path.format(reference=quote(reference, safe=""))
+        reply = self._request("GET", path, allow={404})
+        if reply.status_code == 404:
+            return None
+        found = _json(reply)
+        if isinstance(found, list):
+            return dict(found[0]) if found else None
+        return dict(found) if found else None
+
+    def _request(self, method: str, path: str, allow: frozenset[int] | set[int] = frozenset(),
+                 **kwargs: Any) -> httpx.Response:  # fmt: skip
+        config = self._config
+        try:
+            reply = self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise RetryableErpError(f"{self.name}: {method} {path} timed out") from exc
+        except httpx.TransportError as exc:
+            raise RetryableErpError(f"{self.name}: {method} {path} unreachable: {exc}") from exc
+        status = reply.status_code
+        if (
+            status in config.success_statuses
+            or status in config.exists_statuses
+            or (status in allow)
+        ):
+            return reply
+        text = f"{self.name}: {method} {path} answered HTTP {status}: {reply.text[:500]}"
+        if status in config.retry_statuses:
+            raise RetryableErpError(text, retry_after=retry_after_s(reply.headers))
+        raise PermanentErpError(text)
+
+    def _booking(self, posting: Posting, answer: Any, already_booked: bool) -> Booking:
+        config = self._config
+        document_id = _path(answer, config.id_field)
+        if document_id is None:
+            raise PermanentErpError(f"{self.name}: the answer has no {config.id_field!r}: "
+                                    f"{str(answer)[:300]}")  # fmt: skip
+        number, voucher = _path(answer, config.number_field), _path(answer, config.voucher_field)
+        return Booking(
+            reference=posting.posting_id,
+            document_id=str(document_id),
+            number=None if number is None else str(number),
+            state=str(_path(answer, config.state_field) or "booked"),
+            total=posting.amount(PostingLine("", "", posting.total_minor, ())),
+            already_booked=already_booked,
+            voucher=None if voucher is None else str(voucher),
+        )
+
+
+_SAMPLE = Posting(
+    "P",
+    "C",
+    "src",
+    "E1",
+    "name",
+    datetime.date(2026, 1, 1),
+    "CNY",
+    (PostingLine("5.2.2", "x", 1, ()),),
+    1,
+)
+
+
+def render(template: Any, posting: Posting, line: PostingLine | None = None) -> Any:
+    """The request body for ``posting`` from ``template`` (see the module doc)."""
+    if isinstance(template, dict):
+        if "$each" in template:
+            if template["$each"] != "lines":
+                raise ValueError(f"$each supports 'lines' only, not {template['$each']!r}")
+            return [render(template["template"], posting, each) for each in posting.lines]
+        return {key: render(value, posting, line) for key, value in template.items()}
+    if isinstance(template, list):
+        return [render(item, posting, line) for item in template]
+    if isinstance(template, str) and template.startswith("$posting."):
+        return _posting_field(posting, template.removeprefix("$posting."))
+    if isinstance(template, str) and template.startswith("$line."):
+        if line is None:
+            raise ValueError(f"{template} outside a $each over lines")
+        return _line_field(posting, line, template.removeprefix("$line."))
+    return template
+
+
+_POSTING_FIELDS = {
+    "posting_id",
+    "claim_id",
+    "claim_version",
+    "source_system",
+    "employee_id",
+    "employee_name",
+    "cost_centre",
+    "department",
+    "currency",
+    "total_minor",
+}
+
+
+def _posting_field(posting: Posting, name: str) -> Any:
+    if name == "total":
+        return str(posting.amount(PostingLine("", "", posting.total_minor, ())))
+    if name == "posting_date":
+        return posting.posting_date.isoformat()
+    if name in _POSTING_FIELDS:
+        return getattr(posting, name)
+    raise ValueError(f"unknown posting field $posting.{name}")
+
+
+def _line_field(posting: Posting, line: PostingLine, name: str) -> Any:
+    if name == "amount":
+        return str(posting.amount(line))
+    if name == "invoice_refs":
+        return list(line.invoice_refs)
+    if name in {"account_code", "description", "amount_minor"}:
+        return getattr(line, name)
+    raise ValueError(f"unknown line field $line.{name}")
+
+
+def _json(reply: httpx.Response) -> Any:
+    try:
+        return reply.json()
+    except ValueError as exc:
+        raise PermanentErpError(f"the ERP answered HTTP {reply.status_code} with no JSON: "
+                                f"{reply.text[:300]}") from exc  # fmt: skip
+
+
+def _path(value: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value

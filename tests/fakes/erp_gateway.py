@@ -1,0 +1,92 @@
+"""A stand-in for a REST ERP gateway (as in front of Kingdee / Yonyou / SAP), for the generic REST
+sink's tests: it stores vouchers by external reference, refuses unknown accounts (422), answers
+409 for a repeated idempotency key, and can be told to fail the next requests (503, 429...)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+ACCOUNTS = {"5.2.2", "5.1.3", "6602.01"}
+
+
+@dataclass
+class Gateway:
+    vouchers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
+    fail_next: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    token: str | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def serve(self) -> tuple[ThreadingHTTPServer, str]:
+        gateway = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _reply(self, status: int, body: Any, headers: dict[str, str] | None = None):
+                data = json.dumps(body, ensure_ascii=False).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _gate(self) -> bool:
+                with gateway.lock:
+                    gateway.requests.append((self.command, self.path, dict(self.headers)))
+                    failure = gateway.fail_next.pop(0) if gateway.fail_next else None
+                if failure:
+                    self._reply(failure[0], {"error": "injected"}, failure[1])
+                    return False
+                if gateway.token and self.headers.get("Authorization") != f"Bearer {gateway.token}":
+                    self._reply(401, {"error": "unauthorized"})
+                    return False
+                return True
+
+            def do_GET(self) -> None:  # noqa: N802
+                if not self._gate():
+                    return
+                url = urlparse(self.path)
+                if url.path == "/":
+                    self._reply(200, {"status": "up"})
+                    return
+                ref = parse_qs(url.query).get("external_ref", [""])[0]
+                with gateway.lock:
+                    found = [v for k, v in gateway.vouchers.items() if k == ref]
+                self._reply(200, found)
+
+            def do_POST(self) -> None:  # noqa: N802
+                if not self._gate():
+                    return
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                bad = [line["account"] for line in body["lines"] if line["account"] not in ACCOUNTS]
+                if bad:
+                    self._reply(422, {"error": f"unknown account(s) {bad}"})
+                    return
+                ref = body["external_ref"]
+                with gateway.lock:
+                    if ref in gateway.vouchers:
+                        self._reply(409, {"error": "duplicate external_ref"})
+                        return
+                    n = len(gateway.vouchers) + 1
+                    voucher = {
+                        "id": 1000 + n,
+                        "number": f"AP-{n:05d}",
+                        "voucher_number": f"记-{n:04d}",
+                        "status": "posted",
+                        **body,
+                    }
+                    gateway.vouchers[ref] = voucher
+                self._reply(201, voucher)
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server, f"http://127.0.0.1:{server.server_port}"

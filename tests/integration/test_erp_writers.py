@@ -1,0 +1,108 @@
+"""One conformance suite for every ERP writer (Benthos style): the real Tryton, and the generic
+REST writer against a stand-in gateway. Each must book once, answer a repeat with the same
+document, refuse what the ERP refuses as permanent, and say whether the ERP answers."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+
+import pytest
+
+from connectors.erp.base import ErpWriter
+from connectors.erp.errors import PermanentErpError, RetryableErpError
+from connectors.erp.rest import RestErpSettings, RestErpWriter
+from connectors.erp.tryton import TrytonWriter
+from connectors.erp.tryton_rpc import TrytonRpc
+from deploy.local.process import free_port
+from erpbridge.model import Posting
+from tests.contract_samples import SAMPLES
+from tests.fakes.erp_gateway import Gateway
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["tryton", "rest"])
+def writer(request, erp) -> Iterator[ErpWriter]:
+    if request.param == "tryton":
+        writer: ErpWriter = TrytonWriter(TrytonRpc(erp.url, erp.database, erp.user,
+                                                   erp.password), "2.1.4")  # fmt: skip
+        yield writer
+    else:
+        gateway = Gateway(token="s3cret")
+        server, url = gateway.serve()
+        writer = RestErpWriter(RestErpSettings(base_url=url, auth="bearer", token="s3cret"))
+        writer.gateway = gateway  # type: ignore[attr-defined]
+        yield writer
+        server.shutdown()
+    writer.close()
+
+
+def _posting(account: str = "5.2.2") -> Posting:
+    claim_id = f"W-{uuid.uuid4().hex[:8].upper()}"
+    record = dict(SAMPLES["erp_posting"], posting_id=claim_id, claim_id=claim_id)
+    record["lines"] = [dict(record["lines"][0], account_code=account)]
+    return Posting.from_record(record)
+
+
+def test_books_once_and_answers_a_repeat_with_the_same_document(writer: ErpWriter) -> None:
+    posting = _posting()
+    first = writer.book(posting)
+    assert (first.reference, first.already_booked, first.total) == (
+        posting.posting_id, False, Decimal("553.00"))  # fmt: skip
+    assert first.number and first.voucher
+    again = writer.book(posting)
+    assert again.already_booked and again.document_id == first.document_id
+    assert again.number == first.number
+
+
+def test_what_the_erp_refuses_is_permanent(writer: ErpWriter) -> None:
+    with pytest.raises(PermanentErpError):
+        writer.book(_posting(account="9.9.9"))
+
+
+def test_probe_says_whether_the_erp_answers(writer: ErpWriter) -> None:
+    assert writer.probe() is True
+    if isinstance(writer, TrytonWriter):
+        dead: ErpWriter = TrytonWriter(TrytonRpc(f"http://127.0.0.1:{free_port()}", "x", "a", "b"),
+                                       "2.1.4")  # fmt: skip
+    else:
+        dead = RestErpWriter(RestErpSettings(base_url=f"http://127.0.0.1:{free_port()}"))
+    assert dead.probe() is False
+    with pytest.raises(RetryableErpError):
+        dead.book(_posting())
+    dead.close()
+
+
+def test_rest_statuses_are_classified_and_the_request_is_mapped() -> None:
+    gateway = Gateway()
+    server, url = gateway.serve()
+    writer = RestErpWriter(RestErpSettings(base_url=url))
+    try:
+        gateway.fail_next = [(429, {"Retry-After": "7"})]
+        with pytest.raises(RetryableErpError) as caught:
+            writer.book(_posting())
+        assert caught.value.retry_after == 7.0
+        gateway.fail_next = [(503, {})]
+        with pytest.raises(RetryableErpError):
+            writer.book(_posting())
+        posting = _posting()
+        booking = writer.book(posting)
+        voucher = gateway.vouchers[posting.posting_id]
+        assert (voucher["total"], voucher["currency"], voucher["employee"]["code"]) == (
+            "553.00", "CNY", "E1001")  # fmt: skip
+        assert voucher["lines"] == [{"account": "5.2.2", "amount": "553.00",
+                                     "memo": "travel: 高铁二等座",
+                                     "invoices": ["26312000000123456789"]}]  # fmt: skip
+        posts = [r for r in gateway.requests if r[0] == "POST"]
+        assert posts[-1][2]["Idempotency-Key"] == posting.posting_id
+        assert (booking.number, booking.voucher) == (voucher["number"], voucher["voucher_number"])
+        # The lookup misses (say, a lagging replica) and the create answers 409: looked up again.
+        gateway.fail_next = [(404, {})]
+        repeat = writer.book(posting)
+        assert repeat.already_booked and repeat.document_id == booking.document_id
+        assert len(gateway.vouchers) == 1
+    finally:
+        server.shutdown()
+        writer.close()

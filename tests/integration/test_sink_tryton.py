@@ -1,0 +1,255 @@
+"""The ERP sink against a real Tryton: killed between the ERP write and the offset commit it books
+nothing twice; an ERP outage opens the circuit breaker, loses nothing and books everything once
+after; a refused posting lands in the DLQ with every header; feedback matches the bookings."""
+
+from __future__ import annotations
+
+import datetime
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connectors.erp.tryton import TrytonWriter
+from erpbridge.config import Settings
+from erpbridge.contracts.bindings import TopicCodecs
+from erpbridge.kafka_io import durable_producer, ensure_topics
+from erpbridge.topic_reader import read_all
+from tests.contract_samples import SAMPLES
+from tests.integration.pipeline import (
+    committed_offsets,
+    end_offsets,
+    make_settings,
+    running_workers,
+    topics_of,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def _settings(kafka_bootstrap, schema_registry_url, redis_url, erp, tmp_path, **extra) -> Settings:
+    return make_settings(
+        kafka_bootstrap,
+        schema_registry_url,
+        redis_url,
+        erp.url,
+        erp.database,
+        tmp_path,
+        sink_breaker_threshold=3,
+        sink_breaker_probe_interval_s=1.0,
+        sink_retry_initial_s=0.2,
+        **extra,
+    )
+
+
+def _publish(settings: Settings, ids: list[str], account: str = "5.2.2") -> None:
+    codecs = TopicCodecs(settings)
+    producer = durable_producer(settings)
+    for n, posting_id in enumerate(ids, 1):
+        record = dict(
+            SAMPLES["erp_posting"],
+            posting_id=posting_id,
+            claim_id=posting_id,
+            total_minor=1000 + n,
+            created_at=datetime.datetime.now(datetime.UTC),
+        )
+        record["lines"] = [dict(record["lines"][0], amount_minor=1000 + n, account_code=account)]
+        producer.send(
+            codecs.topic("postings"),
+            key=posting_id.encode(),
+            value=codecs.serializer("postings")(record),
+        )
+    producer.flush()
+    producer.close()
+    codecs.close()
+
+
+def _invoices(settings: Settings, ids: list[str]) -> list[dict[str, Any]]:
+    writer = TrytonWriter.from_settings(settings)
+    try:
+        return [inv for inv in writer.find_invoices(ids) if inv["state"] == "posted"]
+    finally:
+        writer.close()
+
+
+def _feedback(settings: Settings) -> list[dict[str, Any]]:
+    codecs = TopicCodecs(settings)
+    try:
+        return [
+            codecs.deserializer("erp_feedback")(r.value)
+            for r in read_all(settings, codecs.topic("erp_feedback"))
+        ]
+    finally:
+        codecs.close()
+
+
+def _ids(tag: str, count: int) -> list[str]:
+    run = uuid.uuid4().hex[:6].upper()
+    return [f"{tag}{run}-{n:03d}" for n in range(count)]
+
+
+def _all_committed(settings: Settings) -> bool:
+    topic = topics_of(settings).postings
+    end = end_offsets(settings, topic)
+    committed = committed_offsets(settings, settings.sink_group_id, topic)
+    return all(committed.get(p, 0) >= offset for p, offset in end.items())
+
+
+def _assert_feedback_matches(settings: Settings, ids: list[str], invoices: list[dict]) -> None:
+    by_ref = {inv["reference"]: inv for inv in invoices}
+    last = {f["posting_id"]: f for f in _feedback(settings) if f["posting_id"] in ids}
+    assert sorted(last) == sorted(ids)
+    for posting_id, feedback in last.items():
+        assert feedback["status"] in ("BOOKED", "ALREADY_BOOKED")
+        assert feedback["document_number"] == by_ref[posting_id]["number"]
+        assert feedback["document_id"] == str(by_ref[posting_id]["id"])
+        assert feedback["voucher_number"]  # the Tryton move's number
+
+
+def test_killed_between_erp_write_and_commit_books_each_posting_once(
+    kafka_bootstrap, schema_registry_url, redis_url, erp, tmp_path: Path
+) -> None:
+    crashing = _settings(
+        kafka_bootstrap,
+        schema_registry_url,
+        redis_url,
+        erp,
+        tmp_path,
+        sink_test_exit_after_writes=3,
+    )
+    ensure_topics(crashing)
+    ids = _ids("K", 12)
+    _publish(crashing, ids)
+    with running_workers(crashing, tmp_path / "first", streams=False) as (sink,):
+        assert sink.proc is not None
+        assert sink.proc.wait(timeout=120) == 137  # died right after its 3rd ERP write
+    written = _invoices(crashing, ids)
+    assert len(written) >= 3 and not _all_committed(crashing)
+
+    settings = crashing.model_copy(update={"sink_test_exit_after_writes": 0})
+    with running_workers(settings, tmp_path / "second", streams=False) as (sink,):
+        booked = wait_for(
+            lambda: (found := _invoices(settings, ids)) and len(found) >= 12 and found,
+            timeout=120,
+            what="12 bookings",
+            workers=[sink],
+        )
+        wait_for(
+            lambda: _all_committed(settings), timeout=60, what="offsets committed", workers=[sink]
+        )
+        metrics = sink.metrics()
+    assert Counter(inv["reference"] for inv in booked) == Counter(ids)  # each exactly once
+    already = float(metrics.split('outcome="already_booked",sink="tryton"} ')[1].split()[0])
+    assert already >= 1  # the write whose commit never came was found in the ERP, not rebooked
+    _assert_feedback_matches(settings, ids, booked)
+
+
+def test_an_erp_outage_opens_the_breaker_and_loses_nothing(
+    kafka_bootstrap, schema_registry_url, redis_url, erp, tmp_path: Path
+) -> None:
+    settings = _settings(kafka_bootstrap, schema_registry_url, redis_url, erp, tmp_path)
+    ensure_topics(settings)
+    before, during = _ids("O", 5), _ids("P", 15)
+    with running_workers(settings, tmp_path / "sink", streams=False) as (sink,):
+        _publish(settings, before)
+        wait_for(
+            lambda: len(_invoices(settings, before)) == 5,
+            timeout=120,
+            what="the first 5 booked",
+            workers=[sink],
+        )
+        erp.stop()
+        try:
+            _publish(settings, during)
+            opened = wait_for(
+                lambda: 'erpbridge_sink_breaker_state{sink="tryton"} 2.0' in sink.metrics(),
+                timeout=60,
+                what="the breaker open",
+                workers=[sink],
+            )
+            assert opened
+            time.sleep(30)  # the ERP stays down for 30 s; the sink must not give up
+            metrics = sink.metrics()
+            assert 'erpbridge_sink_breaker_state{sink="tryton"} 2.0' in metrics
+            assert 'outcome="dead_lettered"' not in metrics
+        finally:
+            erp.start()
+        booked = wait_for(
+            lambda: (found := _invoices(settings, before + during)) and len(found) >= 20 and found,
+            timeout=120,
+            what="all 20 booked after the outage",
+            workers=[sink],
+        )
+        wait_for(
+            lambda: _all_committed(settings), timeout=60, what="offsets committed", workers=[sink]
+        )
+        metrics = sink.metrics()
+    assert Counter(inv["reference"] for inv in booked) == Counter(before + during)
+    assert 'erpbridge_sink_breaker_state{sink="tryton"} 0.0' in metrics
+    assert 'erpbridge_sink_breaker_transitions_total{sink="tryton",state="open"}' in metrics
+    assert 'erpbridge_sink_breaker_transitions_total{sink="tryton",state="closed"}' in metrics
+    assert read_all(settings, topics_of(settings).erp_dead_letter) == []
+    _assert_feedback_matches(settings, before + during, booked)
+
+
+def test_a_refused_posting_lands_in_the_dlq_with_every_header(
+    kafka_bootstrap, schema_registry_url, redis_url, erp, tmp_path: Path
+) -> None:
+    settings = _settings(kafka_bootstrap, schema_registry_url, redis_url, erp, tmp_path)
+    ensure_topics(settings)
+    (bad,), good = _ids("X", 1), _ids("Y", 2)
+    _publish(settings, [bad], account="9.9.9")
+    _publish(settings, good)
+    with running_workers(settings, tmp_path / "sink", streams=False) as (sink,):
+        dead = wait_for(
+            lambda: read_all(settings, topics_of(settings).erp_dead_letter),
+            timeout=120,
+            what="the DLQ record",
+            workers=[sink],
+        )
+        wait_for(
+            lambda: len(_invoices(settings, good)) == 2,
+            timeout=120,
+            what="the good postings booked",
+            workers=[sink],
+        )
+        wait_for(
+            lambda: _all_committed(settings), timeout=60, what="offsets committed", workers=[sink]
+        )
+    (record,) = dead
+    headers = {key: value.decode() for key, value in record.headers}
+    assert record.key == bad.encode()
+    assert {
+        k: headers[k]
+        for k in (
+            "__connect.errors.topic",
+            "__connect.errors.stage",
+            "__connect.errors.class.name",
+            "__connect.errors.exception.class.name",
+            "erpbridge.errors.attempts",
+        )
+    } == {
+        "__connect.errors.topic": topics_of(settings).postings,
+        "__connect.errors.stage": "put",
+        "__connect.errors.class.name": "tryton",
+        "__connect.errors.exception.class.name": "PermanentErpError",
+        "erpbridge.errors.attempts": "1",
+    }
+    for key in (
+        "__connect.errors.partition",
+        "__connect.errors.offset",
+        "__connect.errors.exception.message",
+        "__connect.errors.exception.stacktrace",
+        "erpbridge.errors.first_failed_at",
+        "erpbridge.errors.last_failed_at",
+    ):
+        assert headers[key], key
+    assert "9.9.9" in headers["__connect.errors.exception.message"]
+    feedback = {f["posting_id"]: f for f in _feedback(settings)}
+    assert (feedback[bad]["status"], feedback[bad]["document_number"]) == ("REFUSED", None)
+    assert "9.9.9" in feedback[bad]["message"]
+    assert {feedback[g]["status"] for g in good} == {"BOOKED"}
