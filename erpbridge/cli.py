@@ -245,6 +245,33 @@ def _run_sink(writer: ErpWriter) -> None:
 
 
 @main.group()
+def feedback() -> None:
+    """Deliver the ERP's answers (ErpFeedback) back upstream."""
+
+
+@feedback.command("webhook")
+@click.option("--url", required=True, help="The expense platform's feedback endpoint.")
+@click.option("--secret-env", default="ERPBRIDGE_FEEDBACK_WEBHOOK_SECRET", show_default=True,
+              help="Environment variable holding the HMAC secret.")  # fmt: skip
+@click.option("--source", default="erpbridge", show_default=True, help="X-Erpbridge-Source.")
+def feedback_webhook(url: str, secret_env: str, source: str) -> None:
+    """POST every ErpFeedback event to URL, signed, with retries and a DLQ, until stopped."""
+    import os
+
+    from connectors.sinks.webhook_out import FeedbackWebhook
+
+    secret = os.environ.get(secret_env, "")
+    if not secret:
+        raise click.ClickException(f"set {secret_env} to the shared HMAC secret")
+    settings = get_settings()
+    metrics.serve_from(settings)
+    delivery = FeedbackWebhook(settings, url, secret, source)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: delivery.stop.set())
+    delivery.run()
+
+
+@main.group()
 def erp() -> None:
     """Look into the ERP."""
 

@@ -69,11 +69,16 @@ class Topics:
         """ErpFeedback records: the ERP's answer per posting (document, voucher, status)."""
         return f"{self.prefix}.erp.feedback"
 
+    @property
+    def feedback_dead_letter(self) -> str:
+        """Feedback the expense platform refused for good: the record as it was, plus headers."""
+        return f"{self.prefix}.erp.feedback.dlq"
+
     def all(self) -> tuple[str, ...]:
         return (self.claims_raw, self.approvals_raw, self.invoices_raw, self.postings,
                 self.rejected, self.erp_dead_letter, self.source_offsets, self.claim_status,
                 self.reference, self.claim_events, self.invoice_refs,
-                self.erp_feedback)  # fmt: skip
+                self.erp_feedback, self.feedback_dead_letter)  # fmt: skip
 
     def compacted(self) -> tuple[str, ...]:
         return (self.source_offsets, self.reference)
