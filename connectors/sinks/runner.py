@@ -109,8 +109,9 @@ class SinkRunner:
         try:
             while not self.stop.is_set():
                 self._flow_control(consumer)
-                for tp, records in consumer.poll(timeout_ms=500).items():
-                    self._process(consumer, tp, records)
+                batches = consumer.poll(timeout_ms=500)
+                if batches:
+                    self._process(consumer, batches)
         finally:
             consumer.close(autocommit=False)
             self._pool.shutdown(wait=True)
@@ -144,36 +145,55 @@ class SinkRunner:
 
     # -- one partition's batch ------------------------------------------------------------------
     def _process(
-        self, consumer: KafkaConsumer, tp: TopicPartition, records: list[ConsumerRecord]
+        self, consumer: KafkaConsumer, batches: dict[TopicPartition, list[ConsumerRecord]]
     ) -> None:
+        """One poll's records, all partitions at once: book, then commit per partition."""
         if self.breaker.state is State.OPEN or self.stop.is_set():
-            consumer.seek(tp, records[0].offset)  # fetched before the breaker opened: later
+            for tp, records in batches.items():
+                consumer.seek(tp, records[0].offset)  # fetched before the breaker opened: later
             return
-        done_before = self._done.setdefault(tp, set())
-        todo = [r for r in records if r.offset not in done_before]
-        results = {result.record.offset: result for result in self._book_all(todo)}
-        for result in sorted(results.values(), key=lambda r: r.record.offset):
+        todo = [
+            r
+            for tp, records in batches.items()
+            for r in records
+            if r.offset not in self._done.setdefault(tp, set())
+        ]
+        results = {
+            (r.record.partition, r.record.topic, r.record.offset): r for r in self._book_all(todo)
+        }
+        for result in results.values():
             if result.retryable:
                 self.breaker.failure()
             elif result.erp_answered:
                 self.breaker.success()
         self.producer.flush()  # the feedback events are acknowledged before any commit
-        first_open = next(
-            (
+        for tp, records in batches.items():
+            done = {
                 r.offset
                 for r in records
-                if r.offset not in done_before and not results[r.offset].done
-            ),
+                if (tp.partition, tp.topic, r.offset) in results
+                and results[(tp.partition, tp.topic, r.offset)].done
+            }
+            self._settle(consumer, tp, records, done)
+
+    def _settle(
+        self,
+        consumer: KafkaConsumer,
+        tp: TopicPartition,
+        records: list[ConsumerRecord],
+        done_now: set[int],
+    ) -> None:
+        """Commit up to the first record not done; remember the done ones after it; back off."""
+        done_before = self._done.setdefault(tp, set())
+        first_open = next(
+            (r.offset for r in records if r.offset not in done_before and r.offset not in done_now),
             None,
         )
         if first_open is None:
             self._commit_all(consumer, tp, records)
             return
-        # Commit what is done up to the first open record; remember the done ones after it.
         consumer.commit({tp: OffsetAndMetadata(first_open, "", -1)})
-        done_before.update(
-            offset for offset, result in results.items() if result.done and offset > first_open
-        )
+        done_before.update(offset for offset in done_now if offset > first_open)
         done_before.difference_update(o for o in list(done_before) if o < first_open)
         consumer.seek(tp, first_open)
         failure = self._failing.get((tp, first_open))

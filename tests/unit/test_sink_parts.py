@@ -1,0 +1,101 @@
+import datetime
+
+import pytest
+
+from connectors.erp.rest import DEFAULT_TEMPLATE, RestErpSettings, RestErpWriter, render
+from connectors.sinks.breaker import CircuitBreaker, State
+from connectors.sinks.dead_letter import Failure
+from erpbridge.config import Settings
+from erpbridge.model import Posting, PostingLine
+from erpbridge.retry import retry_after_s
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_breaker_opens_after_n_failures_probes_and_closes_on_success() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker("t", threshold=3, probe_interval_s=5, clock=clock)
+    breaker.failure(), breaker.failure()
+    breaker.success()  # a success resets the count
+    breaker.failure(), breaker.failure()
+    assert breaker.state is State.CLOSED
+    breaker.failure()
+    assert breaker.state is State.OPEN and not breaker.probe_due()
+    clock.now += 5
+    assert breaker.probe_due()
+    breaker.probed(answered=False)
+    assert breaker.state is State.OPEN and not breaker.probe_due()
+    clock.now += 5
+    breaker.probed(answered=True)
+    assert breaker.state is State.HALF_OPEN
+    breaker.failure()  # one failure when half-open opens it again
+    assert breaker.state is State.OPEN
+    clock.now += 5
+    breaker.probed(answered=True)
+    breaker.success()
+    assert breaker.state is State.CLOSED
+    assert breaker.open_seconds() == pytest.approx(15.0)
+
+
+def test_a_records_retry_budget_does_not_run_while_the_breaker_is_open() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker("t", threshold=1, probe_interval_s=1, clock=clock)
+    settings = Settings(sink_errors_retry_timeout_s=0.0)
+    failure = Failure.first(breaker)
+    failure.again(retry_after_s=3.0)
+    assert failure.attempts == 1 and failure.retry_after_s == 3.0
+    assert failure.exhausted(settings, breaker)  # timeout 0: no retries
+    assert not failure.exhausted(Settings(), breaker)  # -1: forever
+    assert (
+        Failure.first(breaker).exhausted(Settings(sink_errors_retry_max_attempts=0), breaker)
+        is False
+    )
+    capped = Failure.first(breaker)
+    capped.again(), capped.again()
+    assert capped.exhausted(Settings(sink_errors_retry_max_attempts=2), breaker)
+
+
+def test_retry_after_reads_seconds_and_http_dates() -> None:
+    assert retry_after_s({"Retry-After": "7"}) == 7.0
+    later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=30)
+    assert 25 < retry_after_s({"Retry-After": later.strftime("%a, %d %b %Y %H:%M:%S GMT")}) <= 30
+    assert retry_after_s({}) is None and retry_after_s({"Retry-After": "soon"}) is None
+
+
+def test_the_rest_body_template_maps_postings_and_refuses_unknown_fields() -> None:
+    posting = Posting(
+        "P-1",
+        "C-1",
+        "oa",
+        "E1",
+        "张伟",
+        datetime.date(2026, 11, 2),
+        "CNY",
+        (PostingLine("5.2.2", "travel", 55300, ("2631",)),),
+        55300,
+        "CC-1",
+        "D-1",
+    )
+    body = render(DEFAULT_TEMPLATE, posting)
+    assert body["total"] == "553.00" and body["date"] == "2026-11-02"
+    assert body["lines"] == [
+        {"account": "5.2.2", "amount": "553.00", "memo": "travel", "invoices": ["2631"]}
+    ]
+    assert (body["department"], body["cost_centre"]) == ("D-1", "CC-1")
+    with pytest.raises(ValueError, match="unknown posting field"):
+        render({"x": "$posting.colour"}, posting)
+
+
+def test_rest_settings_are_checked_at_start_up(tmp_path) -> None:
+    with pytest.raises(ValueError, match="bearer needs"):
+        RestErpSettings(auth="bearer")
+    bad = tmp_path / "template.json"
+    bad.write_text('{"who": "$line.account_code"}', encoding="utf-8")
+    with pytest.raises(ValueError, match="outside a \\$each"):
+        RestErpWriter(RestErpSettings(template_file=bad))
