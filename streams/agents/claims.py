@@ -30,6 +30,8 @@ from streams.app import (
 )
 from streams.claim_case import Attach, ClaimCase, Detach, Effect, Policy, Post, Reject, Status
 from streams.postings import PostingRules, build_posting
+from streams.table_writes import put
+from streams.transactions import TRACE
 
 AGENT = "claims"
 ROLES = {codecs.topic(role): role for role in ("claims_raw", "approvals_raw", "claim_events")}
@@ -56,21 +58,24 @@ def build(raw: bytes) -> dict[str, Any]:
 @app.agent(claim_inputs)
 async def claims_agent(stream: Any) -> None:
     async for event in stream.events():
-        started = time.perf_counter()
-        await reference.ready()
-        role = ROLES[event.message.topic]
-        if role == "claim_events":
-            await _on_internal(event)
-        else:
-            STREAM_EVENTS.labels(AGENT, "in").inc()
-            try:
-                record = await decode(role, event.value)
-            except DecodeError as exc:
-                await reject(AGENT, "normalize", event.key, event.value, origin_of(event),
-                             "undecodable", [str(exc)], None)  # fmt: skip
+        await reference.ready()  # outside the gate: a commit need not wait for it
+        async with app.gate.event():  # a commit holds whole events only
+            started = time.perf_counter()
+            role = ROLES[event.message.topic]
+            TRACE.info("event %s %d %d %r", role, event.message.partition, event.message.offset,
+                       event.key)  # fmt: skip
+            if role == "claim_events":
+                await _on_internal(event)
             else:
-                await (_on_claim if role == "claims_raw" else _on_approval)(event, record)
-        STREAM_PROCESS_SECONDS.labels(AGENT).observe(time.perf_counter() - started)
+                STREAM_EVENTS.labels(AGENT, "in").inc()
+                try:
+                    record = await decode(role, event.value)
+                except DecodeError as exc:
+                    await reject(AGENT, "normalize", event.key, event.value, origin_of(event),
+                                 "undecodable", [str(exc)], None)  # fmt: skip
+                else:
+                    await (_on_claim if role == "claims_raw" else _on_approval)(event, record)
+            STREAM_PROCESS_SECONDS.labels(AGENT).observe(time.perf_counter() - started)
 
 
 def _case(claim_id: str) -> ClaimCase | None:
@@ -124,7 +129,7 @@ async def _apply(case: ClaimCase, effects: list[Effect], event: Any,
                  origin: dict[str, Any]) -> None:  # fmt: skip
     """Store the case, then send its effects: all in the input partition's transaction."""
     key = case.claim_id.encode()
-    claims[key] = case.to_json()
+    await put(claims, event, key, case.to_json())
     at_ms = event_ms(event)
     for effect in effects:
         if isinstance(effect, Post):
@@ -159,7 +164,7 @@ async def _on_tick(event: Any) -> None:
             continue
         effects, forget = claim_case.on_tick(case, now_ms, POLICY)
         if forget:
-            del claims[key]
+            await put(claims, event, key, None)
             STREAM_EVENTS.labels(AGENT, "purged").inc()
         elif effects:
             await _apply(case, effects, event, {**origin_of(event), **_provenance(case)})

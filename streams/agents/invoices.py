@@ -15,6 +15,7 @@ from streams import invoice_case
 from streams.agents.outputs import decode, event_ms, origin_of, reject
 from streams.app import app, claim_events, codecs, invoice_inputs, invoices
 from streams.invoice_case import Answer, InvoiceCase
+from streams.table_writes import put
 
 AGENT = "invoices"
 INVOICES_RAW = codecs.topic("invoices_raw")
@@ -23,12 +24,13 @@ INVOICES_RAW = codecs.topic("invoices_raw")
 @app.agent(invoice_inputs)
 async def invoices_agent(stream: Any) -> None:
     async for event in stream.events():
-        started = time.perf_counter()
-        if event.message.topic == INVOICES_RAW:
-            await _on_invoice(event)
-        else:
-            await _on_citation(event)
-        STREAM_PROCESS_SECONDS.labels(AGENT).observe(time.perf_counter() - started)
+        async with app.gate.event():  # a commit holds whole events only
+            started = time.perf_counter()
+            if event.message.topic == INVOICES_RAW:
+                await _on_invoice(event)
+            else:
+                await _on_citation(event)
+            STREAM_PROCESS_SECONDS.labels(AGENT).observe(time.perf_counter() - started)
 
 
 def _case(key: str) -> InvoiceCase | None:
@@ -51,7 +53,7 @@ async def _on_invoice(event: Any) -> None:
     if verdict == "invalid":
         await reject(AGENT, "validate", event.key, event.value, origin_of(event),
                      "invoice_tax_mismatch", case.problems, key)  # fmt: skip
-    await _apply(case, answers)
+    await _apply(event, case, answers)
 
 
 async def _on_citation(event: Any) -> None:
@@ -60,11 +62,11 @@ async def _on_citation(event: Any) -> None:
     case, answers = invoice_case.on_cited(_case(key), key, event.message.partition,
                                           event_ms(event), message["claim_id"],
                                           message["kind"] == "cite")  # fmt: skip
-    await _apply(case, answers)
+    await _apply(event, case, answers)
 
 
-async def _apply(case: InvoiceCase, answers: list[Answer]) -> None:
-    invoices[case.key.encode()] = case.to_json()
+async def _apply(event: Any, case: InvoiceCase, answers: list[Answer]) -> None:
+    await put(invoices, event, case.key.encode(), case.to_json())
     for answer in answers:
         if answer.answer == "duplicate":
             STREAM_EVENTS.labels(AGENT, "flagged").inc()

@@ -52,6 +52,19 @@ def _publish_claims(settings: Settings, ids: list[str]) -> None:
     codecs.close()
 
 
+def _open_transaction(settings: Settings) -> bool:
+    """Does a transaction hold uncommitted postings right now (LSO < high watermark)?"""
+    topic = TopicCodecs(settings).topics.postings
+    ends = {}
+    for isolation in ("read_uncommitted", "read_committed"):
+        consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
+                                 isolation_level=isolation)  # fmt: skip
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        ends[isolation] = consumer.end_offsets(tps)
+        consumer.close()
+    return any(ends["read_committed"][tp] < end for tp, end in ends["read_uncommitted"].items())
+
+
 def _postings(settings: Settings, isolation: str = "read_committed") -> Counter:
     """claim id -> how many postings carry it, reading the whole topic at ``isolation``."""
     codecs = TopicCodecs(settings)
@@ -77,10 +90,11 @@ def _postings(settings: Settings, isolation: str = "read_committed") -> Counter:
 @pytest.mark.xfail(
     strict=False,
     reason=(
-        "known open problem: in about 1 of 3 runs since the claim-versions table landed, the "
-        "restarted "
-        "worker reports ready but no new posting becomes visible to read_committed within 180 s; "
-        "cause not found yet (a fixed PYTHONHASHSEED for stable transactional ids did not cure it)"
+        "known open problem: in 2 of the last 3 runs here the restarted worker "
+        "never processes a few committed input records (e.g. claim-events p1 offset 174 "
+        "skipped between 173 and 175) yet commits past them, so those claims are never "
+        "posted: a loss inside faust's consumer after a restart, not found yet; no duplicate "
+        "has been seen since streams/transactions.py"
     ),
 )
 def test_a_worker_killed_mid_transaction_posts_every_claim_exactly_once(
@@ -98,9 +112,13 @@ def test_a_worker_killed_mid_transaction_posts_every_claim_exactly_once(
                  what="the first batch committed", workers=[first])  # fmt: skip
         _publish_claims(settings, second_ids)
         # Kill as soon as the worker has written postings of the second batch that are not
-        # committed yet: it dies inside an open transaction.
+        # committed yet (the last stable offset lags the high watermark): it dies inside an
+        # open transaction.
         wait_for(
-            lambda: sum(_postings(settings, "read_uncommitted").values()) > FIRST,
+            lambda: (
+                sum(_postings(settings, "read_uncommitted").values()) > FIRST
+                and _open_transaction(settings)
+            ),
             timeout=60,
             what="uncommitted postings of the second batch",
             workers=[first],
