@@ -3,6 +3,10 @@
 The claim side checks deadlines while handling a tick, inside that partition's transaction,
 because Faust tables can only change while an event is processed (and so the checks commit with
 their effects). The tick's timestamp is the clock the deadlines are measured by.
+
+Ticks go out through a plain (non-transactional) producer: a transactional send from a timer
+would sit in a transaction Faust commits only once that partition has new offsets, and
+read_committed readers would wait behind it.
 """
 
 from __future__ import annotations
@@ -10,19 +14,30 @@ from __future__ import annotations
 import json
 import logging
 
-from streams.app import app, claim_events, codecs, settings
+from aiokafka import AIOKafkaProducer
+
+from streams.app import app, codecs, settings
 
 log = logging.getLogger(__name__)
 TICK = json.dumps({"kind": "tick"}).encode()
 CLAIM_EVENTS = codecs.topic("claim_events")
+_producer: list[AIOKafkaProducer] = []
+
+
+async def _plain_producer() -> AIOKafkaProducer:
+    if not _producer:
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+        await producer.start()
+        _producer.append(producer)
+    return _producer[0]
 
 
 @app.timer(interval=settings.streams_tick_interval_s)
 async def tick() -> None:
     owned = sorted(tp.partition for tp in app.assignor.assigned_actives()
                    if tp.topic == CLAIM_EVENTS)  # fmt: skip
+    if not owned:
+        return
+    producer = await _plain_producer()
     for partition in owned:
-        try:
-            await claim_events.send(key=None, value=TICK, partition=partition)
-        except Exception as exc:  # noqa: BLE001  a rebalance took the partition: the next tick
-            log.warning("tick to partition %d not sent: %r", partition, exc)
+        await producer.send_and_wait(CLAIM_EVENTS, TICK, partition=partition)
