@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
 
+from connectors.erp.errors import ErpError
 from erpbridge.model import Posting
 
 
@@ -34,7 +36,22 @@ class ErpWriter(Protocol):
         Raises RetryableErpError or PermanentErpError.
         """
 
+    def book_many(self, postings: Sequence[Posting]) -> list[Booking | ErpError]:
+        """Book a batch: one outcome per posting, in order (a Booking or the ErpError that
+        posting met). Raises an ErpError only when the whole call failed."""
+
     def probe(self) -> bool:
         """Does the ERP answer? (cheap; used while the circuit breaker is open)"""
 
     def close(self) -> None: ...
+
+
+def book_each(writer: ErpWriter, postings: Sequence[Posting]) -> list[Booking | ErpError]:
+    """``book_many`` for ERPs without a batch API: one call per posting, each its own outcome."""
+    outcomes: list[Booking | ErpError] = []
+    for posting in postings:
+        try:
+            outcomes.append(writer.book(posting))
+        except ErpError as exc:
+            outcomes.append(exc)
+    return outcomes

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
@@ -27,8 +28,8 @@ import httpx
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from connectors.erp.base import Booking
-from connectors.erp.errors import PermanentErpError, RetryableErpError
+from connectors.erp.base import Booking, book_each
+from connectors.erp.errors import ErpError, PermanentErpError, RetryableErpError
 from erpbridge.model import Posting, PostingLine
 from erpbridge.retry import retry_after_s
 
@@ -133,6 +134,9 @@ class RestErpWriter:
                                         "nothing yet")  # fmt: skip
             return self._booking(posting, found, already_booked=True)
         return self._booking(posting, _json(reply), already_booked=False)
+
+    def book_many(self, postings: Sequence[Posting]) -> list[Booking | ErpError]:
+        return book_each(self, postings)
 
     def _lookup(self, reference: str) -> dict[str, Any] | None:
         path = self._config.lookup_path.format(reference=quote(reference, safe=""))

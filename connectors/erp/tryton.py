@@ -6,12 +6,12 @@ The invoice's reference is the posting id, which makes the booking idempotent.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
 from connectors.erp.base import Booking
-from connectors.erp.errors import PermanentErpError
+from connectors.erp.errors import ErpError, PermanentErpError, RetryableErpError
 from connectors.erp.tryton_rpc import TrytonRpc
 from erpbridge.config import Settings
 from erpbridge.model import Posting, PostingLine
@@ -59,22 +59,66 @@ class TrytonWriter:
 
     # -- booking ---------------------------------------------------------------------------
     def book(self, posting: Posting) -> Booking:
-        existing = self.find_invoices([posting.posting_id])
-        if existing:
-            invoice = existing[0]
-            if invoice["state"] in _OPEN_STATES:  # created, then we crashed before posting
-                self._rpc.call("model.account.invoice.post", [invoice["id"]])
-                invoice = self.find_invoices([posting.posting_id])[0]
-            return _booking(invoice, already_booked=True)
-        invoice_id = self._create_invoice(posting)
+        (outcome,) = self.book_many([posting])
+        if isinstance(outcome, ErpError):
+            raise outcome
+        return outcome
+
+    def book_many(self, postings: Sequence[Posting]) -> list[Booking | ErpError]:
+        """One search, one create and one post for the whole batch (SQLite-backed Tryton spends
+        most of a booking committing; per call, not per invoice). A refusal in the batch's post
+        is narrowed down invoice by invoice, and refused drafts are deleted: nothing is left
+        half-written. Retryable errors abort the whole call (the runner retries the batch;
+        what was created is found as a draft and posted then)."""
+        refs = [posting.posting_id for posting in postings]
+        existing = {inv["reference"]: inv for inv in self.find_invoices(refs)}
+        refused: dict[str, ErpError] = {}
+        drafts = {ref: inv["id"] for ref, inv in existing.items() if inv["state"] in _OPEN_STATES}
+        new: list[tuple[Posting, dict[str, Any]]] = []
+        for posting in postings:  # the runner never batches one claim twice
+            if posting.posting_id in existing:
+                continue
+            try:
+                new.append((posting, self._invoice_values(posting)))
+            except PermanentErpError as exc:  # unknown account, currency...
+                refused[posting.posting_id] = exc
+        if new:
+            ids = self._rpc.call("model.account.invoice.create", [values for _, values in new])
+            for (posting, _), invoice_id in zip(new, ids, strict=True):
+                drafts[posting.posting_id] = int(invoice_id)
+        refused.update(self._post(drafts))
+        booked = {inv["reference"]: inv for inv in self.find_invoices(refs)}
+        outcomes: list[Booking | ErpError] = []
+        for ref in refs:
+            invoice = booked.get(ref)
+            if ref in refused:
+                outcomes.append(refused[ref])
+            elif invoice is None or invoice["state"] != "posted":
+                outcomes.append(RetryableErpError(f"invoice {ref} is not posted yet"))
+            else:
+                outcomes.append(_booking(invoice, already_booked=ref in existing))
+        return outcomes
+
+    def _post(self, drafts: dict[str, int]) -> dict[str, ErpError]:
+        """Post the drafts at once; if Tryton refuses, one by one, deleting the refused ones."""
+        if not drafts:
+            return {}
         try:
-            self._rpc.call("model.account.invoice.post", [invoice_id])
-        except PermanentErpError:
-            # Refused for good (e.g. no open period): leave nothing half-written behind.
-            self._rpc.call("model.account.invoice.delete", [invoice_id])
-            raise
-        invoice = self._rpc.call("model.account.invoice.read", [invoice_id], INVOICE_FIELDS)[0]
-        return _booking(invoice, already_booked=False)
+            self._rpc.call("model.account.invoice.post", list(drafts.values()))
+            return {}
+        except PermanentErpError as exc:
+            if len(drafts) == 1:
+                ((ref, invoice_id),) = drafts.items()
+                self._rpc.call("model.account.invoice.delete", [invoice_id])
+                return {ref: exc}
+        refused: dict[str, ErpError] = {}
+        for ref, invoice_id in drafts.items():
+            try:
+                self._rpc.call("model.account.invoice.post", [invoice_id])
+            except PermanentErpError as exc:
+                self._rpc.call("model.account.invoice.delete", [invoice_id])
+                refused[ref] = exc
+        return refused
 
     def find_invoices(self, references: Iterable[str]) -> list[dict[str, Any]]:
         refs = list(references)
@@ -91,7 +135,7 @@ class TrytonWriter:
             )
         )
 
-    def _create_invoice(self, posting: Posting) -> int:
+    def _invoice_values(self, posting: Posting) -> dict[str, Any]:
         party, address = self._employee_party(posting)
         lines = [
             {"type": "line", "account": self._account(line.account_code),
@@ -108,8 +152,7 @@ class TrytonWriter:
             "description": _description(posting),
             "lines": [["create", lines]],
         }  # fmt: skip
-        created = self._rpc.call("model.account.invoice.create", [values])
-        return int(created[0])
+        return values
 
     # -- master data -----------------------------------------------------------------------
     def _employee_party(self, posting: Posting) -> tuple[int, int]:

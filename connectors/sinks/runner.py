@@ -2,7 +2,8 @@
 
 - Offsets are committed only after the ERP write succeeded or the dead-letter write was
   acknowledged (and the feedback event, when enabled), up to the first record not done yet.
-- Claims are booked concurrently (``sink_concurrency``), each claim's postings in order.
+- Postings are booked in batches (``sink_batch_size``, one ERP call each), batches concurrently
+  (``sink_concurrency``), each claim's postings in order; every posting gets its own outcome.
 - Retryable errors (timeouts, 429/5xx, locks) rewind the partition to the failed record and
   pause it for a full-jitter back-off; the other partitions go on. A record failing longer than
   ``sink_errors_retry_timeout_s`` or more than ``sink_errors_retry_max_attempts`` times counts as
@@ -24,7 +25,6 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +34,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from kafka.structs import OffsetAndMetadata
 
 from connectors.erp.base import Booking, ErpWriter
-from connectors.erp.errors import PermanentErpError, RetryableErpError
+from connectors.erp.errors import ErpError, PermanentErpError, RetryableErpError
 from connectors.sinks.breaker import CircuitBreaker, State
 from connectors.sinks.dead_letter import Failure, dead_letter_headers
 from erpbridge.codec import DecodeError
@@ -212,52 +212,78 @@ class SinkRunner:
         consumer.commit({tp: OffsetAndMetadata(end, "", -1)})
         self._done[tp] = set()
 
-    def _book_all(self, records: list[ConsumerRecord]) -> Iterable[_Result]:
-        """Book records concurrently, one chain per claim (key) in offset order; a chain stops
-        at its first record that must be retried (the rest wait for it)."""
-        chains: dict[bytes | None, list[ConsumerRecord]] = {}
+    def _book_all(self, records: list[ConsumerRecord]) -> list[_Result]:
+        """Book the records in waves: wave i holds the i-th posting of every claim (key), so each
+        claim's postings go in order; a wave is cut into batches of ``sink_batch_size`` booked
+        concurrently (``sink_concurrency``). A claim whose posting must be retried stops there:
+        its later postings wait for it."""
+        results: list[_Result] = []
+        chains: dict[bytes | None, list[tuple[ConsumerRecord, Posting]]] = {}
+        stopped: set[bytes | None] = set()
         for record in records:
-            chains.setdefault(record.key, []).append(record)
-        futures = [self._pool.submit(self._book_chain, chain) for chain in chains.values()]
-        for future in futures:
-            yield from future.result()
-
-    def _book_chain(self, chain: list[ConsumerRecord]) -> list[_Result]:
-        results = []
-        for record in chain:
-            result = self._handle(record)
-            results.append(result)
-            if not result.done:
-                results += [_Result(later, done=False) for later in chain[len(results) :]]
-                break
+            if record.key in stopped:
+                results.append(_Result(record, done=False))
+                continue
+            decoded = self._decode(record)
+            if isinstance(decoded, _Result):
+                results.append(decoded)
+                if not decoded.done:
+                    stopped.add(record.key)
+            else:
+                chains.setdefault(record.key, []).append((record, decoded))
+        size = self.settings.sink_batch_size
+        for wave_no in range(max((len(chain) for chain in chains.values()), default=0)):
+            wave = []
+            for key, chain in chains.items():
+                if len(chain) > wave_no:
+                    if key in stopped:
+                        results.append(_Result(chain[wave_no][0], done=False))
+                    else:
+                        wave.append(chain[wave_no])
+            batches = [wave[n : n + size] for n in range(0, len(wave), size)]
+            for future in [self._pool.submit(self._book_batch, batch) for batch in batches]:
+                for result in future.result():
+                    results.append(result)
+                    if not result.done:
+                        stopped.add(result.record.key)
         return results
 
-    # -- one record -----------------------------------------------------------------------------
-    def _handle(self, record: ConsumerRecord) -> _Result:
+    def _decode(self, record: ConsumerRecord) -> Posting | _Result:
         tp = TopicPartition(record.topic, record.partition)
         try:
-            posting = Posting.from_record(self.codecs.deserializer("postings")(record.value))
+            return Posting.from_record(self.codecs.deserializer("postings")(record.value))
         except RegistryUnavailable as exc:
             return self._retry(tp, record, exc, None, erp=False)
         except DecodeError as exc:
             self._give_up(tp, record, "convert", exc, None)
             return _Result(record, done=True)
+
+    def _book_batch(self, batch: list[tuple[ConsumerRecord, Posting]]) -> list[_Result]:
+        """One ERP call for the batch; each posting gets its own outcome."""
+        postings = [posting for _, posting in batch]
         started = time.perf_counter()
-        SINK_IN_FLIGHT.labels(self.writer.name).inc()
+        SINK_IN_FLIGHT.labels(self.writer.name).inc(len(batch))
         try:
-            booking = self.writer.book(posting)
-        except RetryableErpError as exc:
-            return self._retry(tp, record, exc, posting, erp=True)
-        except PermanentErpError as exc:
-            self._give_up(tp, record, "put", exc, posting)
-            return _Result(record, done=True, erp_answered=True)
+            answers: list[Booking | ErpError] = list(self.writer.book_many(postings))
+        except ErpError as exc:  # the whole call failed (e.g. the ERP is unreachable)
+            answers = [exc] * len(batch)
         finally:
-            SINK_IN_FLIGHT.labels(self.writer.name).dec()
+            SINK_IN_FLIGHT.labels(self.writer.name).dec(len(batch))
         SINK_ERP_SECONDS.labels(self.writer.name).observe(time.perf_counter() - started)
-        self._failing.pop((tp, record.offset), None)
-        self._after_write()
-        self._booked(record, posting, booking)
-        return _Result(record, done=True, erp_answered=True)
+        results = []
+        for (record, posting), answer in zip(batch, answers, strict=True):
+            tp = TopicPartition(record.topic, record.partition)
+            if isinstance(answer, RetryableErpError):
+                results.append(self._retry(tp, record, answer, posting, erp=True))
+            elif isinstance(answer, ErpError):
+                self._give_up(tp, record, "put", answer, posting)
+                results.append(_Result(record, done=True, erp_answered=True))
+            else:
+                self._failing.pop((tp, record.offset), None)
+                self._after_write()
+                self._booked(record, posting, answer)
+                results.append(_Result(record, done=True, erp_answered=True))
+        return results
 
     def _after_write(self) -> None:
         """Test hook (``sink_test_exit_after_writes`` = N): die right after the Nth ERP write,

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from connectors.erp.base import ErpWriter
+from connectors.erp.base import Booking, ErpWriter
 from connectors.erp.errors import PermanentErpError, RetryableErpError
 from connectors.erp.rest import RestErpSettings, RestErpWriter
 from connectors.erp.tryton import TrytonWriter
@@ -106,3 +106,16 @@ def test_rest_statuses_are_classified_and_the_request_is_mapped() -> None:
     finally:
         server.shutdown()
         writer.close()
+
+
+def test_a_batch_gets_one_outcome_per_posting(writer: ErpWriter) -> None:
+    booked_before = _posting()
+    writer.book(booked_before)
+    good, bad = _posting(), _posting(account="9.9.9")
+    outcomes = writer.book_many([good, bad, booked_before])
+    assert isinstance(outcomes[0], Booking) and not outcomes[0].already_booked
+    assert isinstance(outcomes[1], PermanentErpError)
+    assert isinstance(outcomes[2], Booking) and outcomes[2].already_booked
+    assert writer.book(good).already_booked  # booked once, not twice
+    with pytest.raises(PermanentErpError):  # the refused one left nothing behind
+        writer.book(bad)
