@@ -8,6 +8,7 @@ import datetime
 import time
 import uuid
 from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +144,9 @@ def test_killed_between_erp_write_and_commit_books_each_posting_once(
         )
         metrics = sink.metrics()
     assert Counter(inv["reference"] for inv in booked) == Counter(ids)  # each exactly once
+    assert {inv["total_amount"] for inv in booked} == {Decimal(1000 + n).scaleb(-2)
+                                                       for n in range(1, 13)}  # fmt: skip
+    assert all(inv["description"].endswith("; invoices 26312000000123456789") for inv in booked)
     already = float(metrics.split('outcome="already_booked",sink="tryton"} ')[1].split()[0])
     assert already >= 1  # the write whose commit never came was found in the ERP, not rebooked
     _assert_feedback_matches(settings, ids, booked)
