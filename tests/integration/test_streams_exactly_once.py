@@ -90,11 +90,10 @@ def _postings(settings: Settings, isolation: str = "read_committed") -> Counter:
 @pytest.mark.xfail(
     strict=False,
     reason=(
-        "known open problem: in 2 of the last 3 runs here the restarted worker "
-        "never processes a few committed input records (e.g. claim-events p1 offset 174 "
-        "skipped between 173 and 175) yet commits past them, so those claims are never "
-        "posted: a loss inside faust's consumer after a restart, not found yet; no duplicate "
-        "has been seen since streams/transactions.py"
+        "known open problem (most runs here): the restarted worker starts one or two records "
+        "past the committed offset on some partitions (e.g. committed 175, first record taken "
+        "176), so a few claims are never posted; a loss inside faust's consumer after restart, "
+        "not found yet. No duplicate has been seen since streams/transactions.py"
     ),
 )
 def test_a_worker_killed_mid_transaction_posts_every_claim_exactly_once(
