@@ -63,9 +63,14 @@ def read_rejections(settings: Settings) -> list[dict[str, Any]]:
 
 def read_statuses(settings: Settings) -> list[dict[str, Any]]:
     """Every ClaimStatus record on the claim-status topic, in offset order per claim."""
+    return read_records(settings, "claim_status")
+
+
+def read_records(settings: Settings, role: str) -> list[dict[str, Any]]:
+    """Every record of a pipeline topic, decoded with its contract (for inspection and tests)."""
     codecs = TopicCodecs(settings)
     try:
-        return [codecs.deserializer("claim_status")(record.value)
-                for record in read_all(settings, codecs.topic("claim_status"))]  # fmt: skip
+        return [codecs.deserializer(role)(record.value)
+                for record in read_all(settings, codecs.topic(role))]  # fmt: skip
     finally:
         codecs.close()

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +19,8 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from connectors.sources.reference_file import publish_reference
 from deploy.local.process import free_port
 from erpbridge.config import Settings
-from erpbridge.kafka_io import ensure_topics
+from erpbridge.contracts.bindings import TopicCodecs
+from erpbridge.kafka_io import durable_producer, ensure_topics
 from erpbridge.topics import Topics
 
 T = TypeVar("T")
@@ -155,3 +156,16 @@ def committed_offsets(settings: Settings, group: str, topic: str) -> dict[int, i
 
 def topics_of(settings: Settings) -> Topics:
     return Topics(settings.topic_prefix)
+
+
+def publish(settings: Settings, role: str, records: Iterable[tuple[bytes, dict[str, Any]]]) -> None:
+    """Send (key, record) pairs to a pipeline topic in its contract's encoding, acknowledged."""
+    codecs = TopicCodecs(settings)
+    producer = durable_producer(settings)
+    try:
+        for key, value in records:
+            producer.send(codecs.topic(role), key=key, value=codecs.serializer(role)(value))
+        producer.flush()
+    finally:
+        producer.close()
+        codecs.close()

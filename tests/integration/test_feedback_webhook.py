@@ -14,11 +14,16 @@ import pytest
 
 from connectors.sinks.webhook_out import FeedbackWebhook
 from connectors.sources.signatures import verify
-from erpbridge.contracts.bindings import TopicCodecs
-from erpbridge.kafka_io import durable_producer, ensure_topics
+from erpbridge.kafka_io import ensure_topics
 from erpbridge.topic_reader import read_all
 from tests.contract_samples import SAMPLES
-from tests.integration.pipeline import committed_offsets, make_settings, topics_of, wait_for
+from tests.integration.pipeline import (
+    committed_offsets,
+    make_settings,
+    publish,
+    topics_of,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 SECRET = "feedback-secret"
@@ -65,23 +70,12 @@ def test_feedback_is_delivered_signed_retried_and_refusals_dead_lettered(
         sink_retry_initial_s=0.1,
     )
     ensure_topics(settings)
-    codecs = TopicCodecs(settings)
-    producer = durable_producer(settings)
-    for posting_id in ("F-1", "REFUSE-ME", "F-2"):
-        value = dict(
-            SAMPLES["erp_feedback"],
-            posting_id=posting_id,
-            claim_id=posting_id,
-            answered_at=datetime.datetime.now(datetime.UTC),
-        )
-        producer.send(
-            codecs.topic("erp_feedback"),
-            key=posting_id.encode(),
-            value=codecs.serializer("erp_feedback")(value),
-        )
-    producer.flush()
-    producer.close()
-    codecs.close()
+    publish(settings, "erp_feedback", [
+        (posting_id.encode(), dict(SAMPLES["erp_feedback"], posting_id=posting_id,
+                                   claim_id=posting_id,
+                                   answered_at=datetime.datetime.now(datetime.UTC)))
+        for posting_id in ("F-1", "REFUSE-ME", "F-2")
+    ])  # fmt: skip
 
     receiver = Receiver()
     delivery = FeedbackWebhook(settings, receiver.url, SECRET)

@@ -16,14 +16,14 @@ import pytest
 
 from connectors.erp.tryton import TrytonWriter
 from erpbridge.config import Settings
-from erpbridge.contracts.bindings import TopicCodecs
-from erpbridge.kafka_io import durable_producer, ensure_topics
-from erpbridge.topic_reader import read_all
+from erpbridge.kafka_io import ensure_topics
+from erpbridge.topic_reader import read_all, read_records
 from tests.contract_samples import SAMPLES
 from tests.integration.pipeline import (
     committed_offsets,
     end_offsets,
     make_settings,
+    publish,
     running_workers,
     topics_of,
     wait_for,
@@ -48,8 +48,7 @@ def _settings(kafka_bootstrap, schema_registry_url, redis_url, erp, tmp_path, **
 
 
 def _publish(settings: Settings, ids: list[str], account: str = "5.2.2") -> None:
-    codecs = TopicCodecs(settings)
-    producer = durable_producer(settings)
+    records = []
     for n, posting_id in enumerate(ids, 1):
         record = dict(
             SAMPLES["erp_posting"],
@@ -59,14 +58,8 @@ def _publish(settings: Settings, ids: list[str], account: str = "5.2.2") -> None
             created_at=datetime.datetime.now(datetime.UTC),
         )
         record["lines"] = [dict(record["lines"][0], amount_minor=1000 + n, account_code=account)]
-        producer.send(
-            codecs.topic("postings"),
-            key=posting_id.encode(),
-            value=codecs.serializer("postings")(record),
-        )
-    producer.flush()
-    producer.close()
-    codecs.close()
+        records.append((posting_id.encode(), record))
+    publish(settings, "postings", records)
 
 
 def _invoices(settings: Settings, ids: list[str]) -> list[dict[str, Any]]:
@@ -78,14 +71,7 @@ def _invoices(settings: Settings, ids: list[str]) -> list[dict[str, Any]]:
 
 
 def _feedback(settings: Settings) -> list[dict[str, Any]]:
-    codecs = TopicCodecs(settings)
-    try:
-        return [
-            codecs.deserializer("erp_feedback")(r.value)
-            for r in read_all(settings, codecs.topic("erp_feedback"))
-        ]
-    finally:
-        codecs.close()
+    return read_records(settings, "erp_feedback")
 
 
 def _ids(tag: str, count: int) -> list[str]:

@@ -16,11 +16,10 @@ from typing import Any
 import pytest
 
 from erpbridge.config import Settings
-from erpbridge.contracts.bindings import TopicCodecs
-from erpbridge.kafka_io import durable_producer, ensure_topics
-from erpbridge.topic_reader import read_all, read_rejections
+from erpbridge.kafka_io import ensure_topics
+from erpbridge.topic_reader import read_records, read_rejections
 from tests.contract_samples import SAMPLES
-from tests.integration.pipeline import make_settings, running_workers, wait_for
+from tests.integration.pipeline import make_settings, publish, running_workers, wait_for
 
 pytestmark = pytest.mark.integration
 NOW = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
@@ -58,21 +57,12 @@ def _invoice(number: str, *, tax: str = "45.66") -> tuple:
 
 
 def _send(settings: Settings, *records: tuple[str, bytes, dict]) -> None:
-    codecs = TopicCodecs(settings)
-    producer = durable_producer(settings)
     for role, key, value in records:
-        producer.send(codecs.topic(role), key=key, value=codecs.serializer(role)(value))
-    producer.flush()
-    producer.close()
-    codecs.close()
+        publish(settings, role, [(key, value)])
 
 
 def _read(settings: Settings, role: str) -> list[dict[str, Any]]:
-    codecs = TopicCodecs(settings)
-    try:
-        return [codecs.deserializer(role)(r.value) for r in read_all(settings, codecs.topic(role))]
-    finally:
-        codecs.close()
+    return read_records(settings, role)
 
 
 def _statuses(settings: Settings) -> dict[str, list[tuple[str, str | None]]]:
