@@ -137,7 +137,10 @@ def on_claim(case: ClaimCase | None, claim_id: str, partition: int, now_ms: int,
     submitted_ms = int(claim["submitted_at"].timestamp() * 1000)
     if case.hash == digest:
         if case.refused is None:
-            return case, [], "duplicate"
+            # An open claim sent again asks again for the invoices still pending: a replay
+            # heals a claim whose answer never came (the invoice side answers a repeat).
+            pending = [] if case.closed else _pending(case)
+            return case, [Attach(ref) for ref in pending], "duplicate"
         verdict = "retry"
     elif case.posted:
         case.hash, case.version = digest, case.version + 1
@@ -169,6 +172,10 @@ def on_claim(case: ClaimCase | None, claim_id: str, partition: int, now_ms: int,
                       Status("REFUSED", exc.reason, exc.problems)], verdict  # fmt: skip
     effects = _retarget(case, refs)
     return case, effects + advance(case, policy, build), verdict
+
+
+def _pending(case: ClaimCase) -> list[str]:
+    return [ref for ref, (answer, _, _) in case.invoices.items() if answer == PENDING]
 
 
 def _retarget(case: ClaimCase, refs: list[str]) -> list[Effect]:
@@ -244,8 +251,7 @@ def _missing(case: ClaimCase, policy: Policy) -> list[str]:
                        else "the final approval (approved so far, not finally)")  # fmt: skip
     if _still_the_cancelled_version(case):
         missing.append("a new version of the claim (this one was returned or rejected)")
-    missing += [f"invoice {ref}" for ref, (answer, _, _) in case.invoices.items()
-                if answer == PENDING]  # fmt: skip
+    missing += [f"invoice {ref}" for ref in _pending(case)]
     return missing
 
 

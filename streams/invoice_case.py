@@ -76,7 +76,9 @@ def on_cited(case: InvoiceCase | None, key: str, partition: int, now_ms: int, cl
     """A claim started (``cited``) or stopped citing the invoice."""
     case = case or InvoiceCase(key, partition, now_ms)
     case.touched_ms = now_ms
-    if cited and claim_id not in case.claimants:
+    if cited and claim_id in case.claimants:
+        case.answered.pop(claim_id, None)  # asked again: answer again
+    elif cited:
         case.claimants.append(claim_id)
     elif not cited and claim_id in case.claimants:
         case.claimants.remove(claim_id)

@@ -169,3 +169,15 @@ def test_an_approval_of_the_resubmission_arriving_before_it_waits_for_it() -> No
                                          refs=())  # fmt: skip
     assert verdict == "revision" and _kinds(effects) == ["Post", "Status:POSTED"]
     assert effects[0].posting["raw"] == "v2"
+
+
+def test_an_open_claim_sent_again_asks_again_for_pending_invoices_and_gets_an_answer() -> None:
+    case, effects, _ = _send_claim(None)
+    assert effects == [Attach(INVOICE)]
+    case, effects, verdict = _send_claim(case, raw=b"v1-again")
+    assert verdict == "duplicate" and effects == [Attach(INVOICE)]  # the answer never came
+    invoice, _ = invoice_case.on_cited(None, INVOICE, 0, 0, "C1", True)
+    invoice, answers, _ = invoice_case.on_invoice(invoice, INVOICE, 0, 1, _invoice())
+    assert [a.answer for a in answers] == ["valid"]
+    invoice, answers = invoice_case.on_cited(invoice, INVOICE, 0, 2, "C1", True)
+    assert [(a.claim_id, a.answer) for a in answers] == [("C1", "valid")]  # answered again
