@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from connectors.erp.tryton import TrytonWriter
+from connectors.erp.tryton_rpc import TrytonRpc
 from erpbridge.config import Settings
 from erpbridge.kafka_io import ensure_topics
 from erpbridge.topic_reader import read_all, read_records
@@ -68,6 +69,17 @@ def _invoices(settings: Settings, ids: list[str]) -> list[dict[str, Any]]:
         return [inv for inv in writer.find_invoices(ids) if inv["state"] == "posted"]
     finally:
         writer.close()
+
+
+def _invoice_lines(settings: Settings, ids: list[str]) -> list[dict[str, Any]]:
+    rpc = TrytonRpc(settings.erp_url, settings.erp_database, settings.erp_user,
+                    settings.erp_password.get_secret_value())  # fmt: skip
+    try:
+        return list(rpc.call("model.account.invoice.line.search_read",
+                             [("invoice.reference", "in", ids)], 0, None, None,
+                             ["account.code", "invoice.reference", "amount"]))  # fmt: skip
+    finally:
+        rpc.close()
 
 
 def _feedback(settings: Settings) -> list[dict[str, Any]]:
@@ -133,6 +145,10 @@ def test_killed_between_erp_write_and_commit_books_each_posting_once(
     assert {inv["total_amount"] for inv in booked} == {Decimal(1000 + n).scaleb(-2)
                                                        for n in range(1, 13)}  # fmt: skip
     assert all(inv["description"].endswith("; invoices 26312000000123456789") for inv in booked)
+    lines = _invoice_lines(settings, ids)
+    assert {(line["account."]["code"], line["invoice."]["reference"]) for line in lines} == {
+        ("5.2.2", posting_id) for posting_id in ids
+    }  # one line each, on the mapped account
     already = float(metrics.split('outcome="already_booked",sink="tryton"} ')[1].split()[0])
     assert already >= 1  # the write whose commit never came was found in the ERP, not rebooked
     _assert_feedback_matches(settings, ids, booked)
