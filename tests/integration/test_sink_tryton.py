@@ -21,6 +21,7 @@ from erpbridge.kafka_io import ensure_topics
 from erpbridge.topic_reader import read_all, read_records
 from tests.contract_samples import SAMPLES
 from tests.integration.pipeline import (
+    Worker,
     committed_offsets,
     end_offsets,
     make_settings,
@@ -98,6 +99,19 @@ def _all_committed(settings: Settings) -> bool:
     return all(committed.get(p, 0) >= offset for p, offset in end.items())
 
 
+def _wait_booked_and_committed(settings: Settings, ids: list[str], sink: Worker) -> list[dict]:
+    """Wait until every id is a posted invoice and the sink committed its offsets."""
+    booked = wait_for(
+        lambda: (found := _invoices(settings, ids)) and len(found) >= len(ids) and found,
+        timeout=120,
+        what=f"{len(ids)} bookings",
+        workers=[sink],
+    )
+    wait_for(lambda: _all_committed(settings), timeout=60, what="offsets committed",
+             workers=[sink])  # fmt: skip
+    return booked
+
+
 def _assert_feedback_matches(settings: Settings, ids: list[str], invoices: list[dict]) -> None:
     by_ref = {inv["reference"]: inv for inv in invoices}
     last = {f["posting_id"]: f for f in _feedback(settings) if f["posting_id"] in ids}
@@ -131,15 +145,7 @@ def test_killed_between_erp_write_and_commit_books_each_posting_once(
 
     settings = crashing.model_copy(update={"sink_test_exit_after_writes": 0})
     with running_workers(settings, tmp_path / "second", streams=False) as (sink,):
-        booked = wait_for(
-            lambda: (found := _invoices(settings, ids)) and len(found) >= 12 and found,
-            timeout=120,
-            what="12 bookings",
-            workers=[sink],
-        )
-        wait_for(
-            lambda: _all_committed(settings), timeout=60, what="offsets committed", workers=[sink]
-        )
+        booked = _wait_booked_and_committed(settings, ids, sink)
         metrics = sink.metrics()
     assert Counter(inv["reference"] for inv in booked) == Counter(ids)  # each exactly once
     assert {inv["total_amount"] for inv in booked} == {Decimal(1000 + n).scaleb(-2)
@@ -184,15 +190,7 @@ def test_an_erp_outage_opens_the_breaker_and_loses_nothing(
             assert 'outcome="dead_lettered"' not in metrics
         finally:
             erp.start()
-        booked = wait_for(
-            lambda: (found := _invoices(settings, before + during)) and len(found) >= 20 and found,
-            timeout=120,
-            what="all 20 booked after the outage",
-            workers=[sink],
-        )
-        wait_for(
-            lambda: _all_committed(settings), timeout=60, what="offsets committed", workers=[sink]
-        )
+        booked = _wait_booked_and_committed(settings, before + during, sink)
         metrics = sink.metrics()
     assert Counter(inv["reference"] for inv in booked) == Counter(before + during)
     assert 'erpbridge_sink_breaker_state{sink="tryton"} 0.0' in metrics
