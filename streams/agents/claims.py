@@ -150,24 +150,30 @@ async def _apply(case: ClaimCase, effects: list[Effect], event: Any,
                                     value=json.dumps(message).encode())  # fmt: skip
 
 
+# Open claims per partition, as of its last tick; the gauge sums the partitions owned now.
+_OPEN_BY_PARTITION: dict[int, dict[str, int]] = {}
+
+
 async def _on_tick(event: Any) -> None:
     """Deadlines for this partition's cases: stalled claims, and closed cases to forget."""
     partition, now_ms = event.message.partition, event_ms(event)
-    open_counts = {"true": 0, "false": 0}
+    counts = _OPEN_BY_PARTITION[partition] = {"true": 0, "false": 0}
     for key, value in list(claims.items()):
-        if value is None:
-            continue
+        if value is None or value["partition"] != partition:
+            continue  # another partition's tick looks after it
         case = ClaimCase.from_json(value)
-        if not case.closed:
-            open_counts[str(case.stalled).lower()] += 1
-        if case.partition != partition:
-            continue
         effects, forget = claim_case.on_tick(case, now_ms, POLICY)
         if forget:
             await put(claims, event, key, None)
             STREAM_EVENTS.labels(AGENT, "purged").inc()
-        elif effects:
+            continue
+        if effects:
             await _apply(case, effects, event, {**origin_of(event), **_provenance(case)})
+        if not case.closed:
+            counts[str(case.stalled).lower()] += 1
     STREAM_TABLE_KEYS.labels("claims").set(len(claims))
-    for stalled, count in open_counts.items():
-        STREAM_OPEN_CLAIMS.labels(stalled).set(count)
+    owned = {tp.partition for tp in app.assignor.assigned_actives()
+             if tp.topic == event.message.topic}  # fmt: skip
+    for stalled in ("true", "false"):
+        total = sum(by_state[stalled] for p, by_state in _OPEN_BY_PARTITION.items() if p in owned)
+        STREAM_OPEN_CLAIMS.labels(stalled).set(total)
