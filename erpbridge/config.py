@@ -12,6 +12,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from erpbridge.contracts.compatibility import Mode
+from erpbridge.model import InvoiceType, valid_uscc
 
 
 def _zone(name: str) -> zoneinfo.ZoneInfo:
@@ -73,11 +74,17 @@ class Settings(BaseSettings):
     erp_user: str = "admin"
     erp_password: SecretStr = SecretStr("admin")
     erp_payable_account: str = "2.1.4"
+    # Account of the ERP's input VAT taxes (进项税额): deductible VAT is booked on its taxes
+    erp_input_vat_account: str = "1.4.4"
 
     # Postings: what the stream processor books claims as
     company_currency: str = Field("CNY", pattern=r"^[A-Z]{3}$")
     posting_default_account: str = "5.2.2"
     posting_category_accounts: dict[str, str] = Field(default_factory=dict)
+    # Input VAT the company deducts instead of expensing: VAT on invoices of these kinds, issued
+    # to this taxpayer id (统一社会信用代码; when unset, the buyer is not checked)
+    company_tax_id: str | None = None
+    posting_deductible_invoice_types: tuple[InvoiceType, ...] = ("VAT_SPECIAL", "DIGITAL_SPECIAL")
 
     # Event contracts and the schema registry (Confluent REST API)
     schema_compatibility: Mode = Mode.BACKWARD
@@ -127,6 +134,13 @@ class Settings(BaseSettings):
         """The zone ``source``'s naive timestamps are read in."""
         return _zone(self.source_time_zones.get(source, self.source_default_time_zone))
 
+    @field_validator("company_tax_id")
+    @classmethod
+    def _uscc(cls, value: str | None) -> str | None:
+        if value is not None and not valid_uscc(value.strip().upper()):
+            raise ValueError(f"{value!r} is not a valid unified social credit code")
+        return None if value is None else value.strip().upper()
+
     @field_validator("posting_category_accounts")
     @classmethod
     def _lowercase_categories(cls, value: dict[str, str]) -> dict[str, str]:
@@ -138,6 +152,10 @@ class Settings(BaseSettings):
         for name, value in self.model_dump().items():
             if isinstance(value, SecretStr):
                 value = value.get_secret_value()
+            elif value is None:
+                continue  # unset: the worker's default is None too
+            elif isinstance(value, list | tuple):
+                value = json.dumps(value)
             elif isinstance(value, dict):
                 value = json.dumps({k: v.get_secret_value() if isinstance(v, SecretStr) else v
                                     for k, v in value.items()})  # fmt: skip

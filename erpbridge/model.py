@@ -6,7 +6,7 @@ import datetime
 import re
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal, get_args
 
 # ISO 4217 minor-unit exponents for the currencies we accept.
 CURRENCY_EXPONENTS: dict[str, int] = {
@@ -14,17 +14,49 @@ CURRENCY_EXPONENTS: dict[str, int] = {
     "CAD": 2, "CHF": 2, "THB": 2, "MYR": 2, "KRW": 0, "JPY": 0, "VND": 0,
 }  # fmt: skip
 
+# Kinds of China VAT invoice (the Invoice contract's InvoiceType symbols).
+InvoiceType = Literal["VAT_SPECIAL", "VAT_GENERAL", "DIGITAL_SPECIAL", "DIGITAL_GENERAL", "OTHER"]
+INVOICE_TYPES: tuple[str, ...] = get_args(InvoiceType)
+
+_USCC = re.compile(r"^[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}$")
+_USCC_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+_USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+
+
+def valid_uscc(code: str) -> bool:
+    """统一社会信用代码: 18 characters, the last a GB 32100-2015 check character."""
+    if not _USCC.match(code):
+        return False
+    total = sum(_USCC_CHARS.index(c) * w for c, w in zip(code[:17], _USCC_WEIGHTS, strict=True))
+    return _USCC_CHARS[(31 - total % 31) % 31] == code[17]
+
 
 def from_minor_units(amount_minor: int, currency: str) -> Decimal:
     return Decimal(amount_minor).scaleb(-CURRENCY_EXPONENTS[currency])
 
 
 @dataclass(frozen=True, slots=True)
+class InputVat:
+    """Deductible input VAT (进项税额) of one VAT invoice at one rate, inside a line's amount."""
+
+    invoice_ref: str
+    tax_rate: Decimal | None  # None: the invoice gives no single rate for this part
+    base_minor: int  # the net amount the tax is on
+    tax_minor: int
+
+
+@dataclass(frozen=True, slots=True)
 class PostingLine:
     account_code: str
     description: str
-    amount_minor: int
+    amount_minor: int  # what the line costs, input VAT included
     invoice_refs: tuple[str, ...]
+    input_vat: tuple[InputVat, ...] = ()
+
+    @property
+    def net_minor(self) -> int:
+        """The expense itself: the amount less the deductible input VAT."""
+        return self.amount_minor - sum(vat.tax_minor for vat in self.input_vat)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +77,14 @@ class Posting:
     claim_version: int = 1
 
     def amount(self, line: PostingLine) -> Decimal:
-        return from_minor_units(line.amount_minor, self.currency)
+        return self.money(line.amount_minor)
+
+    def money(self, minor: int) -> Decimal:
+        return from_minor_units(minor, self.currency)
+
+    @property
+    def tax_minor(self) -> int:
+        return sum(vat.tax_minor for line in self.lines for vat in line.input_vat)
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Posting:
@@ -57,7 +96,8 @@ class Posting:
             cost_centre=record.get("cost_centre"), department=record.get("department"),
             claim_version=record.get("claim_version", 1),
             lines=tuple(PostingLine(line["account_code"], line["description"],
-                                    line["amount_minor"], tuple(line["invoice_refs"]))
+                                    line["amount_minor"], tuple(line["invoice_refs"]),
+                                    tuple(InputVat(**vat) for vat in line.get("input_vat", [])))
                         for line in record["lines"]),
         )  # fmt: skip
 

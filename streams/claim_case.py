@@ -75,7 +75,8 @@ class Detach:
 
 
 Effect = Post | Reject | Status | Attach | Detach
-Build = Callable[[bytes], dict[str, Any]]  # claim bytes -> posting, or raises PostingRefused
+# (claim bytes, cited invoices' VAT facts by key) -> posting, or raises PostingRefused
+Build = Callable[[bytes, Mapping[str, Mapping[str, Any]]], dict[str, Any]]
 
 
 @dataclass
@@ -97,6 +98,7 @@ class ClaimCase:
     submitted_ms: int = 0
     refs: list[str] = field(default_factory=list)
     invoices: dict[str, list[Any]] = field(default_factory=dict)  # key -> [answer, note, claim]
+    facts: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> valid one's VAT facts
     decision: str | None = None  # APPROVE_FINAL, APPROVE, REJECT, RETURN
     decided_ms: int = 0
     refused: str | None = None  # the reason, while the current version cannot be posted
@@ -163,11 +165,11 @@ def on_claim(case: ClaimCase | None, claim_id: str, partition: int, now_ms: int,
     if verdict == "revision" and case.decided_ms < submitted_ms:
         case.decision, case.decided_ms = None, 0  # decided on an earlier version
     try:
-        build(raw)  # refuse now, not when the approval comes: the submitter can fix it sooner
+        build(raw, {})  # refuse now, not when the approval comes: the submitter can fix it sooner
     except PostingRefused as exc:
         case.refused = exc.reason
         effects: list[Effect] = [Detach(ref) for ref in case.refs]
-        case.refs, case.invoices = [], {}
+        case.refs, case.invoices, case.facts = [], {}, {}
         return case, [*effects, Reject(exc.reason, exc.problems, raw),
                       Status("REFUSED", exc.reason, exc.problems)], verdict  # fmt: skip
     effects = _retarget(case, refs)
@@ -182,6 +184,7 @@ def _retarget(case: ClaimCase, refs: list[str]) -> list[Effect]:
     effects: list[Effect] = [Detach(ref) for ref in case.refs if ref not in refs]
     effects += [Attach(ref) for ref in refs if ref not in case.refs]
     case.invoices = {ref: case.invoices.get(ref, [PENDING, None, None]) for ref in refs}
+    case.facts = {ref: facts for ref, facts in case.facts.items() if ref in refs}
     case.refs = list(refs)
     return effects
 
@@ -213,12 +216,17 @@ def on_approval(case: ClaimCase | None, claim_id: str, partition: int, now_ms: i
 
 
 def on_invoice_answer(case: ClaimCase | None, invoice: str, answer: str, note: str | None,
-                      owner: str | None, policy: Policy,
+                      owner: str | None, facts: dict[str, Any] | None, policy: Policy,
                       build: Build) -> tuple[ClaimCase | None, list[Effect]]:  # fmt: skip
-    """The invoice side's answer about one invoice this claim cites."""
+    """The invoice side's answer about one invoice this claim cites (``facts``: what booking
+    its VAT needs, with a valid answer)."""
     if case is None or invoice not in case.invoices or case.posted:
         return case, []  # stale: the claim no longer cites it (or is gone)
     case.invoices[invoice] = [answer, note, owner]
+    if answer == VALID and facts is not None:
+        case.facts[invoice] = facts
+    else:
+        case.facts.pop(invoice, None)
     if answer in (INVALID, DUPLICATE):
         reason = "duplicate_invoice" if answer == DUPLICATE else "invalid_invoice"
         problems = [note or f"invoice {invoice}: {answer}"]
@@ -235,7 +243,7 @@ def advance(case: ClaimCase, policy: Policy, build: Build) -> list[Effect]:
     if any(answer != VALID for answer, _, _ in case.invoices.values()):
         return []  # held: reported when the answer came
     try:
-        posting = build(raw)
+        posting = build(raw, {ref: case.facts[ref] for ref in case.refs if ref in case.facts})
     except PostingRefused as exc:  # the reference data changed since the claim arrived
         case.refused = exc.reason
         return [Reject(exc.reason, exc.problems, raw), Status("REFUSED", exc.reason, exc.problems)]

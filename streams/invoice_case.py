@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from streams.claim_case import DUPLICATE, INVALID, PENDING, VALID
-from streams.invoice_checks import tax_problems
+from streams.invoice_checks import tax_problems, vat_facts
 
 _NOT_CONTENT = {"event_id", "source_system", "received_at", "claim_id"}
 
@@ -29,6 +29,7 @@ class Answer:
     answer: str  # valid, invalid, duplicate
     note: str | None
     owner: str | None
+    facts: dict[str, Any] | None = None  # for a valid answer: what booking its VAT needs
 
 
 @dataclass
@@ -41,6 +42,7 @@ class InvoiceCase:
     problems: list[str] = field(default_factory=list)
     claimants: list[str] = field(default_factory=list)  # in citing order: the first owns it
     answered: dict[str, str] = field(default_factory=dict)
+    facts: dict[str, Any] | None = None  # see streams.invoice_checks.vat_facts
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,6 +70,7 @@ def on_invoice(case: InvoiceCase | None, key: str, partition: int, now_ms: int,
     case.hash = digest
     case.problems = tax_problems(invoice)
     case.status = INVALID if case.problems else VALID
+    case.facts = vat_facts(invoice)
     return case, _answers(case), case.status
 
 
@@ -108,8 +111,10 @@ def _answers(case: InvoiceCase) -> list[Answer]:
                 case.status,
                 f"invoice {case.key}: {note}" if note else None,
                 None,
+                case.facts if case.status == VALID else None,
             )
-        if case.answered.get(claim_id) != answer.answer + (answer.note or ""):
-            case.answered[claim_id] = answer.answer + (answer.note or "")
+        said = answer.answer + (answer.note or "") + json.dumps(answer.facts, sort_keys=True)
+        if case.answered.get(claim_id) != said:
+            case.answered[claim_id] = said
             answers.append(answer)
     return answers

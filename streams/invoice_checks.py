@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 FEN = Decimal("0.01")
+RATE = Decimal("0.0001")
 
 
 def tax_problems(invoice: Mapping[str, Any]) -> list[str]:
@@ -48,3 +49,27 @@ def _rate_problem(where: str, net: Any, rate: Any, tax: Any) -> str | None:
         return (f"{where}: tax_amount {tax} is not amount_net {net} x tax_rate {rate} "
                 f"(= {expected}) within 0.01")  # fmt: skip
     return None
+
+
+def vat_facts(invoice: Mapping[str, Any]) -> dict[str, Any]:
+    """What a claim's posting needs of the invoice to book its input VAT (JSON-safe): the kind,
+    the buyer, the total, and net and tax per rate (from the lines, else the header)."""
+    by_rate: dict[str | None, list[Decimal]] = {}
+    lines = invoice.get("lines") or []
+    parts = [(line["tax_rate"], line["amount_net"], line["tax_amount"]) for line in lines]
+    if not parts:
+        parts = [(invoice.get("tax_rate"), invoice["amount_net"], invoice["tax_amount"])]
+    for rate, net, tax in parts:
+        key = None if rate is None else str(Decimal(rate).quantize(RATE))
+        sums = by_rate.setdefault(key, [Decimal(0), Decimal(0)])
+        sums[0] += Decimal(net)
+        sums[1] += Decimal(tax)
+    return {
+        "type": invoice["invoice_type"],
+        "buyer_tax_id": invoice.get("buyer_tax_id"),
+        "total": str(Decimal(invoice["total"])),
+        "taxes": [
+            {"rate": rate, "base": str(base), "tax": str(tax)}
+            for rate, (base, tax) in by_rate.items()
+        ],  # fmt: skip
+    }

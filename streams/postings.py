@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from erpbridge.model import CURRENCY_EXPONENTS
+from erpbridge.model import CURRENCY_EXPONENTS, invoice_ref
 from erpbridge.reference import ReferenceData
+from streams.input_vat import ClaimedLine, VatPolicy, allocate
 
 _REASON_ORDER = ("invalid_claim", "unknown_employee", "unknown_department",
                  "unknown_cost_centre", "no_exchange_rate")  # fmt: skip
@@ -34,6 +35,7 @@ class PostingRules:
     default_account: str
     category_accounts: Mapping[str, str]
     require_employee_mapping: bool = True
+    vat: VatPolicy = VatPolicy(frozenset({"VAT_SPECIAL", "DIGITAL_SPECIAL"}), None)
 
     def account_for(self, category: str) -> str:
         return self.category_accounts.get(category.lower(), self.default_account)
@@ -53,8 +55,11 @@ class _Problems:
             raise PostingRefused(reason, [text for _, text in self.found])
 
 
-def build_posting(claim: Mapping[str, Any], rules: PostingRules,
-                  reference: ReferenceData) -> dict[str, Any]:  # fmt: skip
+def build_posting(claim: Mapping[str, Any], rules: PostingRules, reference: ReferenceData,
+                  invoices: Mapping[str, Mapping[str, Any]] | None = None,
+                  ) -> dict[str, Any]:  # fmt: skip
+    """The posting of ``claim``. ``invoices``: the facts (:func:`streams.invoice_checks.vat_facts`)
+    of the invoices it cites, by invoice key, to book their deductible input VAT."""
     problems = _Problems()
     party, department, cost_centre = _map_employee(claim["employee"], rules, reference, problems)
     lines = [_line(line, rules, reference, problems) for line in claim["lines"]]
@@ -62,6 +67,18 @@ def build_posting(claim: Mapping[str, Any], rules: PostingRules,
         problems.add("invalid_claim", "lines: a claim needs at least one line")
     problems.raise_if_any()
     booked = [line for line in lines if line is not None]
+    claimed = [
+        ClaimedLine(
+            line["original_currency"],
+            line["amount_minor"],
+            [invoice_ref(ref) for ref in line["invoice_refs"]],
+        )
+        for line in booked
+    ]
+    for line, input_vat in zip(
+        booked, allocate(claimed, invoices or {}, rules.vat, rules.company_currency), strict=True
+    ):
+        line["input_vat"] = input_vat
     return {
         "posting_id": claim["claim_id"],
         "claim_id": claim["claim_id"],
@@ -75,6 +92,7 @@ def build_posting(claim: Mapping[str, Any], rules: PostingRules,
         "currency": rules.company_currency,
         "lines": booked,
         "total_minor": sum(line["amount_minor"] for line in booked),
+        "tax_minor": sum(vat["tax_minor"] for line in booked for vat in line["input_vat"]),
         "created_at": datetime.datetime.now(datetime.UTC),
     }
 

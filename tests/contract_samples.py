@@ -99,10 +99,19 @@ SAMPLES: dict[str, dict[str, Any]] = {
                 "exchange_rate": Decimal("1.00000000"),
                 "invoice_refs": ["26312000000123456789"],
                 "rate_date": None,
+                "input_vat": [
+                    {
+                        "invoice_ref": "26312000000123456789",
+                        "tax_rate": Decimal("0.0900"),
+                        "base_minor": 50734,
+                        "tax_minor": 4566,
+                    }
+                ],
             }
         ],
         "department": "SALES",
         "total_minor": 55300,
+        "tax_minor": 4566,
         "created_at": NOW,
     },
     "erp_feedback": {

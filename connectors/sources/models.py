@@ -32,7 +32,7 @@ from connectors.sources.fields import (
     parse_date,
     to_minor_units,
 )
-from erpbridge.model import invoice_key
+from erpbridge.model import InvoiceType, invoice_key, valid_uscc
 
 SOURCE_TZ = zoneinfo.ZoneInfo("Asia/Shanghai")  # naive timestamps, unless the source says else
 
@@ -172,19 +172,6 @@ class ApprovalIn(_In):
                                                               content)}  # fmt: skip
 
 
-_USCC = re.compile(r"^[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}$")
-_USCC_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"
-_USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
-
-
-def valid_uscc(code: str) -> bool:
-    """统一社会信用代码: 18 characters, the last a GB 32100-2015 check character."""
-    if not _USCC.match(code):
-        return False
-    total = sum(_USCC_CHARS.index(c) * w for c, w in zip(code[:17], _USCC_WEIGHTS, strict=True))
-    return _USCC_CHARS[(31 - total % 31) % 31] == code[17]
-
-
 def _tax_id(value: object) -> object:
     if not isinstance(value, str):
         return value
@@ -226,7 +213,7 @@ class InvoiceIn(_In):
 
     event_id: OptionalText = None
     invoice_type: Annotated[
-        Literal["VAT_SPECIAL", "VAT_GENERAL", "DIGITAL_SPECIAL", "DIGITAL_GENERAL", "OTHER"],
+        InvoiceType,
         BeforeValidator(lambda v: _INVOICE_TYPES.get(clean_text(v), clean_text(v).upper())
                         if isinstance(v, str) else v)] = "OTHER"  # fmt: skip
     invoice_code: OptionalText = None

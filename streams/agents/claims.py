@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from erpbridge.codec import DecodeError
@@ -29,6 +30,7 @@ from streams.app import (
     settings,
 )
 from streams.claim_case import Attach, ClaimCase, Detach, Effect, Policy, Post, Reject, Status
+from streams.input_vat import VatPolicy
 from streams.postings import PostingRules, build_posting
 from streams.table_writes import put
 from streams.transactions import TRACE
@@ -38,9 +40,10 @@ ROLES = {codecs.topic(role): role for role in ("claims_raw", "approvals_raw", "c
 
 
 def rules_from(config: Settings) -> PostingRules:
+    vat = VatPolicy(frozenset(config.posting_deductible_invoice_types), config.company_tax_id)
     return PostingRules(config.company_currency, config.posting_default_account,
                         config.posting_category_accounts,
-                        config.streams_require_employee_mapping)  # fmt: skip
+                        config.streams_require_employee_mapping, vat)  # fmt: skip
 
 
 def policy_from(config: Settings) -> Policy:
@@ -51,8 +54,8 @@ def policy_from(config: Settings) -> Policy:
 RULES, POLICY = rules_from(settings), policy_from(settings)
 
 
-def build(raw: bytes) -> dict[str, Any]:
-    return build_posting(codecs.deserializer("claims_raw")(raw), RULES, reference.data)
+def build(raw: bytes, invoices: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    return build_posting(codecs.deserializer("claims_raw")(raw), RULES, reference.data, invoices)
 
 
 @app.agent(claim_inputs)
@@ -114,7 +117,7 @@ async def _on_internal(event: Any) -> None:
     claim_id = event.key.decode()
     case, effects = claim_case.on_invoice_answer(
         _case(claim_id), message["invoice"], message["answer"], message.get("note"),
-        message.get("owner"), POLICY, build)  # fmt: skip
+        message.get("owner"), message.get("facts"), POLICY, build)  # fmt: skip
     if case is not None:
         await _apply(case, effects, event, {**origin_of(event), **_provenance(case)})
 

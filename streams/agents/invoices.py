@@ -71,6 +71,6 @@ async def _apply(event: Any, case: InvoiceCase, answers: list[Answer]) -> None:
         if answer.answer == "duplicate":
             STREAM_EVENTS.labels(AGENT, "flagged").inc()
         message = {"kind": "invoice", "invoice": answer.invoice, "answer": answer.answer,
-                   "note": answer.note, "owner": answer.owner}  # fmt: skip
+                   "note": answer.note, "owner": answer.owner, "facts": answer.facts}  # fmt: skip
         await claim_events.send(key=answer.claim_id.encode(), value=json.dumps(message).encode())
     STREAM_TABLE_KEYS.labels("invoices").set(len(invoices))

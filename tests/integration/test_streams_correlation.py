@@ -47,8 +47,9 @@ def _approval(claim_id: str, decision: str = "APPROVE", minutes: int = 1) -> tup
     return "approvals_raw", claim_id.encode(), approval
 
 
-def _invoice(number: str, *, tax: str = "45.66") -> tuple:
-    invoice = dict(SAMPLES["invoice"], invoice_number=number, event_id=uuid.uuid4().hex)
+def _invoice(number: str, *, tax: str = "45.66", kind: str = "DIGITAL_GENERAL") -> tuple:
+    invoice = dict(SAMPLES["invoice"], invoice_number=number, event_id=uuid.uuid4().hex,
+                   invoice_type=kind)  # fmt: skip
     # A line whose tax is not net x rate passes the source (net + tax = total still holds).
     invoice["lines"] = [dict(invoice["lines"][0], tax_amount=Decimal(tax))]
     invoice["tax_amount"] = Decimal(tax)
@@ -90,7 +91,8 @@ def test_claims_approvals_and_invoices_in_any_order(kafka_bootstrap, schema_regi
                                                     redis_url, tmp_path: Path) -> None:  # fmt: skip
     settings = make_settings(kafka_bootstrap, schema_registry_url, redis_url,
                              "http://127.0.0.1:9", "unused", tmp_path, streams_tick_interval_s=1.0,
-                             streams_stall_after_s=25.0)  # fmt: skip
+                             streams_stall_after_s=25.0,
+                             company_tax_id=SAMPLES["invoice"]["buyer_tax_id"])  # fmt: skip
     ensure_topics(settings)
     _send(
         settings,
@@ -115,7 +117,8 @@ def test_claims_approvals_and_invoices_in_any_order(kafka_bootstrap, schema_regi
         _approval("J"),
     )  # fmt: skip
     with running_workers(settings, tmp_path / "first", sink=False) as (worker,):
-        _send(settings, _invoice(INV_B))  # B's invoice, after the worker started
+        # B's invoice, a 数电专票 to the company, after the worker started
+        _send(settings, _invoice(INV_B, kind="DIGITAL_SPECIAL"))
         seen: list[dict] = [{}]
 
         def settled() -> dict | None:
@@ -134,6 +137,12 @@ def test_claims_approvals_and_invoices_in_any_order(kafka_bootstrap, schema_regi
     assert sorted(postings) == ["A", "B", "D", "H"]
     assert (postings["D"]["claim_version"], postings["D"]["total_minor"]) == (2, 50000)
     assert postings["A"]["employee_id"] == "E1001"
+    # B's special invoice: its VAT is deductible, booked apart; A's general invoice: expensed
+    assert (postings["B"]["total_minor"], postings["B"]["tax_minor"]) == (55300, 4566)
+    assert postings["B"]["lines"][0]["input_vat"] == [
+        {"invoice_ref": INV_B, "tax_rate": Decimal("0.0900"), "base_minor": 50734,
+         "tax_minor": 4566}]  # fmt: skip
+    assert (postings["A"]["tax_minor"], postings["A"]["lines"][0]["input_vat"]) == (0, [])
     assert (postings["A"]["department"], postings["A"]["cost_centre"]) == (
         "SALES-EAST", "CC-SH-01")  # fmt: skip
     (usd,) = postings["H"]["lines"]

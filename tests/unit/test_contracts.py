@@ -27,7 +27,7 @@ def test_every_contract_is_present_and_versioned() -> None:
         "claim_status",
     }
     assert [v.version for v in CATALOG["erp_feedback"].versions] == [1, 2]
-    assert [v.version for v in CATALOG["erp_posting"].versions] == [1, 2]
+    assert [v.version for v in CATALOG["erp_posting"].versions] == [1, 2, 3]
     assert {v.schema["namespace"] for c in CATALOG.values() for v in c.versions} == {
         "io.erpbridge.events"
     }

@@ -13,10 +13,10 @@ T0 = datetime.datetime(2026, 11, 20, 9, 0, tzinfo=datetime.UTC)
 INVOICE = "26312000000123456789"
 
 
-def _build(raw: bytes) -> dict:
+def _build(raw: bytes, invoices) -> dict:
     if raw.startswith(b"bad"):
         raise PostingRefused("unknown_employee", ["employee.id: X is not in the employee mapping"])
-    return {"claim_id": "C1", "raw": raw.decode()}
+    return {"claim_id": "C1", "raw": raw.decode(), "invoices": dict(invoices)}
 
 
 def _claim(amount: str = "553.0000", minutes: int = 0) -> dict:
@@ -46,9 +46,13 @@ def test_posts_only_when_claim_final_approval_and_valid_invoice_are_all_in_any_o
     assert effects == [] and case.decision == "APPROVE_FINAL"
     case, effects, verdict = _send_claim(case)
     assert verdict == "new" and effects == [Attach(INVOICE)]
-    case, effects = claim_case.on_invoice_answer(case, INVOICE, "valid", None, None, POLICY, _build)
+    facts = {"type": "DIGITAL_SPECIAL", "total": "106.00", "taxes": []}
+    case, effects = claim_case.on_invoice_answer(case, INVOICE, "valid", None, None, facts, POLICY,
+                                                 _build)  # fmt: skip
     assert _kinds(effects) == ["Post", "Status:POSTED"]
     assert effects[0].posting["claim_version"] == 1 and case.posted
+    # the posting is built with the invoice's VAT facts, to book its input VAT
+    assert effects[0].posting["invoices"] == {INVOICE: facts}
     # the same claim again, from another source: a duplicate, nothing sent
     other = dict(_claim(), source_system="oa", event_id="other", origin={"via": "oa"})
     assert _send_claim(case, raw=b"v1-from-oa", claim=other)[1:] == ([], "duplicate")
@@ -81,7 +85,7 @@ def test_a_revision_needs_a_new_approval_and_after_posting_is_held() -> None:
     case, effects, _ = claim_case.on_approval(case, "C1", 0, 0, _approval(minutes=31), POLICY,
                                               _build)  # fmt: skip
     assert _kinds(effects) == ["Post", "Status:POSTED"]
-    assert effects[0].posting == {"claim_id": "C1", "raw": "v2", "claim_version": 2}
+    assert effects[0].posting == {"claim_id": "C1", "raw": "v2", "claim_version": 2, "invoices": {}}
     case, effects, verdict = _send_claim(case, raw=b"v3", claim=_claim("1.0000", minutes=40))
     assert verdict == "changed_after_posting" and _kinds(effects) == ["Reject", "Status:HELD"]
 
@@ -106,7 +110,7 @@ def test_held_on_a_duplicate_invoice_and_stalled_once_past_the_deadline() -> Non
     case, _, _ = _send_claim(None)
     case, effects = claim_case.on_invoice_answer(
         case, INVOICE, "duplicate", f"invoice {INVOICE} is already attached to claim C0", "C0",
-        POLICY, _build)  # fmt: skip
+        None, POLICY, _build)  # fmt: skip
     assert _kinds(effects) == ["Reject", "Status:HELD"]
     assert effects[0].reason == "duplicate_invoice" and effects[0].original == b"v1"
     assert effects[1].related_claim_id == "C0"
@@ -137,8 +141,15 @@ def test_the_first_claim_owns_an_invoice_later_ones_are_duplicates_and_release_p
     assert answers == []  # the invoice itself has not arrived
     case, answers, verdict = invoice_case.on_invoice(case, INVOICE, 0, 1, _invoice())
     assert verdict == "valid" and [(a.claim_id, a.answer) for a in answers] == [("C1", "valid")]
+    assert answers[0].facts == {
+        "type": "DIGITAL_GENERAL",
+        "buyer_tax_id": "91110108MA01ABCDEN",
+        "total": "553.00",
+        "taxes": [{"rate": "0.0900", "base": "507.34", "tax": "45.66"}],
+    }
     case, answers = invoice_case.on_cited(case, INVOICE, 0, 2, "C2", True)
     assert [(a.claim_id, a.answer, a.owner) for a in answers] == [("C2", "duplicate", "C1")]
+    assert answers[0].facts is None
     assert answers[0].note == f"invoice {INVOICE} is already attached to claim C1"
     assert invoice_case.on_invoice(case, INVOICE, 0, 3, _invoice(event_id="again"))[1:] == (
         [], "duplicate")  # fmt: skip

@@ -5,9 +5,10 @@ import pytest
 from pydantic import ValidationError
 
 from connectors.sources.kinds import KINDS
-from connectors.sources.models import ApprovalIn, ClaimIn, InvoiceIn, problems_of, valid_uscc
+from connectors.sources.models import ApprovalIn, ClaimIn, InvoiceIn, problems_of
 from connectors.sources.signatures import SignatureRefused, signed_headers, verify
 from erpbridge.config import Settings
+from erpbridge.model import valid_uscc
 
 INVOICE = {"invoice_type": "专票", "invoice_code": "3100231130", "invoice_number": "12345678",
            "issue_date": "2026/11/02", "seller_name": "上海某某科技有限公司",

@@ -1,0 +1,88 @@
+"""Deductible input VAT: which invoices' VAT is booked apart from the expense, and how much."""
+
+import datetime
+from decimal import Decimal
+
+from erpbridge.model import Posting
+from erpbridge.reference import ReferenceData, code_key
+from streams.input_vat import ClaimedLine, VatPolicy, allocate, not_deductible
+from streams.invoice_checks import vat_facts
+from streams.postings import PostingRules, build_posting
+from tests.contract_samples import SAMPLES
+
+COMPANY = "91110108MA01ABCDEN"
+POLICY = VatPolicy(frozenset({"VAT_SPECIAL", "DIGITAL_SPECIAL"}), COMPANY)
+HOTEL = "24442000000012345678"
+
+
+def _facts(kind: str = "DIGITAL_SPECIAL", buyer: str | None = COMPANY, total: str = "1280.00",
+           taxes: tuple = (("0.0600", "1207.55", "72.45"),)) -> dict:  # fmt: skip
+    return {"type": kind, "buyer_tax_id": buyer, "total": total,
+            "taxes": [{"rate": r, "base": b, "tax": t} for r, b, t in taxes]}  # fmt: skip
+
+
+def test_facts_sum_net_and_tax_per_rate_from_the_lines_or_the_header() -> None:
+    line = SAMPLES["invoice"]["lines"][0]
+    invoice = dict(SAMPLES["invoice"], invoice_type="VAT_SPECIAL", amount_net=Decimal("607.34"),
+                   tax_amount=Decimal("51.66"), total=Decimal("659.00"), tax_rate=None,
+                   lines=[line, dict(line, amount_net=Decimal("100.00"), tax_rate=Decimal("0.06"),
+                                     tax_amount=Decimal("6.00"))])  # fmt: skip
+    assert vat_facts(invoice)["taxes"] == [
+        {"rate": "0.0900", "base": "507.34", "tax": "45.66"},
+        {"rate": "0.0600", "base": "100.00", "tax": "6.00"},
+    ]
+    header_only = dict(invoice, lines=[], tax_rate=None)
+    assert vat_facts(header_only)["taxes"] == [{"rate": None, "base": "607.34", "tax": "51.66"}]
+
+
+def test_only_special_invoices_to_the_company_are_deductible() -> None:
+    assert not_deductible(_facts(), POLICY) is None
+    assert not_deductible(_facts("VAT_SPECIAL"), POLICY) is None
+    assert not_deductible(_facts("DIGITAL_GENERAL"), POLICY) == (
+        "a DIGITAL_GENERAL invoice is not deductible")  # fmt: skip
+    assert not_deductible(_facts(buyer="91310000132211111P"), POLICY) == (
+        f"issued to 91310000132211111P, not to {COMPANY}")  # fmt: skip
+    assert not_deductible(_facts(total="-1280.00"), POLICY) == "a red-letter (negative) invoice"
+    unchecked = VatPolicy(POLICY.deductible_types, None)
+    assert not_deductible(_facts(buyer=None), unchecked) is None
+
+
+def test_an_invoice_claimed_in_full_yields_exactly_its_tax_and_a_part_its_share() -> None:
+    invoices = {HOTEL: _facts()}
+    (full,) = allocate([ClaimedLine("CNY", 128000, [HOTEL])], invoices, POLICY, "CNY")
+    assert full == [{"invoice_ref": HOTEL, "tax_rate": Decimal("0.0600"), "base_minor": 120755,
+                     "tax_minor": 7245}]  # fmt: skip
+    # a company policy caps the hotel at 1,000: the claim covers 1000/1280 of the invoice
+    (part,) = allocate([ClaimedLine("CNY", 100000, [HOTEL])], invoices, POLICY, "CNY")
+    assert [(v["base_minor"], v["tax_minor"]) for v in part] == [(94340, 5660)]
+    # two lines citing one invoice split it; together they take exactly its tax, not twice
+    halves = [ClaimedLine("CNY", 80000, [HOTEL]), ClaimedLine("CNY", 80000, [HOTEL])]
+    first, second = allocate(halves, invoices, POLICY, "CNY")
+    assert sum(v["tax_minor"] for v in first + second) == 7245
+    assert sum(v["base_minor"] for v in first + second) == 120755
+    assert second[0]["tax_minor"] == 7245 - first[0]["tax_minor"]
+
+
+def test_no_deduction_for_general_invoices_foreign_lines_or_a_foreign_company_currency() -> None:
+    general = {HOTEL: _facts("VAT_GENERAL")}
+    assert allocate([ClaimedLine("CNY", 128000, [HOTEL])], general, POLICY, "CNY") == [[]]
+    special = {HOTEL: _facts()}
+    assert allocate([ClaimedLine("USD", 128000, [HOTEL])], special, POLICY, "CNY") == [[]]
+    assert allocate([ClaimedLine("CNY", 128000, [HOTEL])], special, POLICY, "HKD") == [[]]
+    assert allocate([ClaimedLine("CNY", 128000, ["other"])], special, POLICY, "CNY") == [[]]
+
+
+def test_a_posting_carries_the_input_vat_inside_its_amounts() -> None:
+    reference = ReferenceData()
+    reference.apply(code_key("employee", "E1001"), {"party": "P-1001"})
+    claim = dict(SAMPLES["expense_claim"], employee={"id": "E1001", "name": "张伟"})
+    claim["lines"] = [dict(claim["lines"][0], category="lodging", amount=Decimal("1280.0000"),
+                           expense_date=datetime.date(2026, 11, 5),
+                           invoice_refs=[HOTEL])]  # fmt: skip
+    rules = PostingRules("CNY", "5.2.2", {}, vat=POLICY)
+    posting = build_posting(claim, rules, reference, {HOTEL: _facts()})
+    assert posting["total_minor"] == 128000 and posting["tax_minor"] == 7245
+    typed = Posting.from_record(posting)
+    assert typed.tax_minor == 7245 and typed.lines[0].net_minor == 120755
+    # without the invoice's facts (or with a general invoice) the VAT stays in the expense
+    assert build_posting(claim, rules, reference)["tax_minor"] == 0
