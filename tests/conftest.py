@@ -87,7 +87,7 @@ def erp() -> Iterator[Erp]:
         yield Erp(cfg.url, cfg.database, cfg.user, cfg.password, cfg)
     finally:
         local_tryton.down(cfg)
-        for path in cfg.db_dir.glob(f"{cfg.database}.sqlite*"):
+        for path in cfg.db_dir.glob(f"{cfg.database}.*"):
             path.unlink()
         cfg.conf.unlink(missing_ok=True)
 

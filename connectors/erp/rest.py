@@ -11,8 +11,10 @@ The body mapping is a JSON template: ``"$posting.<field>"`` and, inside
 ``{"$each": "lines", "template": {...}}``, ``"$line.<field>"`` are replaced; anything else is
 sent as written. Posting fields: posting_id, claim_id, claim_version, source_system,
 employee_id, employee_name, cost_centre, department, posting_date, currency, total,
-total_minor. Line fields: account_code, description, amount, amount_minor, invoice_refs.
-Amounts are decimal strings in the posting currency.
+total_minor, tax (the deductible input VAT inside total). Line fields: account_code,
+description, amount, amount_minor, net (amount less its input VAT), invoice_refs, input_vat (a
+list of {invoice_ref, tax_rate, base, tax}). Amounts are decimal strings in the posting
+currency.
 """
 
 from __future__ import annotations
@@ -43,8 +45,10 @@ DEFAULT_TEMPLATE: dict[str, Any] = {
     "currency": "$posting.currency",
     "total": "$posting.total",
     "lines": {"$each": "lines", "template": {
-        "account": "$line.account_code", "amount": "$line.amount",
-        "memo": "$line.description", "invoices": "$line.invoice_refs"}},
+        "account": "$line.account_code", "amount": "$line.amount", "net": "$line.net",
+        "memo": "$line.description", "invoices": "$line.invoice_refs",
+        "input_vat": "$line.input_vat"}},
+    "input_vat": "$posting.tax",
 }  # fmt: skip
 
 
@@ -181,7 +185,7 @@ class RestErpWriter:
             document_id=str(document_id),
             number=None if number is None else str(number),
             state=str(_path(answer, config.state_field) or "booked"),
-            total=posting.amount(PostingLine("", "", posting.total_minor, ())),
+            total=posting.money(posting.total_minor),
             already_booked=already_booked,
             voucher=None if voucher is None else str(voucher),
         )
@@ -235,7 +239,9 @@ _POSTING_FIELDS = {
 
 def _posting_field(posting: Posting, name: str) -> Any:
     if name == "total":
-        return str(posting.amount(PostingLine("", "", posting.total_minor, ())))
+        return str(posting.money(posting.total_minor))
+    if name == "tax":
+        return str(posting.money(posting.tax_minor))
     if name == "posting_date":
         return posting.posting_date.isoformat()
     if name in _POSTING_FIELDS:
@@ -246,6 +252,13 @@ def _posting_field(posting: Posting, name: str) -> Any:
 def _line_field(posting: Posting, line: PostingLine, name: str) -> Any:
     if name == "amount":
         return str(posting.amount(line))
+    if name == "net":
+        return str(posting.money(line.net_minor))
+    if name == "input_vat":
+        return [{"invoice_ref": vat.invoice_ref,
+                 "tax_rate": None if vat.tax_rate is None else str(vat.tax_rate),
+                 "base": str(posting.money(vat.base_minor)),
+                 "tax": str(posting.money(vat.tax_minor))} for vat in line.input_vat]  # fmt: skip
     if name == "invoice_refs":
         return list(line.invoice_refs)
     if name in {"account_code", "description", "amount_minor"}:

@@ -1,6 +1,8 @@
 """Tryton writer: each posting becomes a posted supplier invoice to the employee.
 
-The invoice's reference is the posting id, which makes the booking idempotent.
+The invoice's reference is the posting id, which makes the booking idempotent. A line's
+deductible input VAT becomes a manual invoice tax: the exact amount the VAT invoice states, on
+the ERP's input VAT tax of that rate, so the line itself carries the net expense.
 """
 
 from __future__ import annotations
@@ -14,13 +16,15 @@ from connectors.erp.base import Booking
 from connectors.erp.errors import ErpError, PermanentErpError, RetryableErpError
 from connectors.erp.tryton_rpc import TrytonRpc
 from erpbridge.config import Settings
-from erpbridge.model import Posting, PostingLine
+from erpbridge.model import InputVat, Posting, PostingLine
 
 INVOICE_FIELDS = [
     "reference",
     "number",
     "state",
     "total_amount",
+    "untaxed_amount",
+    "tax_amount",
     "invoice_date",
     "party.code",
     "party.name",
@@ -34,10 +38,13 @@ _OPEN_STATES = {"draft", "validated"}
 class TrytonWriter:
     name = "tryton"
 
-    def __init__(self, rpc: TrytonRpc, payable_account: str) -> None:
+    def __init__(self, rpc: TrytonRpc, payable_account: str,
+                 input_vat_account: str = "1.4.4") -> None:  # fmt: skip
         self._rpc = rpc
         self._payable_code = payable_account
+        self._input_vat_code = input_vat_account
         self._ids: dict[tuple[str, str], int] = {}
+        self._vat_taxes: dict[Decimal, int] | None = None  # rate -> input VAT tax id
         self._party_locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
 
@@ -49,7 +56,7 @@ class TrytonWriter:
             settings.erp_user,
             settings.erp_password.get_secret_value(),
         )
-        return cls(rpc, settings.erp_payable_account)
+        return cls(rpc, settings.erp_payable_account, settings.erp_input_vat_account)
 
     def close(self) -> None:
         self._rpc.close()
@@ -140,9 +147,10 @@ class TrytonWriter:
         lines = [
             {"type": "line", "account": self._account(line.account_code),
              "description": _line_text(line), "quantity": 1.0,
-             "unit_price": posting.amount(line)}
+             "unit_price": posting.money(line.net_minor)}
             for line in posting.lines
         ]  # fmt: skip
+        taxes = [self._input_vat(posting, vat) for line in posting.lines for vat in line.input_vat]
         values = {
             "type": "in", "company": self._company(), "party": party, "invoice_address": address,
             "journal": self._lookup("account.journal", "code", "EXP"),
@@ -152,7 +160,35 @@ class TrytonWriter:
             "description": _description(posting),
             "lines": [["create", lines]],
         }  # fmt: skip
+        if taxes:
+            values["taxes"] = [["create", taxes]]
         return values
+
+    def _input_vat(self, posting: Posting, vat: InputVat) -> dict[str, Any]:
+        """A manual invoice tax: Tryton keeps its amount as given, not recomputed from the base."""
+        rate = "" if vat.tax_rate is None else f" {(vat.tax_rate * 100).normalize():f}%"
+        values = {"description": f"进项税额 Input VAT{rate} {vat.invoice_ref}", "manual": True,
+                  "account": self._account(self._input_vat_code),
+                  "base": posting.money(vat.base_minor),
+                  "amount": posting.money(vat.tax_minor)}  # fmt: skip
+        if vat.tax_rate is not None:  # a known rate: the tax too, for the VAT reports
+            values["tax"] = self._input_vat_tax(vat.tax_rate)
+        return values
+
+    def _input_vat_tax(self, rate: Decimal) -> int:
+        if self._vat_taxes is None:
+            found = self._rpc.call(
+                "model.account.tax.search_read",
+                [("invoice_account", "=", self._account(self._input_vat_code)),
+                 ("type", "=", "percentage")],
+                0, None, None, ["rate"],
+            )  # fmt: skip
+            self._vat_taxes = {Decimal(tax["rate"]).normalize(): int(tax["id"]) for tax in found}
+        tax = self._vat_taxes.get(rate.normalize())
+        if tax is None:
+            raise PermanentErpError(f"no input VAT tax at rate {rate} on account "
+                                    f"{self._input_vat_code} in the ERP")  # fmt: skip
+        return tax
 
     # -- master data -----------------------------------------------------------------------
     def _employee_party(self, posting: Posting) -> tuple[int, int]:

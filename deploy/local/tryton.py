@@ -118,21 +118,38 @@ def ensure_template(cfg: TrytonConfig) -> Path:
         ],
     ]
     for cmd in steps:
-        result = subprocess.run(
-            cmd,
-            capture_output=True,
-            text=True,
-            env=env,
-            check=False,
-            cwd=Path(__file__).resolve().parents[2],
-        )
-        if result.returncode != 0:
-            raise LaunchError(
-                f"Tryton template step failed: {' '.join(cmd[:3])}\n"
-                f"{result.stdout[-2000:]}{result.stderr[-4000:]}"
-            )
+        _run_step(cmd, env)
     ready.write_text("\n".join(recipe))
     return template
+
+
+def _run_step(cmd: list[str], env: dict[str, str] | None = None) -> None:
+    result = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    if result.returncode != 0:
+        raise LaunchError(
+            f"Tryton template step failed: {' '.join(cmd[:3])}\n"
+            f"{result.stdout[-2000:]}{result.stderr[-4000:]}"
+        )
+
+
+def _ensure_database(cfg: TrytonConfig, fresh: bool) -> None:
+    """Copy the template to ``cfg.database`` when missing (or ``fresh``); a database copied
+    from an older template is upgraded in place to the current books, keeping its data."""
+    stamp = cfg.db_dir / f"{cfg.database}.recipe"
+    recipe = "\n".join(_template_recipe())
+    if fresh or not (cfg.db_dir / f"{cfg.database}.sqlite").exists():
+        copy_database(cfg, cfg.database)
+    elif not stamp.exists() or stamp.read_text() != recipe:
+        module = "deploy.local.tryton_template"
+        _run_step([sys.executable, "-m", module, str(cfg.conf), cfg.database, "--upgrade"])
+    stamp.write_text(recipe)
 
 
 def copy_database(cfg: TrytonConfig, database: str) -> Path:
@@ -185,8 +202,7 @@ def up(cfg: TrytonConfig | None = None, fresh: bool = False) -> str:
     def prepare() -> list[str]:
         ensure_template(cfg)
         _write_conf(cfg)
-        if fresh or not (cfg.db_dir / f"{cfg.database}.sqlite").exists():
-            copy_database(cfg, cfg.database)
+        _ensure_database(cfg, fresh)
         return [_bin("trytond"), "-c", str(cfg.conf), "-d", cfg.database]
 
     return service(cfg).up(prepare)
@@ -197,8 +213,7 @@ def serve_foreground(cfg: TrytonConfig | None = None) -> None:
     cfg = cfg or TrytonConfig()
     ensure_template(cfg)
     _write_conf(cfg)
-    if not (cfg.db_dir / f"{cfg.database}.sqlite").exists():
-        copy_database(cfg, cfg.database)
+    _ensure_database(cfg, fresh=False)
     trytond = _bin("trytond")
     os.execv(trytond, [trytond, "-c", str(cfg.conf), "-d", cfg.database])
 

@@ -2,12 +2,15 @@
 
 Run as a separate process (proteus binds trytond globally):
     python -m deploy.local.tryton_template <trytond.conf> <database> <first-year> <last-year>
+    python -m deploy.local.tryton_template <trytond.conf> <database> --upgrade
 """
 
 from __future__ import annotations
 
 import datetime
 import sys
+from decimal import Decimal
+from typing import Any
 
 
 def build(config_file: str, database: str, first_year: int, last_year: int) -> None:
@@ -34,6 +37,7 @@ def build(config_file: str, database: str, first_year: int, last_year: int) -> N
     ):
         account_type.expense = True
         account_type.save()
+    _input_vat(company)
     for year in range(first_year, last_year + 1):
         fiscalyear = set_fiscalyear_invoice_sequences(
             create_fiscalyear(company, (datetime.date(year, 1, 1), datetime.date(year, 12, 31)))
@@ -43,6 +47,48 @@ def build(config_file: str, database: str, first_year: int, last_year: int) -> N
     term.save()
 
 
+# China's VAT rates (13% goods, 9% transport/building, 6% services, 5%/3%/1% simplified).
+INPUT_VAT_RATES = ("0.13", "0.09", "0.06", "0.05", "0.03", "0.01")
+
+
+def _input_vat(company: Any) -> None:
+    """An input VAT account (1.4.4, 进项税额: a current tax asset) and a purchase tax on it per
+    VAT rate, for the deductible VAT of special invoices. Adds only what is missing."""
+    from proteus import Model
+
+    Account, Tax = Model.get("account.account"), Model.get("account.tax")
+    found = Account.find([("code", "=", "1.4.4"), ("company", "=", company.id)])
+    if found:
+        (account,) = found
+    else:
+        (parent,) = Account.find([("code", "=", "1.4.0"), ("company", "=", company.id)])
+        (tax_account,) = Account.find([("code", "=", "6.3.6"), ("company", "=", company.id)])
+        account = Account(name="Input VAT (进项税额)", code="1.4.4", parent=parent,
+                          type=tax_account.type)  # fmt: skip
+        account.save()
+    have = {tax.rate for tax in Tax.find([("invoice_account", "=", account.id)])}
+    for rate in INPUT_VAT_RATES:
+        if Decimal(rate) in have:
+            continue
+        percent = f"{Decimal(rate) * 100:.0f}%"
+        tax = Tax(name=f"Input VAT {percent}", description=f"进项税额 {percent}",
+                  type="percentage", rate=Decimal(rate), invoice_account=account,
+                  credit_note_account=account)  # fmt: skip
+        tax.save()
+
+
+def upgrade(config_file: str, database: str) -> None:
+    """Bring a database copied from an older template up to this one's books, keeping its data."""
+    from proteus import config
+    from trytond.modules.company.tests.tools import get_company
+
+    config.set_trytond(database=database, config_file=config_file)
+    _input_vat(get_company())
+
+
 if __name__ == "__main__":
-    conf, db, first, last = sys.argv[1:5]
-    build(conf, db, int(first), int(last))
+    if sys.argv[3:4] == ["--upgrade"]:
+        upgrade(sys.argv[1], sys.argv[2])
+    else:
+        conf, db, first, last = sys.argv[1:5]
+        build(conf, db, int(first), int(last))

@@ -92,9 +92,13 @@ def test_rest_statuses_are_classified_and_the_request_is_mapped() -> None:
         voucher = gateway.vouchers[posting.posting_id]
         assert (voucher["total"], voucher["currency"], voucher["employee"]["code"]) == (
             "553.00", "CNY", "E1001")  # fmt: skip
-        assert voucher["lines"] == [{"account": "5.2.2", "amount": "553.00",
+        assert voucher["lines"] == [{"account": "5.2.2", "amount": "553.00", "net": "507.34",
                                      "memo": "travel: 高铁二等座",
-                                     "invoices": ["26312000000123456789"]}]  # fmt: skip
+                                     "invoices": ["26312000000123456789"],
+                                     "input_vat": [{"invoice_ref": "26312000000123456789",
+                                                    "tax_rate": "0.0900", "base": "507.34",
+                                                    "tax": "45.66"}]}]  # fmt: skip
+        assert voucher["input_vat"] == "45.66"
         posts = [r for r in gateway.requests if r[0] == "POST"]
         assert posts[-1][2]["Idempotency-Key"] == posting.posting_id
         assert (booking.number, booking.voucher) == (voucher["number"], voucher["voucher_number"])
@@ -105,6 +109,57 @@ def test_rest_statuses_are_classified_and_the_request_is_mapped() -> None:
         assert len(gateway.vouchers) == 1
     finally:
         server.shutdown()
+        writer.close()
+
+
+def test_tryton_books_deductible_input_vat_as_exact_manual_taxes(erp) -> None:
+    """A hotel night on a 6% special invoice and a meal on a 13% one (whose line claims only
+    part of it): the invoice's lines carry the net expense, its taxes the VAT on 1.4.4."""
+    writer = TrytonWriter(TrytonRpc(erp.url, erp.database, erp.user, erp.password), "2.1.4")
+    claim_id = f"W-{uuid.uuid4().hex[:8].upper()}"
+    record = dict(SAMPLES["erp_posting"], posting_id=claim_id, claim_id=claim_id,
+                  total_minor=128000 + 30000, tax_minor=7245 + 3451)  # fmt: skip
+    base = record["lines"][0]
+    record["lines"] = [
+        dict(base, description="lodging: 住宿费", amount_minor=128000, invoice_refs=["H1"],
+             input_vat=[{"invoice_ref": "H1", "tax_rate": Decimal("0.0600"),
+                         "base_minor": 120755, "tax_minor": 7245}]),
+        dict(base, description="meals: 招待", amount_minor=30000, invoice_refs=["M1"],
+             input_vat=[{"invoice_ref": "M1", "tax_rate": Decimal("0.1300"),
+                         "base_minor": 26549, "tax_minor": 3451}]),
+    ]  # fmt: skip
+    try:
+        booking = writer.book(Posting.from_record(record))
+        assert booking.total == Decimal("1580.00")
+        rpc = writer._rpc
+        (invoice,) = rpc.call("model.account.invoice.search_read", [("reference", "=", claim_id)],
+                              0, 1, None, ["untaxed_amount", "tax_amount", "move"])  # fmt: skip
+        assert (invoice["untaxed_amount"], invoice["tax_amount"]) == (
+            Decimal("1473.04"), Decimal("106.96"))  # fmt: skip
+        taxes = rpc.call("model.account.invoice.tax.search_read", [("invoice", "=", invoice["id"])],
+                         0, None, [("amount", "DESC")],
+                         ["amount", "base", "manual", "account.code", "tax.rate"])  # fmt: skip
+        assert [(t["amount"], t["base"], t["manual"], t["account."]["code"], t["tax."]["rate"])
+                for t in taxes] == [
+            (Decimal("72.45"), Decimal("1207.55"), True, "1.4.4", Decimal("0.06")),
+            (Decimal("34.51"), Decimal("265.49"), True, "1.4.4", Decimal("0.13")),
+        ]  # fmt: skip
+        # the move: expenses net, input VAT 106.96 on 1.4.4, 1,580.00 owed to the employee
+        lines = rpc.call("model.account.move.line.search_read", [("move", "=", invoice["move"])],
+                         0, None, None, ["debit", "credit", "account.code"])  # fmt: skip
+        by_account: dict[str, Decimal] = {}
+        for line in lines:
+            code = line["account."]["code"]
+            by_account[code] = by_account.get(code, Decimal(0)) + line["debit"] - line["credit"]
+        assert by_account == {"5.2.2": Decimal("1473.04"), "1.4.4": Decimal("106.96"),
+                              "2.1.4": Decimal("-1580.00")}  # fmt: skip
+        # a rate the ERP has no input VAT tax for is refused, not booked without its tax
+        seven = [dict(record["lines"][0]["input_vat"][0], tax_rate=Decimal("0.0700"))]
+        odd = dict(record, posting_id=claim_id + "-X", claim_id=claim_id + "-X",
+                   lines=[dict(record["lines"][0], input_vat=seven)])  # fmt: skip
+        with pytest.raises(PermanentErpError, match="no input VAT tax at rate 0.0700"):
+            writer.book(Posting.from_record(odd))
+    finally:
         writer.close()
 
 

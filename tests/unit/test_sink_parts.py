@@ -85,8 +85,10 @@ def test_the_rest_body_template_maps_postings_and_refuses_unknown_fields() -> No
     body = render(DEFAULT_TEMPLATE, posting)
     assert body["total"] == "553.00" and body["date"] == "2026-11-02"
     assert body["lines"] == [
-        {"account": "5.2.2", "amount": "553.00", "memo": "travel", "invoices": ["2631"]}
-    ]
+        {"account": "5.2.2", "amount": "553.00", "net": "553.00", "memo": "travel",
+         "invoices": ["2631"], "input_vat": []}
+    ]  # fmt: skip
+    assert body["input_vat"] == "0.00"
     assert (body["department"], body["cost_centre"]) == ("D-1", "CC-1")
     with pytest.raises(ValueError, match="unknown posting field"):
         render({"x": "$posting.colour"}, posting)
