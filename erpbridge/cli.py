@@ -310,11 +310,13 @@ def print_invoices(settings: Settings, references: list[str]) -> None:
         writer.close()
     click.echo(f"{len(invoices)} invoice(s) in Tryton {settings.erp_url}/{settings.erp_database}:")
     click.echo(
-        f"  {'reference':<14}{'number':<8}{'state':<9}{'date':<12}{'total':>12} {'cur':<4} employee"
+        f"  {'reference':<14}{'number':<8}{'state':<9}{'date':<12}{'total':>12}"
+        f"{'input VAT':>10} {'cur':<4} employee"
     )
     for inv in invoices:
         click.echo(
             f"  {inv['reference']:<14}{inv['number'] or '-':<8}{inv['state']:<9}"
-            f"{inv['invoice_date'].isoformat():<12}{inv['total_amount']:>12,.2f} "
+            f"{inv['invoice_date'].isoformat():<12}{inv['total_amount']:>12,.2f}"
+            f"{inv['tax_amount']:>10,.2f} "
             f"{inv['currency.']['code']:<4} {inv['party.']['code']} {inv['party.']['name']}"
         )

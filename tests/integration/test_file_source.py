@@ -45,7 +45,7 @@ def test_einvoice_xml_is_published_and_a_bad_invoice_rejected(settings) -> None:
     assert (report.kind, report.rows, report.published, report.rejected) == ("invoices", 2, 1, 1)
     ((key, invoice),) = _decoded(settings, "invoices_raw")
     assert key == b"24442000000012345678"
-    assert invoice["invoice_type"] == "DIGITAL_GENERAL" and str(invoice["total"]) == "1280.00"
+    assert invoice["invoice_type"] == "DIGITAL_SPECIAL" and str(invoice["total"]) == "1280.00"
     assert invoice["seller_tax_id"] == "91440300708461136T"
     (rejection,) = read_rejections(settings)
     assert rejection["origin"] == {"file": "einvoices.xml", "entry": "2"}

@@ -18,7 +18,7 @@ def test_einvoice_xml_becomes_invoice_payloads() -> None:
     assert first.location == {"file": "einvoices.xml", "entry": "1"}
     invoice = KINDS["invoices"].validate(first.payload)
     assert invoice.invoice_number == "24442000000012345678"
-    assert invoice.invoice_type == "DIGITAL_GENERAL"
+    assert invoice.invoice_type == "DIGITAL_SPECIAL"
     assert str(invoice.issue_date) == "2026-11-05"
     assert (str(invoice.amount_net), str(invoice.tax_amount), str(invoice.total)) == (
         "1207.55",
