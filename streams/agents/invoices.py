@@ -16,6 +16,7 @@ from streams.agents.outputs import decode, event_ms, origin_of, reject
 from streams.app import app, claim_events, codecs, invoice_inputs, invoices
 from streams.invoice_case import Answer, InvoiceCase
 from streams.table_writes import put
+from streams.transactions import TRACE
 
 AGENT = "invoices"
 INVOICES_RAW = codecs.topic("invoices_raw")
@@ -26,6 +27,8 @@ async def invoices_agent(stream: Any) -> None:
     async for event in stream.events():
         async with app.gate.event():  # a commit holds whole events only
             started = time.perf_counter()
+            TRACE.info("event %s %d %d %r", event.message.topic.rsplit(".", 2)[-2:],
+                       event.message.partition, event.message.offset, event.key)  # fmt: skip
             if event.message.topic == INVOICES_RAW:
                 await _on_invoice(event)
             else:

@@ -126,12 +126,19 @@ def test_a_worker_killed_mid_transaction_posts_every_claim_exactly_once(
     committed_at_kill = sum(_postings(settings).values())
     assert committed_at_kill < FIRST + SECOND, "the second batch was committed before the kill"
 
+    everyone = first_ids + second_ids
     with running_workers(settings, tmp_path / "second", sink=False) as (second,):
-        wait_for(lambda: sum(_postings(settings).values()) >= FIRST + SECOND, timeout=180,
-                 what="every posting after the restart", workers=[second])  # fmt: skip
+        try:
+            wait_for(lambda: sum(_postings(settings).values()) >= FIRST + SECOND, timeout=180,
+                     what="every posting after the restart", workers=[second])  # fmt: skip
+        except AssertionError as exc:
+            missing = sorted(set(everyone) - set(_postings(settings)))
+            raise AssertionError(f"never posted: {missing}\n{exc}") from None
         time.sleep(3)  # a commit interval more: nothing extra may follow
     postings = _postings(settings)
-    assert sorted(postings) == first_ids + second_ids  # zero missing
-    assert {claim: n for claim, n in postings.items() if n > 1} == {}  # zero extra
+    missing = sorted(set(everyone) - set(postings))
+    extra = {claim: n for claim, n in postings.items() if n > 1}
+    assert (missing, extra) == ([], {}), f"missing {missing}, posted more than once {extra}"
+    assert sorted(postings) == everyone  # nothing else either
     # The killed transaction's writes are in the log but never visible to read_committed.
     assert sum(_postings(settings, "read_uncommitted").values()) > FIRST + SECOND
