@@ -26,6 +26,14 @@
 4. Faust skips records it considers stale and still commits past them (see :meth:`Consumer.ack`
    and :meth:`Consumer._wait_next_records`): after a restart, a few inputs were never processed.
 
+5. Faust's flow control clears every agent's queue whenever it resumes, even when it was never
+   suspended, and its recovery resumes it right after seeking to the committed offsets: events
+   already queued were discarded while the read offsets had moved past them, so their re-fetch
+   was dropped as already read. This was the last cause of claims lost after a SIGKILL (see
+   :class:`FlowControl`). Under all of these, :class:`streams.delivery_ledger.DeliveryLedger`
+   records which fetched records reached the agents: a commit never passes one that did not,
+   and one dropped on the way is read again.
+
 Sends outside events do not go through here: Faust commits a transaction only when its
 partition has new offsets, so a transactional send from a timer stays open until then, and
 read_committed readers wait behind it (measured: a stall). The deadline ticks are sent with a
@@ -39,9 +47,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.streams import current_event
@@ -49,6 +57,10 @@ from faust.transport.consumer import TransactionManager, ack_lock
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from faust.transport.drivers.aiokafka import Transport as AIOKafkaTransport
 from mode.utils.futures import notify
+from mode.utils.objects import cached_property
+from mode.utils.queues import FlowControlEvent
+
+from streams.delivery_ledger import DeliveryLedger
 
 log = logging.getLogger(__name__)
 TRACE = logging.getLogger("erpbridge.trace")
@@ -111,6 +123,22 @@ class EventGate:
 
 
 class Consumer(AIOKafkaConsumer):  # type: ignore[misc]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.ledger: DeliveryLedger[Any] = DeliveryLedger()
+        handed_to_agents = self.callback
+
+        async def callback(message: Any) -> None:
+            # Marked before: an agent may take (and ack) the event while the hand-off awaits.
+            self.ledger.delivered(message.tp, message.offset)
+            try:
+                await handed_to_agents(message)
+            except BaseException:
+                self.ledger.returned(message.tp, message.offset)
+                raise
+
+        self.callback = callback
+
     async def _wait_next_records(self, timeout: float) -> tuple[Any, Any]:
         """Faust's ``getmany`` silently drops fetched records of partitions that are not active
         at that moment, while the fetch position has moved past them (measured: a restarted
@@ -132,7 +160,14 @@ class Consumer(AIOKafkaConsumer):  # type: ignore[misc]
             log.info("rewinding %s[%d] to %d: fetched while not active", tp.topic, tp.partition,
                      batch[0].offset)  # fmt: skip
             await self.seek(tp, batch[0].offset)
-        return {tp: batch for tp, batch in records.items() if tp not in idle}, active
+        records = {tp: batch for tp, batch in records.items() if tp not in idle}
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        for tp, batch in records.items():
+            if batch and acks_enabled_for(tp.topic):
+                read = self._read_offset.get(tp)  # the drain loop drops what is before it
+                fresh = [r.offset for r in batch if read is None or r.offset >= read]
+                self.ledger.fetched(tp, fresh)
+        return records, active
 
     _seek_epoch = 0
 
@@ -144,16 +179,67 @@ class Consumer(AIOKafkaConsumer):  # type: ignore[misc]
         committed at 155, records 159.. of the old batch processed, 158 never). Here a batch
         stops being handed out once a seek happened; the next fetch starts where the seek put
         the partitions."""
+        await self._reread_dropped()
         epoch = self._seek_epoch
         async for tp, message in super().getmany(timeout):
             if self._seek_epoch != epoch:
                 log.info("dropping the rest of a batch fetched before a seek")
                 break
+            if self._trace_left > 0 and TRACE.isEnabledFor(logging.INFO):
+                self._trace_left -= 1
+                TRACE.info("yield %s[%d]@%d read=%s", tp.topic.split(".", 1)[-1], tp.partition,
+                           message.offset, self._read_offset.get(tp))  # fmt: skip
             yield tp, message
+
+    _trace_left = 0
+
+    async def _reread_dropped(self) -> None:
+        """Between batches: a record fetched but never handed to the agents (or discarded from
+        their queue) was dropped on the way (see :mod:`streams.delivery_ledger`). If the
+        consumer would not hand it on again (its position, or the read offset that filters
+        re-fetched records, is past it), read its partition again from it."""
+        assigned = self.assignment()
+        for tp, offset in self.ledger.dropped().items():
+            if tp not in assigned:
+                self.ledger.forget(tp)  # revoked meanwhile: its next owner reads it
+                continue
+            position = await self.position(tp)
+            read = self._read_offset.get(tp)
+            if (position is None or position <= offset) and (read is None or read <= offset):
+                continue  # it comes again with the next fetch
+            target = offset if position is None else min(offset, position)
+            log.warning("%s[%d]@%d was fetched but never reached the agents: reading again "
+                        "from %d", tp.topic, tp.partition, offset, target)  # fmt: skip
+            self.ledger.forget(tp, target)
+            await self.seek(tp, target)
+
+    def _new_offset(self, tp: Any) -> int | None:
+        """Faust's next offset to commit, unless it passes a record not yet handed to the agents
+        (its gap bookkeeping can): then nothing is committed for the partition this time."""
+        limit = self.ledger.first_pending(tp)
+        if limit is None:
+            return cast(int | None, super()._new_offset(tp))
+        saved = (list(self._acked[tp]), self._gap[tp].copy(), set(self._acked_index[tp]))
+        offset = super()._new_offset(tp)
+        if offset is not None and offset > limit:
+            self._acked[tp], self._gap[tp], self._acked_index[tp] = saved
+            TRACE.info("not committing %s[%d] at %d: %d is not handed on yet", tp.topic,
+                       tp.partition, offset, limit)  # fmt: skip
+            return None
+        return cast(int | None, offset)
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        for tp in revoked:
+            self.ledger.forget(tp)
+        await super().on_partitions_revoked(revoked)
 
     async def perform_seek(self) -> None:
         self._seek_epoch += 1
+        self._trace_left = 400
+        TRACE.info("seek starts, epoch %d", self._seek_epoch)
+        self.ledger.forget_all()  # every partition is read again from its committed offset
         await super().perform_seek()
+        self.ledger.forget_all()
         if TRACE.isEnabledFor(logging.INFO):
             TRACE.info("seek to committed %s", sorted(
                 (tp.topic.split(".", 1)[-1], tp.partition, offset)
@@ -185,6 +271,31 @@ class Consumer(AIOKafkaConsumer):  # type: ignore[misc]
             return bool(await super().force_commit(topics, start_new_transaction))
 
 
+class FlowControl(FlowControlEvent):  # type: ignore[misc]
+    """Faust's flow control clears every stream queue when it resumes, even when it was never
+    suspended, and Faust's recovery resumes it after seeking to the committed offsets: events
+    fetched before the seek and queued for an agent are discarded, while the consumer's read
+    offsets have moved past them, so when they are fetched again they are dropped as already
+    read (measured: claim-events p2@206, handed to the claims agent's queue a moment before
+    the resume, never processed; its claim never posted). Here a resume clears the queues only
+    after a suspend, and whatever a clear discards is reported (``on_discard``), so that the
+    consumer reads it again."""
+
+    on_discard: Callable[[Any], None] | None = None
+
+    def resume(self) -> None:
+        if not self.is_active():
+            super().resume()  # suspended: resume and clear, as Faust expects after a rebalance
+
+    def clear(self) -> None:
+        for queue in list(self._queues):
+            for event in list(getattr(queue, "_queue", ())):
+                message = getattr(event, "message", None)
+                if message is not None and self.on_discard is not None:
+                    self.on_discard(message)
+        super().clear()
+
+
 class Transport(AIOKafkaTransport):  # type: ignore[misc]
     Consumer = Consumer
     TransactionManager = InputPartitionTransactions
@@ -196,6 +307,18 @@ class App(faust.App):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.gate = EventGate()
+
+    @cached_property
+    def flow_control(self) -> FlowControl:
+        flow_control = FlowControl(loop=self.loop)
+        flow_control.on_discard = self._discarded
+        return flow_control
+
+    def _discarded(self, message: Any) -> None:
+        """An agent's event was discarded from its queue before the agent took it: the
+        consumer reads it again (table changelog records are not: recovery rereads them)."""
+        if self.topics.acks_enabled_for(message.topic):
+            cast(Any, self.consumer).ledger.returned(message.tp, message.offset)
 
     def _new_transport(self) -> Transport:
         return Transport(self.conf.broker_consumer, self)
