@@ -87,14 +87,6 @@ def _postings(settings: Settings, isolation: str = "read_committed") -> Counter:
         codecs.close()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "known open problem: before the last repair (a batch fetched before the recovery's "
-        "seek was still handed out after it) most runs lost a few claims after the restart; "
-        "since it, 2 of 3 runs passed and one lost 2 claims; no duplicate seen since the repairs"
-    ),
-)
 def test_a_worker_killed_mid_transaction_posts_every_claim_exactly_once(
     kafka_bootstrap, schema_registry_url, redis_url, tmp_path: Path
 ) -> None:
