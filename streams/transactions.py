@@ -75,17 +75,30 @@ class InputPartitionTransactions(TransactionManager):  # type: ignore[misc]
         if event is None:
             return await super().send(topic, key, value, partition, timestamp, headers,
                                       transactional_id=transactional_id)  # fmt: skip
-        source = event.message.tp
-        group = self.app.assignor.group_for_topic(source.topic)
-        return await self.producer.send(
-            topic, key, value, partition, timestamp, headers,
-            transactional_id=f"{self.app.conf.id}-{group}-{source.partition}")  # fmt: skip
+        return await self.producer.send(topic, key, value, partition, timestamp, headers,
+                                        transactional_id=self._tid(event.message.tp))  # fmt: skip
+
+    def _tid(self, tp: Any) -> str:
+        """The transactional id Faust commits ``tp``'s offsets in."""
+        return f"{self.app.conf.id}-{self.app.assignor.group_for_topic(tp.topic)}-{tp.partition}"
 
     async def commit(self, offsets: Any, start_new_transaction: bool = True) -> bool:
+        if not start_new_transaction:
+            # Faust's shutdown commits once more after its last commit already ended every
+            # transaction; aiokafka refuses offsets outside a transaction (IllegalOperation), the
+            # consumer's stop fails, and its thread keeps the worker alive (measured: a worker
+            # that did not exit within 60 s of SIGTERM). A transaction that has ended takes
+            # nothing more: what its partitions processed since is read again after a restart.
+            offsets = {tp: offset for tp, offset in offsets.items() if self._in_transaction(tp)}
         if TRACE.isEnabledFor(logging.INFO):
             TRACE.info("commit offsets %s", sorted((tp.topic.split(".", 1)[-1], tp.partition, o)
                                                    for tp, o in offsets.items()))  # fmt: skip
         return bool(await super().commit(offsets, start_new_transaction=start_new_transaction))
+
+    def _in_transaction(self, tp: Any) -> bool:
+        producer = getattr(self.producer, "_transaction_producers", {}).get(self._tid(tp))
+        manager = getattr(producer, "_txn_manager", None)
+        return manager is not None and bool(manager.is_in_transaction())
 
 
 class EventGate:
