@@ -12,7 +12,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from erpbridge.contracts.compatibility import Mode
-from erpbridge.model import InvoiceType, valid_uscc
+from erpbridge.model import DEDUCTIBLE_INVOICE_TYPES, InvoiceType, valid_uscc
 
 
 def _zone(name: str) -> zoneinfo.ZoneInfo:
@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     # Input VAT the company deducts instead of expensing: VAT on invoices of these kinds, issued
     # to this taxpayer id (统一社会信用代码; when unset, the buyer is not checked)
     company_tax_id: str | None = None
-    posting_deductible_invoice_types: tuple[InvoiceType, ...] = ("VAT_SPECIAL", "DIGITAL_SPECIAL")
+    posting_deductible_invoice_types: tuple[InvoiceType, ...] = DEDUCTIBLE_INVOICE_TYPES
 
     # Event contracts and the schema registry (Confluent REST API)
     schema_compatibility: Mode = Mode.BACKWARD

@@ -6,7 +6,7 @@ import datetime
 import re
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 # ISO 4217 minor-unit exponents for the currencies we accept.
 CURRENCY_EXPONENTS: dict[str, int] = {
@@ -16,7 +16,8 @@ CURRENCY_EXPONENTS: dict[str, int] = {
 
 # Kinds of China VAT invoice (the Invoice contract's InvoiceType symbols).
 InvoiceType = Literal["VAT_SPECIAL", "VAT_GENERAL", "DIGITAL_SPECIAL", "DIGITAL_GENERAL", "OTHER"]
-INVOICE_TYPES: tuple[str, ...] = get_args(InvoiceType)
+# The kinds whose VAT the company deducts, unless configured otherwise: 专票 and 数电专票.
+DEDUCTIBLE_INVOICE_TYPES: tuple[InvoiceType, ...] = ("VAT_SPECIAL", "DIGITAL_SPECIAL")
 
 _USCC = re.compile(r"^[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}$")
 _USCC_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"

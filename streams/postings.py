@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from erpbridge.model import CURRENCY_EXPONENTS, invoice_ref
+from erpbridge.model import CURRENCY_EXPONENTS, DEDUCTIBLE_INVOICE_TYPES, invoice_ref
 from erpbridge.reference import ReferenceData
 from streams.input_vat import ClaimedLine, VatPolicy, allocate
 
@@ -35,7 +35,7 @@ class PostingRules:
     default_account: str
     category_accounts: Mapping[str, str]
     require_employee_mapping: bool = True
-    vat: VatPolicy = VatPolicy(frozenset({"VAT_SPECIAL", "DIGITAL_SPECIAL"}), None)
+    vat: VatPolicy = VatPolicy(frozenset(DEDUCTIBLE_INVOICE_TYPES), None)
 
     def account_for(self, category: str) -> str:
         return self.category_accounts.get(category.lower(), self.default_account)

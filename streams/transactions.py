@@ -67,6 +67,11 @@ TRACE = logging.getLogger("erpbridge.trace")
 TRACE.setLevel(logging.INFO if os.environ.get("ERPBRIDGE_TRACE") else logging.WARNING)
 
 
+def _short(tp: Any) -> str:
+    """A topic's name without the app's prefix, for traces."""
+    return str(tp.topic.split(".", 1)[-1])
+
+
 class InputPartitionTransactions(TransactionManager):  # type: ignore[misc]
     async def send(self, topic: str, key: bytes | None, value: bytes | None,
                    partition: int | None, timestamp: float | None, headers: Any, *,
@@ -91,7 +96,7 @@ class InputPartitionTransactions(TransactionManager):  # type: ignore[misc]
             # nothing more: what its partitions processed since is read again after a restart.
             offsets = {tp: offset for tp, offset in offsets.items() if self._in_transaction(tp)}
         if TRACE.isEnabledFor(logging.INFO):
-            TRACE.info("commit offsets %s", sorted((tp.topic.split(".", 1)[-1], tp.partition, o)
+            TRACE.info("commit offsets %s", sorted((_short(tp), tp.partition, o)
                                                    for tp, o in offsets.items()))  # fmt: skip
         return bool(await super().commit(offsets, start_new_transaction=start_new_transaction))
 
@@ -161,7 +166,7 @@ class Consumer(AIOKafkaConsumer):  # type: ignore[misc]
         records, active = await super()._wait_next_records(timeout)
         if records and TRACE.isEnabledFor(logging.INFO):
             TRACE.info("fetched %s flow=%s", sorted(
-                (tp.topic.split(".", 1)[-1], tp.partition, batch[0].offset, len(batch),
+                (_short(tp), tp.partition, batch[0].offset, len(batch),
                  active is None or tp in active) for tp, batch in records.items() if batch),
                 self.flow_active)  # fmt: skip
         if not records or active is None:
@@ -200,7 +205,7 @@ class Consumer(AIOKafkaConsumer):  # type: ignore[misc]
                 break
             if self._trace_left > 0 and TRACE.isEnabledFor(logging.INFO):
                 self._trace_left -= 1
-                TRACE.info("yield %s[%d]@%d read=%s", tp.topic.split(".", 1)[-1], tp.partition,
+                TRACE.info("yield %s[%d]@%d read=%s", _short(tp), tp.partition,
                            message.offset, self._read_offset.get(tp))  # fmt: skip
             yield tp, message
 
@@ -211,8 +216,11 @@ class Consumer(AIOKafkaConsumer):  # type: ignore[misc]
         their queue) was dropped on the way (see :mod:`streams.delivery_ledger`). If the
         consumer would not hand it on again (its position, or the read offset that filters
         re-fetched records, is past it), read its partition again from it."""
+        dropped = self.ledger.dropped()
+        if not dropped:
+            return  # the usual case: nothing to look up
         assigned = self.assignment()
-        for tp, offset in self.ledger.dropped().items():
+        for tp, offset in dropped.items():
             if tp not in assigned:
                 self.ledger.forget(tp)  # revoked meanwhile: its next owner reads it
                 continue
@@ -255,7 +263,7 @@ class Consumer(AIOKafkaConsumer):  # type: ignore[misc]
         self.ledger.forget_all()
         if TRACE.isEnabledFor(logging.INFO):
             TRACE.info("seek to committed %s", sorted(
-                (tp.topic.split(".", 1)[-1], tp.partition, offset)
+                (_short(tp), tp.partition, offset)
                 for tp, offset in self._read_offset.items()))  # fmt: skip
 
     def ack(self, message: Any) -> bool:

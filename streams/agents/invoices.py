@@ -19,7 +19,7 @@ from streams.table_writes import put
 from streams.transactions import TRACE
 
 AGENT = "invoices"
-INVOICES_RAW = codecs.topic("invoices_raw")
+ROLES = {codecs.topic(role): role for role in ("invoices_raw", "invoice_refs")}
 
 
 @app.agent(invoice_inputs)
@@ -27,9 +27,10 @@ async def invoices_agent(stream: Any) -> None:
     async for event in stream.events():
         async with app.gate.event():  # a commit holds whole events only
             started = time.perf_counter()
-            TRACE.info("event %s %d %d %r", event.message.topic.rsplit(".", 2)[-2:],
-                       event.message.partition, event.message.offset, event.key)  # fmt: skip
-            if event.message.topic == INVOICES_RAW:
+            role = ROLES[event.message.topic]
+            TRACE.info("event %s %d %d %r", role, event.message.partition, event.message.offset,
+                       event.key)  # fmt: skip
+            if role == "invoices_raw":
                 await _on_invoice(event)
             else:
                 await _on_citation(event)
