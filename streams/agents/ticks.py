@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
@@ -30,6 +31,13 @@ async def _plain_producer() -> AIOKafkaProducer:
         await producer.start()
         _producer.append(producer)
     return _producer[0]
+
+
+@app.on_before_shutdown.connect
+async def _stop_plain_producer(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+    """Flush and close the tick producer with the worker (it is not one of Faust's)."""
+    while _producer:
+        await _producer.pop().stop()
 
 
 @app.timer(interval=settings.streams_tick_interval_s)
