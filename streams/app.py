@@ -12,6 +12,7 @@ import faust
 from erpbridge.config import Settings, get_settings
 from erpbridge.contracts.bindings import TopicCodecs
 from erpbridge.contracts.faust_codec import AvroCodec
+from streams.recovery import CheckedTableManager
 from streams.reference_view import ReferenceView
 from streams.transactions import App
 
@@ -32,6 +33,7 @@ def build_app(settings: Settings) -> App:
         processing_guarantee=settings.streams_processing_guarantee,
         web_enabled=False,
         autodiscover=False,
+        TableManager=CheckedTableManager,  # refuses to recover from less than the changelog
     )
 
 

@@ -61,6 +61,7 @@ from mode.utils.objects import cached_property
 from mode.utils.queues import FlowControlEvent
 
 from streams.delivery_ledger import DeliveryLedger
+from streams.recovery import ConsumerThread
 
 log = logging.getLogger(__name__)
 TRACE = logging.getLogger("erpbridge.trace")
@@ -156,6 +157,10 @@ class Consumer(AIOKafkaConsumer):  # type: ignore[misc]
                 raise
 
         self.callback = callback
+
+    def _new_consumer_thread(self) -> ConsumerThread:
+        """Highwaters from the broker (see :mod:`streams.recovery`)."""
+        return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def _wait_next_records(self, timeout: float) -> tuple[Any, Any]:
         """Faust's ``getmany`` silently drops fetched records of partitions that are not active

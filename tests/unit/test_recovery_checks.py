@@ -1,0 +1,51 @@
+"""The recovery guard and the processors' audit, without Kafka."""
+
+from types import SimpleNamespace
+
+import pytest
+
+from streams.audit import AuditReport, PartitionAudit, judge, latest_by_key, render
+from streams.recovery import RELIED_ON, check_framework, short_of_changelog
+
+
+def test_recovery_may_not_plan_to_read_less_than_the_changelog_holds() -> None:
+    earliest = {"a": 0, "b": 0, "c": 5, "d": 0}
+    end = {"a": 0, "b": 120, "c": 5, "d": 40}
+    # a: empty; b: read to 119 (the end offset - 1, Faust's highwater); c: compacted away
+    planned = {"a": -1, "b": 119, "c": -1, "d": -1}
+    # d: the changelog holds 0..39 but recovery would read nothing (the issue-12 loss)
+    assert short_of_changelog(planned, earliest, end) == {"d": (-1, 0, 40)}
+    # an unknown end offset is never taken for "empty"
+    assert short_of_changelog({"e": -1}, {"e": 0}, {"e": None}) == {"e": (-1, 0, -1)}
+
+
+def test_start_up_names_a_framework_member_a_repair_relies_on_that_is_gone() -> None:
+    check_framework()  # the pinned faust-streaming has them all
+    gone = (*RELIED_ON, (SimpleNamespace, "_no_such_member"))
+    with pytest.raises(RuntimeError, match="types.SimpleNamespace._no_such_member"):
+        check_framework(gone)
+
+
+def test_a_consumed_claim_must_have_left_its_case() -> None:
+    assert not judge("claims_raw", "C1", None)
+    # an approval came after a restart that lost the claim: the case has no claim in it
+    assert not judge("claims_raw", "C1", {"claim_b64": None, "hash": None, "decision": "APPROVE"})
+    assert judge("claims_raw", "C1", {"claim_b64": "eA==", "hash": "h"})
+    assert judge("approvals_raw", "C1", {"claim_b64": None, "decision": "APPROVE"})
+
+
+def test_the_changelog_is_read_as_its_last_value_per_key() -> None:
+    rec = lambda key, value: SimpleNamespace(key=key, value=value)  # noqa: E731
+    table = latest_by_key([rec(b"A", b'{"n": 1}'), rec(b"B", b'{"n": 1}'), rec(b"A", b'{"n": 2}'),
+                           rec(b"B", None)])  # fmt: skip
+    assert table == {b"A": {"n": 2}, b"B": None}
+
+
+def test_the_report_names_each_lost_claim_with_where_it_was_consumed() -> None:
+    part = PartitionAudit("p.claims.raw", 1, committed=40, records=40, claims=38,
+                          lost=[("C7", 12)])  # fmt: skip
+    report = AuditReport([part], cases=37, purged=0, unreadable=0, complete_not_posted=[])
+    assert not report.ok and report.lost == ["C7"]
+    text = render(report)
+    assert "LOST C7: consumed at p.claims.raw[1]@12" in text and text.endswith("1 lost, 0 stuck")
+    assert report.to_json()["lost"] == ["C7"]
