@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     streams_require_employee_mapping: bool = True  # unknown employee codes are refused
     streams_stall_after_s: float = Field(3 * 24 * 3600.0, gt=0)  # then a STALLED status
     streams_tick_interval_s: float = Field(60.0, gt=0)  # how often deadlines are checked
+    # a claim with its final approval but no invoice answer asks again after this (0: never)
+    streams_redrive_after_s: float = Field(60.0, ge=0)
     streams_retention_days: float = Field(400.0, gt=0)  # closed claims are forgotten after
     rate_max_age_days: int = Field(7, ge=0)  # use the last fixing up to this many days back
 

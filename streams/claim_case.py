@@ -15,6 +15,11 @@ arrive in any order and days apart; the rules are:
   decision made after it was submitted, and an APPROVE after a RETURN waits for the resubmitted
   version even when it arrives first, so money approved for one content is never booked for
   another;
+- a claim that has to wait is reported ``WAITING`` at once, with what it waits for, and again
+  whenever that changes, so no claim the processors have seen can go quiet unseen;
+- a claim whose claim and final approval are in but which still waits for an invoice answer
+  asks the invoice side again after ``redrive_after_ms`` (then after twice as long, and so on),
+  reported ``REDRIVEN``: an answer lost on the way is given again;
 - a claim still open past the deadline is reported ``STALLED`` once, with what it waits for;
 - closed cases (posted, refused, cancelled) are forgotten after the retention window.
 """
@@ -84,6 +89,7 @@ class Policy:
     require_approval: bool = True
     stall_after_ms: int = 3 * 24 * 3600 * 1000
     retention_ms: int = 400 * 24 * 3600 * 1000
+    redrive_after_ms: int = 60 * 1000
 
 
 @dataclass
@@ -106,6 +112,9 @@ class ClaimCase:
     cancelled_ms: int = 0
     posted: bool = False
     stalled: bool = False
+    waiting: str | None = None  # what the last WAITING status said (to say it only on change)
+    redrives: int = 0  # invoice answers asked for again since the last input
+    redriven_ms: int = 0
 
     @property
     def claim(self) -> bytes | None:
@@ -134,7 +143,7 @@ def on_claim(case: ClaimCase | None, claim_id: str, partition: int, now_ms: int,
     revision, retry, changed_after_posting)."""
     if case is None:
         case = ClaimCase(claim_id, partition, opened_ms=now_ms, touched_ms=now_ms)
-    case.touched_ms = now_ms
+    case.touched_ms, case.redrives = now_ms, 0
     digest = content_hash(claim)
     submitted_ms = int(claim["submitted_at"].timestamp() * 1000)
     if case.hash == digest:
@@ -161,7 +170,7 @@ def on_claim(case: ClaimCase | None, claim_id: str, partition: int, now_ms: int,
         verdict = "new" if case.hash is None else "revision"
         case.hash, case.version = digest, case.version + 1
     case.claim_b64, case.submitted_ms = base64.b64encode(raw).decode(), submitted_ms
-    case.refused, case.stalled = None, False
+    case.refused, case.stalled, case.waiting = None, False, None  # a new version: said anew
     if verdict == "revision" and case.decided_ms < submitted_ms:
         case.decision, case.decided_ms = None, 0  # decided on an earlier version
     try:
@@ -195,7 +204,7 @@ def on_approval(case: ClaimCase | None, claim_id: str, partition: int, now_ms: i
     """An approval step's decision arrived. Returns the case, effects and an outcome."""
     if case is None:
         case = ClaimCase(claim_id, partition, opened_ms=now_ms, touched_ms=now_ms)
-    case.touched_ms = now_ms
+    case.touched_ms, case.redrives = now_ms, 0
     decided_ms = int(approval["decided_at"].timestamp() * 1000)
     if decided_ms < case.decided_ms or (case.version > 1 and decided_ms < case.submitted_ms):
         return case, [], "stale_decision"
@@ -206,6 +215,7 @@ def on_approval(case: ClaimCase | None, claim_id: str, partition: int, now_ms: i
     case.decided_ms = decided_ms
     if case.cancelled:
         case.cancelled_version, case.cancelled_ms = case.version, decided_ms
+        case.waiting = None  # what it waits for next is said again
         reason = "rejected" if decision == "REJECT" else "returned"
         step = approval.get("step_name") or f"step {approval['step']}"
         note = f"{reason} at {step} by {approval['approver_name']} ({approval['approver_id']})"
@@ -228,6 +238,7 @@ def on_invoice_answer(case: ClaimCase | None, invoice: str, answer: str, note: s
     else:
         case.facts.pop(invoice, None)
     if answer in (INVALID, DUPLICATE):
+        case.waiting = None
         reason = "duplicate_invoice" if answer == DUPLICATE else "invalid_invoice"
         problems = [note or f"invoice {invoice}: {answer}"]
         return case, [Reject(reason, problems, case.claim),
@@ -236,10 +247,13 @@ def on_invoice_answer(case: ClaimCase | None, invoice: str, answer: str, note: s
 
 
 def advance(case: ClaimCase, policy: Policy, build: Build) -> list[Effect]:
-    """Post the claim if nothing is missing any more."""
+    """Post the claim if nothing is missing any more; else say what it waits for."""
     raw = case.claim
-    if raw is None or case.closed or _missing(case, policy):
+    if case.closed:
         return []
+    missing = _missing(case, policy)
+    if raw is None or missing:
+        return _waiting(case, missing)
     if any(answer != VALID for answer, _, _ in case.invoices.values()):
         return []  # held: reported when the answer came
     try:
@@ -250,6 +264,29 @@ def advance(case: ClaimCase, policy: Policy, build: Build) -> list[Effect]:
     posting["claim_version"] = case.version
     case.posted = True
     return [Post(posting), Status("POSTED", None, [], list(case.refs))]
+
+
+def complete(case: ClaimCase, policy: Policy) -> bool:
+    """Open, nothing missing, every invoice valid: the case posts on its next judgement."""
+    return (case.claim_b64 is not None and not case.closed and not _missing(case, policy)
+            and all(answer == VALID for answer, _, _ in case.invoices.values()))  # fmt: skip
+
+
+def _waiting(case: ClaimCase, missing: list[str]) -> list[Effect]:
+    """A WAITING status, unless the last one said the same."""
+    if not case.claim_b64:
+        reason = "waiting_for_claim"
+    elif _pending(case) and len(_pending(case)) == len(missing):
+        reason = "waiting_for_invoices"
+    elif _still_the_cancelled_version(case):
+        reason = "waiting_for_resubmission"
+    else:
+        reason = "waiting_for_approval"
+    said = json.dumps([reason, missing], ensure_ascii=False)
+    if case.waiting == said:
+        return []
+    case.waiting = said
+    return [Status("WAITING", reason, missing, _pending(case))]
 
 
 def _missing(case: ClaimCase, policy: Policy) -> list[str]:
@@ -271,15 +308,40 @@ def _still_the_cancelled_version(case: ClaimCase) -> bool:
     return case.cancelled_version == 0 and case.submitted_ms <= case.cancelled_ms
 
 
-def on_tick(case: ClaimCase, now_ms: int, policy: Policy) -> tuple[list[Effect], bool]:
+def on_tick(case: ClaimCase, now_ms: int, policy: Policy,
+            build: Build) -> tuple[list[Effect], bool]:  # fmt: skip
     """Deadlines: (effects, whether to forget the case)."""
     if case.closed:
         return [], now_ms - case.touched_ms > policy.retention_ms
+    if complete(case, policy):
+        return advance(case, policy, build), False  # judged again: it posts (or is refused)
+    effects = _redrive(case, now_ms, policy)
     if case.stalled or now_ms - case.opened_ms <= policy.stall_after_ms:
-        return [], False
+        return effects, False
     case.stalled = True
     waiting = _missing(case, policy) or ["a blocking invoice to be resolved"]
     hours = (now_ms - case.opened_ms) / 3_600_000
     detail = [f"open for {hours:.1f} h, waiting for {item}" for item in waiting]
     pending = [ref for ref, (answer, _, _) in case.invoices.items() if answer != VALID]
-    return [Status("STALLED", "waiting", detail, pending)], False
+    return [*effects, Status("STALLED", "waiting", detail, pending)], False
+
+
+def _redrive(case: ClaimCase, now_ms: int, policy: Policy) -> list[Effect]:
+    """Claim and final approval are in, yet no posting: after ``redrive_after_ms`` (doubling
+    with each try) ask the invoice side again for the answers still pending."""
+    if policy.redrive_after_ms <= 0 or case.claim_b64 is None:
+        return []
+    pending = _pending(case)
+    if not pending or len(_missing(case, policy)) != len(pending):
+        return []  # waits for something other than invoice answers (or is held)
+    since = max(case.touched_ms, case.redriven_ms)
+    if now_ms - since < policy.redrive_after_ms * 2 ** min(case.redrives, 20):
+        return []
+    case.redrives, case.redriven_ms = case.redrives + 1, now_ms
+    seconds = (now_ms - case.touched_ms) / 1000
+    detail = [f"claim and final approval in for {seconds:.0f} s, no answer yet for invoice {ref}: "
+              f"asked again (try {case.redrives})" for ref in pending]  # fmt: skip
+    return [
+        *(Attach(ref) for ref in pending),
+        Status("REDRIVEN", "no_invoice_answer", detail, pending),
+    ]

@@ -48,7 +48,8 @@ def rules_from(config: Settings) -> PostingRules:
 
 def policy_from(config: Settings) -> Policy:
     return Policy(config.streams_require_approval, int(config.streams_stall_after_s * 1000),
-                  int(config.streams_retention_days * 86_400_000))  # fmt: skip
+                  int(config.streams_retention_days * 86_400_000),
+                  int(config.streams_redrive_after_s * 1000))  # fmt: skip
 
 
 RULES, POLICY = rules_from(settings), policy_from(settings)
@@ -143,7 +144,7 @@ async def _apply(case: ClaimCase, effects: list[Effect], event: Any,
                          key, effect.original, origin, effect.reason, effect.problems,
                          case.claim_id)  # fmt: skip
         elif isinstance(effect, Status):
-            if effect.status in ("HELD", "STALLED", "CANCELLED"):
+            if effect.status in ("HELD", "STALLED", "CANCELLED", "REDRIVEN"):
                 STREAM_EVENTS.labels(AGENT, effect.status.lower()).inc()
             await send_status(case.claim_id, case.version, effect, at_ms)
         elif isinstance(effect, Attach | Detach):
@@ -165,7 +166,7 @@ async def _on_tick(event: Any) -> None:
         if value is None or value["partition"] != partition:
             continue  # another partition's tick looks after it
         case = ClaimCase.from_json(value)
-        effects, forget = claim_case.on_tick(case, now_ms, POLICY)
+        effects, forget = claim_case.on_tick(case, now_ms, POLICY, build)
         if forget:
             await put(claims, event, key, None)
             STREAM_EVENTS.labels(AGENT, "purged").inc()

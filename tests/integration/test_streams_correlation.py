@@ -66,10 +66,13 @@ def _read(settings: Settings, role: str) -> list[dict[str, Any]]:
     return read_records(settings, role)
 
 
-def _statuses(settings: Settings) -> dict[str, list[tuple[str, str | None]]]:
+def _statuses(settings: Settings, waiting: bool = False) -> dict[str, list[tuple[str, str | None]]]:
+    """Statuses per claim; WAITING ones only with ``waiting`` (what a claim waits for depends on
+    which of its topics the worker happens to read first)."""
     found: dict[str, list[tuple[str, str | None]]] = {}
     for status in _read(settings, "claim_status"):
-        found.setdefault(status["claim_id"], []).append((status["status"], status["reason"]))
+        if waiting or status["status"] != "WAITING":
+            found.setdefault(status["claim_id"], []).append((status["status"], status["reason"]))
     return found
 
 
@@ -132,6 +135,12 @@ def test_claims_approvals_and_invoices_in_any_order(kafka_bootstrap, schema_regi
             raise AssertionError(f"statuses so far: {seen[0]}\n{exc}") from None
         metrics = worker.metrics()
     assert statuses == EXPECTED_STATUSES
+    # every claim seen says at once what it waits for: E, never approved, waited for that
+    assert _statuses(settings, waiting=True)["E"] == [("WAITING", "waiting_for_approval"),
+                                                      ("STALLED", "waiting")]  # fmt: skip
+    waited = {claim for claim, found in _statuses(settings, waiting=True).items()
+              if any(status == "WAITING" for status, _ in found)}  # fmt: skip
+    assert {"B", "C", "E", "F"} <= waited  # B, C and F waited for their invoice's answer too
 
     postings = {p["claim_id"]: p for p in _read(settings, "postings")}
     assert sorted(postings) == ["A", "B", "D", "H"]

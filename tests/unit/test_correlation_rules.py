@@ -8,7 +8,9 @@ from streams.claim_case import Attach, ClaimCase, Detach, Policy, Status
 from streams.postings import PostingRefused
 from tests.contract_samples import SAMPLES
 
-POLICY = Policy(require_approval=True, stall_after_ms=60_000, retention_ms=3_600_000)
+POLICY = Policy(
+    require_approval=True, stall_after_ms=60_000, retention_ms=3_600_000, redrive_after_ms=10_000
+)
 T0 = datetime.datetime(2026, 11, 20, 9, 0, tzinfo=datetime.UTC)
 INVOICE = "26312000000123456789"
 
@@ -36,6 +38,10 @@ def _send_claim(case, raw=b"v1", claim=None, refs=(INVOICE,), now=0):
                                _build)  # fmt: skip
 
 
+def _waiting(reason: str, *missing: str, refs: tuple[str, ...] = ()) -> Status:
+    return Status("WAITING", reason, list(missing), list(refs))
+
+
 def _kinds(effects) -> list[str]:
     return [type(e).__name__ + (f":{e.status}" if isinstance(e, Status) else "") for e in effects]
 
@@ -43,9 +49,14 @@ def _kinds(effects) -> list[str]:
 def test_posts_only_when_claim_final_approval_and_valid_invoice_are_all_in_any_order() -> None:
     # approval first, then the invoice's answer is pending until the claim cites it
     case, effects, _ = claim_case.on_approval(None, "C1", 0, 0, _approval(), POLICY, _build)
-    assert effects == [] and case.decision == "APPROVE_FINAL"
+    assert case.decision == "APPROVE_FINAL"
+    assert effects == [_waiting("waiting_for_claim",
+                                "the claim itself (only its approval has arrived)")]  # fmt: skip
     case, effects, verdict = _send_claim(case)
-    assert verdict == "new" and effects == [Attach(INVOICE)]
+    assert verdict == "new" and effects == [
+        Attach(INVOICE),
+        _waiting("waiting_for_invoices", f"invoice {INVOICE}", refs=(INVOICE,)),
+    ]
     facts = {"type": "DIGITAL_SPECIAL", "total": "106.00", "taxes": []}
     case, effects = claim_case.on_invoice_answer(case, INVOICE, "valid", None, None, facts, POLICY,
                                                  _build)  # fmt: skip
@@ -59,10 +70,13 @@ def test_posts_only_when_claim_final_approval_and_valid_invoice_are_all_in_any_o
 
 
 def test_a_non_final_approval_is_not_enough_and_return_cancels() -> None:
-    case, _, _ = _send_claim(None, refs=())
+    case, effects, _ = _send_claim(None, refs=())
+    assert effects == [_waiting("waiting_for_approval", "the final approval")]
     case, effects, _ = claim_case.on_approval(case, "C1", 0, 0, _approval(final=False), POLICY,
                                               _build)  # fmt: skip
-    assert effects == [] and not case.posted
+    assert not case.posted and effects == [
+        _waiting("waiting_for_approval", "the final approval (approved so far, not finally)")
+    ]
     case, effects, outcome = claim_case.on_approval(case, "C1", 0, 0,
                                                     _approval("RETURN", minutes=9), POLICY,
                                                     _build)  # fmt: skip
@@ -81,7 +95,8 @@ def test_a_revision_needs_a_new_approval_and_after_posting_is_held() -> None:
     case, effects, verdict = _send_claim(case, raw=b"v2", claim=_claim("500.0000", minutes=30),
                                          refs=())  # fmt: skip
     assert verdict == "revision" and case.version == 2 and case.decision is None
-    assert effects == []  # reopened, waiting for approval of version 2
+    # reopened, waiting for approval of version 2 (said again: the last status was CANCELLED)
+    assert effects == [_waiting("waiting_for_approval", "the final approval")]
     case, effects, _ = claim_case.on_approval(case, "C1", 0, 0, _approval(minutes=31), POLICY,
                                               _build)  # fmt: skip
     assert _kinds(effects) == ["Post", "Status:POSTED"]
@@ -96,14 +111,18 @@ def test_a_refused_claim_is_judged_again_when_sent_again() -> None:
     assert case.refs == []  # a refused claim holds no invoice
     # the same content again once the mapping is fixed (here: bytes the fake build accepts)
     case, effects, verdict = _send_claim(case, raw=b"fixed-bytes-same-content")
-    assert verdict == "retry" and case.refused is None and effects == [Attach(INVOICE)]
+    assert verdict == "retry" and case.refused is None
+    waiting = _waiting("waiting_for_approval", "the final approval", f"invoice {INVOICE}",
+                       refs=(INVOICE,))  # fmt: skip
+    assert effects == [Attach(INVOICE), waiting]
 
 
 def test_a_claim_that_drops_an_invoice_releases_it() -> None:
     case, effects, _ = _send_claim(None)
-    assert effects == [Attach(INVOICE)]
+    assert _kinds(effects) == ["Attach", "Status:WAITING"] and effects[0] == Attach(INVOICE)
     case, effects, _ = _send_claim(case, raw=b"v2", claim=_claim("9.0000", minutes=1), refs=())
-    assert effects == [Detach(INVOICE)] and case.invoices == {}
+    assert case.invoices == {}
+    assert effects == [Detach(INVOICE), _waiting("waiting_for_approval", "the final approval")]
 
 
 def test_held_on_a_duplicate_invoice_and_stalled_once_past_the_deadline() -> None:
@@ -114,17 +133,17 @@ def test_held_on_a_duplicate_invoice_and_stalled_once_past_the_deadline() -> Non
     assert _kinds(effects) == ["Reject", "Status:HELD"]
     assert effects[0].reason == "duplicate_invoice" and effects[0].original == b"v1"
     assert effects[1].related_claim_id == "C0"
-    assert claim_case.on_tick(case, 30_000, POLICY) == ([], False)
-    effects, forget = claim_case.on_tick(case, 61_000, POLICY)
+    assert claim_case.on_tick(case, 30_000, POLICY, _build) == ([], False)
+    effects, forget = claim_case.on_tick(case, 61_000, POLICY, _build)
     assert _kinds(effects) == ["Status:STALLED"] and not forget
     assert effects[0].detail == ["open for 0.0 h, waiting for the final approval"]
-    assert claim_case.on_tick(case, 90_000, POLICY) == ([], False)  # reported once
+    assert claim_case.on_tick(case, 90_000, POLICY, _build) == ([], False)  # reported once
 
 
 def test_closed_cases_are_forgotten_after_the_retention_window() -> None:
     case, _, _ = _send_claim(None, raw=b"bad", now=0)
-    assert claim_case.on_tick(case, 3_000_000, POLICY) == ([], False)
-    assert claim_case.on_tick(case, 3_600_001, POLICY) == ([], True)
+    assert claim_case.on_tick(case, 3_000_000, POLICY, _build) == ([], False)
+    assert claim_case.on_tick(case, 3_600_001, POLICY, _build) == ([], True)
 
 
 def test_the_case_survives_its_json_form() -> None:
@@ -175,7 +194,12 @@ def test_an_approval_of_the_resubmission_arriving_before_it_waits_for_it() -> No
     # the approval of version 2 overtakes version 2 itself
     case, effects, _ = claim_case.on_approval(case, "C1", 0, 0, _approval(minutes=20), POLICY,
                                               _build)  # fmt: skip
-    assert effects == [] and not case.posted
+    assert not case.posted and effects == [
+        _waiting(
+            "waiting_for_resubmission",
+            "a new version of the claim (this one was returned or rejected)",
+        )
+    ]
     case, effects, verdict = _send_claim(case, raw=b"v2", claim=_claim("500.0000", minutes=10),
                                          refs=())  # fmt: skip
     assert verdict == "revision" and _kinds(effects) == ["Post", "Status:POSTED"]
@@ -184,7 +208,7 @@ def test_an_approval_of_the_resubmission_arriving_before_it_waits_for_it() -> No
 
 def test_an_open_claim_sent_again_asks_again_for_pending_invoices_and_gets_an_answer() -> None:
     case, effects, _ = _send_claim(None)
-    assert effects == [Attach(INVOICE)]
+    assert _kinds(effects) == ["Attach", "Status:WAITING"] and effects[0] == Attach(INVOICE)
     case, effects, verdict = _send_claim(case, raw=b"v1-again")
     assert verdict == "duplicate" and effects == [Attach(INVOICE)]  # the answer never came
     invoice, _ = invoice_case.on_cited(None, INVOICE, 0, 0, "C1", True)
@@ -192,3 +216,46 @@ def test_an_open_claim_sent_again_asks_again_for_pending_invoices_and_gets_an_an
     assert [a.answer for a in answers] == ["valid"]
     invoice, answers = invoice_case.on_cited(invoice, INVOICE, 0, 2, "C1", True)
     assert [(a.claim_id, a.answer) for a in answers] == [("C1", "valid")]  # answered again
+
+
+def test_every_claim_seen_says_what_it_waits_for_once_and_again_when_that_changes() -> None:
+    case, effects, _ = _send_claim(None)
+    assert effects[1] == _waiting("waiting_for_approval", "the final approval",
+                                  f"invoice {INVOICE}", refs=(INVOICE,))  # fmt: skip
+    # a non-final step changes what it waits for; the same input again says nothing new
+    case, effects, _ = claim_case.on_approval(case, "C1", 0, 1, _approval(final=False), POLICY,
+                                              _build)  # fmt: skip
+    assert _kinds(effects) == ["Status:WAITING"]
+    assert claim_case.on_approval(case, "C1", 0, 2, _approval(final=False), POLICY,
+                                  _build)[1] == []  # fmt: skip
+    case, effects, _ = claim_case.on_approval(case, "C1", 0, 3, _approval(minutes=6), POLICY,
+                                              _build)  # fmt: skip
+    assert effects == [_waiting("waiting_for_invoices", f"invoice {INVOICE}", refs=(INVOICE,))]
+
+
+def test_a_complete_claim_without_an_invoice_answer_asks_again_with_back_off() -> None:
+    case, _, _ = _send_claim(None, now=0)
+    # waiting for its approval: no re-drive, however long
+    assert claim_case.on_tick(case, 50_000, POLICY, _build) == ([], False)
+    case, _, _ = claim_case.on_approval(case, "C1", 0, 1_000, _approval(), POLICY, _build)
+    assert claim_case.on_tick(case, 10_999, POLICY, _build) == ([], False)  # not yet
+    effects, _ = claim_case.on_tick(case, 11_000, POLICY, _build)
+    assert _kinds(effects) == ["Attach", "Status:REDRIVEN"] and effects[0] == Attach(INVOICE)
+    assert effects[1].reason == "no_invoice_answer" and effects[1].invoice_refs == [INVOICE]
+    assert effects[1].detail == [f"claim and final approval in for 10 s, no answer yet for "
+                                 f"invoice {INVOICE}: asked again (try 1)"]  # fmt: skip
+    assert claim_case.on_tick(case, 30_999, POLICY, _build) == ([], False)  # twice as long now
+    assert _kinds(claim_case.on_tick(case, 31_000, POLICY, _build)[0]) == [
+        "Attach", "Status:REDRIVEN"]  # fmt: skip
+    # the answer comes: posted, nothing more to re-drive
+    case, effects = claim_case.on_invoice_answer(case, INVOICE, "valid", None, None, None, POLICY,
+                                                 _build)  # fmt: skip
+    assert _kinds(effects) == ["Post", "Status:POSTED"]
+    assert claim_case.on_tick(case, 500_000, POLICY, _build) == ([], False)
+
+
+def test_a_tick_posts_a_complete_case_that_was_never_posted() -> None:
+    case, _, _ = _send_claim(None, refs=())
+    case.decision = "APPROVE_FINAL"  # as if the effects of its approval had been lost
+    effects, forget = claim_case.on_tick(case, 1_000, POLICY, _build)
+    assert _kinds(effects) == ["Post", "Status:POSTED"] and not forget and case.posted
