@@ -201,12 +201,37 @@ def reference_load(paths: tuple[Path, ...]) -> None:
         click.echo(f"{path.name}: {count} {kind} entr{'y' if count == 1 else 'ies'} published")
 
 
-@main.command()
-def streams() -> None:
-    """Run the stream processors (a Faust worker) until stopped."""
-    from streams.worker import main as worker_main
+@main.group(invoke_without_command=True)
+@click.pass_context
+def streams(ctx: click.Context) -> None:
+    """Run the stream processors (a Faust worker) until stopped; `streams audit` checks them."""
+    if ctx.invoked_subcommand is None:
+        from streams.worker import main as worker_main
 
-    worker_main()
+        worker_main()
+
+
+@streams.command("audit")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
+@click.option("--every", type=float, default=None,
+              help="Audit every N seconds (serving metrics) instead of once.")  # fmt: skip
+def streams_audit(as_json: bool, every: float | None) -> None:
+    """Is every claim the processors consumed still in their table? Exit 1 when not."""
+    import json
+    import time
+
+    from streams.audit import audit, record_metrics, render
+
+    settings = get_settings()
+    if every is not None:
+        metrics.serve_from(settings)
+    while True:
+        report = audit(settings)
+        record_metrics(report)
+        click.echo(json.dumps(report.to_json(), ensure_ascii=False) if as_json else render(report))
+        if every is None:
+            sys.exit(0 if report.ok else 1)
+        time.sleep(every)
 
 
 @main.group()

@@ -21,7 +21,7 @@ SOURCE_PUBLISH_SECONDS = Histogram(
 STREAM_EVENTS = Counter(
     "erpbridge_stream_events",
     "Events through a stream agent, by outcome (in, out, duplicate, rejected, held, stalled,"
-    " cancelled, flagged, purged).",
+    " cancelled, redriven, flagged, purged).",
     ["agent", "outcome"],
 )
 STREAM_TABLE_KEYS = Gauge(
@@ -34,6 +34,15 @@ STREAM_OPEN_CLAIMS = Gauge(
     "Claims waiting on this worker for an approval or invoices, by whether they have stalled.",
     ["stalled"],
 )
+STREAM_AUDIT_LOST = Gauge(
+    "erpbridge_stream_audit_lost",
+    "Claims the processors consumed but their table no longer holds, as of the last audit.",
+)
+STREAM_AUDIT_COMPLETE_NOT_POSTED = Gauge(
+    "erpbridge_stream_audit_complete_not_posted",
+    "Cases with every input in and valid but no posting, as of the last audit.",
+)
+STREAM_AUDIT_RUNS = Counter("erpbridge_stream_audit_runs", "Audits run, by outcome.", ["outcome"])
 STREAM_PROCESS_SECONDS = Histogram(
     "erpbridge_stream_process_seconds", "Processing time of one event in an agent.", ["agent"]
 )

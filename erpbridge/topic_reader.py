@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
@@ -13,7 +14,11 @@ from erpbridge.config import Settings
 from erpbridge.contracts.bindings import TopicCodecs
 
 
-def read_all(settings: Settings, topic: str, timeout_s: float = 10.0) -> list[ConsumerRecord]:
+def read_all(settings: Settings, topic: str, timeout_s: float = 10.0,
+             until: Mapping[int, int] | None = None) -> list[ConsumerRecord]:  # fmt: skip
+    """Every committed record of ``topic`` (read_committed), from the beginning to its end as of
+    now, or to the offsets ``until`` names per partition (exclusive; a partition not named: to
+    its end)."""
     consumer = KafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
         enable_auto_commit=False,
@@ -27,11 +32,13 @@ def read_all(settings: Settings, topic: str, timeout_s: float = 10.0) -> list[Co
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
         end = consumer.end_offsets(tps)
+        if until is not None:
+            end = {tp: min(offset, until.get(tp.partition, offset)) for tp, offset in end.items()}
         records: list[ConsumerRecord] = []
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and any(consumer.position(tp) < end[tp] for tp in tps):
-            for batch in consumer.poll(timeout_ms=500).values():
-                records.extend(batch)
+            for tp, batch in consumer.poll(timeout_ms=500).items():
+                records.extend(r for r in batch if r.offset < end[tp])
         return records
     finally:
         consumer.close()

@@ -89,3 +89,8 @@ CONTRACTS = {"claims_raw": "expense_claim", "approvals_raw": "approval_decision"
              "invoices_raw": "invoice", "postings": "erp_posting", "rejected": "dead_letter",
              "erp_dead_letter": "erp_posting", "claim_status": "claim_status",
              "erp_feedback": "erp_feedback"}  # fmt: skip
+
+
+def table_changelog(app_id: str, table: str) -> str:
+    """The compacted changelog Faust keeps a stream processors' table in (its naming)."""
+    return f"{app_id}-{table}-changelog"
