@@ -19,7 +19,7 @@ Two mechanisms here:
   when recovery plans to read less of a changelog partition than the broker holds, whatever the
   reason: a table is never rebuilt from a prefix of its changelog, silently.
 
-:func:`check_framework` verifies at start-up that the framework members these rely on exist.
+:mod:`streams.framework` checks at start-up that the framework members these rely on exist.
 """
 
 from __future__ import annotations
@@ -99,22 +99,3 @@ class CheckedTableManager(TableManager):  # type: ignore[misc]
         if self._recovery is None:
             self._recovery = CheckedRecovery(self.app, self, beacon=self.beacon, loop=self.loop)
         return self._recovery
-
-
-# (owner, member): what these repairs (and those in streams.transactions) override or call.
-RELIED_ON = (
-    (AIOKafkaConsumerThread, "_highwaters"),
-    (AIOKafkaConsumerThread, "_ensure_consumer"),
-    (AIOKafkaConsumerThread, "call_thread"),
-    (Recovery, "_build_highwaters"),
-    (TableManager, "_recovery"),
-)
-
-
-def check_framework(relied_on: Iterable[tuple[Any, str]] = RELIED_ON) -> None:
-    """Fail at start-up if a framework member a repair relies on is gone (an upgrade)."""
-    missing = [f"{owner.__module__}.{owner.__name__}.{name}" for owner, name in relied_on
-               if not hasattr(owner, name)]  # fmt: skip
-    if missing:
-        raise RuntimeError(f"faust-streaming lacks what erpbridge's repairs rely on: {missing}; "
-                           "install the pinned version (pyproject.toml)")  # fmt: skip

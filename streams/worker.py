@@ -8,11 +8,13 @@ from erpbridge import metrics
 
 
 def main(log_level: str = "info") -> None:
-    from streams import agents  # noqa: F401  (registers the agents on the app)
+    from streams import (
+        agents,  # noqa: F401  (registers the agents on the app)
+        framework,
+    )
     from streams.app import app, codecs, settings
-    from streams.recovery import check_framework
 
-    check_framework()  # the repairs' framework members are there (or the worker refuses)
+    framework.check(app)  # the repairs' framework members are there (or the worker refuses)
     codecs.register_all(
         "postings", "rejected", "claim_status"
     )  # fails fast when the registry is missing
