@@ -8,7 +8,7 @@ APPROVALS ?= samples/approvals.jsonl
 INVOICES ?= samples/einvoices.xml
 REFERENCE ?= $(wildcard samples/reference/*.csv)
 
-.PHONY: install system-deps up down status workers run demo test unit lint clean
+.PHONY: install system-deps up down status workers run demo test unit chaos lint clean
 
 install: $(STAMP)
 
@@ -55,8 +55,18 @@ unit: install
 	$(PYTHON) -m pytest -q tests/unit
 
 # Integration tests start (and stop) the broker, Redis and Tryton they need themselves.
+# `make test` runs the repeated-kill test once, with a fresh seed (about 5 minutes).
 test: lint
 	$(PYTHON) -m pytest -q
+
+# The repeated-kill test CHAOS_RUNS times in a row, each with a new seed (printed; replay one
+# with ERPBRIDGE_CHAOS_SEED=N); stops at the first failure.
+CHAOS_RUNS ?= 5
+chaos: install
+	@for run in $$(seq $(CHAOS_RUNS)); do \
+	  echo "repeated-kill run $$run of $(CHAOS_RUNS)"; \
+	  $(PYTHON) -m pytest -q -s -m chaos tests/integration || exit 1; \
+	done
 
 clean: down
 	rm -rf $(STATE)/kafka/data $(STATE)/redis $(STATE)/tryton $(STATE)/faust $(STATE)/logs $(STATE)/run
