@@ -3,7 +3,7 @@
 from types import SimpleNamespace
 
 from streams import framework
-from streams.audit import AuditReport, PartitionAudit, judge, latest_by_key, render
+from streams.audit import SOURCES, AuditReport, PartitionAudit, latest_by_key, render
 from streams.recovery import short_of_changelog
 
 
@@ -35,12 +35,18 @@ def test_start_up_names_a_framework_member_a_repair_relies_on_that_is_gone() -> 
     ]
 
 
-def test_a_consumed_claim_must_have_left_its_case() -> None:
-    assert not judge("claims_raw", "C1", None)
+def test_a_consumed_input_must_have_left_its_case() -> None:
+    claims, approvals, invoices = SOURCES
+    assert not claims.kept(None)
     # an approval came after a restart that lost the claim: the case has no claim in it
-    assert not judge("claims_raw", "C1", {"claim_b64": None, "hash": None, "decision": "APPROVE"})
-    assert judge("claims_raw", "C1", {"claim_b64": "eA==", "hash": "h"})
-    assert judge("approvals_raw", "C1", {"claim_b64": None, "decision": "APPROVE"})
+    assert not claims.kept({"claim_b64": None, "hash": None, "decision": "APPROVE"})
+    assert claims.kept({"claim_b64": "eA==", "hash": "h"})
+    assert approvals.kept({"claim_b64": None, "hash": None, "decision": "APPROVE"})
+    # an invoice case made by a citation alone does not hold the invoice itself
+    assert not invoices.kept({"hash": None, "status": "pending", "claimants": ["C1"]})
+    assert invoices.kept({"hash": "h", "status": "valid"})
+    assert invoices.key({"invoice_code": None, "invoice_number": "26312000000123456789"}) == (
+        "26312000000123456789")  # fmt: skip
 
 
 def test_the_changelog_is_read_as_its_last_value_per_key() -> None:
@@ -51,10 +57,12 @@ def test_the_changelog_is_read_as_its_last_value_per_key() -> None:
 
 
 def test_the_report_names_each_lost_claim_with_where_it_was_consumed() -> None:
-    part = PartitionAudit("p.claims.raw", 1, committed=40, records=40, claims=38,
+    part = PartitionAudit("p.claims.raw", 1, committed=40, records=40, keys=38,
                           lost=[("C7", 12)])  # fmt: skip
-    report = AuditReport([part], cases=37, purged=0, unreadable=0, complete_not_posted=[])
+    report = AuditReport([part], cases={"claims": 37, "invoices": 0}, purged=0, unreadable=0,
+                         complete_not_posted=[])  # fmt: skip
     assert not report.ok and report.lost == ["C7"]
     text = render(report)
-    assert "LOST C7: consumed at p.claims.raw[1]@12" in text and text.endswith("1 lost, 0 stuck")
+    assert "LOST C7: consumed at p.claims.raw[1]@12, not in the claims table" in text
+    assert text.endswith("1 lost, 0 stuck")
     assert report.to_json()["lost"] == ["C7"]
