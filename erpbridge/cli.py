@@ -29,6 +29,9 @@ def _setup_logging(level: str) -> None:
     # kafka-python 3.0 warns whenever its IO loop was busy for over 0.1 s (a busy CPU does it):
     # a client-internal diagnostic, not something an operator can act on.
     logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)
+    # Readers without a group (inspection, audit) are told on every start that auto-commit is
+    # off, which is what they asked for.
+    logging.getLogger("kafka.coordinator.consumer").setLevel(logging.ERROR)
 
 
 @click.group()

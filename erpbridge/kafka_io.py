@@ -1,10 +1,11 @@
-"""kafka-python clients, configured once: a durable producer, a manual-commit consumer."""
+"""kafka-python clients, configured once: a durable producer, a manual-commit consumer; topic
+end offsets and a group's committed offsets."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
@@ -62,3 +63,26 @@ def ensure_topics(settings: Settings) -> list[str]:
         return wanted
     finally:
         admin.close()
+
+
+def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
+    """Per partition, the offset the next record will get (read_committed: the last stable)."""
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
+                             isolation_level="read_committed")  # fmt: skip
+    try:
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        return {tp.partition: offset for tp, offset in consumer.end_offsets(tps).items()}
+    finally:
+        consumer.close()
+
+
+def committed_offsets(settings: Settings, group: str, topic: str) -> dict[int, int]:
+    """Per partition, the consumer group's committed offset (partitions it never committed:
+    absent)."""
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    try:
+        offsets = admin.list_group_offsets({group: None}).get(group, {})
+    finally:
+        admin.close()
+    return {tp.partition: meta.offset for tp, meta in offsets.items()
+            if tp.topic == topic and meta.offset >= 0}  # fmt: skip

@@ -22,11 +22,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from kafka import KafkaAdminClient
-
 from erpbridge.codec import DecodeError
 from erpbridge.config import Settings
 from erpbridge.contracts.bindings import TopicCodecs
+from erpbridge.kafka_io import committed_offsets, end_offsets
 from erpbridge.model import invoice_key
 from erpbridge.topic_reader import read_all, read_rejections
 from erpbridge.topics import table_changelog
@@ -65,6 +64,7 @@ class PartitionAudit:
     topic: str
     partition: int
     committed: int  # the processors' committed offset (records below it were processed)
+    end: int = 0  # the topic's end: records from committed to end still wait (lag)
     records: int = 0
     table: str = "claims"
     keys: int = 0  # distinct claim ids (invoice keys) below the committed offset
@@ -93,16 +93,6 @@ class AuditReport:
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "lost": self.lost, "ok": self.ok}
-
-
-def committed_offsets(settings: Settings, group: str, topic: str) -> dict[int, int]:
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    try:
-        offsets = admin.list_group_offsets({group: None}).get(group, {})
-    finally:
-        admin.close()
-    return {tp.partition: meta.offset for tp, meta in offsets.items()
-            if tp.topic == topic and meta.offset >= 0}  # fmt: skip
 
 
 def latest_by_key(records: Iterable[Any]) -> dict[bytes, Any]:
@@ -156,13 +146,13 @@ def _audit_source(settings: Settings, codecs: TopicCodecs, source: Source,
                   committed: Mapping[int, int], table: Mapping[bytes, Any],
                   refused: set[Origin]) -> tuple[list[PartitionAudit], int]:  # fmt: skip
     topic = codecs.topic(source.role)
-    parts = {p: PartitionAudit(topic, p, offset, table=source.table)
-             for p, offset in committed.items()}  # fmt: skip
+    ends = end_offsets(settings, topic)
+    parts = {p: PartitionAudit(topic, p, committed.get(p, 0), end, table=source.table)
+             for p, end in ends.items()}  # fmt: skip
     first_seen: dict[tuple[int, str], int] = {}
     unreadable = 0
-    for record in read_all(settings, topic, timeout_s=120, until=committed):
-        if record.partition not in parts:
-            continue  # nothing committed there yet
+    until = {p: part.committed for p, part in parts.items()}  # only what they consumed
+    for record in read_all(settings, topic, timeout_s=120, until=until):
         parts[record.partition].records += 1
         try:
             key = source.key(codecs.deserializer(source.role)(record.value))
@@ -188,10 +178,11 @@ def _audit_source(settings: Settings, codecs: TopicCodecs, source: Source,
 
 def render(report: AuditReport) -> str:
     """A table per source partition, then what is lost or stuck."""
-    rows = [f"{'topic':<40} {'part':>4} {'committed':>9} {'records':>8} {'keys':>7} {'lost':>5}"]
+    rows = [f"{'topic':<40} {'part':>4} {'committed':>9} {'lag':>6} {'records':>8} {'keys':>7} "
+            f"{'lost':>5}"]  # fmt: skip
     for p in report.partitions:
-        rows.append(f"{p.topic:<40} {p.partition:>4} {p.committed:>9} {p.records:>8} "
-                    f"{p.keys:>7} {len(p.lost) + len(p.unrefused):>5}")  # fmt: skip
+        rows.append(f"{p.topic:<40} {p.partition:>4} {p.committed:>9} {p.end - p.committed:>6} "
+                    f"{p.records:>8} {p.keys:>7} {len(p.lost) + len(p.unrefused):>5}")  # fmt: skip
     tables = ", ".join(f"{name} {count}" for name, count in report.cases.items())
     rows.append(f"cases: {tables}; {report.purged} claims purged after retention; "
                 f"{report.unreadable} undecodable inputs (on the rejection topic)")  # fmt: skip

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
 from connectors.sources.reference_file import publish_reference
 from deploy.local.process import free_port
@@ -134,24 +133,6 @@ def wait_for(
             logs = "\n".join(worker.tail() for worker in workers or [])
             raise AssertionError(f"{why} waiting for {what}\n{logs}")
         time.sleep(0.5)
-
-
-def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
-    try:
-        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        return {tp.partition: offset for tp, offset in consumer.end_offsets(tps).items()}
-    finally:
-        consumer.close()
-
-
-def committed_offsets(settings: Settings, group: str, topic: str) -> dict[int, int]:
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    try:
-        offsets = admin.list_group_offsets({group: None}).get(group, {})
-    finally:
-        admin.close()
-    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
 
 
 def topics_of(settings: Settings) -> Topics:
