@@ -10,6 +10,11 @@ restart can bring them back (measured: after 3 of 8 restarts in a repeated-kill 
 for active changelog partitions" was -1 on every partition, and the 114 claims with one input
 before such a restart and another after it never posted, silently).
 
+Upstream: robinhood/faust#658 reports the same lookup (the last stable offset of a partition
+whose fetch state has no position yet) making exactly_once workers misjudge their changelogs;
+faust-streaming/faust#597 the ``- 1 if value is not None else -1`` conversion (its ``FIXME``) that
+turns "unknown" into "empty". Neither is fixed in faust-streaming 0.15.3.
+
 Two mechanisms here:
 
 - :class:`ConsumerThread` asks the *broker* for the highwaters (``ListOffsets`` at the

@@ -196,7 +196,8 @@ class Consumer(AIOKafkaConsumer):  # type: ignore[misc]
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
         """Faust's recovery resumes the stream partitions *before* it seeks them to the committed
-        offsets, so a batch fetched in between was still being handed out after the seek: its
+        offsets (upstream: faust-streaming/faust#216, closed for the table-less path only), so a
+        batch fetched in between was still being handed out after the seek: its
         first record got lost in the switch, the rest advanced the read offsets, and the
         re-fetch after the seek was dropped as already read (measured: claim-events p0
         committed at 155, records 159.. of the old batch processed, 158 never). Here a batch
