@@ -2,6 +2,8 @@
 
 from types import SimpleNamespace
 
+import pytest
+
 from streams import framework
 from streams.audit import SOURCES, AuditReport, PartitionAudit, latest_by_key, render
 from streams.recovery import short_of_changelog
@@ -66,3 +68,48 @@ def test_the_report_names_each_lost_claim_with_where_it_was_consumed() -> None:
     assert "LOST C7: consumed at p.claims.raw[1]@12, not in the claims table" in text
     assert text.endswith("1 lost, 0 stuck")
     assert report.to_json()["lost"] == ["C7"]
+
+
+class _FakeConsumer:
+    """What recovery asks of Faust's consumer: the highwaters as the fetcher knows them (None:
+    no fetch returned yet), and, through the consumer's thread, the broker's offsets."""
+
+    def __init__(self, fetcher_lso, earliest, end) -> None:
+        self.fetcher_lso, self.earliest, self.end = fetcher_lso, earliest, end
+        broker = SimpleNamespace(end_offsets=self._end_offsets)
+        self._thread = SimpleNamespace(call_thread=self._call, _ensure_consumer=lambda: broker)
+
+    async def highwaters(self, *tps):
+        return {tp: self.fetcher_lso for tp in tps}
+
+    async def earliest_offsets(self, *tps):
+        return {tp: self.earliest for tp in tps}
+
+    async def _end_offsets(self, tps):
+        return {tp: self.end for tp in tps}
+
+    async def _call(self, fun):
+        return await fun()
+
+
+def test_a_worker_refuses_to_recover_a_changelog_whose_end_it_does_not_know() -> None:
+    import asyncio
+    from collections import Counter
+
+    from faust.types import TP
+
+    from streams.app import app
+    from streams.recovery import RecoveryRefused
+
+    recovery, tp = app.tables.recovery, TP("app-claims-changelog", 0)
+    highwaters: Counter = Counter()
+    # the fetcher has not seen the partition yet; the broker holds 0..1034
+    with pytest.raises(RecoveryRefused, match=r"app-claims-changelog\[0\]: would read to -1"):
+        asyncio.run(recovery._build_highwaters(_FakeConsumer(None, 0, 1035), {tp}, highwaters,
+                                               "active"))  # fmt: skip
+    # known, or really empty: recovery goes on
+    asyncio.run(recovery._build_highwaters(_FakeConsumer(1035, 0, 1035), {tp}, highwaters,
+                                           "active"))  # fmt: skip
+    assert highwaters[tp] == 1034
+    asyncio.run(recovery._build_highwaters(_FakeConsumer(None, 0, 0), {tp}, highwaters, "active"))
+    assert highwaters[tp] == -1
