@@ -14,11 +14,10 @@ import pytest
 
 from connectors.sinks.webhook_out import FeedbackWebhook
 from connectors.sources.signatures import verify
-from erpbridge.kafka_io import ensure_topics
+from erpbridge.kafka_io import committed_offsets, ensure_topics
 from erpbridge.topic_reader import read_all
 from tests.contract_samples import SAMPLES
 from tests.integration.pipeline import (
-    committed_offsets,
     make_settings,
     publish,
     topics_of,

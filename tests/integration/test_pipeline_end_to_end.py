@@ -16,11 +16,10 @@ from connectors.erp.tryton import TrytonWriter
 from connectors.sources.batch_file import import_file
 from erpbridge.config import Settings
 from erpbridge.contracts.bindings import TopicCodecs
+from erpbridge.kafka_io import committed_offsets, end_offsets
 from erpbridge.topic_reader import read_all, read_rejections
 from tests.integration.pipeline import (
     Worker,
-    committed_offsets,
-    end_offsets,
     make_settings,
     running_workers,
     topics_of,

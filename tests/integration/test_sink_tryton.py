@@ -17,13 +17,11 @@ import pytest
 from connectors.erp.tryton import TrytonWriter
 from connectors.erp.tryton_rpc import TrytonRpc
 from erpbridge.config import Settings
-from erpbridge.kafka_io import ensure_topics
+from erpbridge.kafka_io import committed_offsets, end_offsets, ensure_topics
 from erpbridge.topic_reader import read_all, read_records
 from tests.contract_samples import SAMPLES
 from tests.integration.pipeline import (
     Worker,
-    committed_offsets,
-    end_offsets,
     make_settings,
     publish,
     running_workers,
