@@ -61,6 +61,9 @@ FLOW_CONTROL_ATTRIBUTES = ("_queues",)
 
 def problems(methods: Iterable[tuple[Any, str, tuple[str, ...] | None]] = METHODS,
              app: Any = None) -> list[str]:  # fmt: skip
+    """What changed: the members of ``methods``, and with ``app`` (a *started* app: creating
+    its consumer early changes how Faust wires it) its consumer's and flow control's
+    attributes."""
     found = []
     for owner, name, params in methods:
         where = f"{owner.__module__}.{owner.__name__}.{name}"
@@ -83,7 +86,10 @@ _MISSING = object()
 
 
 def check(app: Any = None) -> None:
-    """Refuse to start when a member a repair relies on is gone or changed shape."""
+    """Refuse to start when a member a repair relies on is gone or changed shape. Call it
+    without ``app`` before the worker starts, and with it once the worker runs
+    (:func:`check_when_started`): touching ``app.consumer`` before Faust's worker creates it
+    changes how it is wired (measured: its outputs were no longer transactional)."""
     for package, proven in PROVEN_WITH.items():
         try:
             installed = version(package)
@@ -97,3 +103,12 @@ def check(app: Any = None) -> None:
         raise RuntimeError("refusing to start: the exactly-once repairs rely on framework "
                            f"members that changed: {found}; install the versions pinned in "
                            "pyproject.toml")  # fmt: skip
+
+
+def check_when_started(app: Any) -> None:
+    """Check the consumer's and flow control's attributes once the worker made them (a crash
+    there stops the worker)."""
+
+    @app.task  # type: ignore[misc]
+    async def _check_framework_instances() -> None:
+        check(app)

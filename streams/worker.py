@@ -14,7 +14,8 @@ def main(log_level: str = "info") -> None:
     )
     from streams.app import app, codecs, settings
 
-    framework.check(app)  # the repairs' framework members are there (or the worker refuses)
+    framework.check()  # the repairs' framework members are there (or the worker refuses)
+    framework.check_when_started(app)  # and the consumer's, once the worker made it
     codecs.register_all(
         "postings", "rejected", "claim_status"
     )  # fails fast when the registry is missing

@@ -29,8 +29,9 @@ import pytest
 from connectors.erp.tryton import TrytonWriter
 from erpbridge.config import Settings
 from erpbridge.contracts.bindings import TopicCodecs
-from erpbridge.kafka_io import durable_producer
-from erpbridge.topic_reader import read_records
+from erpbridge.kafka_io import durable_producer, end_offsets
+from erpbridge.topic_reader import read_all, read_records
+from erpbridge.topics import Topics
 from streams.audit import audit, render
 from tests.contract_samples import SAMPLES
 from tests.integration.pipeline import Worker, make_settings, running_workers
@@ -158,6 +159,15 @@ def _postings(settings: Settings) -> Counter[str]:
     return Counter(p["claim_id"] for p in read_records(settings, "postings"))
 
 
+def _transaction_markers(settings: Settings) -> int:
+    """Offsets of the postings topic taken by transaction markers (end offsets less records): 0 when the
+    processors wrote it outside transactions, as a worker whose exactly-once wiring is undone
+    does (measured: a consumer created before Faust's worker made its outputs plain sends)."""
+    topic = Topics(settings.topic_prefix).postings
+    records = len(read_all(settings, topic, timeout_s=60))
+    return sum(end_offsets(settings, topic).values()) - records
+
+
 def _bookings(settings: Settings, ids: list[str]) -> list[dict[str, Any]]:
     writer = TrytonWriter.from_settings(settings)
     try:
@@ -220,6 +230,7 @@ def test_repeated_kills_lose_nothing_and_book_nothing_twice(
     drained = time.monotonic()
     report = audit(settings)  # the processors' own check: every consumed claim in the table
     print(render(report))
+    markers = _transaction_markers(settings)
 
     in_erp = Counter(inv["reference"] for inv in booked)
     missing_postings = sorted(set(ids) - set(postings))
@@ -239,4 +250,5 @@ def test_repeated_kills_lose_nothing_and_book_nothing_twice(
         f"amounts {dict(list(wrong.items())[:20])}; kills {kills}"
     )
     assert report.ok, f"seed {seed}: the audit found lost claims\n{render(report)}"
+    assert markers > 0, f"seed {seed}: postings were written outside transactions"
     assert split >= CLAIMS // 20, f"seed {seed}: too few claims straddle a restart ({split})"
