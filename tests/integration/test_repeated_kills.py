@@ -160,9 +160,10 @@ def _postings(settings: Settings) -> Counter[str]:
 
 
 def _transaction_markers(settings: Settings) -> int:
-    """Offsets of the postings topic taken by transaction markers (end offsets less records): 0 when the
-    processors wrote it outside transactions, as a worker whose exactly-once wiring is undone
-    does (measured: a consumer created before Faust's worker made its outputs plain sends)."""
+    """Offsets of the postings topic taken by transaction markers (end offsets less records):
+    0 when the processors wrote it outside transactions, as a worker whose exactly-once wiring
+    is undone does (measured: a consumer created before Faust's worker made its outputs plain
+    sends)."""
     topic = Topics(settings.topic_prefix).postings
     records = len(read_all(settings, topic, timeout_s=60))
     return sum(end_offsets(settings, topic).values()) - records
