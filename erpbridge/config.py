@@ -49,7 +49,9 @@ class Settings(BaseSettings):
     rate_max_age_days: int = Field(7, ge=0)  # use the last fixing up to this many days back
 
     # Sink
-    sink_group_id: str = "erpbridge-sink-tryton"
+    # the sink's consumer group; unset: <topic prefix>-sink-<writer> (one group per ERP writer,
+    # so a Tryton sink and a REST sink each get every posting)
+    sink_group_id: str | None = None
     sink_retry_initial_s: float = Field(0.5, gt=0)
     sink_retry_max_s: float = Field(30.0, gt=0)  # Connect: errors.retry.delay.max.ms
     # Connect's errors.tolerance: "all" dead-letters what cannot be booked and goes on; "none"
@@ -131,6 +133,10 @@ class Settings(BaseSettings):
     def _known_zone(cls, value: str) -> str:
         _zone(value)
         return value
+
+    def sink_group(self, writer: str) -> str:
+        """The consumer group of the sink that writes with ``writer`` (tryton, rest...)."""
+        return self.sink_group_id or f"{self.topic_prefix}-sink-{writer}"
 
     def time_zone_for(self, source: str) -> zoneinfo.ZoneInfo:
         """The zone ``source``'s naive timestamps are read in."""

@@ -1,4 +1,5 @@
-"""The one retry policy: exponential back-off with full jitter, capped."""
+"""The one retry policy (exponential back-off with full jitter, capped) and the one reading of an
+HTTP answer as retryable or not, with its ``Retry-After``."""
 
 from __future__ import annotations
 
@@ -33,3 +34,12 @@ def retry_after_s(headers: Mapping[str, str]) -> float | None:
             return None
         return max(0.0, when.timestamp() - time.time())
     return None
+
+
+# Timeouts, too early, too many requests and the server-side failures that pass: the statuses
+# every HTTP client of ours (ERP writers, the poller, the feedback webhook) retries by default.
+RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+def retryable_status(status: int, statuses: frozenset[int] = RETRYABLE_STATUSES) -> bool:
+    return status in statuses

@@ -33,7 +33,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from connectors.erp.base import Booking, book_each
 from connectors.erp.errors import ErpError, PermanentErpError, RetryableErpError
 from erpbridge.model import Posting, PostingLine
-from erpbridge.retry import retry_after_s
+from erpbridge.retry import RETRYABLE_STATUSES, retry_after_s, retryable_status
 
 DEFAULT_TEMPLATE: dict[str, Any] = {
     "external_ref": "$posting.posting_id",
@@ -73,7 +73,7 @@ class RestErpSettings(BaseSettings):
     state_field: str = "status"
     success_statuses: frozenset[int] = frozenset({200, 201, 202})
     exists_statuses: frozenset[int] = frozenset({409})
-    retry_statuses: frozenset[int] = frozenset({408, 425, 429, 500, 502, 503, 504})
+    retry_statuses: frozenset[int] = RETRYABLE_STATUSES
     timeout_s: float = Field(30.0, gt=0)
 
     @model_validator(mode="after")
@@ -169,7 +169,7 @@ class RestErpWriter:
         ):
             return reply
         text = f"{self.name}: {method} {path} answered HTTP {status}: {reply.text[:500]}"
-        if status in config.retry_statuses:
+        if retryable_status(status, config.retry_statuses):
             raise RetryableErpError(text, retry_after=retry_after_s(reply.headers))
         raise PermanentErpError(text)
 

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from connectors.erp.errors import PermanentErpError, RetryableErpError
+from erpbridge.retry import retry_after_s, retryable_status
 
 # Tryton errors that mean "try again": row locks and concurrent updates.
 # Lock conflicts and "database is locked" (SQLite under concurrent bookings) pass with a retry.
@@ -128,8 +129,9 @@ class TrytonRpc:
             raise RetryableErpError(f"Tryton unreachable on {method}: {exc}") from exc
         if reply.status_code == 401 and authenticated:
             raise _SessionExpired()
-        if reply.status_code == 429 or reply.status_code >= 500:
-            raise RetryableErpError(f"Tryton answered HTTP {reply.status_code} on {method}")
+        if retryable_status(reply.status_code) or reply.status_code >= 500:
+            raise RetryableErpError(f"Tryton answered HTTP {reply.status_code} on {method}",
+                                    retry_after=retry_after_s(reply.headers))  # fmt: skip
         if reply.status_code != 200:
             raise PermanentErpError(f"Tryton answered HTTP {reply.status_code} on {method}")
         payload = loads(reply.content)

@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 Headers = list[tuple[str, bytes]]
 
 
+class SinkStopped(RuntimeError):
+    """errors.tolerance=none and a record could not be delivered: the sink stops before it."""
+
+
 @dataclass
 class Failure:
     """One record's failures so far. Its retry budget does not run while the breaker is open:

@@ -36,7 +36,7 @@ from kafka.structs import OffsetAndMetadata
 from connectors.erp.base import Booking, ErpWriter
 from connectors.erp.errors import ErpError, PermanentErpError, RetryableErpError
 from connectors.sinks.breaker import CircuitBreaker, State
-from connectors.sinks.dead_letter import Failure, dead_letter_headers
+from connectors.sinks.dead_letter import Failure, SinkStopped, dead_letter_headers
 from erpbridge.codec import DecodeError
 from erpbridge.config import Settings
 from erpbridge.contracts.bindings import TopicCodecs
@@ -48,10 +48,6 @@ from erpbridge.retry import RetryPolicy
 from erpbridge.topics import Topics
 
 log = logging.getLogger(__name__)
-
-
-class SinkStopped(RuntimeError):
-    """errors.tolerance=none and a record could not be booked: the sink stops before it."""
 
 
 class RetriesExhausted(RetryableErpError):
@@ -94,7 +90,7 @@ class SinkRunner:
     def run(self) -> None:
         consumer = manual_commit_consumer(
             self.settings,
-            self.settings.sink_group_id,
+            self.settings.sink_group(self.writer.name),
             self.topics.postings,
             max_poll_records=self.settings.sink_max_poll_records,
         )
@@ -103,7 +99,7 @@ class SinkRunner:
             "sink started erp=%s topic=%s group=%s concurrency=%d",
             self.writer.name,
             self.topics.postings,
-            self.settings.sink_group_id,
+            self.settings.sink_group(self.writer.name),
             self.settings.sink_concurrency,
         )
         try:

@@ -4,9 +4,12 @@ Each event is POSTed as JSON, signed like our inbound webhooks (HMAC-SHA256 over
 ``<timestamp>.<body>``, see :mod:`connectors.sources.signatures`) with an ``Idempotency-Key`` of
 ``<posting id>:<status>``, so the receiver can drop a redelivery. The same rules as the ERP sink:
 408/425/429/5xx and network errors are retried with full-jitter back-off (``Retry-After``
-honoured) within ``sink_errors_retry_timeout_s``; other 4xx answers and undecodable records go to
-``<prefix>.erp.feedback.dlq`` with Connect-style headers; the offset is committed only after
-the receiver's 2xx or the DLQ's ack.
+honoured) within ``sink_errors_retry_timeout_s``; ``sink_breaker_threshold`` of them in a row
+open the circuit breaker, and while it is open nothing is sent but one probe request every
+``sink_breaker_probe_interval_s`` (time that does not count against the record's budget);
+other 4xx answers and undecodable records go to ``<prefix>.erp.feedback.dlq`` with Connect-style
+headers, or stop the delivery with ``sink_errors_tolerance=none``; the offset is committed only
+after the receiver's 2xx or the DLQ's ack.
 """
 
 from __future__ import annotations
@@ -21,20 +24,19 @@ from kafka import KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.structs import OffsetAndMetadata
 
-from connectors.sinks.breaker import CircuitBreaker
-from connectors.sinks.dead_letter import Failure, dead_letter_headers
+from connectors.sinks.breaker import CircuitBreaker, State
+from connectors.sinks.dead_letter import Failure, SinkStopped, dead_letter_headers
 from connectors.sources.signatures import signed_headers
 from erpbridge.codec import DecodeError
 from erpbridge.config import Settings
 from erpbridge.contracts.bindings import TopicCodecs
 from erpbridge.kafka_io import durable_producer, manual_commit_consumer
 from erpbridge.metrics import SINK_RECORDS
-from erpbridge.retry import RetryPolicy, retry_after_s
+from erpbridge.retry import RetryPolicy, retry_after_s, retryable_status
 from erpbridge.topics import Topics
 
 log = logging.getLogger(__name__)
 NAME = "feedback_webhook"
-RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
 class _Retry(Exception):
@@ -90,11 +92,19 @@ class FeedbackWebhook:
                    "Content-Type": "application/json",
                    "Idempotency-Key": f"{feedback['posting_id']}:{feedback['status']}"}  # fmt: skip
         while not self.stop.is_set():
+            if self.breaker.state is State.OPEN:
+                if not self.breaker.probe_due():
+                    self.stop.wait(min(0.5, self.settings.sink_breaker_probe_interval_s))
+                    continue
+                self.breaker.probed(True)  # half-open: this request is the probe
+                log.warning("feedback circuit breaker probing url=%s", self.url)
             try:
                 self._post(body, headers)
             except _Refused as exc:
+                self.breaker.success()  # the receiver answered: it is up
                 return self._dead_letter(producer, record, "deliver", exc, failure)
             except _Retry as exc:
+                self.breaker.failure()
                 failure.again(exc.retry_after)
                 SINK_RECORDS.labels(NAME, "retried").inc()
                 if failure.exhausted(self.settings, self.breaker):
@@ -104,6 +114,7 @@ class FeedbackWebhook:
                             wait, exc)  # fmt: skip
                 self.stop.wait(wait)
                 continue
+            self.breaker.success()
             SINK_RECORDS.labels(NAME, "delivered").inc()
             return True
         return False
@@ -113,7 +124,7 @@ class FeedbackWebhook:
             reply = self.http.post(self.url, content=body, headers=headers)
         except httpx.HTTPError as exc:
             raise _Retry(f"{self.url} unreachable: {exc}") from exc
-        if reply.status_code in RETRY_STATUSES:
+        if retryable_status(reply.status_code):
             raise _Retry(f"{self.url} answered HTTP {reply.status_code}",
                          retry_after_s(reply.headers))  # fmt: skip
         if not 200 <= reply.status_code < 300:
@@ -123,6 +134,10 @@ class FeedbackWebhook:
                      error: BaseException, failure: Failure) -> bool:  # fmt: skip
         if failure.attempts == 0:
             failure.again()
+        if self.settings.sink_errors_tolerance == "none":
+            self.stop.set()
+            raise SinkStopped(f"errors.tolerance=none: {record.topic}[{record.partition}]@"
+                              f"{record.offset} failed for good: {error}") from error  # fmt: skip
         headers = dead_letter_headers(record, stage, error, failure, NAME)
         producer.send(self.topics.feedback_dead_letter, key=record.key, value=record.value,
                       headers=headers, timestamp_ms=record.timestamp).get(timeout=30)  # fmt: skip

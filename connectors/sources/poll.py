@@ -27,7 +27,7 @@ from erpbridge.config import Settings
 from erpbridge.contracts.bindings import TopicCodecs
 from erpbridge.metrics import SOURCE_PUBLISH_SECONDS, SOURCE_RECORDS
 from erpbridge.rejections import dead_letter
-from erpbridge.retry import RetryPolicy, retry_after_s
+from erpbridge.retry import RetryPolicy, retry_after_s, retryable_status
 from erpbridge.topic_reader import read_all
 
 SOURCE = "poll"
@@ -128,11 +128,9 @@ class Poller:
             else:
                 if reply.status_code == 200:
                     return list(reply.json()["items"])
-                if reply.status_code == 429:
-                    wait = retry_after_s(reply.headers) or self.policy.delay(attempt)
-                    why = "429 Too Many Requests"
-                elif reply.status_code >= 500:
-                    wait, why = self.policy.delay(attempt), f"HTTP {reply.status_code}"
+                if retryable_status(reply.status_code) or reply.status_code >= 500:
+                    wait = max(self.policy.delay(attempt), retry_after_s(reply.headers) or 0.0)
+                    why = f"HTTP {reply.status_code}"
                 else:
                     raise UpstreamRefused(
                         f"{self.url} answered HTTP {reply.status_code}: {reply.text[:300]}"

@@ -46,7 +46,6 @@ def make_settings(
         topic_partitions=3,
         streams_app_id=f"{prefix}-streams",
         streams_datadir=str(workdir / "faust"),
-        sink_group_id=f"{prefix}-sink",
         sink_retry_max_s=2.0,
         schema_registry_url=registry_url,
         redis_url=redis_url,

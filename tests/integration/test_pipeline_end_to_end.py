@@ -118,7 +118,7 @@ def test_claims_from_a_file_are_posted_in_tryton(pipeline, writer, tmp_path: Pat
     assert normalize["original"][:1] == b"\x00"  # the ExpenseClaim bytes, as they were
 
     topics = topics_of(settings)
-    wait_for(lambda: _all_consumed(settings, settings.sink_group_id, topics.postings, 3),
+    wait_for(lambda: _all_consumed(settings, settings.sink_group("tryton"), topics.postings, 3),
              timeout=60, what="the sink's committed offsets to reach the end of its topic",
              workers=workers)  # fmt: skip
     wait_for(lambda: _all_consumed(settings, settings.streams_app_id, topics.claims_raw, 4),
@@ -165,7 +165,7 @@ def test_reimporting_a_file_books_nothing_twice(pipeline, writer, tmp_path: Path
     producer.send(topics.postings, key=posting.key, value=posting.value).get(timeout=30)
     producer.close()
     wait_for(
-        lambda: _all_consumed(settings, settings.sink_group_id, topics.postings, before + 1),
+        lambda: _all_consumed(settings, settings.sink_group("tryton"), topics.postings, before + 1),
         timeout=120,
         what="the resent posting consumed by the sink",
         workers=workers,
@@ -207,7 +207,7 @@ def test_a_claim_the_erp_refuses_goes_to_the_dead_letter_topic(
     codecs.close()
     assert writer.find_invoices([claim_id]) == []  # nothing half-written left in the ERP
     wait_for(
-        lambda: _all_consumed(settings, settings.sink_group_id, topics.postings, 1),
+        lambda: _all_consumed(settings, settings.sink_group("tryton"), topics.postings, 1),
         timeout=60,
         what="the dead-lettered offset committed",
         workers=workers,

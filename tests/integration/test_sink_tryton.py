@@ -93,7 +93,7 @@ def _ids(tag: str, count: int) -> list[str]:
 def _all_committed(settings: Settings) -> bool:
     topic = topics_of(settings).postings
     end = end_offsets(settings, topic)
-    committed = committed_offsets(settings, settings.sink_group_id, topic)
+    committed = committed_offsets(settings, settings.sink_group("tryton"), topic)
     return all(committed.get(p, 0) >= offset for p, offset in end.items())
 
 

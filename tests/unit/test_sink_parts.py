@@ -1,4 +1,5 @@
 import datetime
+import time
 
 import pytest
 
@@ -101,3 +102,82 @@ def test_rest_settings_are_checked_at_start_up(tmp_path) -> None:
     bad.write_text('{"who": "$line.account_code"}', encoding="utf-8")
     with pytest.raises(ValueError, match="outside a \\$each"):
         RestErpWriter(RestErpSettings(template_file=bad))
+
+
+def test_each_erp_writer_has_its_own_default_consumer_group() -> None:
+    settings = Settings(topic_prefix="acme")
+    # before, every writer shared the Tryton group, so a Tryton and a REST sink split postings
+    assert settings.sink_group("tryton") == "acme-sink-tryton"
+    assert settings.sink_group("rest") == "acme-sink-rest"
+    assert Settings().sink_group("tryton") == "erpbridge-sink-tryton"  # as before, by default
+    assert Settings(sink_group_id="ours").sink_group("rest") == "ours"  # an explicit one wins
+
+
+class _Receiver:
+    """The expense platform's feedback URL: answers 503 ``down`` times, then 200 (or 400)."""
+
+    def __init__(self, webhook, down: int, then: int = 200) -> None:
+        self.webhook, self.down, self.then = webhook, down, then
+        self.seen: list[tuple[float, str]] = []  # (time, breaker state) at each request
+
+    def __call__(self, request):
+        import httpx
+
+        self.seen.append((time.monotonic(), self.webhook.breaker.state.name))
+        if len(self.seen) <= self.down:
+            return httpx.Response(503)
+        return httpx.Response(self.then)
+
+
+class _Producer:
+    def __init__(self) -> None:
+        self.sent: list[tuple] = []
+
+    def send(self, topic, **kwargs):
+        self.sent.append((topic, kwargs))
+        return type("Ack", (), {"get": lambda self, timeout=None: None})()
+
+
+def _webhook(down: int, then: int = 200, **settings):
+    import httpx
+
+    from connectors.sinks.webhook_out import FeedbackWebhook
+
+    config = Settings(sink_breaker_threshold=3, sink_breaker_probe_interval_s=0.3,
+                      sink_retry_initial_s=0.01, sink_retry_max_s=0.02, **settings)  # fmt: skip
+    webhook = FeedbackWebhook(config, "http://receiver.test/feedback", "secret")
+    receiver = _Receiver(webhook, down, then)
+    webhook.http = httpx.Client(transport=httpx.MockTransport(receiver))
+    feedback = {"posting_id": "P1", "claim_id": "P1", "status": "BOOKED"}
+    webhook.codecs = type("Codecs", (), {"deserializer": lambda self, role: lambda v: feedback,
+                                         "close": lambda self: None})()  # fmt: skip
+    record = type("Record", (), {"topic": "t.erp.feedback", "partition": 0, "offset": 7,
+                                 "key": b"P1", "value": b"x", "headers": [],
+                                 "timestamp": 0})()  # fmt: skip
+    return webhook, receiver, record
+
+
+def test_the_feedback_webhooks_breaker_opens_while_the_receiver_is_down_and_closes_after() -> None:
+    webhook, receiver, record = _webhook(down=5)
+    assert webhook._deliver(_Producer(), record) is True
+    states = [state for _, state in receiver.seen]
+    # three failures in a row open it; while open only one probe request goes out per interval
+    assert states[:3] == ["CLOSED"] * 3
+    assert states[3:] == ["HALF_OPEN"] * 3, states  # probes: 503, 503, then 200
+    gaps = [b - a for (a, _), (b, _) in zip(receiver.seen[2:], receiver.seen[3:], strict=False)]
+    assert min(gaps) >= 0.29  # nothing sent while open but the probes
+    assert webhook.breaker.state is State.CLOSED and len(receiver.seen) == 6
+
+
+def test_the_feedback_webhook_stops_on_a_refusal_under_errors_tolerance_none() -> None:
+    from connectors.sinks.dead_letter import SinkStopped
+
+    webhook, receiver, record = _webhook(down=0, then=400, sink_errors_tolerance="none")
+    producer = _Producer()
+    with pytest.raises(SinkStopped, match=r"t.erp.feedback\[0\]@7 failed for good"):
+        webhook._deliver(producer, record)
+    assert producer.sent == [] and webhook.stop.is_set()  # nothing dead-lettered, nothing skipped
+    webhook, _, record = _webhook(down=0, then=400)  # tolerance all: dead-lettered
+    producer = _Producer()
+    assert webhook._deliver(producer, record) is True
+    assert [topic for topic, _ in producer.sent] == ["erpbridge.erp.feedback.dlq"]
