@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 from kafka.consumer.fetcher import ConsumerRecord
 
+from erpbridge.rejections import Stage
+
 if TYPE_CHECKING:
     from connectors.sinks.breaker import CircuitBreaker
     from erpbridge.config import Settings
@@ -57,7 +59,7 @@ class Failure:
 
 
 def dead_letter_headers(
-    record: ConsumerRecord, stage: str, error: BaseException, failure: Failure, erp: str
+    record: ConsumerRecord, stage: Stage, error: BaseException, failure: Failure, erp: str
 ) -> Headers:
     context = {
         "__connect.errors.topic": record.topic,

@@ -44,6 +44,7 @@ from erpbridge.kafka_io import durable_producer, manual_commit_consumer
 from erpbridge.metrics import SINK_ERP_SECONDS, SINK_IN_FLIGHT, SINK_RECORDS
 from erpbridge.model import Posting
 from erpbridge.registry.client import RegistryUnavailable
+from erpbridge.rejections import Stage
 from erpbridge.retry import RetryPolicy
 from erpbridge.topics import Topics
 
@@ -251,7 +252,7 @@ class SinkRunner:
         except RegistryUnavailable as exc:
             return self._retry(tp, record, exc, None, erp=False)
         except DecodeError as exc:
-            self._give_up(tp, record, "convert", exc, None)
+            self._give_up(tp, record, Stage.CONVERT, exc, None)
             return _Result(record, done=True)
 
     def _book_batch(self, batch: list[tuple[ConsumerRecord, Posting]]) -> list[_Result]:
@@ -272,7 +273,7 @@ class SinkRunner:
             if isinstance(answer, RetryableErpError):
                 results.append(self._retry(tp, record, answer, posting, erp=True))
             elif isinstance(answer, ErpError):
-                self._give_up(tp, record, "put", answer, posting)
+                self._give_up(tp, record, Stage.PUT, answer, posting)
                 results.append(_Result(record, done=True, erp_answered=True))
             else:
                 self._failing.pop((tp, record.offset), None)
@@ -303,8 +304,10 @@ class SinkRunner:
         failure = self._failing.setdefault((tp, record.offset), Failure.first(self.breaker))
         failure.again(getattr(error, "retry_after", None))
         SINK_RECORDS.labels(self.writer.name, "retried").inc()
+        stage = Stage.PUT if erp else Stage.CONVERT  # the ERP, or the registry to decode with
         log.warning(
-            "erp retry stage=put topic=%s partition=%d offset=%d claim_id=%s attempt=%d error=%s",
+            "retry stage=%s topic=%s partition=%d offset=%d claim_id=%s attempt=%d error=%s",
+            stage,
             record.topic,
             record.partition,
             record.offset,
@@ -315,7 +318,7 @@ class SinkRunner:
         if failure.exhausted(self.settings, self.breaker):
             exhausted = RetriesExhausted(f"gave up after {failure.attempts} attempts: {error}")
             exhausted.__cause__ = error
-            self._give_up(tp, record, "put", exhausted, posting)
+            self._give_up(tp, record, stage, exhausted, posting)
             return _Result(record, done=True, retryable=erp)
         return _Result(record, done=False, retryable=erp)
 
@@ -323,7 +326,7 @@ class SinkRunner:
         self,
         tp: TopicPartition,
         record: ConsumerRecord,
-        stage: str,
+        stage: Stage,
         error: BaseException,
         posting: Posting | None,
     ) -> None:

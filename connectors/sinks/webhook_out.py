@@ -32,6 +32,7 @@ from erpbridge.config import Settings
 from erpbridge.contracts.bindings import TopicCodecs
 from erpbridge.kafka_io import durable_producer, manual_commit_consumer
 from erpbridge.metrics import SINK_RECORDS
+from erpbridge.rejections import Stage
 from erpbridge.retry import RetryPolicy, retry_after_s, retryable_status
 from erpbridge.topics import Topics
 
@@ -86,7 +87,7 @@ class FeedbackWebhook:
         try:
             feedback = self.codecs.deserializer("erp_feedback")(record.value)
         except DecodeError as exc:
-            return self._dead_letter(producer, record, "convert", exc, failure)
+            return self._dead_letter(producer, record, Stage.CONVERT, exc, failure)
         body = json.dumps(_jsonable(feedback), ensure_ascii=False).encode()
         headers = {**signed_headers(self.source, self.secret, body),
                    "Content-Type": "application/json",
@@ -102,13 +103,13 @@ class FeedbackWebhook:
                 self._post(body, headers)
             except _Refused as exc:
                 self.breaker.success()  # the receiver answered: it is up
-                return self._dead_letter(producer, record, "deliver", exc, failure)
+                return self._dead_letter(producer, record, Stage.DELIVER, exc, failure)
             except _Retry as exc:
                 self.breaker.failure()
                 failure.again(exc.retry_after)
                 SINK_RECORDS.labels(NAME, "retried").inc()
                 if failure.exhausted(self.settings, self.breaker):
-                    return self._dead_letter(producer, record, "deliver", exc, failure)
+                    return self._dead_letter(producer, record, Stage.DELIVER, exc, failure)
                 wait = max(self.policy.delay(failure.attempts), exc.retry_after or 0.0)
                 log.warning("feedback retry attempt=%d wait=%.1fs error=%s", failure.attempts,
                             wait, exc)  # fmt: skip
@@ -130,7 +131,7 @@ class FeedbackWebhook:
         if not 200 <= reply.status_code < 300:
             raise _Refused(f"{self.url} answered HTTP {reply.status_code}: {reply.text[:300]}")
 
-    def _dead_letter(self, producer: KafkaProducer, record: ConsumerRecord, stage: str,
+    def _dead_letter(self, producer: KafkaProducer, record: ConsumerRecord, stage: Stage,
                      error: BaseException, failure: Failure) -> bool:  # fmt: skip
         if failure.attempts == 0:
             failure.again()

@@ -29,7 +29,7 @@ from erpbridge.config import Settings
 from erpbridge.contracts.bindings import TopicCodecs
 from erpbridge.kafka_io import durable_producer
 from erpbridge.metrics import SOURCE_PUBLISH_SECONDS, SOURCE_RECORDS
-from erpbridge.rejections import dead_letter
+from erpbridge.rejections import Stage, dead_letter
 
 SOURCE = "batch_file"
 BATCH_ROWS = 2000
@@ -162,7 +162,7 @@ class _Batch:
             self.report.rejected += 1
             _REJECTED.inc()
             envelope = dead_letter(
-                stage="source.batch_file",
+                stage=Stage.SOURCE_BATCH_FILE,
                 reason="invalid_row",
                 problems=problems,
                 original=entry.raw,

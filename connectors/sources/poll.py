@@ -26,7 +26,7 @@ from erpbridge.codec import encode_key
 from erpbridge.config import Settings
 from erpbridge.contracts.bindings import TopicCodecs
 from erpbridge.metrics import SOURCE_PUBLISH_SECONDS, SOURCE_RECORDS
-from erpbridge.rejections import dead_letter
+from erpbridge.rejections import Stage, dead_letter
 from erpbridge.retry import RetryPolicy, retry_after_s, retryable_status
 from erpbridge.topic_reader import read_all
 
@@ -135,8 +135,8 @@ class Poller:
                     raise UpstreamRefused(
                         f"{self.url} answered HTTP {reply.status_code}: {reply.text[:300]}"
                     )
-            log.warning("upstream retry stage=poll source=%s attempt=%d wait=%.1fs reason=%s",
-                        self.source_name, attempt, wait, why)  # fmt: skip
+            log.warning("upstream retry stage=%s source=%s attempt=%d wait=%.1fs reason=%s",
+                        Stage.SOURCE_POLL, self.source_name, attempt, wait, why)  # fmt: skip
             self.stop.wait(wait)
         return None
 
@@ -163,7 +163,7 @@ class Poller:
         except ValidationError as exc:
             SOURCE_RECORDS.labels(SOURCE, "rejected").inc()
             envelope = dead_letter(
-                stage="source.poll",
+                stage=Stage.SOURCE_POLL,
                 reason="invalid_event",
                 problems=[f"{p['field']}: {p['message']}" for p in problems_of(exc)],
                 original=json.dumps(item, ensure_ascii=False).encode(),

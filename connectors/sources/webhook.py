@@ -32,7 +32,7 @@ from erpbridge.config import Settings
 from erpbridge.contracts.bindings import TopicCodecs
 from erpbridge.contracts.serde import SerializationError
 from erpbridge.metrics import SOURCE_PUBLISH_SECONDS, SOURCE_RECORDS
-from erpbridge.rejections import dead_letter
+from erpbridge.rejections import Stage, dead_letter
 
 SOURCE = "webhook"
 log = logging.getLogger(__name__)
@@ -213,7 +213,7 @@ class WebhookSource:
         )
         problems = [f"{p['field']}: {p['message']}" for p in refusal.problems] or [refusal.message]
         record = dead_letter(
-            stage="source.webhook",
+            stage=Stage.SOURCE_WEBHOOK,
             reason=refusal.code,
             problems=problems,
             original=body,

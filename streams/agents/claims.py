@@ -17,6 +17,7 @@ from erpbridge.metrics import (
     STREAM_TABLE_KEYS,
 )
 from erpbridge.model import invoice_ref
+from erpbridge.rejections import Stage
 from streams import claim_case
 from streams.agents.outputs import decode, event_ms, origin_of, reject, send_status
 from streams.app import (
@@ -75,7 +76,7 @@ async def claims_agent(stream: Any) -> None:
                 try:
                     record = await decode(role, event.value)
                 except DecodeError as exc:
-                    await reject(AGENT, "normalize", event.key, event.value, origin_of(event),
+                    await reject(AGENT, Stage.NORMALIZE, event.key, event.value, origin_of(event),
                                  "undecodable", [str(exc)], None)  # fmt: skip
                 else:
                     await (_on_claim if role == "claims_raw" else _on_approval)(event, record)
@@ -140,9 +141,9 @@ async def _apply(case: ClaimCase, effects: list[Effect], event: Any,
             await postings.send(key=key, value=effect.posting)
             STREAM_EVENTS.labels(AGENT, "out").inc()
         elif isinstance(effect, Reject):
-            await reject(AGENT, "correlate" if effect.reason.endswith("_invoice") else "normalize",
-                         key, effect.original, origin, effect.reason, effect.problems,
-                         case.claim_id)  # fmt: skip
+            stage = Stage.CORRELATE if effect.reason.endswith("_invoice") else Stage.NORMALIZE
+            await reject(AGENT, stage, key, effect.original, origin, effect.reason,
+                         effect.problems, case.claim_id)  # fmt: skip
         elif isinstance(effect, Status):
             if effect.status in ("HELD", "STALLED", "CANCELLED", "REDRIVEN"):
                 STREAM_EVENTS.labels(AGENT, effect.status.lower()).inc()

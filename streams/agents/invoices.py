@@ -11,6 +11,7 @@ from typing import Any
 from erpbridge.codec import DecodeError
 from erpbridge.metrics import STREAM_EVENTS, STREAM_PROCESS_SECONDS, STREAM_TABLE_KEYS
 from erpbridge.model import invoice_key
+from erpbridge.rejections import Stage
 from streams import invoice_case
 from streams.agents.outputs import decode, event_ms, origin_of, reject
 from streams.app import app, claim_events, codecs, invoice_inputs, invoices
@@ -47,7 +48,7 @@ async def _on_invoice(event: Any) -> None:
     try:
         invoice = await decode("invoices_raw", event.value)
     except DecodeError as exc:
-        await reject(AGENT, "validate", event.key, event.value, origin_of(event), "undecodable",
+        await reject(AGENT, Stage.VALIDATE, event.key, event.value, origin_of(event), "undecodable",
                      [str(exc)], None)  # fmt: skip
         return
     key = invoice_key(invoice["invoice_code"], invoice["invoice_number"])
@@ -55,7 +56,7 @@ async def _on_invoice(event: Any) -> None:
                                                      event_ms(event), invoice)  # fmt: skip
     STREAM_EVENTS.labels(AGENT, verdict).inc()
     if verdict == "invalid":
-        await reject(AGENT, "validate", event.key, event.value, origin_of(event),
+        await reject(AGENT, Stage.VALIDATE, event.key, event.value, origin_of(event),
                      "invoice_tax_mismatch", case.problems, key)  # fmt: skip
     await _apply(event, case, answers)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from erpbridge.metrics import STREAM_EVENTS
 from erpbridge.registry.client import RegistryUnavailable
-from erpbridge.rejections import dead_letter
+from erpbridge.rejections import Stage, dead_letter
 from erpbridge.retry import RetryPolicy
 from streams.app import claim_status, codecs, rejected
 from streams.claim_case import Status
@@ -28,7 +28,8 @@ async def decode(role: str, value: bytes) -> dict[str, Any]:
             return codecs.deserializer(role)(value)
         except RegistryUnavailable as exc:
             attempt += 1
-            log.warning("registry unavailable stage=decode attempt=%d error=%s", attempt, exc)
+            log.warning("registry unavailable stage=%s attempt=%d error=%s", Stage.DECODE, attempt,
+                        exc)  # fmt: skip
             await asyncio.sleep(REGISTRY_RETRY.delay(attempt))
 
 
@@ -42,7 +43,7 @@ def event_ms(event: Any) -> int:
     return int(event.message.timestamp * 1000)
 
 
-async def reject(agent: str, stage: str, key: bytes | None, original: bytes | None,
+async def reject(agent: str, stage: Stage, key: bytes | None, original: bytes | None,
                  origin: Mapping[str, Any], reason: str, problems: list[str],
                  entity_id: str | None) -> None:  # fmt: skip
     STREAM_EVENTS.labels(agent, "rejected").inc()
