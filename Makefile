@@ -48,7 +48,8 @@ run: workers
 lint: install
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
-	$(PYTHON) -m mypy erpbridge streams connectors deploy
+	$(PYTHON) -m mypy erpbridge erpbridge_cli streams connectors deploy
+	lint-imports
 	$(PYTHON) -m erpbridge schemas check
 
 unit: install

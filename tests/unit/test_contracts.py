@@ -9,9 +9,9 @@ import pytest
 from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
 from click.testing import CliRunner
 
-from erpbridge.cli import main
 from erpbridge.contracts.catalog import SCHEMA_DIR, load_catalog
 from erpbridge.contracts.compatibility import Mode, check_evolution, incompatibilities
+from erpbridge_cli.cli import main
 
 CATALOG = load_catalog()
 

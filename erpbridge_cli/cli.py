@@ -321,7 +321,7 @@ def erp_invoices(references: tuple[str, ...]) -> None:
 def demo(path: Path, approvals: Path | None, invoices: Path | None, timeout: float) -> None:
     """Feed the claims in PATH (and approvals, invoices) to the running pipeline; wait until each
     claim is booked, rejected or cancelled; print where each went."""
-    from erpbridge.demo import run_demo
+    from erpbridge_cli.demo import run_demo
 
     missing = run_demo(path, get_settings(), timeout, click.echo, approvals, invoices)
     if missing:

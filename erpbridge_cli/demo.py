@@ -56,9 +56,9 @@ def run_demo(claims: Path, settings: Settings, timeout: float, echo: Callable[[s
 
 def _print(settings: Settings, wanted: list[str], rejections: dict[tuple[Any, ...], Any],
            closed: dict[str, dict[str, Any]], echo: Callable[[str], None]) -> None:  # fmt: skip
-    from erpbridge.cli import print_invoices
     from erpbridge.rejections import describe
     from erpbridge.topics import Topics
+    from erpbridge_cli.cli import print_invoices
 
     print_invoices(settings, wanted)
     topics = Topics(settings.topic_prefix)

@@ -1,0 +1,3 @@
+from erpbridge_cli.cli import main
+
+main()
