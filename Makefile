@@ -49,7 +49,7 @@ lint: install
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
 	$(PYTHON) -m mypy erpbridge erpbridge_cli streams connectors deploy
-	lint-imports
+	$(PYTHON) -c "from importlinter.cli import lint_imports_command as lint; lint()"
 	$(PYTHON) -m erpbridge schemas check
 
 unit: install
