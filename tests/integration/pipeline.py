@@ -149,3 +149,14 @@ def publish(settings: Settings, role: str, records: Iterable[tuple[bytes, dict[s
     finally:
         producer.close()
         codecs.close()
+
+
+def posted_in_tryton(settings: Settings, references: list[str]) -> list[dict[str, Any]]:
+    """The posted supplier invoices Tryton holds for these references (claim ids)."""
+    from connectors.erp.tryton import TrytonWriter
+
+    writer = TrytonWriter.from_settings(settings)
+    try:
+        return [inv for inv in writer.find_invoices(references) if inv["state"] == "posted"]
+    finally:
+        writer.close()

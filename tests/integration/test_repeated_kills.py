@@ -26,7 +26,6 @@ from typing import Any
 
 import pytest
 
-from connectors.erp.tryton import TrytonWriter
 from erpbridge.config import Settings
 from erpbridge.contracts.bindings import TopicCodecs
 from erpbridge.kafka_io import durable_producer, end_offsets
@@ -34,7 +33,7 @@ from erpbridge.topic_reader import read_all, read_records
 from erpbridge.topics import Topics
 from streams.audit import audit, render
 from tests.contract_samples import SAMPLES
-from tests.integration.pipeline import Worker, make_settings, running_workers
+from tests.integration.pipeline import Worker, make_settings, posted_in_tryton, running_workers
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
@@ -169,14 +168,6 @@ def _transaction_markers(settings: Settings) -> int:
     return sum(end_offsets(settings, topic).values()) - records
 
 
-def _bookings(settings: Settings, ids: list[str]) -> list[dict[str, Any]]:
-    writer = TrytonWriter.from_settings(settings)
-    try:
-        return [inv for inv in writer.find_invoices(ids) if inv["state"] == "posted"]
-    finally:
-        writer.close()
-
-
 def test_repeated_kills_lose_nothing_and_book_nothing_twice(
     kafka_bootstrap, schema_registry_url, redis_url, erp, tmp_path: Path
 ) -> None:
@@ -219,7 +210,7 @@ def test_repeated_kills_lose_nothing_and_book_nothing_twice(
         deadline = fed + DRAIN_TIMEOUT_S
         booked: list[dict[str, Any]] = []
         while time.monotonic() < deadline:
-            booked = _bookings(settings, ids)
+            booked = posted_in_tryton(settings, ids)
             if len(booked) >= CLAIMS:
                 break
             dead = [w.name for w in workers if w.proc is not None and w.proc.poll() is not None]
@@ -227,7 +218,7 @@ def test_repeated_kills_lose_nothing_and_book_nothing_twice(
             time.sleep(5)
         time.sleep(3)  # a commit interval more: nothing extra may follow
         postings = _postings(settings)
-        booked = _bookings(settings, ids)
+        booked = posted_in_tryton(settings, ids)
     drained = time.monotonic()
     report = audit(settings)  # the processors' own check: every consumed claim in the table
     print(render(report))

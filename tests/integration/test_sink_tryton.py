@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from connectors.erp.tryton import TrytonWriter
 from connectors.erp.tryton_rpc import TrytonRpc
 from erpbridge.config import Settings
 from erpbridge.kafka_io import committed_offsets, end_offsets, ensure_topics
@@ -23,6 +22,7 @@ from tests.contract_samples import SAMPLES
 from tests.integration.pipeline import (
     Worker,
     make_settings,
+    posted_in_tryton,
     publish,
     running_workers,
     topics_of,
@@ -62,14 +62,6 @@ def _publish(settings: Settings, ids: list[str], account: str = "5.2.2") -> None
     publish(settings, "postings", records)
 
 
-def _invoices(settings: Settings, ids: list[str]) -> list[dict[str, Any]]:
-    writer = TrytonWriter.from_settings(settings)
-    try:
-        return [inv for inv in writer.find_invoices(ids) if inv["state"] == "posted"]
-    finally:
-        writer.close()
-
-
 def _invoice_lines(settings: Settings, ids: list[str]) -> list[dict[str, Any]]:
     rpc = TrytonRpc(settings.erp_url, settings.erp_database, settings.erp_user,
                     settings.erp_password.get_secret_value())  # fmt: skip
@@ -100,7 +92,7 @@ def _all_committed(settings: Settings) -> bool:
 def _wait_booked_and_committed(settings: Settings, ids: list[str], sink: Worker) -> list[dict]:
     """Wait until every id is a posted invoice and the sink committed its offsets."""
     booked = wait_for(
-        lambda: (found := _invoices(settings, ids)) and len(found) >= len(ids) and found,
+        lambda: (found := posted_in_tryton(settings, ids)) and len(found) >= len(ids) and found,
         timeout=120,
         what=f"{len(ids)} bookings",
         workers=[sink],
@@ -138,7 +130,7 @@ def test_killed_between_erp_write_and_commit_books_each_posting_once(
     with running_workers(crashing, tmp_path / "first", streams=False) as (sink,):
         assert sink.proc is not None
         assert sink.proc.wait(timeout=120) == 137  # died right after its 3rd ERP write
-    written = _invoices(crashing, ids)
+    written = posted_in_tryton(crashing, ids)
     assert len(written) >= 3 and not _all_committed(crashing)
 
     settings = crashing.model_copy(update={"sink_test_exit_after_writes": 0})
@@ -167,7 +159,7 @@ def test_an_erp_outage_opens_the_breaker_and_loses_nothing(
     with running_workers(settings, tmp_path / "sink", streams=False) as (sink,):
         _publish(settings, before)
         wait_for(
-            lambda: len(_invoices(settings, before)) == 5,
+            lambda: len(posted_in_tryton(settings, before)) == 5,
             timeout=120,
             what="the first 5 booked",
             workers=[sink],
@@ -214,7 +206,7 @@ def test_a_refused_posting_lands_in_the_dlq_with_every_header(
             workers=[sink],
         )
         wait_for(
-            lambda: len(_invoices(settings, good)) == 2,
+            lambda: len(posted_in_tryton(settings, good)) == 2,
             timeout=120,
             what="the good postings booked",
             workers=[sink],
