@@ -56,7 +56,7 @@ unit: install
 	$(PYTHON) -m pytest -q tests/unit
 
 # Integration tests start (and stop) the broker, Redis and Tryton they need themselves.
-# `make test` runs the repeated-kill test once, with a fresh seed (about 5 minutes).
+# `make test` runs the repeated-kill test once, with a fresh seed (about 4 minutes).
 test: lint
 	$(PYTHON) -m pytest -q
 
