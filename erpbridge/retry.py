@@ -41,5 +41,7 @@ def retry_after_s(headers: Mapping[str, str]) -> float | None:
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
-def retryable_status(status: int, statuses: frozenset[int] = RETRYABLE_STATUSES) -> bool:
-    return status in statuses
+def retryable_status(status: int, statuses: frozenset[int] = RETRYABLE_STATUSES, *,
+                     any_server_error: bool = False) -> bool:  # fmt: skip
+    """``any_server_error``: every 5xx is retried too (Tryton and the poller always did)."""
+    return status in statuses or (any_server_error and status >= 500)

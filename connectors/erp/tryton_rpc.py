@@ -129,7 +129,7 @@ class TrytonRpc:
             raise RetryableErpError(f"Tryton unreachable on {method}: {exc}") from exc
         if reply.status_code == 401 and authenticated:
             raise _SessionExpired()
-        if retryable_status(reply.status_code) or reply.status_code >= 500:
+        if retryable_status(reply.status_code, any_server_error=True):
             raise RetryableErpError(f"Tryton answered HTTP {reply.status_code} on {method}",
                                     retry_after=retry_after_s(reply.headers))  # fmt: skip
         if reply.status_code != 200:

@@ -128,7 +128,7 @@ class Poller:
             else:
                 if reply.status_code == 200:
                     return list(reply.json()["items"])
-                if retryable_status(reply.status_code) or reply.status_code >= 500:
+                if retryable_status(reply.status_code, any_server_error=True):
                     wait = max(self.policy.delay(attempt), retry_after_s(reply.headers) or 0.0)
                     why = f"HTTP {reply.status_code}"
                 else:

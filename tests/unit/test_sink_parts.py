@@ -8,7 +8,7 @@ from connectors.sinks.breaker import CircuitBreaker, State
 from connectors.sinks.dead_letter import Failure
 from erpbridge.config import Settings
 from erpbridge.model import Posting, PostingLine
-from erpbridge.retry import retry_after_s
+from erpbridge.retry import retry_after_s, retryable_status
 
 
 class Clock:
@@ -181,3 +181,12 @@ def test_the_feedback_webhook_stops_on_a_refusal_under_errors_tolerance_none() -
     producer = _Producer()
     assert webhook._deliver(producer, record) is True
     assert [topic for topic, _ in producer.sent] == ["erpbridge.erp.feedback.dlq"]
+
+
+def test_one_reading_of_retryable_http_statuses() -> None:
+    assert [s for s in (200, 400, 408, 429, 501, 503) if retryable_status(s)] == [408, 429, 503]
+    # Tryton and the poller retry every server error as well
+    assert retryable_status(501, any_server_error=True) and not retryable_status(
+        404, any_server_error=True
+    )
+    assert not retryable_status(503, frozenset({429}))  # a REST writer's own set wins
