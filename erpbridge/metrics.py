@@ -36,7 +36,8 @@ STREAM_OPEN_CLAIMS = Gauge(
 )
 STREAM_AUDIT_LOST = Gauge(
     "erpbridge_stream_audit_lost",
-    "Claims the processors consumed but their table no longer holds, as of the last audit.",
+    "Inputs (claims, approvals, invoices) the processors consumed but their tables no longer"
+    " hold, as of the last audit.",
 )
 STREAM_AUDIT_COMPLETE_NOT_POSTED = Gauge(
     "erpbridge_stream_audit_complete_not_posted",

@@ -219,7 +219,7 @@ def streams(ctx: click.Context) -> None:
 @click.option("--every", type=float, default=None,
               help="Audit every N seconds (serving metrics) instead of once.")  # fmt: skip
 def streams_audit(as_json: bool, every: float | None) -> None:
-    """Is every claim the processors consumed still in their table? Exit 1 when not."""
+    """Is every input the processors consumed still in their tables? Exit 1 when not."""
     import json
     import time
 

@@ -26,6 +26,11 @@ from erpbridge.codec import DecodeError
 from erpbridge.config import Settings
 from erpbridge.contracts.bindings import TopicCodecs
 from erpbridge.kafka_io import committed_offsets, end_offsets
+from erpbridge.metrics import (
+    STREAM_AUDIT_COMPLETE_NOT_POSTED,
+    STREAM_AUDIT_LOST,
+    STREAM_AUDIT_RUNS,
+)
 from erpbridge.model import invoice_key
 from erpbridge.topic_reader import read_all, read_rejections
 from erpbridge.topics import table_changelog
@@ -201,12 +206,6 @@ def render(report: AuditReport) -> str:
 
 
 def record_metrics(report: AuditReport) -> None:
-    from erpbridge.metrics import (
-        STREAM_AUDIT_COMPLETE_NOT_POSTED,
-        STREAM_AUDIT_LOST,
-        STREAM_AUDIT_RUNS,
-    )
-
     STREAM_AUDIT_LOST.set(len(report.lost))
     STREAM_AUDIT_COMPLETE_NOT_POSTED.set(len(report.complete_not_posted))
     STREAM_AUDIT_RUNS.labels("ok" if report.ok else "differences").inc()
