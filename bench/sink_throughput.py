@@ -19,6 +19,7 @@ from decimal import Decimal
 
 from connectors.erp.tryton import TrytonWriter
 from connectors.erp.tryton_rpc import TrytonRpc
+from connectors.sinks.erp_target import ErpTarget
 from connectors.sinks.runner import SinkRunner
 from erpbridge.config import Settings
 from erpbridge.contracts.bindings import TopicCodecs
@@ -71,7 +72,7 @@ def through_sink(settings: Settings, tryton_url: str, database: str, count: int)
     producer.close()
     codecs.close()
     writer = TrytonWriter(TrytonRpc(tryton_url, database, "admin", "admin"), "2.1.4")
-    runner = SinkRunner(settings, writer)
+    runner = SinkRunner(settings, ErpTarget(settings, writer, TopicCodecs(settings)))
     thread = threading.Thread(target=runner.run, daemon=True)
     from erpbridge.metrics import SINK_RECORDS
 
@@ -116,8 +117,7 @@ def main() -> None:
         for concurrency in args.concurrency:
             prefix = f"bench{uuid.uuid4().hex[:8]}"
             settings = Settings(topic_prefix=prefix, sink_group_id=f"{prefix}-sink",
-                                sink_concurrency=concurrency, erp_url=cfg.url,
-                                erp_database=cfg.database)  # fmt: skip
+                                sink_concurrency=concurrency)  # fmt: skip
             rate = through_sink(settings, cfg.url, cfg.database, args.postings)
             print(f"{f'sink, concurrency {concurrency}':<22}{rate:>12.1f}{rate / naive:>10.2f}")
     finally:

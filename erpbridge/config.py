@@ -72,14 +72,9 @@ class Settings(BaseSettings):
     # is committed (the crash the idempotent write must survive). 0 = off.
     sink_test_exit_after_writes: int = Field(0, ge=0)
 
-    # ERP (Tryton JSON-RPC)
-    erp_url: str = "http://127.0.0.1:8000"
-    erp_database: str = "erpbridge"
-    erp_user: str = "admin"
-    erp_password: SecretStr = SecretStr("admin")
-    erp_payable_account: str = "2.1.4"
-    # Account of the ERP's input VAT taxes (进项税额): deductible VAT is booked on its taxes
-    erp_input_vat_account: str = "1.4.4"
+    # ERP writers have their own settings sections (connectors.erp.registry): ERPBRIDGE_ERP_*
+    # for Tryton, ERPBRIDGE_REST_ERP_* for a REST gateway; the feedback webhook's are
+    # ERPBRIDGE_FEEDBACK_WEBHOOK_*.
 
     # Postings: what the stream processor books claims as
     company_currency: str = Field("CNY", pattern=r"^[A-Z]{3}$")
@@ -156,21 +151,27 @@ class Settings(BaseSettings):
 
     def to_env(self) -> dict[str, str]:
         """Every setting as the ``ERPBRIDGE_*`` variable it is read from (to start workers)."""
-        env = {}
-        for name, value in self.model_dump().items():
-            if isinstance(value, SecretStr):
-                value = value.get_secret_value()
-            elif value is None:
-                continue  # unset: the worker's default is None too
-            elif isinstance(value, list | tuple):
-                value = json.dumps(value)
-            elif isinstance(value, dict):
-                value = json.dumps({k: v.get_secret_value() if isinstance(v, SecretStr) else v
-                                    for k, v in value.items()})  # fmt: skip
-            elif isinstance(value, Enum):
-                value = value.value
-            env[f"ERPBRIDGE_{name.upper()}"] = str(value)
-        return env
+        return env_of(self)
+
+
+def env_of(settings: BaseSettings) -> dict[str, str]:
+    """A settings section as the environment variables it is read from (its own prefix)."""
+    prefix = str(settings.model_config.get("env_prefix", ""))
+    env = {}
+    for name, value in settings.model_dump().items():
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        elif value is None:
+            continue  # unset: the worker's default is None too
+        elif isinstance(value, list | tuple | frozenset | set):
+            value = json.dumps(sorted(value) if isinstance(value, frozenset | set) else value)
+        elif isinstance(value, dict):
+            value = json.dumps({k: v.get_secret_value() if isinstance(v, SecretStr) else v
+                                for k, v in value.items()})  # fmt: skip
+        elif isinstance(value, Enum):
+            value = value.value
+        env[f"{prefix}{name}".upper()] = str(value)
+    return env
 
 
 @lru_cache(maxsize=1)

@@ -9,9 +9,10 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
-from erpbridge.codec import DecodeError
 from erpbridge.config import Settings
 from erpbridge.contracts.bindings import TopicCodecs
+from erpbridge.failures import FailureRecord, Stage
+from erpbridge.topics import Topics
 
 
 def read_all(settings: Settings, topic: str, timeout_s: float = 10.0,
@@ -44,28 +45,24 @@ def read_all(settings: Settings, topic: str, timeout_s: float = 10.0,
         consumer.close()
 
 
-def read_rejections(settings: Settings) -> list[dict[str, Any]]:
-    """Every DeadLetter record on the rejection topic (an unreadable one is listed as such)."""
-    codecs = TopicCodecs(settings)
-    rejections = []
-    try:
-        for record in read_all(settings, codecs.topic("rejected")):
-            try:
-                rejections.append(codecs.deserializer("rejected")(record.value))
-            except DecodeError as exc:
-                rejections.append(
-                    {
-                        "stage": "?",
-                        "reason": "unreadable_rejection",
-                        "problems": [str(exc)],
-                        "entity_id": None,
-                        "origin": {"offset": str(record.offset)},
-                        "rejected_at": None,
-                    }
-                )
-    finally:
-        codecs.close()
-    return rejections
+def read_rejections(settings: Settings) -> list[FailureRecord]:
+    """Every failure record on the rejection topic."""
+    return read_failures(settings, "rejected")
+
+
+def read_failures(settings: Settings, role: str) -> list[FailureRecord]:
+    """Every failure record on a failure topic (``rejected``, ``erp_dead_letter``,
+    ``feedback_dead_letter``); a record without failure context is listed as unreadable."""
+    topic = str(getattr(Topics(settings.topic_prefix), role))
+    failures = []
+    for record in read_all(settings, topic):
+        try:
+            failures.append(FailureRecord.read(record))
+        except (KeyError, ValueError) as exc:
+            failures.append(FailureRecord.of_record(
+                record, stage=Stage.DECODE, reason="unreadable_failure", connector="reader",
+                error=ValueError(f"not a failure record: {exc}")))  # fmt: skip
+    return failures
 
 
 def read_statuses(settings: Settings) -> list[dict[str, Any]]:

@@ -31,7 +31,8 @@ class Topics:
 
     @property
     def rejected(self) -> str:
-        """DeadLetter records: input refused by a source or a processor, with the reason."""
+        """Failure records (:mod:`erpbridge.failures.record`): input a source or a processor
+        refused, as it came, with the reason in headers."""
         return f"{self.prefix}.rejected"
 
     @property
@@ -46,12 +47,14 @@ class Topics:
 
     @property
     def claim_events(self) -> str:
-        """Internal to the processors (JSON): invoice answers and ticks. Key: claim id."""
+        """ClaimEvent records, internal to the processors: invoice answers and deadline ticks.
+        Key: claim id (none for a tick)."""
         return f"{self.prefix}.streams.claim-events"
 
     @property
     def invoice_refs(self) -> str:
-        """Internal to the processors (JSON): claims attaching invoices. Key: invoice key."""
+        """InvoiceCitation records, internal to the processors: a claim starting or stopping
+        to cite an invoice. Key: invoice key."""
         return f"{self.prefix}.streams.invoice-refs"
 
     @property
@@ -61,7 +64,7 @@ class Topics:
 
     @property
     def erp_dead_letter(self) -> str:
-        """Postings the ERP refused for good: the record as it was, plus error headers."""
+        """Failure records: postings the ERP refused for good, as they were, plus headers."""
         return f"{self.prefix}.erp.dlq"
 
     @property
@@ -71,7 +74,7 @@ class Topics:
 
     @property
     def feedback_dead_letter(self) -> str:
-        """Feedback the expense platform refused for good: the record as it was, plus headers."""
+        """Failure records: feedback the expense platform refused for good, plus headers."""
         return f"{self.prefix}.erp.feedback.dlq"
 
     def all(self) -> tuple[str, ...]:
@@ -84,11 +87,12 @@ class Topics:
         return (self.source_offsets, self.reference)
 
 
-# Which contract (avro_schemas/<name>/) each topic carries; the DLQ keeps postings' bytes as-is.
+# Which contract (avro_schemas/<name>/) each topic carries. The failure topics (rejected and the
+# two DLQs) carry the failed input's own bytes, whatever they are, with context in headers.
 CONTRACTS = {"claims_raw": "expense_claim", "approvals_raw": "approval_decision",
-             "invoices_raw": "invoice", "postings": "erp_posting", "rejected": "dead_letter",
-             "erp_dead_letter": "erp_posting", "claim_status": "claim_status",
-             "erp_feedback": "erp_feedback"}  # fmt: skip
+             "invoices_raw": "invoice", "postings": "erp_posting",
+             "claim_status": "claim_status", "erp_feedback": "erp_feedback",
+             "claim_events": "claim_event", "invoice_refs": "invoice_citation"}  # fmt: skip
 
 
 def table_changelog(app_id: str, table: str) -> str:

@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING
 import click
 
 from erpbridge import metrics
-from erpbridge.config import Settings, get_settings
+from erpbridge.config import get_settings
 from erpbridge.contracts.compatibility import Mode
 
 if TYPE_CHECKING:
-    from connectors.erp.base import ErpWriter
+    from connectors.sinks.target import Target
 
 
 def _setup_logging(level: str) -> None:
@@ -239,31 +239,33 @@ def streams_audit(as_json: bool, every: float | None) -> None:
 
 @main.group()
 def sink() -> None:
-    """Sink connectors."""
+    """Sink connectors: one command per registered ERP writer (connectors.erp.registry)."""
 
 
-@sink.command("tryton")
-def sink_tryton() -> None:
-    """Book postings as posted supplier invoices in Tryton (JSON-RPC), until stopped."""
-    from connectors.erp.tryton import TrytonWriter
+def _sink_command(name: str, summary: str) -> None:
+    @sink.command(name, help=f"{summary} Runs until stopped.")
+    def run() -> None:
+        from connectors.erp.registry import build_writer
+        from connectors.sinks.erp_target import ErpTarget
+        from erpbridge.contracts.bindings import TopicCodecs
 
-    _run_sink(TrytonWriter.from_settings(get_settings()))
-
-
-@sink.command("rest")
-def sink_rest() -> None:
-    """Book postings through a REST ERP gateway (ERPBRIDGE_REST_ERP_*), until stopped."""
-    from connectors.erp.rest import RestErpSettings, RestErpWriter
-
-    _run_sink(RestErpWriter(RestErpSettings()))
+        settings = get_settings()
+        _run_sink(ErpTarget(settings, build_writer(name), TopicCodecs(settings)))
 
 
-def _run_sink(writer: ErpWriter) -> None:
+def _register_sink_commands() -> None:
+    from connectors.erp.registry import WRITERS
+
+    for kind in WRITERS.values():
+        _sink_command(kind.name, kind.summary)
+
+
+def _run_sink(target: Target) -> None:
     from connectors.sinks.runner import SinkRunner, SinkStopped
 
     settings = get_settings()
     metrics.serve_from(settings)
-    runner = SinkRunner(settings, writer)
+    runner = SinkRunner(settings, target)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: runner.stop.set())
     try:
@@ -278,25 +280,31 @@ def feedback() -> None:
 
 
 @feedback.command("webhook")
-@click.option("--url", required=True, help="The expense platform's feedback endpoint.")
+@click.option("--url", default=None, help="The expense platform's feedback endpoint "
+              "(default: ERPBRIDGE_FEEDBACK_WEBHOOK_URL).")  # fmt: skip
 @click.option("--secret-env", default="ERPBRIDGE_FEEDBACK_WEBHOOK_SECRET", show_default=True,
               help="Environment variable holding the HMAC secret.")  # fmt: skip
-@click.option("--source", default="erpbridge", show_default=True, help="X-Erpbridge-Source.")
-def feedback_webhook(url: str, secret_env: str, source: str) -> None:
+@click.option("--source", default=None, help="X-Erpbridge-Source (default: erpbridge).")
+def feedback_webhook(url: str | None, secret_env: str, source: str | None) -> None:
     """POST every ErpFeedback event to URL, signed, with retries and a DLQ, until stopped."""
     import os
 
-    from connectors.sinks.webhook_out import FeedbackWebhook
+    from pydantic import SecretStr
 
-    secret = os.environ.get(secret_env, "")
-    if not secret:
-        raise click.ClickException(f"set {secret_env} to the shared HMAC secret")
-    settings = get_settings()
-    metrics.serve_from(settings)
-    delivery = FeedbackWebhook(settings, url, secret, source)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: delivery.stop.set())
-    delivery.run()
+    from connectors.sinks.webhook_out import FeedbackWebhook, FeedbackWebhookSettings
+    from erpbridge.contracts.bindings import TopicCodecs
+
+    try:
+        base = FeedbackWebhookSettings()
+        config = FeedbackWebhookSettings(
+            url=url or base.url,
+            source=source or base.source,
+            secret=SecretStr(os.environ.get(secret_env) or base.secret.get_secret_value()),
+        )
+        target = FeedbackWebhook(config, TopicCodecs(get_settings()))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    _run_sink(target)
 
 
 @main.group()
@@ -308,7 +316,7 @@ def erp() -> None:
 @click.argument("references", nargs=-1)
 def erp_invoices(references: tuple[str, ...]) -> None:
     """Print the ERP invoices whose reference is one of REFERENCES."""
-    print_invoices(get_settings(), list(references))
+    print_invoices(list(references))
 
 
 @main.command()
@@ -328,15 +336,16 @@ def demo(path: Path, approvals: Path | None, invoices: Path | None, timeout: flo
         raise click.ClickException(f"not through after {timeout:.0f}s: {missing}")
 
 
-def print_invoices(settings: Settings, references: list[str]) -> None:
-    from connectors.erp.tryton import TrytonWriter
+def print_invoices(references: list[str]) -> None:
+    from connectors.erp.tryton import TrytonSettings, TrytonWriter
 
-    writer = TrytonWriter.from_settings(settings)
+    config = TrytonSettings()
+    writer = TrytonWriter.from_settings(config)
     try:
         invoices = writer.find_invoices(references)
     finally:
         writer.close()
-    click.echo(f"{len(invoices)} invoice(s) in Tryton {settings.erp_url}/{settings.erp_database}:")
+    click.echo(f"{len(invoices)} invoice(s) in Tryton {config.url}/{config.database}:")
     click.echo(
         f"  {'reference':<14}{'number':<8}{'state':<9}{'date':<12}{'total':>12}"
         f"{'input VAT':>10} {'cur':<4} employee"
@@ -348,3 +357,6 @@ def print_invoices(settings: Settings, references: list[str]) -> None:
             f"{inv['tax_amount']:>10,.2f} "
             f"{inv['currency.']['code']:<4} {inv['party.']['code']} {inv['party.']['name']}"
         )
+
+
+_register_sink_commands()

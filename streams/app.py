@@ -69,10 +69,10 @@ claim_inputs = app.topic(*(codecs.topic(role) for role in ("claims_raw", "approv
 invoice_inputs = app.topic(codecs.topic("invoices_raw"), codecs.topic("invoice_refs"),
                            key_type=bytes, value_type=bytes, key_serializer="raw",
                            value_serializer="raw")  # fmt: skip
-claim_events = _internal_topic("claim_events")
-invoice_refs = _internal_topic("invoice_refs")
+claim_events = _output_topic("claim_events")
+invoice_refs = _output_topic("invoice_refs")
 postings = _output_topic("postings")
-rejected = _output_topic("rejected")
+rejected = _internal_topic("rejected")  # failure records: original bytes, context in headers
 claim_status = _output_topic("claim_status")
 reference = ReferenceView(settings.kafka_bootstrap, codecs.topic("reference"),
                           settings.rate_max_age_days)  # fmt: skip

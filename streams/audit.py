@@ -142,9 +142,9 @@ def audit(settings: Settings) -> AuditReport:
 
 def _refused_as_undecodable(settings: Settings) -> set[Origin]:
     """(topic, partition, offset) of every input the processors refused as undecodable."""
-    return {(r["origin"].get("topic", ""), r["origin"].get("partition", ""),
-             r["origin"].get("offset", "")) for r in read_rejections(settings)
-            if r["reason"] == "undecodable"}  # fmt: skip
+    return {(r.origin.get("topic", ""), r.origin.get("partition", ""),
+             r.origin.get("offset", "")) for r in read_rejections(settings)
+            if r.reason == "undecodable"}  # fmt: skip
 
 
 def _audit_source(settings: Settings, codecs: TopicCodecs, source: Source,

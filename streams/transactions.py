@@ -34,6 +34,15 @@
    records which fetched records reached the agents: a commit never passes one that did not,
    and one dropped on the way is read again.
 
+Upstream reports of the same families of fault (none of them fixes ours in 0.15.3):
+faust-streaming/faust#323 (duplicates with exactly_once around a rebalance: repairs 1 and 3),
+robinhood/faust#115 ("DROPPED MESSAGE ROFF": a fetched record dropped and committed past:
+repair 4 and the delivery ledger), faust-streaming/faust#236 (the flow control clearing every
+queue: repair 5), faust-streaming/faust#221 with PR #223 and PR #217 (records fetched before a
+rebalance's seek: repair 5). For repair 2 and the shutdown commit below we found no upstream
+report. :mod:`streams.framework` pins the versions and checks at start-up that every private
+member these repairs use is still there.
+
 Sends outside events do not go through here: Faust commits a transaction only when its
 partition has new offsets, so a transactional send from a timer stays open until then, and
 read_committed readers wait behind it (measured: a stall). The deadline ticks are sent with a

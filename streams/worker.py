@@ -16,9 +16,8 @@ def main(log_level: str = "info") -> None:
 
     framework.check()  # the repairs' framework members are there (or the worker refuses)
     framework.check_when_started(app)  # and the consumer's, once the worker made it
-    codecs.register_all(
-        "postings", "rejected", "claim_status"
-    )  # fails fast when the registry is missing
+    # fails fast when the registry is missing
+    codecs.register_all("postings", "claim_status", "claim_events", "invoice_refs")
     metrics.serve_from(settings)
     sys.argv = [sys.argv[0], "worker", "--loglevel", log_level, "--without-web"]
     app.main()

@@ -13,7 +13,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from pydantic import SecretStr
 
+from connectors.erp.tryton import TrytonSettings
 from deploy.local import kafka as local_kafka
 from deploy.local import redis as local_redis
 from deploy.local import tryton as local_tryton
@@ -66,6 +68,12 @@ class Erp:
     user: str
     password: str
     config: local_tryton.TrytonConfig
+
+    @property
+    def settings(self) -> TrytonSettings:
+        """The Tryton writer's settings section for this server."""
+        return TrytonSettings(url=self.url, database=self.database, user=self.user,
+                              password=SecretStr(self.password))  # fmt: skip
 
     def stop(self) -> None:
         """Stop the server (an ERP outage); its database stays."""

@@ -136,14 +136,18 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "related_claim_id": "EXP-2026-0001",
         "occurred_at": NOW,
     },
-    "dead_letter": {
-        "stage": "normalize",
-        "reason": "invalid_claim",
-        "problems": ["amount: not a number: 'abc'"],
-        "entity_id": "EXP-2026-0005",
-        "origin": {"topic": "erpbridge.claims.raw", "partition": "1", "offset": "42"},
-        "original": b"\x00\x00\x00\x00\x01raw",
-        "original_content_type": "avro/binary",
-        "rejected_at": NOW,
+    "claim_event": {
+        "kind": "INVOICE_ANSWER",
+        "invoice": "26312000000123456789",
+        "answer": "valid",
+        "note": None,
+        "owner": None,
+        "facts": {
+            "type": "VAT_SPECIAL",
+            "buyer_tax_id": "91310000MA1FL8XQ30",
+            "total": "1060.00",
+            "taxes": [{"rate": "0.06", "base": "1000.00", "tax": "60.00"}],
+        },
     },
+    "invoice_citation": {"kind": "CITE", "claim_id": "EXP-2026-0001"},
 }

@@ -32,8 +32,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.erp.base import Booking, book_each
 from connectors.erp.errors import ErpError, PermanentErpError, RetryableErpError
+from erpbridge.failures.classify import RETRYABLE_STATUSES, http_failure
 from erpbridge.model import Posting, PostingLine
-from erpbridge.retry import RETRYABLE_STATUSES, retry_after_s, retryable_status
 
 DEFAULT_TEMPLATE: dict[str, Any] = {
     "external_ref": "$posting.posting_id",
@@ -169,9 +169,9 @@ class RestErpWriter:
         ):
             return reply
         text = f"{self.name}: {method} {path} answered HTTP {status}: {reply.text[:500]}"
-        if retryable_status(status, config.retry_statuses):
-            raise RetryableErpError(text, retry_after=retry_after_s(reply.headers))
-        raise PermanentErpError(text)
+        raise http_failure(status, reply.headers, text,
+                           retry_on=config.retry_statuses, retryable=RetryableErpError,
+                           permanent=PermanentErpError)  # fmt: skip
 
     def _booking(self, posting: Posting, answer: Any, already_booked: bool) -> Booking:
         config = self._config

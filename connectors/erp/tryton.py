@@ -12,10 +12,12 @@ from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
 from connectors.erp.base import Booking
 from connectors.erp.errors import ErpError, PermanentErpError, RetryableErpError
 from connectors.erp.tryton_rpc import TrytonRpc
-from erpbridge.config import Settings
 from erpbridge.model import InputVat, Posting, PostingLine
 
 INVOICE_FIELDS = [
@@ -35,6 +37,20 @@ INVOICE_FIELDS = [
 _OPEN_STATES = {"draft", "validated"}
 
 
+class TrytonSettings(BaseSettings):
+    """``ERPBRIDGE_ERP_*``: the Tryton server, its database and login, and the accounts."""
+
+    model_config = SettingsConfigDict(env_prefix="ERPBRIDGE_ERP_", frozen=True, extra="ignore")
+
+    url: str = "http://127.0.0.1:8000"
+    database: str = "erpbridge"
+    user: str = "admin"
+    password: SecretStr = SecretStr("admin")
+    payable_account: str = "2.1.4"
+    # Account of the ERP's input VAT taxes (进项税额): deductible VAT is booked on its taxes
+    input_vat_account: str = "1.4.4"
+
+
 class TrytonWriter:
     name = "tryton"
 
@@ -49,14 +65,10 @@ class TrytonWriter:
         self._locks_lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> TrytonWriter:
-        rpc = TrytonRpc(
-            settings.erp_url,
-            settings.erp_database,
-            settings.erp_user,
-            settings.erp_password.get_secret_value(),
-        )
-        return cls(rpc, settings.erp_payable_account, settings.erp_input_vat_account)
+    def from_settings(cls, config: TrytonSettings) -> TrytonWriter:
+        rpc = TrytonRpc(config.url, config.database, config.user,
+                        config.password.get_secret_value())  # fmt: skip
+        return cls(rpc, config.payable_account, config.input_vat_account)
 
     def close(self) -> None:
         self._rpc.close()

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from connectors.erp.errors import PermanentErpError, RetryableErpError
-from erpbridge.retry import retry_after_s, retryable_status
+from erpbridge.failures.classify import http_failure
 
 # Tryton errors that mean "try again": row locks and concurrent updates.
 # Lock conflicts and "database is locked" (SQLite under concurrent bookings) pass with a retry.
@@ -129,11 +129,11 @@ class TrytonRpc:
             raise RetryableErpError(f"Tryton unreachable on {method}: {exc}") from exc
         if reply.status_code == 401 and authenticated:
             raise _SessionExpired()
-        if retryable_status(reply.status_code, any_server_error=True):
-            raise RetryableErpError(f"Tryton answered HTTP {reply.status_code} on {method}",
-                                    retry_after=retry_after_s(reply.headers))  # fmt: skip
         if reply.status_code != 200:
-            raise PermanentErpError(f"Tryton answered HTTP {reply.status_code} on {method}")
+            raise http_failure(reply.status_code, reply.headers,
+                               f"Tryton answered HTTP {reply.status_code} on {method}",
+                               any_server_error=True, retryable=RetryableErpError,
+                               permanent=PermanentErpError)  # fmt: skip
         payload = loads(reply.content)
         if payload.get("error"):
             raise _classify(method, payload["error"])

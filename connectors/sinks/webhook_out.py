@@ -1,151 +1,114 @@
-"""``erpbridge feedback webhook``: deliver ErpFeedback events to the expense platform's URL.
+"""The feedback webhook: ErpFeedback events POSTed to the expense platform, as a sink target.
 
 Each event is POSTed as JSON, signed like our inbound webhooks (HMAC-SHA256 over
 ``<timestamp>.<body>``, see :mod:`connectors.sources.signatures`) with an ``Idempotency-Key`` of
-``<posting id>:<status>``, so the receiver can drop a redelivery. The same rules as the ERP sink:
-408/425/429/5xx and network errors are retried with full-jitter back-off (``Retry-After``
-honoured) within ``sink_errors_retry_timeout_s``; ``sink_breaker_threshold`` of them in a row
-open the circuit breaker, and while it is open nothing is sent but one probe request every
-``sink_breaker_probe_interval_s`` (time that does not count against the record's budget);
-other 4xx answers and undecodable records go to ``<prefix>.erp.feedback.dlq`` with Connect-style
-headers, or stop the delivery with ``sink_errors_tolerance=none``; the offset is committed only
-after the receiver's 2xx or the DLQ's ack.
+``<posting id>:<status>``, so the receiver can drop a redelivery. The sink runner drives it
+(:mod:`connectors.sinks.runner`), so the rules are the ERP sink's: 408/425/429/5xx and network
+errors retried with ``Retry-After`` honoured, the breaker opening while the receiver is down
+(probed with a HEAD request), other 4xx answers and undecodable records dead-lettered to
+``<prefix>.erp.feedback.dlq`` (or the delivery stopped under ``sink_errors_tolerance=none``),
+and the offset committed only after the receiver's 2xx or the DLQ's ack.
+
+Settings: ``ERPBRIDGE_FEEDBACK_WEBHOOK_*`` (:class:`FeedbackWebhookSettings`).
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import threading
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
 from kafka import KafkaProducer
-from kafka.consumer.fetcher import ConsumerRecord
-from kafka.structs import OffsetAndMetadata
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from connectors.sinks.breaker import CircuitBreaker, State
-from connectors.sinks.dead_letter import Failure, SinkStopped, dead_letter_headers
 from connectors.sources.signatures import signed_headers
-from erpbridge.codec import DecodeError
-from erpbridge.config import Settings
 from erpbridge.contracts.bindings import TopicCodecs
-from erpbridge.kafka_io import durable_producer, manual_commit_consumer
-from erpbridge.metrics import SINK_RECORDS
-from erpbridge.rejections import Stage
-from erpbridge.retry import RetryPolicy, retry_after_s, retryable_status
-from erpbridge.topics import Topics
+from erpbridge.failures import RetryableError, Stage, http_failure
 
-log = logging.getLogger(__name__)
 NAME = "feedback_webhook"
 
 
-class _Retry(Exception):
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
+class FeedbackWebhookSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ERPBRIDGE_FEEDBACK_WEBHOOK_", frozen=True,
+                                      extra="ignore")  # fmt: skip
 
-
-class _Refused(Exception):
-    pass
+    url: str = Field("", pattern=r"^(https?://.*)?$")  # the expense platform's feedback endpoint
+    secret: SecretStr = SecretStr("")  # the HMAC secret we share with it
+    source: str = "erpbridge"  # our X-Erpbridge-Source
+    timeout_s: float = Field(30.0, gt=0)
 
 
 class FeedbackWebhook:
-    def __init__(self, settings: Settings, url: str, secret: str, source: str = "erpbridge",
-                 stop: threading.Event | None = None) -> None:  # fmt: skip
-        self.settings, self.url, self.secret, self.source = settings, url, secret, source
-        self.stop = stop or threading.Event()
-        self.topics = Topics(settings.topic_prefix)
-        self.codecs = TopicCodecs(settings)
-        self.policy = RetryPolicy(settings.sink_retry_initial_s, settings.sink_retry_max_s)
-        self.breaker = CircuitBreaker(NAME, settings.sink_breaker_threshold,
-                                      settings.sink_breaker_probe_interval_s)  # fmt: skip
-        self.http = httpx.Client(timeout=30.0)
+    name = NAME
+    stage = Stage.DELIVER
+    input_role = "erp_feedback"
+    dead_letter_role = "feedback_dead_letter"
 
-    def run(self) -> None:
-        consumer = manual_commit_consumer(self.settings, f"{self.settings.topic_prefix}-feedback"
-                                          "-webhook", self.topics.erp_feedback)  # fmt: skip
-        producer = durable_producer(self.settings)
-        log.info("feedback webhook started url=%s topic=%s", self.url, self.topics.erp_feedback)
-        try:
-            while not self.stop.is_set():
-                for tp, records in consumer.poll(timeout_ms=500).items():
-                    for record in records:
-                        if self.stop.is_set() or not self._deliver(producer, record):
-                            consumer.seek(tp, record.offset)
-                            break
-                        consumer.commit({tp: OffsetAndMetadata(record.offset + 1, "", -1)})
-        finally:
-            consumer.close(autocommit=False)
-            producer.close()
-            self.http.close()
-            self.codecs.close()
+    def __init__(self, config: FeedbackWebhookSettings, codecs: TopicCodecs,
+                 http: httpx.Client | None = None) -> None:  # fmt: skip
+        if not config.url:
+            raise ValueError("the feedback webhook needs a URL (ERPBRIDGE_FEEDBACK_WEBHOOK_URL)")
+        if not config.secret.get_secret_value():
+            raise ValueError("the feedback webhook needs its HMAC secret "
+                             "(ERPBRIDGE_FEEDBACK_WEBHOOK_SECRET)")  # fmt: skip
+        self.config, self.codecs = config, codecs
+        self.http = http or httpx.Client(timeout=config.timeout_s)
 
-    def _deliver(self, producer: KafkaProducer, record: ConsumerRecord) -> bool:
-        """True once delivered or dead-lettered; False when stopped while retrying."""
-        failure = Failure.first(self.breaker)
+    def start(self, producer: KafkaProducer) -> None:
+        pass  # sends nothing but the POSTs
+
+    def decode(self, value: bytes) -> dict[str, Any]:
+        return self.codecs.deserializer("erp_feedback")(value)
+
+    def write_many(self, items: Sequence[dict[str, Any]]) -> list[Any]:
+        outcomes: list[Any] = []
+        for item in items:
+            try:
+                outcomes.append(self._post(item))
+            except RetryableError as exc:  # the receiver is unwell: do not hammer it
+                return outcomes + [exc] * (len(items) - len(outcomes))
+            except Exception as exc:  # noqa: BLE001  classified by the runner's operator
+                outcomes.append(exc)
+        return outcomes
+
+    def probe(self) -> bool:
+        """Does the receiver answer at all (any answer but a gateway's or a server's failure)?"""
         try:
-            feedback = self.codecs.deserializer("erp_feedback")(record.value)
-        except DecodeError as exc:
-            return self._dead_letter(producer, record, Stage.CONVERT, exc, failure)
+            reply = self.http.head(self.config.url)
+        except httpx.HTTPError:
+            return False
+        return reply.status_code < 500 or reply.status_code == 501
+
+    def written(self, item: dict[str, Any], answer: int) -> str:
+        return "delivered"
+
+    def given_up(self, item: dict[str, Any], error: BaseException) -> None:
+        pass  # the dead letter is the record of it
+
+    def close(self) -> None:
+        self.http.close()
+        self.codecs.close()
+
+    def _post(self, feedback: dict[str, Any]) -> int:
+        url = self.config.url
         body = json.dumps(_jsonable(feedback), ensure_ascii=False).encode()
-        headers = {**signed_headers(self.source, self.secret, body),
+        headers = {**signed_headers(self.config.source, self.config.secret.get_secret_value(),
+                                    body),
                    "Content-Type": "application/json",
                    "Idempotency-Key": f"{feedback['posting_id']}:{feedback['status']}"}  # fmt: skip
-        while not self.stop.is_set():
-            if self.breaker.state is State.OPEN:
-                if not self.breaker.probe_due():
-                    self.stop.wait(min(0.5, self.settings.sink_breaker_probe_interval_s))
-                    continue
-                self.breaker.probed(True)  # half-open: this request is the probe
-                log.warning("feedback circuit breaker probing url=%s", self.url)
-            try:
-                self._post(body, headers)
-            except _Refused as exc:
-                self.breaker.success()  # the receiver answered: it is up
-                return self._dead_letter(producer, record, Stage.DELIVER, exc, failure)
-            except _Retry as exc:
-                self.breaker.failure()
-                failure.again(exc.retry_after)
-                SINK_RECORDS.labels(NAME, "retried").inc()
-                if failure.exhausted(self.settings, self.breaker):
-                    return self._dead_letter(producer, record, Stage.DELIVER, exc, failure)
-                wait = max(self.policy.delay(failure.attempts), exc.retry_after or 0.0)
-                log.warning("feedback retry attempt=%d wait=%.1fs error=%s", failure.attempts,
-                            wait, exc)  # fmt: skip
-                self.stop.wait(wait)
-                continue
-            self.breaker.success()
-            SINK_RECORDS.labels(NAME, "delivered").inc()
-            return True
-        return False
-
-    def _post(self, body: bytes, headers: dict[str, str]) -> None:
         try:
-            reply = self.http.post(self.url, content=body, headers=headers)
+            reply = self.http.post(url, content=body, headers=headers)
         except httpx.HTTPError as exc:
-            raise _Retry(f"{self.url} unreachable: {exc}") from exc
-        if retryable_status(reply.status_code):
-            raise _Retry(f"{self.url} answered HTTP {reply.status_code}",
-                         retry_after_s(reply.headers))  # fmt: skip
+            raise RetryableError(f"{url} unreachable: {exc}") from exc
         if not 200 <= reply.status_code < 300:
-            raise _Refused(f"{self.url} answered HTTP {reply.status_code}: {reply.text[:300]}")
-
-    def _dead_letter(self, producer: KafkaProducer, record: ConsumerRecord, stage: Stage,
-                     error: BaseException, failure: Failure) -> bool:  # fmt: skip
-        if failure.attempts == 0:
-            failure.again()
-        if self.settings.sink_errors_tolerance == "none":
-            self.stop.set()
-            raise SinkStopped(f"errors.tolerance=none: {record.topic}[{record.partition}]@"
-                              f"{record.offset} failed for good: {error}") from error  # fmt: skip
-        headers = dead_letter_headers(record, stage, error, failure, NAME)
-        producer.send(self.topics.feedback_dead_letter, key=record.key, value=record.value,
-                      headers=headers, timestamp_ms=record.timestamp).get(timeout=30)  # fmt: skip
-        SINK_RECORDS.labels(NAME, "dead_lettered").inc()
-        log.error("feedback dead-lettered stage=%s offset=%d error=%s", stage, record.offset,
-                  error)  # fmt: skip
-        return True
+            raise http_failure(
+                reply.status_code,
+                reply.headers,
+                f"{url} answered HTTP {reply.status_code}: {reply.text[:300]}",
+            )
+        return reply.status_code
 
 
 def _jsonable(record: dict[str, Any]) -> dict[str, Any]:

@@ -27,9 +27,9 @@ from connectors.sources.models import problems_of
 from erpbridge.codec import encode_key
 from erpbridge.config import Settings
 from erpbridge.contracts.bindings import TopicCodecs
+from erpbridge.failures import FailureRecord, Stage
 from erpbridge.kafka_io import durable_producer
 from erpbridge.metrics import SOURCE_PUBLISH_SECONDS, SOURCE_RECORDS
-from erpbridge.rejections import Stage, dead_letter
 
 SOURCE = "batch_file"
 BATCH_ROWS = 2000
@@ -161,20 +161,12 @@ class _Batch:
         if problems or model is None:
             self.report.rejected += 1
             _REJECTED.inc()
-            envelope = dead_letter(
-                stage=Stage.SOURCE_BATCH_FILE,
-                reason="invalid_row",
-                problems=problems,
-                original=entry.raw,
-                content_type=_content_type(entry),
-                origin=entry.location,
-                entity_id=entity_id,
-            )
-            return self.producer.send(
-                self.codecs.topic("rejected"),
-                value=self.codecs.serializer("rejected")(envelope),
-                key=encode_key(entity_id) if entity_id else None,
-            )
+            failure = FailureRecord.refused(
+                stage=Stage.SOURCE_BATCH_FILE, reason="invalid_row", connector=SOURCE,
+                problems=problems, original=entry.raw, content_type=_content_type(entry),
+                origin=entry.location, entity_id=entity_id,
+                key=encode_key(entity_id) if entity_id else None)  # fmt: skip
+            return self.producer.send(self.codecs.topic("rejected"), **failure.to_message())
         record = model.to_record(self.source_system, entry.location)
         key = self.kind.key(model)
         self.report.published += 1

@@ -25,9 +25,18 @@ from connectors.sources.models import problems_of
 from erpbridge.codec import encode_key
 from erpbridge.config import Settings
 from erpbridge.contracts.bindings import TopicCodecs
+from erpbridge.failures import (
+    Attempts,
+    FailureRecord,
+    PermanentError,
+    RetryableError,
+    RetryPolicy,
+    RetryWithTolerance,
+    Stage,
+    Stopped,
+    http_failure,
+)
 from erpbridge.metrics import SOURCE_PUBLISH_SECONDS, SOURCE_RECORDS
-from erpbridge.rejections import Stage, dead_letter
-from erpbridge.retry import RetryPolicy, retry_after_s, retryable_status
 from erpbridge.topic_reader import read_all
 
 SOURCE = "poll"
@@ -40,8 +49,12 @@ class Cursor:
     id: str
 
 
-class UpstreamRefused(RuntimeError):
+class UpstreamRefused(PermanentError):
     """The upstream answered a 4xx other than 429: our request is wrong; retrying will not help."""
+
+
+class UpstreamUnavailable(RetryableError):
+    """The upstream could not be reached, or answered 408/425/429/5xx: try again later."""
 
 
 class CursorStore:
@@ -79,7 +92,8 @@ class Poller:
         self.stop = stop or threading.Event()
         self.codecs = TopicCodecs(settings)
         self.cursors = CursorStore(settings, source_name)
-        self.policy = RetryPolicy(initial_s=0.5, max_s=30.0)
+        # an upstream outage is waited out (no time limit): its data is not going anywhere
+        self.retry = RetryWithTolerance(source_name, Stage.SOURCE_POLL, RetryPolicy(0.5, 30.0))
         self.http = httpx.Client(timeout=30)
 
     def run(self, once: bool = False) -> int:
@@ -91,7 +105,7 @@ class Poller:
             transactional_id=f"erpbridge-poll-{self.settings.topic_prefix}-{self.source_name}",
         )
         producer.init_transactions()  # fences a previous instance and aborts its open batch
-        self.codecs.register_all("claims_raw", "rejected")
+        self.codecs.register_all("claims_raw")
         cursor, published = self.cursors.load(), 0
         log.info("poller started source=%s cursor=%s", self.source_name, cursor)
         try:
@@ -118,27 +132,27 @@ class Poller:
         params: dict[str, Any] = {"limit": self.page_size}
         if cursor:
             params.update(updated_since=cursor.updated_at, after_id=cursor.id)
-        attempt = 0
-        while not self.stop.is_set():
-            attempt += 1
-            try:
-                reply = self.http.get(self.url, params=params)
-            except httpx.HTTPError as exc:
-                wait, why = self.policy.delay(attempt), f"{type(exc).__name__}: {exc}"
-            else:
-                if reply.status_code == 200:
-                    return list(reply.json()["items"])
-                if retryable_status(reply.status_code, any_server_error=True):
-                    wait = max(self.policy.delay(attempt), retry_after_s(reply.headers) or 0.0)
-                    why = f"HTTP {reply.status_code}"
-                else:
-                    raise UpstreamRefused(
-                        f"{self.url} answered HTTP {reply.status_code}: {reply.text[:300]}"
-                    )
-            log.warning("upstream retry stage=%s source=%s attempt=%d wait=%.1fs reason=%s",
-                        Stage.SOURCE_POLL, self.source_name, attempt, wait, why)  # fmt: skip
-            self.stop.wait(wait)
-        return None
+        try:
+            return self.retry.call(lambda: self._get(params), self.stop, self._retrying)
+        except Stopped:
+            return None
+
+    def _get(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        try:
+            reply = self.http.get(self.url, params=params)
+        except httpx.HTTPError as exc:
+            raise UpstreamUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        if reply.status_code != 200:
+            raise http_failure(reply.status_code, reply.headers,
+                               f"{self.url} answered HTTP {reply.status_code}: {reply.text[:300]}",
+                               any_server_error=True, retryable=UpstreamUnavailable,
+                               permanent=UpstreamRefused)  # fmt: skip
+        return list(reply.json()["items"])
+
+    def _retrying(self, attempts: Attempts, wait: float) -> None:
+        log.warning("upstream retry stage=%s source=%s attempt=%d wait=%.1fs reason=%s",
+                    Stage.SOURCE_POLL, self.source_name, attempts.count, wait,
+                    attempts.error)  # fmt: skip
 
     def _publish(self, producer: KafkaProducer, items: list[dict[str, Any]]) -> Cursor:
         """One transaction: every item (as a claim or a rejection) and the cursor after them."""
@@ -162,20 +176,13 @@ class Poller:
             record = KINDS["claims"].validate(item, self.tz).to_record(self.source_name, origin)
         except ValidationError as exc:
             SOURCE_RECORDS.labels(SOURCE, "rejected").inc()
-            envelope = dead_letter(
-                stage=Stage.SOURCE_POLL,
-                reason="invalid_event",
+            failure = FailureRecord.refused(
+                stage=Stage.SOURCE_POLL, reason="invalid_event", connector=SOURCE,
                 problems=[f"{p['field']}: {p['message']}" for p in problems_of(exc)],
                 original=json.dumps(item, ensure_ascii=False).encode(),
-                content_type="application/json",
-                origin=origin,
-                entity_id=claim_id or None,
-            )
-            producer.send(
-                self.codecs.topic("rejected"),
-                key=encode_key(claim_id) or None,
-                value=self.codecs.serializer("rejected")(envelope),
-            )
+                content_type="application/json", origin=origin, entity_id=claim_id or None,
+                key=encode_key(claim_id) or None)  # fmt: skip
+            producer.send(self.codecs.topic("rejected"), **failure.to_message())
             return
         SOURCE_RECORDS.labels(SOURCE, "published").inc()
         producer.send(

@@ -31,8 +31,8 @@ from connectors.sources.signatures import SignatureRefused, verify
 from erpbridge.config import Settings
 from erpbridge.contracts.bindings import TopicCodecs
 from erpbridge.contracts.serde import SerializationError
+from erpbridge.failures import FailureRecord, Stage
 from erpbridge.metrics import SOURCE_PUBLISH_SECONDS, SOURCE_RECORDS
-from erpbridge.rejections import Stage, dead_letter
 
 SOURCE = "webhook"
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ class WebhookSource:
         self.idempotency: IdempotencyStore | None = None
 
     async def start(self, _: web.Application) -> None:
-        self.codecs.register_all(*{e.kind.role for e in ENDPOINTS}, "rejected")
+        self.codecs.register_all(*{e.kind.role for e in ENDPOINTS})
         self.producer = AIOKafkaProducer(
             bootstrap_servers=self.settings.kafka_bootstrap, acks="all", enable_idempotence=True
         )
@@ -212,18 +212,12 @@ class WebhookSource:
             request_id,
         )
         problems = [f"{p['field']}: {p['message']}" for p in refusal.problems] or [refusal.message]
-        record = dead_letter(
-            stage=Stage.SOURCE_WEBHOOK,
-            reason=refusal.code,
-            problems=problems,
-            original=body,
-            content_type="application/json",
-            origin={"source": source, "path": endpoint.path, "request_id": request_id},
-        )
+        failure = FailureRecord.refused(
+            stage=Stage.SOURCE_WEBHOOK, reason=refusal.code, connector=SOURCE, problems=problems,
+            original=body, content_type="application/json",
+            origin={"source": source, "path": endpoint.path, "request_id": request_id})  # fmt: skip
         assert self.producer is not None
-        await self.producer.send_and_wait(
-            self.codecs.topic("rejected"), value=self.codecs.serializer("rejected")(record)
-        )
+        await self.producer.send_and_wait(self.codecs.topic("rejected"), **failure.to_message())
         return web.json_response(refusal.body(), status=refusal.status)
 
 

@@ -9,6 +9,8 @@ from typing import Any
 
 import httpx
 
+from erpbridge.failures.classify import RetryableError
+
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 
 
@@ -28,7 +30,7 @@ class IncompatibleSchema(RegistryError):
     """409: the schema breaks the subject's compatibility mode."""
 
 
-class RegistryUnavailable(Exception):
+class RegistryUnavailable(RetryableError):
     """The registry could not be reached or failed (5xx): retry later; the data is not at fault."""
 
 

@@ -3,13 +3,12 @@ rejections and invoice citations out. The rules are in :mod:`streams.claim_case`
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
 from typing import Any
 
-from erpbridge.codec import DecodeError
 from erpbridge.config import Settings
+from erpbridge.failures import Stage
 from erpbridge.metrics import (
     STREAM_EVENTS,
     STREAM_OPEN_CLAIMS,
@@ -17,9 +16,14 @@ from erpbridge.metrics import (
     STREAM_TABLE_KEYS,
 )
 from erpbridge.model import invoice_ref
-from erpbridge.rejections import Stage
 from streams import claim_case
-from streams.agents.outputs import decode, event_ms, origin_of, reject, send_status
+from streams.agents.outputs import (
+    decode_or_reject,
+    event_ms,
+    origin_of,
+    reject,
+    send_status,
+)
 from streams.app import (
     app,
     claim_inputs,
@@ -73,12 +77,8 @@ async def claims_agent(stream: Any) -> None:
                 await _on_internal(event)
             else:
                 STREAM_EVENTS.labels(AGENT, "in").inc()
-                try:
-                    record = await decode(role, event.value)
-                except DecodeError as exc:
-                    await reject(AGENT, Stage.NORMALIZE, event.key, event.value, origin_of(event),
-                                 "undecodable", [str(exc)], None)  # fmt: skip
-                else:
+                record = await decode_or_reject(AGENT, Stage.NORMALIZE, role, event)
+                if record is not None:
                     await (_on_claim if role == "claims_raw" else _on_approval)(event, record)
             STREAM_PROCESS_SECONDS.labels(AGENT).observe(time.perf_counter() - started)
 
@@ -112,8 +112,10 @@ async def _on_approval(event: Any, approval: dict[str, Any]) -> None:
 
 
 async def _on_internal(event: Any) -> None:
-    message = json.loads(event.value)
-    if message["kind"] == "tick":
+    message = await decode_or_reject(AGENT, Stage.CORRELATE, "claim_events", event)
+    if message is None:
+        return
+    if message["kind"] == "TICK":
         await _on_tick(event)
         return
     claim_id = event.key.decode()
@@ -149,10 +151,9 @@ async def _apply(case: ClaimCase, effects: list[Effect], event: Any,
                 STREAM_EVENTS.labels(AGENT, effect.status.lower()).inc()
             await send_status(case.claim_id, case.version, effect, at_ms)
         elif isinstance(effect, Attach | Detach):
-            message = {"kind": "cite" if isinstance(effect, Attach) else "uncite",
-                       "claim_id": case.claim_id}  # fmt: skip
-            await invoice_refs.send(key=effect.invoice.encode(),
-                                    value=json.dumps(message).encode())  # fmt: skip
+            citation = {"kind": "CITE" if isinstance(effect, Attach) else "UNCITE",
+                        "claim_id": case.claim_id}  # fmt: skip
+            await invoice_refs.send(key=effect.invoice.encode(), value=citation)
 
 
 # Open claims per partition, as of its last tick; the gauge sums the partitions owned now.

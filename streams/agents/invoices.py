@@ -4,16 +4,14 @@ the claim side, and rejections of invoices whose tax arithmetic fails. Rules:
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
-from erpbridge.codec import DecodeError
+from erpbridge.failures import Stage
 from erpbridge.metrics import STREAM_EVENTS, STREAM_PROCESS_SECONDS, STREAM_TABLE_KEYS
 from erpbridge.model import invoice_key
-from erpbridge.rejections import Stage
 from streams import invoice_case
-from streams.agents.outputs import decode, event_ms, origin_of, reject
+from streams.agents.outputs import decode_or_reject, event_ms, origin_of, reject
 from streams.app import app, claim_events, codecs, invoice_inputs, invoices
 from streams.invoice_case import Answer, InvoiceCase
 from streams.table_writes import put
@@ -45,11 +43,8 @@ def _case(key: str) -> InvoiceCase | None:
 
 async def _on_invoice(event: Any) -> None:
     STREAM_EVENTS.labels(AGENT, "in").inc()
-    try:
-        invoice = await decode("invoices_raw", event.value)
-    except DecodeError as exc:
-        await reject(AGENT, Stage.VALIDATE, event.key, event.value, origin_of(event), "undecodable",
-                     [str(exc)], None)  # fmt: skip
+    invoice = await decode_or_reject(AGENT, Stage.VALIDATE, "invoices_raw", event)
+    if invoice is None:
         return
     key = invoice_key(invoice["invoice_code"], invoice["invoice_number"])
     case, answers, verdict = invoice_case.on_invoice(_case(key), key, event.message.partition,
@@ -62,11 +57,13 @@ async def _on_invoice(event: Any) -> None:
 
 
 async def _on_citation(event: Any) -> None:
-    message = json.loads(event.value)
+    message = await decode_or_reject(AGENT, Stage.CORRELATE, "invoice_refs", event)
+    if message is None:
+        return
     key = event.key.decode()
     case, answers = invoice_case.on_cited(_case(key), key, event.message.partition,
                                           event_ms(event), message["claim_id"],
-                                          message["kind"] == "cite")  # fmt: skip
+                                          message["kind"] == "CITE")  # fmt: skip
     await _apply(event, case, answers)
 
 
@@ -75,7 +72,7 @@ async def _apply(event: Any, case: InvoiceCase, answers: list[Answer]) -> None:
     for answer in answers:
         if answer.answer == "duplicate":
             STREAM_EVENTS.labels(AGENT, "flagged").inc()
-        message = {"kind": "invoice", "invoice": answer.invoice, "answer": answer.answer,
+        message = {"kind": "INVOICE_ANSWER", "invoice": answer.invoice, "answer": answer.answer,
                    "note": answer.note, "owner": answer.owner, "facts": answer.facts}  # fmt: skip
-        await claim_events.send(key=answer.claim_id.encode(), value=json.dumps(message).encode())
+        await claim_events.send(key=answer.claim_id.encode(), value=message)
     STREAM_TABLE_KEYS.labels("invoices").set(len(invoices))

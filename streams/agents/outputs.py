@@ -2,35 +2,54 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import logging
 from collections.abc import Mapping
 from typing import Any
 
+from erpbridge.codec import DecodeError
+from erpbridge.failures import Attempts, FailureRecord, RetryPolicy, RetryWithTolerance, Stage
 from erpbridge.metrics import STREAM_EVENTS
-from erpbridge.registry.client import RegistryUnavailable
-from erpbridge.rejections import Stage, dead_letter
-from erpbridge.retry import RetryPolicy
 from streams.app import claim_status, codecs, rejected
 from streams.claim_case import Status
+from streams.internal_events import is_legacy, read_legacy
 
 log = logging.getLogger(__name__)
-REGISTRY_RETRY = RetryPolicy(initial_s=0.5, max_s=10.0)
+# A registry outage is waited out: the record is fine, only its schema is far.
+REGISTRY_RETRY = RetryWithTolerance("streams", Stage.DECODE, RetryPolicy(initial_s=0.5, max_s=10.0))
 
 
 async def decode(role: str, value: bytes) -> dict[str, Any]:
-    """Decode, waiting out a registry outage: the record is fine, only its schema is far.
-    Bad bytes raise :class:`erpbridge.codec.DecodeError`."""
-    attempt = 0
-    while True:
-        try:
-            return codecs.deserializer(role)(value)
-        except RegistryUnavailable as exc:
-            attempt += 1
-            log.warning("registry unavailable stage=%s attempt=%d error=%s", Stage.DECODE, attempt,
-                        exc)  # fmt: skip
-            await asyncio.sleep(REGISTRY_RETRY.delay(attempt))
+    """Decode, waiting out a registry outage. Bad bytes raise
+    :class:`erpbridge.codec.DecodeError`."""
+
+    async def attempt() -> dict[str, Any]:
+        return codecs.deserializer(role)(value)
+
+    return await REGISTRY_RETRY.call_async(attempt, _registry_retry)
+
+
+async def decode_or_reject(agent: str, stage: Stage, role: str,
+                           event: Any) -> dict[str, Any] | None:  # fmt: skip
+    """The event's record, or None once it was refused as undecodable (and kept)."""
+    try:
+        if role in ("claim_events", "invoice_refs"):
+            return await decode_internal(role, event.value)
+        return await decode(role, event.value)
+    except DecodeError as exc:
+        await reject(agent, stage, event.key, event.value, origin_of(event), "undecodable",
+                     [str(exc)], None)  # fmt: skip
+        return None
+
+
+async def decode_internal(role: str, value: bytes) -> dict[str, Any]:
+    """An internal event (claim_events, invoice_refs), also as written before the contracts."""
+    return read_legacy(value) if is_legacy(value) else await decode(role, value)
+
+
+def _registry_retry(attempts: Attempts, wait: float) -> None:
+    log.warning("registry unavailable stage=%s attempt=%d wait=%.1fs error=%s", Stage.DECODE,
+                attempts.count, wait, attempts.error)  # fmt: skip
 
 
 def origin_of(event: Any) -> dict[str, Any]:
@@ -49,10 +68,12 @@ async def reject(agent: str, stage: Stage, key: bytes | None, original: bytes | 
     STREAM_EVENTS.labels(agent, "rejected").inc()
     log.warning("rejected stage=%s reason=%s origin=%s entity=%s", stage, reason, dict(origin),
                 entity_id)  # fmt: skip
-    record = dead_letter(stage=stage, reason=reason, problems=problems, original=original,
-                         content_type="avro/binary", origin=origin,
-                         entity_id=entity_id)  # fmt: skip
-    await rejected.send(key=key, value=record)
+    failure = FailureRecord.refused(stage=stage, reason=reason, connector=agent,
+                                    problems=problems, original=original,
+                                    content_type="avro/binary", origin=origin,
+                                    entity_id=entity_id, key=key)  # fmt: skip
+    message = failure.to_message()
+    await rejected.send(key=message["key"], value=message["value"], headers=message["headers"])
 
 
 async def send_status(claim_id: str, version: int, status: Status, at_ms: int) -> None:

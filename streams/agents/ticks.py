@@ -11,7 +11,6 @@ read_committed readers would wait behind it.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -20,7 +19,6 @@ from aiokafka import AIOKafkaProducer
 from streams.app import app, codecs, settings
 
 log = logging.getLogger(__name__)
-TICK = json.dumps({"kind": "tick"}).encode()
 CLAIM_EVENTS = codecs.topic("claim_events")
 _producer: list[AIOKafkaProducer] = []
 
@@ -47,5 +45,6 @@ async def tick() -> None:
     if not owned:
         return
     producer = await _plain_producer()
+    tick = codecs.serializer("claim_events")({"kind": "TICK"})
     for partition in owned:
-        await producer.send_and_wait(CLAIM_EVENTS, TICK, partition=partition)
+        await producer.send_and_wait(CLAIM_EVENTS, tick, partition=partition)

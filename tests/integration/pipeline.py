@@ -15,9 +15,10 @@ from typing import Any, TypeVar
 
 import httpx
 
+from connectors.erp.tryton import TrytonSettings
 from connectors.sources.reference_file import publish_reference
 from deploy.local.process import free_port
-from erpbridge.config import Settings
+from erpbridge.config import Settings, env_of
 from erpbridge.contracts.bindings import TopicCodecs
 from erpbridge.kafka_io import durable_producer, ensure_topics
 from erpbridge.topics import Topics
@@ -31,27 +32,19 @@ def pipeline_env(settings: Settings) -> dict[str, str]:
 
 
 def make_settings(
-    kafka_bootstrap: str,
-    registry_url: str,
-    redis_url: str,
-    erp_url: str,
-    erp_database: str,
-    workdir: Path,
-    **overrides: Any,
+    kafka_bootstrap: str, registry_url: str, redis_url: str, workdir: Path, **overrides: Any
 ) -> Settings:
     prefix = f"t{uuid.uuid4().hex[:10]}"
+    defaults: dict[str, Any] = {"sink_retry_max_s": 2.0}
     return Settings(
         kafka_bootstrap=kafka_bootstrap,
         topic_prefix=prefix,
         topic_partitions=3,
         streams_app_id=f"{prefix}-streams",
         streams_datadir=str(workdir / "faust"),
-        sink_retry_max_s=2.0,
         schema_registry_url=registry_url,
         redis_url=redis_url,
-        erp_url=erp_url,
-        erp_database=erp_database,
-        **overrides,
+        **{**defaults, **overrides},
     )
 
 
@@ -92,16 +85,26 @@ class Worker:
         return f"--- {self.name} ---\n" + "\n".join(text[-lines:])
 
 
+def tryton_settings(erp: Any) -> TrytonSettings:
+    """The Tryton writer's settings section for the test server ``erp`` (url, database)."""
+    return TrytonSettings(url=erp.url, database=erp.database)
+
+
 @contextmanager
 def running_workers(
-    settings: Settings, workdir: Path, *, streams: bool = True, sink: bool = True
+    settings: Settings,
+    workdir: Path,
+    *,
+    streams: bool = True,
+    sink: bool = True,
+    erp: TrytonSettings | None = None,
 ) -> Iterator[list[Worker]]:
     ensure_topics(settings)
     for path in sorted(SAMPLE_REFERENCE.glob("*.csv")):
         publish_reference(path, settings)
     workdir.mkdir(parents=True, exist_ok=True)
     cli = [sys.executable, "-m", "erpbridge"]
-    env = pipeline_env(settings)
+    env = {**pipeline_env(settings), **(env_of(erp) if erp is not None else {})}
     workers = []
     if streams:
         workers.append(Worker("streams", [*cli, "streams"], env, workdir / "streams.log"))
@@ -151,11 +154,11 @@ def publish(settings: Settings, role: str, records: Iterable[tuple[bytes, dict[s
         codecs.close()
 
 
-def posted_in_tryton(settings: Settings, references: list[str]) -> list[dict[str, Any]]:
+def posted_in_tryton(erp: TrytonSettings, references: list[str]) -> list[dict[str, Any]]:
     """The posted supplier invoices Tryton holds for these references (claim ids)."""
     from connectors.erp.tryton import TrytonWriter
 
-    writer = TrytonWriter.from_settings(settings)
+    writer = TrytonWriter.from_settings(erp)
     try:
         return [inv for inv in writer.find_invoices(references) if inv["state"] == "posted"]
     finally:

@@ -48,10 +48,10 @@ def test_einvoice_xml_is_published_and_a_bad_invoice_rejected(settings) -> None:
     assert invoice["invoice_type"] == "DIGITAL_SPECIAL" and str(invoice["total"]) == "1280.00"
     assert invoice["seller_tax_id"] == "91440300708461136T"
     (rejection,) = read_rejections(settings)
-    assert rejection["origin"] == {"file": "einvoices.xml", "entry": "2"}
-    assert rejection["entity_id"] == "24442000000012345679"
-    assert rejection["problems"] == ["body: amount_net 100.00 + tax_amount 6.00 != total 107.00"]
-    assert b"<InvoiceNumber>24442000000012345679</InvoiceNumber>" in rejection["original"]
+    assert rejection.origin == {"file": "einvoices.xml", "entry": "2"}
+    assert rejection.entity_id == "24442000000012345679"
+    assert list(rejection.problems) == ["body: amount_net 100.00 + tax_amount 6.00 != total 107.00"]
+    assert b"<InvoiceNumber>24442000000012345679</InvoiceNumber>" in rejection.value
     again = import_file(SAMPLES / "einvoices.xml", settings, source)
     assert (again.published, again.rejected, again.already_imported) == (0, 0, 2)
     assert again.previous_import == report.summary()
@@ -71,8 +71,8 @@ def test_json_lines_of_approvals(settings, tmp_path: Path) -> None:
     decisions = [record["decision"] for _, record in _decoded(settings, "approvals_raw")]
     assert decisions == ["APPROVE", "RETURN"]  # one claim: one partition, in order
     (rejection,) = read_rejections(settings)
-    assert rejection["origin"]["line"] == "3"
-    assert [p.split(":")[0] for p in rejection["problems"]] == [
+    assert rejection.origin["line"] == "3"
+    assert [p.split(":")[0] for p in list(rejection.problems)] == [
         "step",
         "approver_id",
         "approver_name",

@@ -16,6 +16,7 @@ from connectors.erp.tryton import TrytonWriter
 from connectors.sources.batch_file import import_file
 from erpbridge.config import Settings
 from erpbridge.contracts.bindings import TopicCodecs
+from erpbridge.failures import FailureRecord
 from erpbridge.kafka_io import committed_offsets, end_offsets
 from erpbridge.topic_reader import read_all, read_rejections
 from tests.integration.pipeline import (
@@ -38,17 +39,16 @@ def pipeline(
     workdir = tmp_path_factory.mktemp("pipeline")
     # Claims exported once approved (the expense platform ran the workflow), by employees the
     # mapping does not list: booked under their own codes. Correlation has its own tests.
-    settings = make_settings(kafka_bootstrap, schema_registry_url, redis_url, erp.url,
-                             erp.database, workdir, streams_require_approval=False,
+    settings = make_settings(kafka_bootstrap, schema_registry_url, redis_url, workdir,
+                             streams_require_approval=False,
                              streams_require_employee_mapping=False)  # fmt: skip
-    with running_workers(settings, workdir) as workers:
+    with running_workers(settings, workdir, erp=erp.settings) as workers:
         yield settings, workers
 
 
 @pytest.fixture
-def writer(pipeline) -> Iterator[TrytonWriter]:
-    settings, _ = pipeline
-    writer = TrytonWriter.from_settings(settings)
+def writer(pipeline, erp) -> Iterator[TrytonWriter]:
+    writer = TrytonWriter.from_settings(erp.settings)
     yield writer
     writer.close()
 
@@ -102,20 +102,20 @@ def test_claims_from_a_file_are_posted_in_tryton(pipeline, writer, tmp_path: Pat
 
     rejections = wait_for(lambda: _rejections(settings, 3), timeout=60,
                           what="three rejections", workers=workers)  # fmt: skip
-    at_source = sorted((r for r in rejections if r["stage"] == "source.batch_file"),
-                       key=lambda r: r["origin"]["line"])  # fmt: skip
-    assert [(r["entity_id"], r["origin"], r["problems"]) for r in at_source] == [
+    at_source = sorted((r for r in rejections if r.stage == "source.batch_file"),
+                       key=lambda r: r.origin["line"])  # fmt: skip
+    assert [(r.entity_id, r.origin, list(r.problems)) for r in at_source] == [
         (ids[3], {"file": "claims.csv", "line": "5"},
          ["lines[0]: 12.345 has more than 2 decimals for CNY"]),
         (None, {"file": "claims.csv", "line": "6"}, ["claim_id: Field required"]),
     ]  # fmt: skip
-    assert json.loads(at_source[0]["original"])["amount"] == "12.345"
-    (normalize,) = [r for r in rejections if r["stage"] == "normalize"]
-    assert normalize["entity_id"] == ids[4]
-    assert normalize["reason"] == "no_exchange_rate"
-    assert normalize["origin"]["line"] == "7"
-    assert normalize["origin"]["topic"] == topics_of(settings).claims_raw
-    assert normalize["original"][:1] == b"\x00"  # the ExpenseClaim bytes, as they were
+    assert json.loads(at_source[0].value)["amount"] == "12.345"
+    (normalize,) = [r for r in rejections if r.stage == "normalize"]
+    assert normalize.entity_id == ids[4]
+    assert normalize.reason == "no_exchange_rate"
+    assert normalize.origin["line"] == "7"
+    assert normalize.origin["topic"] == topics_of(settings).claims_raw
+    assert normalize.value[:1] == b"\x00"  # the ExpenseClaim bytes, as they were
 
     topics = topics_of(settings)
     wait_for(lambda: _all_consumed(settings, settings.sink_group("tryton"), topics.postings, 3),
@@ -229,11 +229,11 @@ def test_bytes_that_are_not_a_claim_are_rejected_and_the_agent_goes_on(
 
     wait_for(lambda: _posted(writer, [claim_id], 1), timeout=120,
              what="the claim after the garbage booked", workers=workers)  # fmt: skip
-    (undecodable,) = [r for r in read_rejections(settings) if r["reason"] == "undecodable"]
-    assert undecodable["stage"] == "normalize"
-    assert undecodable["original"] == garbage
-    assert "magic byte 0x7b, expected 0x00" in undecodable["problems"][0]
-    assert undecodable["origin"]["topic"] == topics.claims_raw
+    (undecodable,) = [r for r in read_rejections(settings) if r.reason == "undecodable"]
+    assert undecodable.stage == "normalize"
+    assert undecodable.value == garbage
+    assert "magic byte 0x7b, expected 0x00" in list(undecodable.problems)[0]
+    assert undecodable.origin["topic"] == topics.claims_raw
 
 
 def _posted(writer: TrytonWriter, ids: list[str], count: int) -> list[dict] | None:
@@ -241,7 +241,7 @@ def _posted(writer: TrytonWriter, ids: list[str], count: int) -> list[dict] | No
     return posted if len(posted) >= count else None
 
 
-def _rejections(settings: Settings, count: int) -> list[dict] | None:
+def _rejections(settings: Settings, count: int) -> list[FailureRecord] | None:
     found = read_rejections(settings)
     return found if len(found) >= count else None
 

@@ -148,9 +148,9 @@ def test_every_item_arrives_once_through_rate_limits_and_errors(settings, make_p
     assert statuses[:5] == [200, 429, 200, 503, 200]
     after_429 = upstream.calls[2][0] - upstream.calls[1][0]
     assert after_429 >= 0.95, f"Retry-After: 1 not honoured ({after_429:.2f}s)"
-    (rejected,) = [r for r in read_rejections(settings) if r["entity_id"] == "P00007"]
-    assert rejected["stage"] == "source.poll"
-    assert rejected["problems"] == ["lines[0].amount: not a number: 'abc'"]
+    (rejected,) = [r for r in read_rejections(settings) if r.entity_id == "P00007"]
+    assert rejected.stage == "source.poll"
+    assert list(rejected.problems) == ["lines[0].amount: not a number: 'abc'"]
 
 
 def test_a_poller_killed_mid_run_loses_and_duplicates_nothing(settings, make_poller) -> None:

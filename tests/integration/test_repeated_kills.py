@@ -175,8 +175,8 @@ def test_repeated_kills_lose_nothing_and_book_nothing_twice(
     rng = random.Random(seed)
     run = f"{seed:06d}"
     print(f"repeated-kill test: seed {seed} ({CLAIMS} claims, {KILLS} kills)")
-    settings = make_settings(kafka_bootstrap, schema_registry_url, redis_url, erp.url,
-                             erp.database, tmp_path, sink_breaker_threshold=3,
+    settings = make_settings(kafka_bootstrap, schema_registry_url, redis_url, tmp_path,
+                             sink_breaker_threshold=3,
                              sink_breaker_probe_interval_s=1.0,
                              sink_retry_initial_s=0.2)  # fmt: skip
     claims = _workload(rng, run)
@@ -184,7 +184,7 @@ def test_repeated_kills_lose_nothing_and_book_nothing_twice(
     expected = {c.claim_id: c.total_minor for c in claims}
     started = time.monotonic()
     kills: list[tuple[float, str]] = []
-    with running_workers(settings, tmp_path / "workers") as workers:
+    with running_workers(settings, tmp_path / "workers", erp=erp.settings) as workers:
         by_name = {w.name: w for w in workers}
         feeder = Feeder(settings, claims, random.Random(seed + 1))
         feeder.start()
@@ -210,7 +210,7 @@ def test_repeated_kills_lose_nothing_and_book_nothing_twice(
         deadline = fed + DRAIN_TIMEOUT_S
         booked: list[dict[str, Any]] = []
         while time.monotonic() < deadline:
-            booked = posted_in_tryton(settings, ids)
+            booked = posted_in_tryton(erp.settings, ids)
             if len(booked) >= CLAIMS:
                 break
             dead = [w.name for w in workers if w.proc is not None and w.proc.poll() is not None]
@@ -218,7 +218,7 @@ def test_repeated_kills_lose_nothing_and_book_nothing_twice(
             time.sleep(5)
         time.sleep(3)  # a commit interval more: nothing extra may follow
         postings = _postings(settings)
-        booked = posted_in_tryton(settings, ids)
+        booked = posted_in_tryton(erp.settings, ids)
     drained = time.monotonic()
     report = audit(settings)  # the processors' own check: every consumed claim in the table
     print(render(report))

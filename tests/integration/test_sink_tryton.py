@@ -37,8 +37,6 @@ def _settings(kafka_bootstrap, schema_registry_url, redis_url, erp, tmp_path, **
         kafka_bootstrap,
         schema_registry_url,
         redis_url,
-        erp.url,
-        erp.database,
         tmp_path,
         sink_breaker_threshold=3,
         sink_breaker_probe_interval_s=1.0,
@@ -62,9 +60,8 @@ def _publish(settings: Settings, ids: list[str], account: str = "5.2.2") -> None
     publish(settings, "postings", records)
 
 
-def _invoice_lines(settings: Settings, ids: list[str]) -> list[dict[str, Any]]:
-    rpc = TrytonRpc(settings.erp_url, settings.erp_database, settings.erp_user,
-                    settings.erp_password.get_secret_value())  # fmt: skip
+def _invoice_lines(erp: Any, ids: list[str]) -> list[dict[str, Any]]:
+    rpc = TrytonRpc(erp.url, erp.database, erp.user, erp.password)
     try:
         return list(rpc.call("model.account.invoice.line.search_read",
                              [("invoice.reference", "in", ids)], 0, None, None,
@@ -89,10 +86,11 @@ def _all_committed(settings: Settings) -> bool:
     return all(committed.get(p, 0) >= offset for p, offset in end.items())
 
 
-def _wait_booked_and_committed(settings: Settings, ids: list[str], sink: Worker) -> list[dict]:
+def _wait_booked_and_committed(settings: Settings, erp: Any, ids: list[str],
+                               sink: Worker) -> list[dict]:  # fmt: skip
     """Wait until every id is a posted invoice and the sink committed its offsets."""
     booked = wait_for(
-        lambda: (found := posted_in_tryton(settings, ids)) and len(found) >= len(ids) and found,
+        lambda: (found := posted_in_tryton(erp.settings, ids)) and len(found) >= len(ids) and found,
         timeout=120,
         what=f"{len(ids)} bookings",
         workers=[sink],
@@ -127,21 +125,21 @@ def test_killed_between_erp_write_and_commit_books_each_posting_once(
     ensure_topics(crashing)
     ids = _ids("K", 12)
     _publish(crashing, ids)
-    with running_workers(crashing, tmp_path / "first", streams=False) as (sink,):
+    with running_workers(crashing, tmp_path / "first", streams=False, erp=erp.settings) as (sink,):
         assert sink.proc is not None
         assert sink.proc.wait(timeout=120) == 137  # died right after its 3rd ERP write
-    written = posted_in_tryton(crashing, ids)
+    written = posted_in_tryton(erp.settings, ids)
     assert len(written) >= 3 and not _all_committed(crashing)
 
     settings = crashing.model_copy(update={"sink_test_exit_after_writes": 0})
-    with running_workers(settings, tmp_path / "second", streams=False) as (sink,):
-        booked = _wait_booked_and_committed(settings, ids, sink)
+    with running_workers(settings, tmp_path / "second", streams=False, erp=erp.settings) as (sink,):
+        booked = _wait_booked_and_committed(settings, erp, ids, sink)
         metrics = sink.metrics()
     assert Counter(inv["reference"] for inv in booked) == Counter(ids)  # each exactly once
     assert {inv["total_amount"] for inv in booked} == {Decimal(1000 + n).scaleb(-2)
                                                        for n in range(1, 13)}  # fmt: skip
     assert all(inv["description"].endswith("; invoices 26312000000123456789") for inv in booked)
-    lines = _invoice_lines(settings, ids)
+    lines = _invoice_lines(erp, ids)
     assert {(line["account."]["code"], line["invoice."]["reference"]) for line in lines} == {
         ("5.2.2", posting_id) for posting_id in ids
     }  # one line each, on the mapped account
@@ -156,10 +154,10 @@ def test_an_erp_outage_opens_the_breaker_and_loses_nothing(
     settings = _settings(kafka_bootstrap, schema_registry_url, redis_url, erp, tmp_path)
     ensure_topics(settings)
     before, during = _ids("O", 5), _ids("P", 15)
-    with running_workers(settings, tmp_path / "sink", streams=False) as (sink,):
+    with running_workers(settings, tmp_path / "sink", streams=False, erp=erp.settings) as (sink,):
         _publish(settings, before)
         wait_for(
-            lambda: len(posted_in_tryton(settings, before)) == 5,
+            lambda: len(posted_in_tryton(erp.settings, before)) == 5,
             timeout=120,
             what="the first 5 booked",
             workers=[sink],
@@ -180,7 +178,7 @@ def test_an_erp_outage_opens_the_breaker_and_loses_nothing(
             assert 'outcome="dead_lettered"' not in metrics
         finally:
             erp.start()
-        booked = _wait_booked_and_committed(settings, before + during, sink)
+        booked = _wait_booked_and_committed(settings, erp, before + during, sink)
         metrics = sink.metrics()
     assert Counter(inv["reference"] for inv in booked) == Counter(before + during)
     assert 'erpbridge_sink_breaker_state{sink="tryton"} 0.0' in metrics
@@ -198,7 +196,7 @@ def test_a_refused_posting_lands_in_the_dlq_with_every_header(
     (bad,), good = _ids("X", 1), _ids("Y", 2)
     _publish(settings, [bad], account="9.9.9")
     _publish(settings, good)
-    with running_workers(settings, tmp_path / "sink", streams=False) as (sink,):
+    with running_workers(settings, tmp_path / "sink", streams=False, erp=erp.settings) as (sink,):
         dead = wait_for(
             lambda: read_all(settings, topics_of(settings).erp_dead_letter),
             timeout=120,
@@ -206,7 +204,7 @@ def test_a_refused_posting_lands_in_the_dlq_with_every_header(
             workers=[sink],
         )
         wait_for(
-            lambda: len(posted_in_tryton(settings, good)) == 2,
+            lambda: len(posted_in_tryton(erp.settings, good)) == 2,
             timeout=120,
             what="the good postings booked",
             workers=[sink],

@@ -92,8 +92,8 @@ EXPECTED_STATUSES = {
 
 def test_claims_approvals_and_invoices_in_any_order(kafka_bootstrap, schema_registry_url,
                                                     redis_url, tmp_path: Path) -> None:  # fmt: skip
-    settings = make_settings(kafka_bootstrap, schema_registry_url, redis_url,
-                             "http://127.0.0.1:9", "unused", tmp_path, streams_tick_interval_s=1.0,
+    settings = make_settings(kafka_bootstrap, schema_registry_url, redis_url, tmp_path,
+                             streams_tick_interval_s=1.0,
                              streams_stall_after_s=25.0,
                              company_tax_id=SAMPLES["invoice"]["buyer_tax_id"])  # fmt: skip
     ensure_topics(settings)
@@ -158,18 +158,18 @@ def test_claims_approvals_and_invoices_in_any_order(kafka_bootstrap, schema_regi
     assert (usd["amount_minor"], usd["exchange_rate"], usd["rate_date"]) == (
         71219, Decimal("7.12190000"), datetime.date(2026, 11, 12))  # fmt: skip
 
-    held = {(r["entity_id"], r["reason"]): r for r in read_rejections(settings)}
+    held = {(r.entity_id, r.reason): r for r in read_rejections(settings)}
     duplicate = held[("C", "duplicate_invoice")]
-    assert duplicate["problems"] == [f"invoice {INV_A} is already attached to claim A"]
-    assert duplicate["original"][:1] == b"\x00"  # the claim's bytes, replayable
+    assert list(duplicate.problems) == [f"invoice {INV_A} is already attached to claim A"]
+    assert duplicate.value[:1] == b"\x00"  # the claim's bytes, replayable
     flag, _ = [s for s in _read(settings, "claim_status")
                if s["claim_id"] == "C" and s["status"] != "WAITING"]  # fmt: skip
     assert (flag["related_claim_id"], flag["invoice_refs"]) == ("A", [INV_A])
-    assert held[(INV_F, "invoice_tax_mismatch")]["problems"] == [
+    assert list(held[(INV_F, "invoice_tax_mismatch")].problems) == [
         "lines[1]: tax_amount 50.00 is not amount_net 507.34 x tax_rate 0.0900 (= 45.66) within "
         "0.01"
     ]
-    assert held[("G", "unknown_employee")]["problems"] == [
+    assert list(held[("G", "unknown_employee")].problems) == [
         "employee.id: E9999 is not in the employee mapping"
     ]
     stalled = {s["claim_id"]: s for s in _read(settings, "claim_status")

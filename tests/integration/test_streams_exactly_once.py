@@ -90,8 +90,7 @@ def _postings(settings: Settings, isolation: str = "read_committed") -> Counter:
 def test_a_worker_killed_mid_transaction_posts_every_claim_exactly_once(
     kafka_bootstrap, schema_registry_url, redis_url, tmp_path: Path
 ) -> None:
-    settings = make_settings(kafka_bootstrap, schema_registry_url, redis_url,
-                             "http://127.0.0.1:9", "unused", tmp_path)  # fmt: skip
+    settings = make_settings(kafka_bootstrap, schema_registry_url, redis_url, tmp_path)  # fmt: skip
     ensure_topics(settings)
     first_ids = [f"A{n:06d}" for n in range(FIRST)]
     second_ids = [f"B{n:06d}" for n in range(SECOND)]

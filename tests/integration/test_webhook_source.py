@@ -15,6 +15,7 @@ from connectors.sources.signatures import signed_headers
 from deploy.local.process import free_port
 from erpbridge.config import Settings
 from erpbridge.contracts.bindings import TopicCodecs
+from erpbridge.failures import FailureRecord
 from erpbridge.kafka_io import ensure_topics
 from erpbridge.topic_reader import read_all, read_rejections
 from tests.integration.pipeline import Worker, pipeline_env, wait_for
@@ -99,9 +100,9 @@ def _records(settings: Settings, role: str, key: str) -> list[dict]:
         codecs.close()
 
 
-def _rejection(settings: Settings, request_id: str) -> dict:
+def _rejection(settings: Settings, request_id: str) -> FailureRecord:
     found = wait_for(lambda: [r for r in read_rejections(settings)
-                              if r["origin"].get("request_id") == request_id],
+                              if r.origin.get("request_id") == request_id],
                      timeout=30, what=f"the rejection of request {request_id}")  # fmt: skip
     return found[0]
 
@@ -175,12 +176,12 @@ def test_refused_requests_get_the_documented_error_and_are_kept(
     assert reply.status_code == status, reply.text
     assert reply.json()["error"] == code
     rejection = _rejection(settings, reply.headers["X-Request-Id"])
-    assert rejection["stage"] == "source.webhook" and rejection["reason"] == code
-    assert rejection["original"] == sent
+    assert rejection.stage == "source.webhook" and rejection.reason == code
+    assert rejection.value == sent
     if case == "wrong_type":
         fields = [p["field"] for p in reply.json()["problems"]]
         assert fields == ["lines[0].amount", "lines[1].expense_date"]
-        assert rejection["problems"][0].startswith("lines[0].amount: ")
+        assert list(rejection.problems)[0].startswith("lines[0].amount: ")
 
 
 def test_a_retried_request_is_written_once(webhook) -> None:

@@ -4,11 +4,23 @@ import time
 import pytest
 
 from connectors.erp.rest import DEFAULT_TEMPLATE, RestErpSettings, RestErpWriter, render
-from connectors.sinks.breaker import CircuitBreaker, State
-from connectors.sinks.dead_letter import Failure
 from erpbridge.config import Settings
+from erpbridge.failures import (
+    CircuitBreaker,
+    PermanentError,
+    RetriesExhausted,
+    RetryableError,
+    RetryPolicy,
+    RetryWithTolerance,
+    Stage,
+    State,
+    Tolerance,
+    ToleranceExceeded,
+    http_failure,
+    retry_after_s,
+    retryable_status,
+)
 from erpbridge.model import Posting, PostingLine
-from erpbridge.retry import retry_after_s, retryable_status
 
 
 class Clock:
@@ -44,22 +56,74 @@ def test_the_breaker_opens_after_n_failures_probes_and_closes_on_success() -> No
     assert breaker.open_seconds() == pytest.approx(15.0)
 
 
-def test_a_records_retry_budget_does_not_run_while_the_breaker_is_open() -> None:
-    clock = Clock()
+def _operator(clock: Clock, **kwargs) -> RetryWithTolerance:
     breaker = CircuitBreaker("t", threshold=1, probe_interval_s=1, clock=clock)
-    settings = Settings(sink_errors_retry_timeout_s=0.0)
-    failure = Failure.first(breaker)
-    failure.again(retry_after_s=3.0)
-    assert failure.attempts == 1 and failure.retry_after_s == 3.0
-    assert failure.exhausted(settings, breaker)  # timeout 0: no retries
-    assert not failure.exhausted(Settings(), breaker)  # -1: forever
-    assert (
-        Failure.first(breaker).exhausted(Settings(sink_errors_retry_max_attempts=0), breaker)
-        is False
-    )
-    capped = Failure.first(breaker)
-    capped.again(), capped.again()
-    assert capped.exhausted(Settings(sink_errors_retry_max_attempts=2), breaker)
+    return RetryWithTolerance("t", Stage.PUT, RetryPolicy(0.01, 0.02), breaker=breaker, **kwargs)
+
+
+def test_a_records_retry_budget_does_not_run_while_the_breaker_is_open(monkeypatch) -> None:
+    clock = Clock()
+    monkeypatch.setattr(time, "monotonic", clock)
+    retry = _operator(clock, timeout_s=10.0)
+    attempts = retry.start()
+    assert retry.failed(attempts, RetryableError("down", retry_after=3.0), Stage.PUT) == 3.0
+    assert retry.breaker.state is State.OPEN  # threshold 1
+    clock.now += 60  # a minute with the breaker open: not spent
+    assert not retry.exhausted(attempts)
+    retry.probed(answered=True)
+    retry.succeeded()
+    clock.now += 9
+    assert not retry.exhausted(attempts)
+    clock.now += 2  # 11 s spent while closed: past the budget
+    assert retry.failed(attempts, RetryableError("down"), Stage.PUT) is None
+    final = retry.final(attempts, "t[0]@1")
+    assert isinstance(final, RetriesExhausted) and "gave up after 2 attempts" in str(final)
+
+
+def test_retry_budgets_and_tolerance() -> None:
+    clock = Clock()
+    forever = _operator(clock)  # timeout -1, no cap
+    attempts = forever.start()
+    assert all(forever.failed(attempts, TimeoutError(), Stage.PUT) is not None for _ in range(50))
+    capped = _operator(clock, max_attempts=2)
+    attempts = capped.start()
+    assert capped.failed(attempts, RetryableError("x"), Stage.PUT) is not None
+    assert capped.failed(attempts, RetryableError("x"), Stage.PUT) is None
+    # a permanent error is final at once, and says the other side is up
+    refused = _operator(clock, tolerance=Tolerance.NONE)
+    attempts = refused.start()
+    assert refused.failed(attempts, PermanentError("no such account"), Stage.PUT) is None
+    assert refused.breaker.state is State.CLOSED
+    with pytest.raises(ToleranceExceeded, match=r"t\[0\]@7 failed for good: no such account"):
+        refused.final(attempts, "t[0]@7")
+
+
+def test_only_failures_at_the_guarded_stage_move_the_breaker() -> None:
+    retry = _operator(Clock())
+    attempts = retry.start()
+    retry.failed(attempts, RetryableError("registry down"), Stage.CONVERT)
+    assert retry.breaker.state is State.CLOSED
+    retry.failed(attempts, RetryableError("ERP down"), Stage.PUT)
+    assert retry.breaker.state is State.OPEN
+
+
+def test_a_blocking_call_retries_until_success_and_raises_what_is_permanent() -> None:
+    import threading
+
+    retry = RetryWithTolerance("t", Stage.SOURCE_POLL, RetryPolicy(0.001, 0.002))
+    answers = iter([RetryableError("busy"), TimeoutError("slow"), "page"])
+
+    def fetch() -> str:
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    seen: list[int] = []
+    assert retry.call(fetch, threading.Event(), lambda a, w: seen.append(a.count)) == "page"
+    assert seen == [1, 2]
+    with pytest.raises(PermanentError, match="refused"):
+        retry.call(lambda: (_ for _ in ()).throw(PermanentError("refused")), threading.Event())
 
 
 def test_retry_after_reads_seconds_and_http_dates() -> None:
@@ -113,76 +177,6 @@ def test_each_erp_writer_has_its_own_default_consumer_group() -> None:
     assert Settings(sink_group_id="ours").sink_group("rest") == "ours"  # an explicit one wins
 
 
-class _Receiver:
-    """The expense platform's feedback URL: answers 503 ``down`` times, then 200 (or 400)."""
-
-    def __init__(self, webhook, down: int, then: int = 200) -> None:
-        self.webhook, self.down, self.then = webhook, down, then
-        self.seen: list[tuple[float, str]] = []  # (time, breaker state) at each request
-
-    def __call__(self, request):
-        import httpx
-
-        self.seen.append((time.monotonic(), self.webhook.breaker.state.name))
-        if len(self.seen) <= self.down:
-            return httpx.Response(503)
-        return httpx.Response(self.then)
-
-
-class _Producer:
-    def __init__(self) -> None:
-        self.sent: list[tuple] = []
-
-    def send(self, topic, **kwargs):
-        self.sent.append((topic, kwargs))
-        return type("Ack", (), {"get": lambda self, timeout=None: None})()
-
-
-def _webhook(down: int, then: int = 200, **settings):
-    import httpx
-
-    from connectors.sinks.webhook_out import FeedbackWebhook
-
-    config = Settings(sink_breaker_threshold=3, sink_breaker_probe_interval_s=0.3,
-                      sink_retry_initial_s=0.01, sink_retry_max_s=0.02, **settings)  # fmt: skip
-    webhook = FeedbackWebhook(config, "http://receiver.test/feedback", "secret")
-    receiver = _Receiver(webhook, down, then)
-    webhook.http = httpx.Client(transport=httpx.MockTransport(receiver))
-    feedback = {"posting_id": "P1", "claim_id": "P1", "status": "BOOKED"}
-    webhook.codecs = type("Codecs", (), {"deserializer": lambda self, role: lambda v: feedback,
-                                         "close": lambda self: None})()  # fmt: skip
-    record = type("Record", (), {"topic": "t.erp.feedback", "partition": 0, "offset": 7,
-                                 "key": b"P1", "value": b"x", "headers": [],
-                                 "timestamp": 0})()  # fmt: skip
-    return webhook, receiver, record
-
-
-def test_the_feedback_webhooks_breaker_opens_while_the_receiver_is_down_and_closes_after() -> None:
-    webhook, receiver, record = _webhook(down=5)
-    assert webhook._deliver(_Producer(), record) is True
-    states = [state for _, state in receiver.seen]
-    # three failures in a row open it; while open only one probe request goes out per interval
-    assert states[:3] == ["CLOSED"] * 3
-    assert states[3:] == ["HALF_OPEN"] * 3, states  # probes: 503, 503, then 200
-    gaps = [b - a for (a, _), (b, _) in zip(receiver.seen[2:], receiver.seen[3:], strict=False)]
-    assert min(gaps) >= 0.29  # nothing sent while open but the probes
-    assert webhook.breaker.state is State.CLOSED and len(receiver.seen) == 6
-
-
-def test_the_feedback_webhook_stops_on_a_refusal_under_errors_tolerance_none() -> None:
-    from connectors.sinks.dead_letter import SinkStopped
-
-    webhook, receiver, record = _webhook(down=0, then=400, sink_errors_tolerance="none")
-    producer = _Producer()
-    with pytest.raises(SinkStopped, match=r"t.erp.feedback\[0\]@7 failed for good"):
-        webhook._deliver(producer, record)
-    assert producer.sent == [] and webhook.stop.is_set()  # nothing dead-lettered, nothing skipped
-    webhook, _, record = _webhook(down=0, then=400)  # tolerance all: dead-lettered
-    producer = _Producer()
-    assert webhook._deliver(producer, record) is True
-    assert [topic for topic, _ in producer.sent] == ["erpbridge.erp.feedback.dlq"]
-
-
 def test_one_reading_of_retryable_http_statuses() -> None:
     assert [s for s in (200, 400, 408, 429, 501, 503) if retryable_status(s)] == [408, 429, 503]
     # Tryton and the poller retry every server error as well
@@ -190,3 +184,6 @@ def test_one_reading_of_retryable_http_statuses() -> None:
         404, any_server_error=True
     )
     assert not retryable_status(503, frozenset({429}))  # a REST writer's own set wins
+    slow_down = http_failure(429, {"Retry-After": "12"}, "busy")
+    assert isinstance(slow_down, RetryableError) and slow_down.retry_after == 12.0
+    assert isinstance(http_failure(422, {}, "bad"), PermanentError)

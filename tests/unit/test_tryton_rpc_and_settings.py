@@ -6,7 +6,7 @@ import pytest
 from connectors.erp.errors import PermanentErpError, RetryableErpError
 from connectors.erp.tryton_rpc import _classify, dumps, loads
 from erpbridge.config import Settings
-from erpbridge.retry import RetryPolicy
+from erpbridge.failures import RetryPolicy
 
 
 def test_tryton_types_round_trip() -> None:

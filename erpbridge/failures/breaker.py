@@ -1,4 +1,4 @@
-"""Circuit breaker: after N consecutive retryable failures the sink stops calling the ERP.
+"""Circuit breaker: after N consecutive retryable failures a sink stops calling its target.
 
 CLOSED   calls go through; a retryable failure counts, any success resets the count.
 OPEN     no calls; the runner pauses its partitions (it keeps polling, so the group does not

@@ -1,0 +1,51 @@
+"""ERP writers by name, each with its own typed settings section.
+
+Adding an ERP means writing a writer (:class:`connectors.erp.base.ErpWriter`) and its settings
+class (a pydantic ``BaseSettings`` with its own ``ERPBRIDGE_<NAME>_*`` prefix), then registering
+both here; ``erpbridge sink <name>`` runs it, in its own consumer group
+(``<prefix>-sink-<name>``, see :meth:`erpbridge.config.Settings.sink_group`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic_settings import BaseSettings
+
+from connectors.erp.base import ErpWriter
+from connectors.erp.rest import RestErpSettings, RestErpWriter
+from connectors.erp.tryton import TrytonSettings, TrytonWriter
+
+
+@dataclass(frozen=True)
+class WriterKind:
+    name: str
+    summary: str  # one line, for ``erpbridge sink --help``
+    settings: type[BaseSettings]  # read from the environment, checked at start-up
+    build: Callable[[Any], ErpWriter]
+
+
+WRITERS: dict[str, WriterKind] = {}
+
+
+def register(kind: WriterKind) -> None:
+    if kind.name in WRITERS:
+        raise ValueError(f"an ERP writer named {kind.name!r} is registered already")
+    WRITERS[kind.name] = kind
+
+
+def build_writer(name: str, config: BaseSettings | None = None) -> ErpWriter:
+    """The writer registered as ``name``, configured by ``config`` (default: its environment)."""
+    try:
+        kind = WRITERS[name]
+    except KeyError:
+        raise ValueError(f"no ERP writer named {name!r} (known: {', '.join(WRITERS)})") from None
+    return kind.build(config if config is not None else kind.settings())
+
+
+register(WriterKind("tryton", "Book postings as posted supplier invoices in Tryton (JSON-RPC).",
+                    TrytonSettings, TrytonWriter.from_settings))  # fmt: skip
+register(WriterKind("rest", "Book postings through a REST ERP gateway (Kingdee, Yonyou, SAP...).",
+                    RestErpSettings, RestErpWriter))  # fmt: skip
