@@ -180,7 +180,8 @@ def source_file(path: Path, source_system: str, kind: str | None) -> None:
     try:
         report = import_file(path, get_settings(), source_system, kind=kind)
     except FileFormatError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise click.ClickException(f"{exc} (refused whole; recorded on the rejection "
+                                   "topic)") from exc  # fmt: skip
     click.echo(report.summary())
 
 

@@ -21,6 +21,8 @@ from deploy.local import redis as local_redis
 from deploy.local import tryton as local_tryton
 from deploy.local.process import free_port
 
+pytest_plugins = ["tests.integration.webhook_server"]  # the webhook fixture
+
 
 def _docker_engine_answers() -> bool:
     try:

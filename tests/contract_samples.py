@@ -78,6 +78,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
         ],
         "claim_id": "EXP-2026-0001",
         "received_at": NOW,
+        "origin": {"file": "einvoices.xml", "entry": "1"},
     },
     "erp_posting": {
         "posting_id": "EXP-2026-0001",

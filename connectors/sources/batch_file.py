@@ -2,9 +2,11 @@
 
 CSV claims, JSON Lines of claims, approvals or invoices, and 数电票 e-invoice XML (see
 :mod:`connectors.sources.file_formats`). Each valid entity is published to its topic keyed by
-its id; an invalid one becomes a DeadLetter on the rejection topic with its file and line (or
-entry) and every reason. The file is streamed in acknowledged batches (memory stays bounded),
-and an import ledger makes a re-import of the same file publish nothing twice.
+its id; an invalid one becomes a failure record on the rejection topic with its file and line (or
+entry) and every reason; a file that cannot be read as a whole is recorded there too (name, size,
+checksum), after whatever valid entries preceded the fault. The file is streamed in acknowledged
+batches (memory stays bounded), and an import ledger makes a re-import of the same file publish
+nothing twice.
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ from kafka import KafkaProducer
 from pydantic import ValidationError
 from tqdm import tqdm
 
-from connectors.sources.file_formats import Entry, entries, kind_for
+from connectors.sources.file_formats import Entry, FileFormatError, entries, kind_for
 from connectors.sources.kinds import KINDS, Kind
 from connectors.sources.ledger import ImportLedger, file_checksum, row_identity
 from connectors.sources.models import problems_of
 from erpbridge.codec import encode_key
 from erpbridge.config import Settings
 from erpbridge.contracts.bindings import TopicCodecs
+from erpbridge.contracts.serde import SerializationError
 from erpbridge.failures import FailureRecord, Stage
 from erpbridge.kafka_io import durable_producer
 from erpbridge.metrics import SOURCE_PUBLISH_SECONDS, SOURCE_RECORDS
@@ -74,10 +77,9 @@ def import_file(
     """Publish every valid, not yet imported entity and reject every invalid one; return once
     the broker acknowledged every record."""
     chosen = KINDS[kind_for(path, kind)]
-    stream = entries(path, chosen.name)  # raises FileFormatError before anything is sent
     with path.open("rb") as handle:
         checksum = file_checksum(iter(lambda: handle.read(1 << 20), b""))
-    ledger = ImportLedger(settings.redis_url, source_system)
+    ledger = ImportLedger(settings.redis_url, source_system, settings.topic_prefix)
     report = ImportReport(
         path=path.name, kind=chosen.name, previous_import=ledger.file_done(checksum)
     )
@@ -87,11 +89,21 @@ def import_file(
     try:
         batch = _Batch(producer, ledger, codecs, chosen, source_system, report, keep_ids,
                        settings.time_zone_for(source_system))  # fmt: skip
-        for entry in tqdm(stream, unit=" rows", desc=path.name, leave=False,
-                          disable=True if progress is False else None):  # fmt: skip
-            batch.add(entry)
-            if len(batch) >= BATCH_ROWS:
-                batch.flush()
+        try:
+            for entry in tqdm(
+                entries(path, chosen.name),
+                unit=" rows",
+                desc=path.name,
+                leave=False,
+                disable=True if progress is False else None,
+            ):
+                batch.add(entry)
+                if len(batch) >= BATCH_ROWS:
+                    batch.flush()
+        except FileFormatError as exc:  # what was read before stays good; the file is refused
+            batch.flush()
+            _refuse_file(producer, codecs, path, checksum, exc)
+            raise
         batch.flush()
         if report.previous_import is None:
             ledger.mark_file_done(checksum, report.summary())
@@ -159,25 +171,49 @@ class _Batch:
                 problems += [f"{p['field']}: {p['message']}" for p in problems_of(exc)]
         entity_id = _entity_id(entry.payload)
         if problems or model is None:
-            self.report.rejected += 1
-            _REJECTED.inc()
-            failure = FailureRecord.refused(
-                stage=Stage.SOURCE_BATCH_FILE, reason="invalid_row", connector=SOURCE,
-                problems=problems, original=entry.raw, content_type=_content_type(entry),
-                origin=entry.location, entity_id=entity_id,
-                key=encode_key(entity_id) if entity_id else None)  # fmt: skip
-            return self.producer.send(self.codecs.topic("rejected"), **failure.to_message())
+            return self._refuse(entry, problems, entity_id)
         record = model.to_record(self.source_system, entry.location)
         key = self.kind.key(model)
+        try:
+            value = self.codecs.serializer(self.kind.role)(record)
+        except (SerializationError, ValueError, OverflowError) as exc:  # beyond the contract
+            return self._refuse(
+                entry,
+                [f"record: does not fit its contract: {type(exc).__name__}: {exc}"],
+                key,
+                "unencodable",
+            )
         self.report.published += 1
         _PUBLISHED.inc()
         if self.keep_ids:
             self.report.ids.append(key)
-        return self.producer.send(
-            self.codecs.topic(self.kind.role),
-            key=encode_key(key),
-            value=self.codecs.serializer(self.kind.role)(record),
-        )
+        return self.producer.send(self.codecs.topic(self.kind.role), key=encode_key(key),
+                                  value=value)  # fmt: skip
+
+    def _refuse(self, entry: Entry, problems: list[str], entity_id: str | None,
+                reason: str = "invalid_row") -> Any:  # fmt: skip
+        self.report.rejected += 1
+        _REJECTED.inc()
+        failure = FailureRecord.refused(
+            stage=Stage.SOURCE_BATCH_FILE, reason=reason, connector=SOURCE, problems=problems,
+            original=entry.raw, content_type=_content_type(entry), origin=entry.location,
+            entity_id=entity_id, key=encode_key(entity_id) if entity_id else None)  # fmt: skip
+        return self.producer.send(self.codecs.topic("rejected"), **failure.to_message())
+
+
+def _refuse_file(producer: KafkaProducer, codecs: TopicCodecs, path: Path, checksum: str,
+                 error: FileFormatError) -> None:  # fmt: skip
+    """A file that cannot be read as a whole: on the rejection topic with its name, size and
+    checksum (not its bytes), acknowledged before the import reports the error."""
+    size = path.stat().st_size
+    failure = FailureRecord.refused(
+        stage=Stage.SOURCE_BATCH_FILE, reason="unreadable_file", connector=SOURCE,
+        problems=[str(error)], original=None, content_type=None,
+        origin={"file": path.name, "size": size, "sha256": checksum},
+        key=path.name.encode())  # fmt: skip
+    producer.send(codecs.topic("rejected"), **failure.to_message()).get(timeout=30)
+    _REJECTED.inc()
+    log.error("refused file=%s size=%d sha256=%s error=%s", path.name, size, checksum[:12], error)
 
 
 def _entity_id(payload: dict[str, Any] | None) -> str | None:

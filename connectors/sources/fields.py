@@ -31,6 +31,28 @@ def clean_text(value: object) -> str:
     return " ".join(text.split())
 
 
+# Unicode categories an id may not hold: control (Cc, e.g. ESC), format (Cf: zero-width space,
+# BOM, bidi marks), surrogates, private use and unassigned code points; and line separators.
+_NOT_IN_IDS = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+# The same rule for the OpenAPI document, as ranges both JSON Schema (ECMA-262) and Python read:
+# control, format, line/paragraph separator, surrogate and private-use characters (unassigned
+# code points are refused too, but cannot be listed).
+ID_PATTERN = (
+    "^[^\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890-\\u0891\\u08e2\\u180e"
+    "\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u206f\\ud800-\\uf8ff\\ufeff\\ufff9-\\ufffb]+$"
+)
+
+
+def identifier(value: str) -> str:
+    """An id as :func:`clean_text` gives it, refused if it holds a character that is not
+    printable (``ValueError`` naming the character's code point)."""
+    for char in value:
+        if unicodedata.category(char) in _NOT_IN_IDS:
+            raise ValueError(f"holds the non-printable character U+{ord(char):04X}; ids are "
+                             "printable characters only")  # fmt: skip
+    return clean_text(value)
+
+
 def parse_amount(text: str) -> Decimal:
     """'1,234.50' / '１２３４.５' / '¥88' -> Decimal, positive, at most 4 decimals."""
     cleaned = clean_text(text).replace(",", "").replace(" ", "")
@@ -44,10 +66,10 @@ def parse_amount(text: str) -> Decimal:
         raise ValueError(f"not a finite number: {text!r}")
     if amount <= 0:
         raise ValueError(f"must be positive, got {text!r}")
+    if amount >= Decimal(10) ** (18 - AMOUNT_SCALE):  # before quantize, which overflows on it
+        raise ValueError(f"{text!r} is too large")
     if amount != amount.quantize(Decimal(1).scaleb(-AMOUNT_SCALE)):
         raise ValueError(f"{text!r} has more than {AMOUNT_SCALE} decimals")
-    if amount >= Decimal(10) ** (18 - AMOUNT_SCALE):
-        raise ValueError(f"{text!r} is too large")
     return amount.quantize(Decimal(1).scaleb(-AMOUNT_SCALE))
 
 

@@ -2,16 +2,17 @@
 China e-invoice XML (数电票, one ``<EInvoice>`` per invoice, any number per file).
 
 Each reader streams its file and yields :class:`Entry` items: where the entity is (file and line,
-or file and entry number), its payload for the shared models, or the reason it could not even be
-parsed. Encodings: UTF-8 with or without BOM, and GBK/GB18030 (CSV, JSONL: detected; XML: as
-its declaration says).
+or file and entry number), its payload for the shared models, or the reasons it could not even
+be parsed. CSV and JSON Lines are decoded line by line (UTF-8 with or without BOM, else
+GBK/GB18030, see :func:`choose_encoding`): a line that does not decode, is too long, or holds
+something the boundary refuses (:mod:`connectors.sources.boundary`) is an entry with its
+problem and raw bytes, and the rest of the file goes on. XML is decoded as its declaration says.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
-import io
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -19,6 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
+
+from connectors.sources.boundary import LIMITS, InputLimits, InputRefused, parse_json
 
 # Column names as upstream systems export them (English and Chinese) -> our field names.
 HEADER_ALIASES: dict[str, str] = {
@@ -50,77 +53,161 @@ class Entry:
     problems: list[str] = field(default_factory=list)
 
 
-def detect_encoding(head: bytes, complete: bool, name: str) -> str:
-    # An incremental decoder does not fail on a multi-byte character cut by the probe window.
-    for encoding in ("utf-8-sig", "gb18030"):
+def choose_encoding(path: Path) -> str:
+    """The file's encoding, from its BOM, else from its lines: UTF-8 when most of the lines that
+    are not plain ASCII are valid UTF-8 (one stray byte from another code page does not turn a
+    UTF-8 file into GBK: that line alone is refused), else GB18030 (GBK's superset), as Chinese
+    finance software exports. Streamed: memory stays bounded by one line."""
+    with path.open("rb") as handle:
+        head = handle.read(4)
+        if head.startswith(codecs.BOM_UTF8):
+            return "utf-8-sig"
+        if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            raise FileFormatError(f"{path.name}: UTF-16 text; export it as UTF-8 or GBK")
+        handle.seek(0)
+        utf8 = other = 0
+        while line := handle.readline(1 << 20):
+            if line.isascii():
+                continue
+            try:
+                line.decode("utf-8")
+                utf8 += 1
+            except UnicodeDecodeError:
+                other += 1
+        return "utf-8" if utf8 >= other else "gb18030"
+
+
+@dataclass
+class Line:
+    number: int  # 1-based, physical
+    raw: bytes
+    text: str | None  # None: not text in the file's encoding, or too long
+    problem: str | None = None
+
+
+def read_lines(path: Path, limits: InputLimits = LIMITS) -> Iterator[Line]:
+    """The file's lines, each decoded on its own: a line that does not decode (or is longer than
+    ``max_line_bytes``) comes with its problem and raw bytes, and the next line goes on.
+    Characters are never replaced."""
+    encoding = choose_encoding(path)
+    cap = limits.max_line_bytes
+    with path.open("rb") as handle:
+        number = 0
+        while raw := handle.readline(cap + 1):
+            number += 1
+            if len(raw) > cap and not raw.endswith(b"\n"):
+                while (rest := handle.readline(1 << 20)) and not rest.endswith(b"\n"):
+                    pass  # the rest of the line: skipped, not kept in memory
+                yield Line(number, raw[:200], None, f"line: longer than {cap} bytes")
+                continue
+            if number == 1 and encoding == "utf-8-sig":
+                raw = raw.removeprefix(codecs.BOM_UTF8)
+            try:
+                yield Line(number, raw, raw.decode(encoding.replace("-sig", "")))
+            except UnicodeDecodeError as exc:
+                yield Line(number, raw, None,
+                           f"line: not {encoding.removesuffix('-sig')} text: bytes "
+                           f"{raw[exc.start:exc.end]!r} at column {exc.start + 1}")  # fmt: skip
+
+
+def _canonical(header: list[str], name: str) -> list[str]:
+    names = [HEADER_ALIASES.get(column.strip().lower(), HEADER_ALIASES.get(column.strip(), ""))
+             for column in header]  # fmt: skip
+    missing = [column for column in REQUIRED_COLUMNS if column not in names]
+    if missing:
+        raise FileFormatError(f"{name}: missing column(s) {missing}; header was {header}")
+    return names
+
+
+def csv_entries(path: Path, limits: InputLimits = LIMITS) -> Iterator[Entry]:
+    """CSV: one claim per record. A record that does not decode, holds a field over
+    ``max_field_chars`` or is not well-formed CSV is refused with its line; the rest goes on."""
+    csv.field_size_limit(limits.max_field_chars)
+    bad: list[Line] = []
+    taken: list[Line] = []  # the lines of the record being read
+
+    def texts() -> Iterator[str]:
+        for line in read_lines(path, limits):
+            if line.text is None:
+                bad.append(line)
+                continue
+            taken.append(line)
+            yield line.text
+
+    reader = csv.reader(texts())
+    names: list[str] | None = None
+    header: list[str] = []
+    while True:
         try:
-            codecs.getincrementaldecoder(encoding)().decode(head, final=complete)
-            return encoding
-        except UnicodeDecodeError:
+            values = next(reader)
+            error = None
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            values, error = [], f"row: not well-formed CSV: {exc}"
+        lines, taken[:] = list(taken), []
+        for line in bad:
+            yield Entry(_where(path, line.number), None, line.raw, [line.problem or "line"])
+        bad.clear()
+        if names is None:
+            if error:
+                raise FileFormatError(f"{path.name}: the header is not CSV: {error}")
+            header, names = values, _canonical(values, path.name)
             continue
-    raise FileFormatError(f"{name}: neither UTF-8 nor GBK text")
-
-
-def open_text(path: Path) -> io.TextIOWrapper:
-    """UTF-8 (with or without BOM), else GBK (GB18030), as exported by Chinese finance software."""
-    with path.open("rb") as probe:
-        head = probe.read(64 * 1024)
-        complete = not probe.read(1)
-    return open(path, encoding=detect_encoding(head, complete, path.name), newline="")
+        raw = b"".join(line.raw for line in lines)
+        where = _where(path, lines[0].number if lines else 0)
+        if error:
+            yield Entry(where, None, raw, [error])
+            continue
+        if not any(value.strip() for value in values):
+            continue
+        row = {name: value for name, value in zip(names, values, strict=False) if name}
+        problems = [] if len(values) == len(header) else [
+            f"row: {len(values)} values for {len(header)} columns"]  # fmt: skip
+        yield Entry(where, claim_payload(row), json.dumps(row, ensure_ascii=False).encode(),
+                    problems)  # fmt: skip
+    for line in bad:
+        yield Entry(_where(path, line.number), None, line.raw, [line.problem or "line"])
+    if names is None:
+        raise FileFormatError(f"{path.name}: empty file")
 
 
 def read_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    """CSV: yield (line number, row with canonical field names)."""
-    with open_text(path) as handle:
-        reader = csv.reader(handle)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise FileFormatError(f"{path.name}: empty file") from None
-        names = [HEADER_ALIASES.get(column.strip().lower(), HEADER_ALIASES.get(column.strip(), ""))
-                 for column in header]  # fmt: skip
-        missing = [column for column in REQUIRED_COLUMNS if column not in names]
-        if missing:
-            raise FileFormatError(f"{path.name}: missing column(s) {missing}; header was {header}")
-        for values in reader:
-            if not any(value.strip() for value in values):
-                continue
-            row = {name: value for name, value in zip(names, values, strict=False) if name}
-            if len(values) != len(header):
-                row["_column_count"] = f"{len(values)} values for {len(header)} columns"
-            yield reader.line_num, row
+    """CSV: (line number, row with canonical field names) of every readable record."""
+    for entry in csv_entries(path):
+        if entry.payload is not None:
+            yield int(entry.location["line"]), json.loads(entry.raw)
+
+
+def _where(path: Path, line: int) -> dict[str, str]:
+    return {"file": path.name, "line": str(line)}
 
 
 def claim_payload(row: dict[str, str]) -> dict[str, Any]:
     """A flat CSV row (one claim, one line) as the nested claim payload the models expect."""
     line: dict[str, Any] = {name: row[name] for name in _LINE_FIELDS if row.get(name)}
     line["invoice_refs"] = (row.get("invoice_refs") or "").replace(",", " ").split()
-    claim = {k: v for k, v in row.items() if k not in _LINE_FIELDS and v and k != "_column_count"}
+    claim = {k: v for k, v in row.items() if k not in _LINE_FIELDS and v}
     return {**claim, "lines": [line]}
 
 
-def csv_entries(path: Path) -> Iterator[Entry]:
-    for line, row in read_rows(path):
-        problems = [f"row: {row.pop('_column_count')}"] if "_column_count" in row else []
-        yield Entry({"file": path.name, "line": str(line)}, claim_payload(row),
-                    json.dumps(row, ensure_ascii=False).encode(), problems)  # fmt: skip
-
-
-def jsonl_entries(path: Path) -> Iterator[Entry]:
-    with open_text(path) as handle:
-        for number, text in enumerate(handle, start=1):
-            if not text.strip():
-                continue
-            location = {"file": path.name, "line": str(number)}
-            try:
-                payload = json.loads(text)
-            except json.JSONDecodeError as exc:
-                yield Entry(location, None, text.encode(), [f"line: not JSON: {exc}"])
-                continue
-            if not isinstance(payload, dict):
-                yield Entry(location, None, text.encode(), ["line: expected a JSON object"])
-                continue
-            yield Entry(location, payload, text.encode())
+def jsonl_entries(path: Path, limits: InputLimits = LIMITS) -> Iterator[Entry]:
+    for line in read_lines(path, limits):
+        location = _where(path, line.number)
+        if line.text is None:
+            yield Entry(location, None, line.raw, [line.problem or "line"])
+            continue
+        if not line.text.strip():
+            continue
+        try:
+            payload = parse_json(line.text, limits)
+        except InputRefused as exc:
+            yield Entry(location, None, line.raw, [f"line: {exc.message}"])
+            continue
+        if not isinstance(payload, dict):
+            yield Entry(location, None, line.raw, ["line: expected a JSON object"])
+            continue
+        yield Entry(location, payload, line.raw)
 
 
 # 数电票 XML element names (local names; namespaces are ignored) -> Invoice payload fields.
@@ -204,14 +291,22 @@ def _utf8_chunks(path: Path, size: int = 1 << 16) -> Iterator[bytes]:
             raise FileFormatError(f"{path.name}: not {encoding} text: {exc}") from exc
 
 
-def einvoice_entries(path: Path) -> Iterator[Entry]:
-    number = 0
-    parser: ET.XMLPullParser[ET.Element] = ET.XMLPullParser(events=("end",))
+def einvoice_entries(path: Path, limits: InputLimits = LIMITS) -> Iterator[Entry]:
+    number = depth = 0
+    parser: ET.XMLPullParser[ET.Element] = ET.XMLPullParser(events=("start", "end"))
     try:
         for chunk in _utf8_chunks(path):
             parser.feed(chunk)
             # "end" events carry the element that just closed
-            for _, element in cast(Iterator[tuple[str, ET.Element]], parser.read_events()):
+            events = cast(Iterator[tuple[str, ET.Element]], parser.read_events())
+            for event, element in events:
+                if event == "start":
+                    depth += 1
+                    if depth > limits.max_depth:
+                        raise FileFormatError(f"{path.name}: XML nested deeper than "
+                                              f"{limits.max_depth}")  # fmt: skip
+                    continue
+                depth -= 1
                 if _local(element.tag) != "EInvoice":
                     continue
                 number += 1
@@ -227,6 +322,8 @@ def einvoice_entries(path: Path) -> Iterator[Entry]:
 
 
 def entries(path: Path, kind: str) -> Iterator[Entry]:
+    """The file's entries; raises :class:`FileFormatError` when the file as a whole cannot be
+    read (before or while reading: entries already read stay good)."""
     suffix = path.suffix.lower()
     if suffix == ".csv":
         if kind != "claims":

@@ -1,7 +1,9 @@
 """Idempotency keys in Redis: a retried request gets the first answer back, and is written once.
 
 A key is ``pending`` while its first request is being published and holds that request's answer
-afterwards, for ``ttl_s``. Redis makes this hold across processes and restarts.
+and its body's hash afterwards, for ``ttl_s`` (a different body under the same key is refused by
+the webhook, not answered with the first answer). Redis makes this hold across processes and
+restarts.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ PENDING = "pending"
 class Stored:
     status: int
     body: dict[str, Any]
+    request_hash: str | None = None  # sha256 of the first request's body (None: stored before)
+
+    def same_request(self, request_hash: str) -> bool:
+        return self.request_hash is None or self.request_hash == request_hash
 
 
 class IdempotencyStore:
@@ -56,12 +62,12 @@ class IdempotencyStore:
         if text == PENDING:
             return PENDING
         stored = json.loads(text)
-        return Stored(int(stored["status"]), stored["body"])
+        return Stored(int(stored["status"]), stored["body"], stored.get("request_hash"))
 
-    async def complete(self, scope: str, key: str, status: int, body: dict[str, Any]) -> None:
-        await self._redis.set(
-            self._key(scope, key), json.dumps({"status": status, "body": body}), ex=self._ttl
-        )
+    async def complete(self, scope: str, key: str, status: int, body: dict[str, Any],
+                       request_hash: str | None = None) -> None:  # fmt: skip
+        value = {"status": status, "body": body, "request_hash": request_hash}
+        await self._redis.set(self._key(scope, key), json.dumps(value), ex=self._ttl)
 
     async def release(self, scope: str, key: str) -> None:
         await self._redis.delete(self._key(scope, key))

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from connectors.sources.models import ApprovalIn, ClaimIn, InvoiceIn
 
@@ -23,7 +23,20 @@ class Kind:
     def validate(self, payload: object, tz: datetime.tzinfo | None = None) -> Any:
         """The validated model (raises pydantic's ValidationError with every problem); naive
         timestamps are read in ``tz`` (the source's zone)."""
-        return self.model.model_validate(payload, context={"tz": tz} if tz else None)
+        try:
+            return self.model.model_validate(payload, context={"tz": tz} if tz else None)
+        except (ArithmeticError, RecursionError) as exc:  # a rule's arithmetic met a wild value
+            raise ValidationError.from_exception_data(
+                self.model.__name__,
+                [
+                    {
+                        "type": "value_error",
+                        "loc": ("body",),
+                        "input": None,
+                        "ctx": {"error": ValueError(f"{type(exc).__name__}: {exc}")},
+                    }
+                ],
+            ) from exc
 
 
 KINDS: dict[str, Kind] = {

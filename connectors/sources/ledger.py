@@ -28,11 +28,21 @@ def file_checksum(path_bytes: Iterable[bytes]) -> str:
     return digest.hexdigest()
 
 
+def namespace(kind: str, topic_prefix: str) -> str:
+    """Redis keys of one pipeline (topic prefix): two pipelines sharing a Redis (a test and a
+    production prefix) must not see each other's imports or idempotency keys. The default
+    prefix keeps the names it always had, so an upgrade forgets nothing."""
+    return (
+        f"erpbridge:{kind}" if topic_prefix == "erpbridge" else f"erpbridge:{kind}:{topic_prefix}"
+    )
+
+
 class ImportLedger:
-    def __init__(self, redis_url: str, source_system: str) -> None:
+    def __init__(self, redis_url: str, source_system: str, topic_prefix: str = "erpbridge") -> None:
         self._redis = redis.Redis.from_url(redis_url)
-        self._rows = f"erpbridge:ledger:{source_system}:rows"
-        self._files = f"erpbridge:ledger:{source_system}:files"
+        base = namespace("ledger", topic_prefix)
+        self._rows = f"{base}:{source_system}:rows"
+        self._files = f"{base}:{source_system}:files"
 
     def close(self) -> None:
         self._redis.close()

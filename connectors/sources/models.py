@@ -25,8 +25,11 @@ from pydantic import (
     model_validator,
 )
 
+from connectors.sources.boundary import LIMITS
 from connectors.sources.fields import (
+    ID_PATTERN,
     clean_text,
+    identifier,
     parse_amount,
     parse_currency,
     parse_date,
@@ -59,11 +62,29 @@ def _timestamp(value: object, info: ValidationInfo) -> object:
     if isinstance(value, datetime.datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=(info.context or {}).get("tz", SOURCE_TZ))
-        value = value.astimezone(datetime.UTC)
+        try:
+            value = value.astimezone(datetime.UTC)
+        except OverflowError:
+            raise ValueError(f"{value.isoformat()} is out of range in UTC") from None
+        if not 1900 <= value.year <= 9999:
+            raise ValueError(f"{value.isoformat()} is not a plausible time (years 1900 to 9999)")
     return value
 
 
 Text = Annotated[str, BeforeValidator(_text), Field(min_length=1, max_length=200)]
+# Ids: printable characters only (no control, format, private-use or unassigned ones: no
+# zero-width space, BOM or terminal escape), at most 64 (see connectors.sources.fields.identifier)
+_ID_SCHEMA = {
+    "pattern": ID_PATTERN,
+    "description": "Printable characters only: no control, "
+    "format (zero-width, BOM, bidi), surrogate, private-use or unassigned ones.",
+}
+Id = Annotated[str, BeforeValidator(lambda v: identifier(v) if isinstance(v, str) else v),
+               Field(min_length=1, max_length=64, json_schema_extra=_ID_SCHEMA)]  # fmt: skip
+OptionalId = Annotated[
+    Annotated[str, Field(max_length=64, json_schema_extra=_ID_SCHEMA)] | None,
+    BeforeValidator(lambda v: identifier(v) or None if isinstance(v, str) else v)]  # fmt: skip
+Lines = Field(min_length=1, max_length=LIMITS.max_lines_per_document)
 OptionalText = Annotated[str | None, BeforeValidator(lambda v: _text(v) or None)]
 Amount = Annotated[Decimal, BeforeValidator(_amount)]
 Currency = Annotated[str, BeforeValidator(lambda v: parse_currency(str(v)))]
@@ -100,7 +121,7 @@ class ClaimLineIn(_In):
     amount: Amount
     currency: Currency
     expense_date: Day
-    invoice_refs: list[Annotated[str, BeforeValidator(_text)]] = []
+    invoice_refs: list[Id] = Field([], max_length=LIMITS.max_lines_per_document)
 
     @model_validator(mode="after")
     def _fits_minor_units(self) -> ClaimLineIn:
@@ -111,9 +132,10 @@ class ClaimLineIn(_In):
 class ClaimIn(_In):
     """An expense claim (报销单) as an expense or travel platform submits it."""
 
-    claim_id: Text
-    event_id: OptionalText = None
-    employee_id: Annotated[str, BeforeValidator(lambda v: clean_text(v).upper()),
+    claim_id: Id
+    event_id: OptionalId = None
+    employee_id: Annotated[str, BeforeValidator(lambda v: identifier(v).upper()
+                                                if isinstance(v, str) else v),
                            Field(min_length=1, max_length=64)]  # fmt: skip
     employee_name: Text
     department: OptionalText = None
@@ -121,7 +143,7 @@ class ClaimIn(_In):
     project: OptionalText = None
     purpose: OptionalText = None
     submitted_at: Timestamp | None = None
-    lines: list[ClaimLineIn] = Field(min_length=1)
+    lines: list[ClaimLineIn] = Lines
 
     def to_record(self, source_system: str, origin: dict[str, str]) -> dict[str, Any]:
         lines = [{"line_no": n, **line.model_dump()} for n, line in enumerate(self.lines, 1)]
@@ -149,11 +171,11 @@ _DECISIONS = {"approve": "APPROVE", "approved": "APPROVE", "同意": "APPROVE", 
 class ApprovalIn(_In):
     """One approval step's decision, as a workflow (OA) system reports it."""
 
-    claim_id: Text
-    event_id: OptionalText = None
+    claim_id: Id
+    event_id: OptionalId = None
     step: int = Field(ge=1, le=100)
     step_name: OptionalText = None
-    approver_id: Text
+    approver_id: Id
     approver_name: Text
     decision: Annotated[
         Literal["APPROVE", "REJECT", "RETURN"],
@@ -191,10 +213,20 @@ _INVOICE_TYPES = {"专票": "VAT_SPECIAL", "增值税专用发票": "VAT_SPECIAL
                   "数电票（普通发票）": "DIGITAL_GENERAL"}  # fmt: skip
 # Lookups go through clean_text (NFKC folds full-width brackets), so the keys must too.
 _INVOICE_TYPES = {clean_text(label): code for label, code in _INVOICE_TYPES.items()}
-Rate = Annotated[Decimal, BeforeValidator(
-    lambda v: Decimal(clean_text(v).rstrip("%")) / 100 if isinstance(v, str) and "%" in v else v),
-    Field(ge=0, le=1), _scaled(4)]  # fmt: skip
-Quantity = Annotated[Decimal | None, _scaled(6)]
+
+
+def _percent(value: object) -> object:
+    """'9%' -> 0.09 (a rate without a percent sign is read by pydantic as it is)."""
+    if isinstance(value, str) and "%" in value:
+        try:
+            return Decimal(clean_text(value).rstrip("%")) / 100
+        except ArithmeticError:
+            raise ValueError(f"not a percentage: {value!r}") from None
+    return value
+
+
+Rate = Annotated[Decimal, BeforeValidator(_percent), Field(ge=0, le=1), _scaled(4)]
+Quantity = Annotated[Decimal | None, Field(ge=0, lt=Decimal(10) ** 12), _scaled(6)]
 
 
 class InvoiceLineIn(_In):
@@ -211,12 +243,12 @@ class InvoiceLineIn(_In):
 class InvoiceIn(_In):
     """A China VAT invoice: paper-era (code + 8-digit number) or 数电票 (20-digit number)."""
 
-    event_id: OptionalText = None
+    event_id: OptionalId = None
     invoice_type: Annotated[
         InvoiceType,
         BeforeValidator(lambda v: _INVOICE_TYPES.get(clean_text(v), clean_text(v).upper())
                         if isinstance(v, str) else v)] = "OTHER"  # fmt: skip
-    invoice_code: OptionalText = None
+    invoice_code: OptionalId = None
     invoice_number: Annotated[str, BeforeValidator(lambda v: clean_text(v).replace(" ", ""))]
     issue_date: Day
     seller_name: Text
@@ -228,8 +260,8 @@ class InvoiceIn(_In):
     tax_amount: Money2
     total: Money2
     check_code: OptionalText = None
-    lines: list[InvoiceLineIn] = []
-    claim_id: OptionalText = None
+    lines: list[InvoiceLineIn] = Field([], max_length=LIMITS.max_lines_per_document)
+    claim_id: OptionalId = None
 
     @field_validator("invoice_number")
     @classmethod
@@ -263,6 +295,7 @@ class InvoiceIn(_In):
             "source_system": source_system,
             "received_at": datetime.datetime.now(datetime.UTC),
             "event_id": self.event_id or content_event_id(source_system, self.key, content),
+            "origin": origin,
         }
 
 

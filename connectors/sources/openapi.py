@@ -11,13 +11,19 @@ if TYPE_CHECKING:
     from connectors.sources.webhook import Endpoint
 
 _ERRORS = {
-    "400": "malformed_body: the body is not a JSON object",
+    "400": "malformed_json | not_utf8 | duplicate_key | too_deep | number_too_long | "
+    "string_too_long | lone_surrogate | not_a_number | malformed_body (not a JSON object) | "
+    "invalid_idempotency_key",
     "401": "signature_missing | unknown_source | timestamp_invalid | timestamp_expired | "
     "signature_invalid",
     "409": "request_in_progress: the same Idempotency-Key is being processed",
     "413": "body_too_large",
-    "422": "invalid_event: `problems` lists each field and what is wrong with it",
-    "503": "broker_unavailable: nothing was written; retry with the same Idempotency-Key",
+    "415": "unsupported_media_type: only application/json (UTF-8) is accepted",
+    "422": "invalid_event: `problems` lists each field and what is wrong with it | "
+    "idempotency_key_reused: the key was used before with a different body | "
+    "unencodable: the event does not fit its Avro contract",
+    "503": "broker_unavailable | idempotency_store_unavailable: nothing was written; retry "
+    "with the same Idempotency-Key",
 }
 
 
@@ -36,13 +42,13 @@ def openapi_document(endpoints: Iterable[Endpoint]) -> dict[str, Any]:
         {"name": SOURCE_HEADER, "in": "header", "required": True, "schema": {"type": "string"},
          "description": "The upstream system's name; selects the shared secret."},
         {"name": TIMESTAMP_HEADER, "in": "header", "required": True,
-         "schema": {"type": "string", "pattern": "^[0-9]+$"},
+         "schema": {"type": "string", "pattern": "^[0-9]{1,12}$"},
          "description": "Unix seconds; requests outside the replay window are refused."},
         {"name": SIGNATURE_HEADER, "in": "header", "required": True,
          "schema": {"type": "string", "pattern": "^sha256=[0-9a-f]{64}$"},
          "description": "sha256=hex(HMAC-SHA256(secret, timestamp + '.' + body))."},
         {"name": "Idempotency-Key", "in": "header", "required": False,
-         "schema": {"type": "string"},
+         "schema": {"type": "string", "pattern": "^[!-~]{1,255}$"},
          "description": "Retries with the same key get the first answer and are written once "
                         "(default: the event_id, else the body's hash)."},
     ]  # fmt: skip

@@ -20,6 +20,7 @@ import httpx
 from kafka import KafkaProducer
 from pydantic import ValidationError
 
+from connectors.sources.boundary import InputRefused, parse_json
 from connectors.sources.kinds import KINDS
 from connectors.sources.models import problems_of
 from erpbridge.codec import encode_key
@@ -50,7 +51,13 @@ class Cursor:
 
 
 class UpstreamRefused(PermanentError):
-    """The upstream answered a 4xx other than 429: our request is wrong; retrying will not help."""
+    """The upstream answered a 4xx other than 429 (our request is wrong), or a page we cannot
+    read: retrying will not help. ``body``: what it answered, when that is the fault."""
+
+    def __init__(self, message: str, retry_after: float | None = None,
+                 body: bytes | None = None) -> None:  # fmt: skip
+        super().__init__(message)
+        self.body = body
 
 
 class UpstreamUnavailable(RetryableError):
@@ -110,7 +117,11 @@ class Poller:
         log.info("poller started source=%s cursor=%s", self.source_name, cursor)
         try:
             while not self.stop.is_set():
-                items = self._fetch(cursor)
+                try:
+                    items = self._fetch(cursor)
+                except UpstreamRefused as exc:
+                    self._record(producer, exc)
+                    raise
                 if items is None:  # stopped while backing off
                     break
                 if items:
@@ -147,7 +158,17 @@ class Poller:
                                f"{self.url} answered HTTP {reply.status_code}: {reply.text[:300]}",
                                any_server_error=True, retryable=UpstreamUnavailable,
                                permanent=UpstreamRefused)  # fmt: skip
-        return list(reply.json()["items"])
+        return _items(self.url, reply.content)
+
+    def _record(self, producer: KafkaProducer, error: UpstreamRefused) -> None:
+        """The refusal that stops the poller, on the rejection topic (its own transaction)."""
+        failure = FailureRecord.refused(
+            stage=Stage.SOURCE_POLL, reason="upstream_refused", connector=SOURCE,
+            problems=[str(error)], original=error.body, content_type="application/json",
+            origin={"source": self.source_name, "url": self.url})  # fmt: skip
+        producer.begin_transaction()
+        producer.send(self.codecs.topic("rejected"), **failure.to_message())
+        producer.commit_transaction()
 
     def _retrying(self, attempts: Attempts, wait: float) -> None:
         log.warning("upstream retry stage=%s source=%s attempt=%d wait=%.1fs reason=%s",
@@ -179,7 +200,7 @@ class Poller:
             failure = FailureRecord.refused(
                 stage=Stage.SOURCE_POLL, reason="invalid_event", connector=SOURCE,
                 problems=[f"{p['field']}: {p['message']}" for p in problems_of(exc)],
-                original=json.dumps(item, ensure_ascii=False).encode(),
+                original=json.dumps(item, ensure_ascii=False, default=str).encode(),
                 content_type="application/json", origin=origin, entity_id=claim_id or None,
                 key=encode_key(claim_id) or None)  # fmt: skip
             producer.send(self.codecs.topic("rejected"), **failure.to_message())
@@ -190,3 +211,19 @@ class Poller:
             key=encode_key(record["claim_id"]),
             value=self.codecs.serializer("claims_raw")(record),
         )
+
+
+def _items(url: str, body: bytes) -> list[dict[str, Any]]:
+    """A page's items, through the input boundary; each needs ``claim_id`` and ``updated_at``
+    (the cursor is made of them)."""
+    try:
+        page = parse_json(body)
+        items = page["items"]
+        if not isinstance(items, list):
+            raise TypeError("'items' is not a list")
+        for n, item in enumerate(items):
+            if not isinstance(item, dict) or not item.get("claim_id") or not item.get("updated_at"):
+                raise TypeError(f"items[{n}] has no claim_id or updated_at")
+    except (InputRefused, KeyError, TypeError) as exc:
+        raise UpstreamRefused(f"{url} answered a page we cannot read: {exc}", body=body) from exc
+    return list(items)

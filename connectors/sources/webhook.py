@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -22,9 +23,12 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from pydantic import BaseModel, ValidationError
+from redis.exceptions import RedisError
 
+from connectors.sources.boundary import InputRefused, parse_json
 from connectors.sources.idempotency import PENDING, IdempotencyStore, Stored
 from connectors.sources.kinds import KINDS, Kind
+from connectors.sources.ledger import namespace
 from connectors.sources.models import problems_of
 from connectors.sources.openapi import openapi_document
 from connectors.sources.signatures import SignatureRefused, verify
@@ -82,7 +86,11 @@ class WebhookSource:
         )
         await self.producer.start()
         self.redis = aioredis.Redis.from_url(self.settings.redis_url)
-        self.idempotency = IdempotencyStore(self.redis, self.settings.webhook_idempotency_ttl_s)
+        self.idempotency = IdempotencyStore(
+            self.redis,
+            self.settings.webhook_idempotency_ttl_s,
+            prefix=namespace("idem", self.settings.topic_prefix),
+        )
 
     async def stop(self, _: web.Application) -> None:
         if self.producer is not None:
@@ -112,9 +120,10 @@ class WebhookSource:
     def _handler(self, endpoint: Endpoint) -> Callable[[web.Request], Any]:
         async def handle(request: web.Request) -> web.Response:
             started = time.perf_counter()
-            request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+            request_id = _request_id(request.headers.get("X-Request-Id"))
             body = b""
-            source = request.headers.get("X-Erpbridge-Source", "")
+            source = _printable(request.headers.get("X-Erpbridge-Source", ""))
+            declared = request.headers.get("Content-Type", "")[:200] or None
             try:
                 body = await request.read()
                 response = await self._accept(endpoint, request, body, request_id)
@@ -129,9 +138,10 @@ class WebhookSource:
                     source,
                     body,
                     request_id,
+                    declared,
                 )
             except Refusal as refusal:
-                response = await self._refuse(endpoint, refusal, source, body, request_id)
+                response = await self._refuse(endpoint, refusal, source, body, request_id, declared)
             except KafkaError as exc:  # nothing was written: the client may retry safely
                 log.error(
                     "broker unavailable stage=source.webhook path=%s error=%s", endpoint.path, exc
@@ -139,6 +149,17 @@ class WebhookSource:
                 response = web.json_response(
                     Refusal(503, "broker_unavailable", str(exc)).body(), status=503
                 )
+            except RedisError as exc:  # nothing was written either
+                log.error("idempotency store unavailable stage=source.webhook path=%s error=%s",
+                          endpoint.path, exc)  # fmt: skip
+                response = web.json_response(
+                    Refusal(503, "idempotency_store_unavailable", str(exc)).body(), status=503
+                )
+            except Exception as exc:  # our bug: kept with the request, answered without a trace
+                log.exception("internal error stage=source.webhook path=%s", endpoint.path)
+                response = await self._refuse(
+                    endpoint, Refusal(500, "internal_error", f"{type(exc).__name__}"), source,
+                    body, request_id, declared)  # fmt: skip
             SOURCE_PUBLISH_SECONDS.labels(SOURCE).observe(time.perf_counter() - started)
             response.headers["X-Request-Id"] = request_id
             return response
@@ -149,59 +170,76 @@ class WebhookSource:
         self, endpoint: Endpoint, request: web.Request, body: bytes, request_id: str
     ) -> web.Response:
         SOURCE_RECORDS.labels(SOURCE, "read").inc()
+        _json_only(request)
         try:
             source = verify(request.headers, body, self.secrets, self.settings.webhook_max_skew_s)
         except SignatureRefused as exc:
             raise Refusal(401, exc.code, exc.message) from exc
         try:
-            payload = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise Refusal(400, "malformed_body", f"the body is not JSON: {exc}") from exc
+            payload = parse_json(body)
+        except InputRefused as exc:
+            raise Refusal(400, exc.code, f"the body is not acceptable JSON: {exc.message}") from exc
         if not isinstance(payload, dict):
             raise Refusal(400, "malformed_body", "the body must be a JSON object")
-        idem_key = (request.headers.get("Idempotency-Key") or str(payload.get("event_id") or "")
-                    or hashlib.sha256(body).hexdigest())  # fmt: skip
+        try:
+            event = endpoint.kind.validate(payload, self.settings.time_zone_for(source))
+        except ValidationError as exc:
+            raise Refusal(
+                422, "invalid_event", "the event does not pass validation", problems_of(exc)
+            ) from exc
+        origin = {"source": source, "path": endpoint.path, "request_id": request_id}
+        record = event.to_record(source, origin)  # type: ignore[attr-defined]
+        key = endpoint.kind.key(event)
+        try:
+            value = self.codecs.serializer(endpoint.kind.role)(record)
+        except (SerializationError, ValueError, OverflowError) as exc:  # beyond the contract
+            raise Refusal(422, "unencodable", "the event does not fit its contract: "
+                          f"{type(exc).__name__}: {exc}") from exc  # fmt: skip
+        # Written once per event id (the caller's, else the content's hash) and per
+        # Idempotency-Key: a repeat of either is answered as the first; either one reused for
+        # other content is refused.
+        fingerprint = _fingerprint(event)
+        names = [*_idempotency_key(request.headers.get("Idempotency-Key")),
+                 f"event:{record['event_id']}"]  # fmt: skip
         scope = f"{source}:{endpoint.path}"
         assert self.idempotency is not None and self.producer is not None
-        claimed = await self.idempotency.claim(scope, idem_key)
-        if isinstance(claimed, Stored):
-            SOURCE_RECORDS.labels(SOURCE, "replayed").inc()
-            return web.json_response(
-                claimed.body, status=claimed.status, headers={"Idempotent-Replayed": "true"}
-            )
-        if claimed == PENDING:
-            raise Refusal(409, "request_in_progress", "the same request is being processed")
+        claimed: list[str] = []
         try:
-            try:
-                event = endpoint.kind.validate(payload, self.settings.time_zone_for(source))
-            except ValidationError as exc:
-                raise Refusal(
-                    422, "invalid_event", "the event does not pass validation", problems_of(exc)
-                ) from exc
-            origin = {"source": source, "path": endpoint.path, "request_id": request_id}
-            record = event.to_record(source, origin)  # type: ignore[attr-defined]
-            key = endpoint.kind.key(event)
-            try:
-                value = self.codecs.serializer(endpoint.kind.role)(record)
-            except SerializationError as exc:  # our bug, not the caller's: keep the request
-                log.exception("contract mismatch stage=source.webhook path=%s", endpoint.path)
-                raise Refusal(500, "internal_error", str(exc)) from exc
+            for name in names:
+                found = await self.idempotency.claim(scope, name)
+                if isinstance(found, Stored):
+                    if not found.same_request(fingerprint):
+                        raise Refusal(422, "idempotency_key_reused", "this Idempotency-Key or "
+                                      "event_id was used before for a different event; send a "
+                                      "new one")  # fmt: skip
+                    for other in claimed:  # the other name now answers the same
+                        await self.idempotency.complete(scope, other, found.status, found.body,
+                                                        fingerprint)  # fmt: skip
+                    claimed = []
+                    SOURCE_RECORDS.labels(SOURCE, "replayed").inc()
+                    return web.json_response(found.body, status=found.status,
+                                             headers={"Idempotent-Replayed": "true"})  # fmt: skip
+                if found == PENDING:
+                    raise Refusal(409, "request_in_progress", "the same request is being "
+                                  "processed")  # fmt: skip
+                claimed.append(name)
             metadata = await self.producer.send_and_wait(
                 self.codecs.topic(endpoint.kind.role), value=value, key=key.encode()
             )
         except BaseException:
-            await self.idempotency.release(scope, idem_key)
+            for name in claimed:
+                await self.idempotency.release(scope, name)
             raise
         answer = {"status": "accepted", "event_id": record["event_id"], "key": key,
                   "topic": metadata.topic, "partition": metadata.partition,
                   "offset": metadata.offset}  # fmt: skip
-        await self.idempotency.complete(scope, idem_key, 202, answer)
+        for name in claimed:
+            await self.idempotency.complete(scope, name, 202, answer, fingerprint)
         SOURCE_RECORDS.labels(SOURCE, "published").inc()
         return web.json_response(answer, status=202)
 
-    async def _refuse(
-        self, endpoint: Endpoint, refusal: Refusal, source: str, body: bytes, request_id: str
-    ) -> web.Response:
+    async def _refuse(self, endpoint: Endpoint, refusal: Refusal, source: str, body: bytes,
+                      request_id: str, content_type: str | None) -> web.Response:  # fmt: skip
         """Keep the refused request on the rejection topic, then answer with the error."""
         SOURCE_RECORDS.labels(SOURCE, "rejected").inc()
         log.warning(
@@ -214,11 +252,59 @@ class WebhookSource:
         problems = [f"{p['field']}: {p['message']}" for p in refusal.problems] or [refusal.message]
         failure = FailureRecord.refused(
             stage=Stage.SOURCE_WEBHOOK, reason=refusal.code, connector=SOURCE, problems=problems,
-            original=body, content_type="application/json",
+            original=body, content_type=content_type,
             origin={"source": source, "path": endpoint.path, "request_id": request_id})  # fmt: skip
         assert self.producer is not None
-        await self.producer.send_and_wait(self.codecs.topic("rejected"), **failure.to_message())
+        try:
+            await self.producer.send_and_wait(self.codecs.topic("rejected"),
+                                              **failure.to_message())  # fmt: skip
+        except KafkaError as exc:  # the refusal could not be kept: the caller must try again
+            log.error("rejection not kept stage=source.webhook request_id=%s error=%s",
+                      request_id, exc)  # fmt: skip
+            unavailable = Refusal(503, "broker_unavailable", f"{refusal.message} (and the "
+                                  f"refusal could not be recorded: {exc})")  # fmt: skip
+            return web.json_response(unavailable.body(), status=503)
         return web.json_response(refusal.body(), status=refusal.status)
+
+
+JSON_TYPES = ("application/json",)
+_ID_CHARS = re.compile(r"[\x21-\x7e]{1,255}")  # printable ASCII, no spaces
+
+
+def _json_only(request: web.Request) -> None:
+    """415 for any body that is not declared JSON (in UTF-8, if a charset is named at all)."""
+    charset = (request.charset or "utf-8").lower()
+    if request.content_type not in JSON_TYPES or charset not in ("utf-8", "utf8"):
+        declared = request.headers.get("Content-Type", "(none)")
+        raise Refusal(
+            415,
+            "unsupported_media_type",
+            f"send application/json (UTF-8); the request says {declared[:100]!r}",
+        )
+
+
+def _idempotency_key(header: str | None) -> list[str]:
+    if header is None:
+        return []
+    if not _ID_CHARS.fullmatch(header):
+        raise Refusal(400, "invalid_idempotency_key", "Idempotency-Key must be 1 to 255 "
+                      "printable ASCII characters without spaces")  # fmt: skip
+    return [header]
+
+
+def _fingerprint(event: BaseModel) -> str:
+    """The event's content, however the JSON was written (spacing, key order, escapes)."""
+    content = json.dumps(event.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(content.encode()).hexdigest()
+
+
+def _request_id(header: str | None) -> str:
+    """The caller's X-Request-Id when it is a sane token, else one of ours."""
+    return header if header is not None and _ID_CHARS.fullmatch(header) else uuid.uuid4().hex
+
+
+def _printable(text: str) -> str:
+    return text if _ID_CHARS.fullmatch(text) else ""
 
 
 def serve(settings: Settings, host: str, port: int) -> None:

@@ -51,7 +51,8 @@ async def _on_invoice(event: Any) -> None:
                                                      event_ms(event), invoice)  # fmt: skip
     STREAM_EVENTS.labels(AGENT, verdict).inc()
     if verdict == "invalid":
-        await reject(AGENT, Stage.VALIDATE, event.key, event.value, origin_of(event),
+        origin = {**origin_of(event), **invoice.get("origin", {})}  # and file + entry, or request
+        await reject(AGENT, Stage.VALIDATE, event.key, event.value, origin,
                      "invoice_tax_mismatch", case.problems, key)  # fmt: skip
     await _apply(event, case, answers)
 

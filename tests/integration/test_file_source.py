@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from connectors.sources.batch_file import import_file
+from connectors.sources.file_formats import FileFormatError
 from erpbridge.config import Settings
 from erpbridge.contracts.bindings import TopicCodecs
 from erpbridge.kafka_io import ensure_topics
@@ -80,3 +81,41 @@ def test_json_lines_of_approvals(settings, tmp_path: Path) -> None:
         "decided_at",
         "final",
     ]
+
+
+def test_a_stray_byte_costs_its_line_only_and_the_invoice_keeps_its_provenance(
+    settings, tmp_path: Path
+) -> None:
+    header = "claim_id,employee_id,employee_name,expense_date,category,description,amount,currency"
+    good = [f"S{n},E{n},张伟{n},2026-11-03,travel,北京出差,100,CNY" for n in range(20)]
+    stray = "S99,E99,王芳,2026-11-03,travel,".encode() + "出租车".encode("gbk") + b",1,CNY"
+    path = tmp_path / "mixed.csv"
+    path.write_bytes("\n".join([header, *good[:10]]).encode() + b"\n" + stray + b"\n"
+                     + "\n".join(good[10:]).encode() + b"\n")  # fmt: skip
+    report = import_file(path, settings, f"src-{uuid.uuid4().hex[:6]}")
+    assert (report.rows, report.published, report.rejected) == (21, 20, 1)
+    names = {claim["employee"]["name"] for _, claim in _decoded(settings, "claims_raw")}
+    assert names == {f"张伟{n}" for n in range(20)}  # read as UTF-8, not as GB18030 mojibake
+    (refused,) = read_rejections(settings)
+    assert refused.origin == {"file": "mixed.csv", "line": "12"} and refused.value == stray + b"\n"
+    assert refused.problems[0].startswith("line: not utf-8 text")
+
+    import_file(SAMPLES / "einvoices.xml", settings, f"inv-{uuid.uuid4().hex[:6]}")
+    (_, invoice), *_ = _decoded(settings, "invoices_raw")
+    assert invoice["origin"] == {"file": "einvoices.xml", "entry": "1"}  # Invoice v2
+
+
+def test_a_file_refused_whole_is_recorded_with_name_size_and_checksum(
+    settings, tmp_path: Path
+) -> None:
+    path = tmp_path / "broken.xml"
+    sample = (SAMPLES / "einvoices.xml").read_bytes()
+    path.write_bytes(sample[: len(sample) // 2])  # cut in the middle of the second invoice
+    with pytest.raises(FileFormatError, match="not well-formed XML"):
+        import_file(path, settings, f"inv-{uuid.uuid4().hex[:6]}")
+    refusals = {r.reason: r for r in read_rejections(settings)}
+    whole = refusals["unreadable_file"]
+    assert whole.origin["file"] == "broken.xml"
+    assert whole.origin["size"] == str(path.stat().st_size)
+    assert len(whole.origin["sha256"]) == 64 and whole.value is None
+    assert "not well-formed XML" in whole.problems[0]

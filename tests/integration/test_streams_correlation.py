@@ -165,6 +165,9 @@ def test_claims_approvals_and_invoices_in_any_order(kafka_bootstrap, schema_regi
     flag, _ = [s for s in _read(settings, "claim_status")
                if s["claim_id"] == "C" and s["status"] != "WAITING"]  # fmt: skip
     assert (flag["related_claim_id"], flag["invoice_refs"]) == ("A", [INV_A])
+    mismatch = held[(INV_F, "invoice_tax_mismatch")]
+    assert mismatch.origin["file"] == "einvoices.xml" and mismatch.origin["entry"] == "1"
+    assert mismatch.origin["topic"].endswith(".invoices.raw")  # where it came from, both ways
     assert list(held[(INV_F, "invoice_tax_mismatch")].problems) == [
         "lines[1]: tax_amount 50.00 is not amount_net 507.34 x tax_rate 0.0900 (= 45.66) within "
         "0.01"

@@ -3,79 +3,21 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 import uuid
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from connectors.sources.signatures import signed_headers
-from deploy.local.process import free_port
 from erpbridge.config import Settings
 from erpbridge.contracts.bindings import TopicCodecs
 from erpbridge.failures import FailureRecord
-from erpbridge.kafka_io import ensure_topics
 from erpbridge.topic_reader import read_all, read_rejections
-from tests.integration.pipeline import Worker, pipeline_env, wait_for
+from tests.integration.pipeline import wait_for
+from tests.integration.webhook_server import SECRET, post_signed
 
 pytestmark = pytest.mark.integration
-SECRET = "s3cr3t-for-tests"
-
-
-@pytest.fixture(scope="module")
-def webhook(kafka_bootstrap, schema_registry_url, redis_url,
-            tmp_path_factory) -> Iterator[tuple[str, Settings, Worker]]:  # fmt: skip
-    prefix = f"w{uuid.uuid4().hex[:10]}"
-    settings = Settings(
-        kafka_bootstrap=kafka_bootstrap,
-        topic_prefix=prefix,
-        schema_registry_url=schema_registry_url,
-        redis_url=redis_url,
-    )
-    ensure_topics(settings)
-    port = free_port()
-    env = {**pipeline_env(settings), "ERPBRIDGE_REDIS_URL": redis_url,
-           "ERPBRIDGE_WEBHOOK_SECRETS": json.dumps({"travel-platform": SECRET}),
-           "ERPBRIDGE_WEBHOOK_MAX_SKEW_S": "300"}  # fmt: skip
-    log = tmp_path_factory.mktemp("webhook") / "webhook.log"
-    worker = Worker("webhook", [sys.executable, "-m", "erpbridge", "source", "webhook",
-                                "--port", str(port)], env, log)  # fmt: skip
-    worker.start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: _healthy(url), timeout=30, what="the webhook source", workers=[worker])
-        yield url, settings, worker
-    finally:
-        worker.stop()
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def _post(
-    url: str,
-    path: str,
-    payload: object,
-    *,
-    secret: str = SECRET,
-    now: float | None = None,
-    headers: dict[str, str] | None = None,
-    raw: bytes | None = None,
-) -> httpx.Response:
-    body = raw if raw is not None else json.dumps(payload, ensure_ascii=False).encode()
-    signed = signed_headers("travel-platform", secret, body, now)
-    return httpx.post(
-        f"{url}{path}",
-        content=body,
-        timeout=30,
-        headers={**signed, "Content-Type": "application/json", **(headers or {})},
-    )
 
 
 def _claim(claim_id: str) -> dict:
@@ -110,7 +52,7 @@ def _rejection(settings: Settings, request_id: str) -> FailureRecord:
 def test_a_valid_claim_is_published_after_the_broker_acked(webhook) -> None:
     url, settings, _ = webhook
     claim_id = f"EXP-{uuid.uuid4().hex[:8]}"
-    reply = _post(url, "/v1/claims", _claim(claim_id))
+    reply = post_signed(url, "/v1/claims", _claim(claim_id))
     assert reply.status_code == 202, reply.text
     answer = reply.json()
     assert answer["key"] == claim_id and answer["topic"] == f"{settings.topic_prefix}.claims.raw"
@@ -128,7 +70,7 @@ def test_approvals_and_invoices_land_on_their_topics(webhook) -> None:
     approval = {"claim_id": claim_id, "step": 2, "step_name": "财务审核", "approver_id": "E7",
                 "approver_name": "李娜", "decision": "同意", "decided_at": "2026-11-05T10:00:00",
                 "final": True}  # fmt: skip
-    assert _post(url, "/v1/approvals", approval).status_code == 202
+    assert post_signed(url, "/v1/approvals", approval).status_code == 202
     (decision,) = _records(settings, "approvals_raw", claim_id)
     assert decision["decision"] == "APPROVE"
     assert decision["decided_at"].isoformat() == "2026-11-05T02:00:00+00:00"  # China time -> UTC
@@ -140,7 +82,7 @@ def test_approvals_and_invoices_land_on_their_topics(webhook) -> None:
                "tax_rate": "9%", "tax_amount": "45.66", "total": "553.00",
                "lines": [{"name": "*运输服务*客运服务费", "amount_net": "507.34",
                           "tax_rate": "0.09", "tax_amount": "45.66"}]}  # fmt: skip
-    reply = _post(url, "/v1/invoices", invoice)
+    reply = post_signed(url, "/v1/invoices", invoice)
     assert reply.status_code == 202, reply.text
     (stored,) = _records(settings, "invoices_raw", number)
     assert stored["invoice_type"] == "DIGITAL_GENERAL" and str(stored["tax_rate"]) == "0.0900"
@@ -149,7 +91,7 @@ def test_approvals_and_invoices_land_on_their_topics(webhook) -> None:
 @pytest.mark.parametrize("case, status, code", [
     ("tampered", 401, "signature_invalid"),
     ("expired", 401, "timestamp_expired"),
-    ("malformed", 400, "malformed_body"),
+    ("malformed", 400, "malformed_json"),
     ("wrong_type", 422, "invalid_event"),
 ])  # fmt: skip
 def test_refused_requests_get_the_documented_error_and_are_kept(
@@ -158,21 +100,22 @@ def test_refused_requests_get_the_documented_error_and_are_kept(
     url, settings, _ = webhook
     body = json.dumps(_claim(f"EXP-{uuid.uuid4().hex[:8]}")).encode()
     if case == "tampered":
-        headers = signed_headers("travel-platform", SECRET, body)
+        headers = {**signed_headers("travel-platform", SECRET, body),
+                   "Content-Type": "application/json"}  # fmt: skip
         reply = httpx.post(f"{url}/v1/claims", content=body.replace(b"553.00", b"5530.00"),
                            headers=headers, timeout=30)  # fmt: skip
         sent = body.replace(b"553.00", b"5530.00")
     elif case == "expired":
-        reply, sent = _post(url, "/v1/claims", None, raw=body, now=time.time() - 3600), body
+        reply, sent = post_signed(url, "/v1/claims", None, raw=body, now=time.time() - 3600), body
     elif case == "malformed":
         sent = b'{"claim_id": "EXP-1", "lines": ['
-        reply = _post(url, "/v1/claims", None, raw=sent)
+        reply = post_signed(url, "/v1/claims", None, raw=sent)
     else:
         payload = json.loads(body)
         payload["lines"][0]["amount"] = {"value": 553}
         payload["lines"][1]["expense_date"] = 20261103
         sent = json.dumps(payload).encode()
-        reply = _post(url, "/v1/claims", None, raw=sent)
+        reply = post_signed(url, "/v1/claims", None, raw=sent)
     assert reply.status_code == status, reply.text
     assert reply.json()["error"] == code
     rejection = _rejection(settings, reply.headers["X-Request-Id"])
@@ -188,8 +131,8 @@ def test_a_retried_request_is_written_once(webhook) -> None:
     url, settings, _ = webhook
     claim_id = f"EXP-{uuid.uuid4().hex[:8]}"
     body = json.dumps(_claim(claim_id)).encode()
-    first = _post(url, "/v1/claims", None, raw=body, headers={"Idempotency-Key": claim_id})
-    again = _post(url, "/v1/claims", None, raw=body, headers={"Idempotency-Key": claim_id})
+    first = post_signed(url, "/v1/claims", None, raw=body, headers={"Idempotency-Key": claim_id})
+    again = post_signed(url, "/v1/claims", None, raw=body, headers={"Idempotency-Key": claim_id})
     assert first.status_code == again.status_code == 202
     assert again.json() == first.json()
     assert again.headers.get("Idempotent-Replayed") == "true"
@@ -197,7 +140,7 @@ def test_a_retried_request_is_written_once(webhook) -> None:
 
     other_id = f"EXP-{uuid.uuid4().hex[:8]}"  # no header and no event_id: the body is the key
     other = json.dumps(_claim(other_id)).encode()
-    replies = [_post(url, "/v1/claims", None, raw=other) for _ in range(2)]
+    replies = [post_signed(url, "/v1/claims", None, raw=other) for _ in range(2)]
     assert [r.status_code for r in replies] == [202, 202]
     assert replies[1].headers.get("Idempotent-Replayed") == "true"
     assert len(_records(settings, "claims_raw", other_id)) == 1
@@ -216,8 +159,8 @@ def test_the_openapi_document_describes_the_endpoints(webhook) -> None:
 
 def test_the_source_counts_what_it_read_published_and_refused(webhook) -> None:
     url, _, worker = webhook
-    _post(url, "/v1/claims", _claim(f"EXP-{uuid.uuid4().hex[:8]}"))
-    _post(url, "/v1/claims", None, raw=b"{oops")
+    post_signed(url, "/v1/claims", _claim(f"EXP-{uuid.uuid4().hex[:8]}"))
+    post_signed(url, "/v1/claims", None, raw=b"{oops")
     text = worker.metrics()
     counts = {outcome: _metric(text, outcome) for outcome in ("read", "published", "rejected")}
     assert counts["read"] >= counts["published"] + 1 and counts["published"] >= 1
