@@ -51,18 +51,23 @@ def ensure_topics(settings: Settings) -> list[str]:
         topics = Topics(settings.topic_prefix)
         existing = set(admin.list_topics())
         wanted = [name for name in topics.all() if name not in existing]
-        compact = {"cleanup.policy": "compact"}
         if wanted:
             try:
-                admin.create_topics([
-                    NewTopic(name, 1, 1, topic_configs=compact) if name in topics.compacted()
-                    else NewTopic(name, settings.topic_partitions, 1) for name in wanted
-                ])  # fmt: skip
+                admin.create_topics([_new_topic(topics, name, settings.topic_partitions)
+                                     for name in wanted])  # fmt: skip
             except TopicAlreadyExistsError:
                 pass
         return wanted
     finally:
         admin.close()
+
+
+def _new_topic(topics: Topics, name: str, partitions: int) -> NewTopic:
+    if name in topics.compacted():
+        return NewTopic(name, 1, 1, topic_configs={"cleanup.policy": "compact"})
+    if name in topics.kept_forever():
+        return NewTopic(name, 1, 1, topic_configs={"retention.ms": "-1", "retention.bytes": "-1"})
+    return NewTopic(name, partitions, 1)
 
 
 def end_offsets(settings: Settings, topic: str) -> dict[int, int]:

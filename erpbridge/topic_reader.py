@@ -45,6 +45,27 @@ def read_all(settings: Settings, topic: str, timeout_s: float = 10.0,
         consumer.close()
 
 
+def read_last(settings: Settings, topic: str, partition: int = 0) -> ConsumerRecord | None:
+    """The last committed record of one partition (None when it has none)."""
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
+                             isolation_level="read_committed")  # fmt: skip
+    try:
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        end = consumer.end_offsets([tp])[tp]
+        for back in range(1, 50):  # transaction markers take offsets: step back over them
+            if end - back < 0:
+                return None
+            consumer.seek(tp, end - back)
+            records = [r for batch in consumer.poll(timeout_ms=2000).values() for r in batch
+                       if r.offset < end]  # fmt: skip
+            if records:
+                return records[-1]
+        return None
+    finally:
+        consumer.close()
+
+
 def read_rejections(settings: Settings) -> list[FailureRecord]:
     """Every failure record on the rejection topic."""
     return read_failures(settings, "rejected")

@@ -77,14 +77,35 @@ class Topics:
         """Failure records: feedback the expense platform refused for good, plus headers."""
         return f"{self.prefix}.erp.feedback.dlq"
 
+    @property
+    def quarantine(self) -> str:
+        """Failure records replayed more often than ``--max-replays``: kept, not replayed."""
+        return f"{self.prefix}.dlq.quarantine"
+
+    @property
+    def audit(self) -> str:
+        """AuditEvent records: every operator action, hash-chained. One partition, kept forever."""
+        return f"{self.prefix}.audit"
+
+    def failure_topics(self) -> dict[str, str]:
+        """Every topic that carries failure records, by role."""
+        return {"rejected": self.rejected, "erp_dead_letter": self.erp_dead_letter,
+                "feedback_dead_letter": self.feedback_dead_letter,
+                "quarantine": self.quarantine}  # fmt: skip
+
     def all(self) -> tuple[str, ...]:
         return (self.claims_raw, self.approvals_raw, self.invoices_raw, self.postings,
                 self.rejected, self.erp_dead_letter, self.source_offsets, self.claim_status,
                 self.reference, self.claim_events, self.invoice_refs,
-                self.erp_feedback, self.feedback_dead_letter)  # fmt: skip
+                self.erp_feedback, self.feedback_dead_letter, self.quarantine,
+                self.audit)  # fmt: skip
 
     def compacted(self) -> tuple[str, ...]:
         return (self.source_offsets, self.reference)
+
+    def kept_forever(self) -> tuple[str, ...]:
+        """One partition (a total order), no retention limit."""
+        return (self.audit,)
 
 
 # Which contract (avro_schemas/<name>/) each topic carries. The failure topics (rejected and the
@@ -92,7 +113,8 @@ class Topics:
 CONTRACTS = {"claims_raw": "expense_claim", "approvals_raw": "approval_decision",
              "invoices_raw": "invoice", "postings": "erp_posting",
              "claim_status": "claim_status", "erp_feedback": "erp_feedback",
-             "claim_events": "claim_event", "invoice_refs": "invoice_citation"}  # fmt: skip
+             "claim_events": "claim_event", "invoice_refs": "invoice_citation",
+             "audit": "audit_event"}  # fmt: skip
 
 
 def table_changelog(app_id: str, table: str) -> str:

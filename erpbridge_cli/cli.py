@@ -13,6 +13,7 @@ import click
 from erpbridge import metrics
 from erpbridge.config import get_settings
 from erpbridge.contracts.compatibility import Mode
+from erpbridge_cli import ops_commands
 
 if TYPE_CHECKING:
     from connectors.sinks.target import Target
@@ -361,3 +362,5 @@ def print_invoices(references: list[str]) -> None:
 
 
 _register_sink_commands()
+main.add_command(ops_commands.dlq)
+main.add_command(ops_commands.audit)

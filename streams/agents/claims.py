@@ -144,8 +144,9 @@ async def _apply(case: ClaimCase, effects: list[Effect], event: Any,
             STREAM_EVENTS.labels(AGENT, "out").inc()
         elif isinstance(effect, Reject):
             stage = Stage.CORRELATE if effect.reason.endswith("_invoice") else Stage.NORMALIZE
+            own = event.headers if effect.original == event.value else None  # the claim's own
             await reject(AGENT, stage, key, effect.original, origin, effect.reason,
-                         effect.problems, case.claim_id)  # fmt: skip
+                         effect.problems, case.claim_id, own)  # fmt: skip
         elif isinstance(effect, Status):
             if effect.status in ("HELD", "STALLED", "CANCELLED", "REDRIVEN"):
                 STREAM_EVENTS.labels(AGENT, effect.status.lower()).inc()

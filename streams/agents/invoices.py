@@ -53,7 +53,7 @@ async def _on_invoice(event: Any) -> None:
     if verdict == "invalid":
         origin = {**origin_of(event), **invoice.get("origin", {})}  # and file + entry, or request
         await reject(AGENT, Stage.VALIDATE, event.key, event.value, origin,
-                     "invoice_tax_mismatch", case.problems, key)  # fmt: skip
+                     "invoice_tax_mismatch", case.problems, key, event.headers)  # fmt: skip
     await _apply(event, case, answers)
 
 

@@ -38,7 +38,7 @@ async def decode_or_reject(agent: str, stage: Stage, role: str,
         return await decode(role, event.value)
     except DecodeError as exc:
         await reject(agent, stage, event.key, event.value, origin_of(event), "undecodable",
-                     [str(exc)], None)  # fmt: skip
+                     [str(exc)], None, event.headers)  # fmt: skip
         return None
 
 
@@ -64,14 +64,17 @@ def event_ms(event: Any) -> int:
 
 async def reject(agent: str, stage: Stage, key: bytes | None, original: bytes | None,
                  origin: Mapping[str, Any], reason: str, problems: list[str],
-                 entity_id: str | None) -> None:  # fmt: skip
+                 entity_id: str | None,
+                 headers: Mapping[str, bytes] | None = None) -> None:  # fmt: skip
+    """``headers``: the refused input's own (a replay's count travels with them)."""
     STREAM_EVENTS.labels(agent, "rejected").inc()
     log.warning("rejected stage=%s reason=%s origin=%s entity=%s", stage, reason, dict(origin),
                 entity_id)  # fmt: skip
     failure = FailureRecord.refused(stage=stage, reason=reason, connector=agent,
                                     problems=problems, original=original,
                                     content_type="avro/binary", origin=origin,
-                                    entity_id=entity_id, key=key)  # fmt: skip
+                                    entity_id=entity_id, key=key,
+                                    headers=list((headers or {}).items()))  # fmt: skip
     message = failure.to_message()
     await rejected.send(key=message["key"], value=message["value"], headers=message["headers"])
 
