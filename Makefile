@@ -8,12 +8,13 @@ APPROVALS ?= samples/approvals.jsonl
 INVOICES ?= samples/einvoices.xml
 REFERENCE ?= $(wildcard samples/reference/*.csv)
 
-.PHONY: install system-deps up down status workers run demo test unit chaos lint clean
+.PHONY: install system-deps browser-deps up down status workers run demo test unit chaos lint clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@command -v java >/dev/null && command -v mvn >/dev/null || $(MAKE) system-deps
+	@command -v chromium >/dev/null || $(MAKE) browser-deps
 	$(PYTHON) -m pip install -q --disable-pip-version-check -e ".[dev,erp]"
 	@mkdir -p $(STATE) && touch $@
 
@@ -21,6 +22,12 @@ $(STAMP): pyproject.toml
 system-deps:
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq openjdk-17-jre-headless maven redis-server
+
+# Debian's Chromium (and CJK fonts, for the console's Chinese): the ops console's browser test
+# drives it headless (playwright, with the system executable; no browser download works offline).
+browser-deps:
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium fonts-noto-cjk
 
 up: install
 	$(PYTHON) -m deploy.local up

@@ -364,3 +364,4 @@ def print_invoices(references: list[str]) -> None:
 _register_sink_commands()
 main.add_command(ops_commands.dlq)
 main.add_command(ops_commands.audit)
+main.add_command(ops_commands.ops)

@@ -321,3 +321,41 @@ def audit_export(path: Path) -> None:
     records = AuditTrail(get_settings()).records()
     path.write_text(to_json_lines(records), encoding="utf-8")
     click.echo(f"exported {len(records)} audit record(s) to {path}")
+
+
+@click.group()
+def ops() -> None:
+    """The ops HTTP API and web console (ERPBRIDGE_OPS_*)."""
+
+
+@ops.command("serve")
+@click.option("--host", default=None, help="Default: ERPBRIDGE_OPS_HOST (127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Default: ERPBRIDGE_OPS_PORT (8091).")
+def ops_serve(host: str | None, port: int | None) -> None:
+    """Serve the API (/api, /openapi.json) and the console (/) until stopped."""
+    from ops.api import serve
+    from ops.auth import OpsSettings
+
+    base = OpsSettings()
+    config = base.model_copy(update={k: v for k, v in {"host": host, "port": port}.items()
+                                     if v is not None})  # fmt: skip
+    if not config.tokens and not config.oidc_issuer:
+        raise click.ClickException(
+            "no credentials configured: set ERPBRIDGE_OPS_TOKENS (see "
+            "`erpbridge ops token`) or ERPBRIDGE_OPS_OIDC_ISSUER"
+        )
+    click.echo(f"ops API and console on http://{config.host}:{config.port}/", err=True)
+    serve(get_settings(), config)
+
+
+@ops.command("token")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["viewer", "operator", "admin"]), required=True)
+def ops_token(name: str, role: str) -> None:
+    """Make an API token: prints it once, and the entry to add to ERPBRIDGE_OPS_TOKENS."""
+    from ops.audit import Role
+    from ops.auth import new_token
+
+    token, stored = new_token(Role(role))
+    click.echo(f"token (shown once, keep it secret): {token}")
+    click.echo("add to ERPBRIDGE_OPS_TOKENS: " + json.dumps({name: stored.model_dump(mode="json")}))

@@ -30,12 +30,13 @@ GENESIS = "0" * 64
 
 
 class Role(StrEnum):
+    NONE = "none"  # not signed in (refusals are audited under it)
     VIEWER = "viewer"  # list and show, masked
     OPERATOR = "operator"  # and dry runs and replays
     ADMIN = "admin"  # and purge, archive, unmasked views
 
     def allows(self, needed: Role) -> bool:
-        order = [Role.VIEWER, Role.OPERATOR, Role.ADMIN]
+        order = [Role.NONE, Role.VIEWER, Role.OPERATOR, Role.ADMIN]
         return order.index(self) >= order.index(needed)
 
 

@@ -137,6 +137,19 @@ def wait_for(
         time.sleep(0.5)
 
 
+def serving(worker: Worker, url: str, what: str) -> None:
+    """Start a server process and wait until its ``/healthz`` answers."""
+    worker.start()
+
+    def healthy() -> bool:
+        try:
+            return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(healthy, timeout=30, what=what, workers=[worker])
+
+
 def topics_of(settings: Settings) -> Topics:
     return Topics(settings.topic_prefix)
 

@@ -14,7 +14,7 @@ from connectors.sources.signatures import signed_headers
 from deploy.local.process import free_port
 from erpbridge.config import Settings
 from erpbridge.kafka_io import ensure_topics
-from tests.integration.pipeline import Worker, pipeline_env, wait_for
+from tests.integration.pipeline import Worker, pipeline_env, serving
 
 SECRET = "s3cr3t-for-tests"
 
@@ -37,20 +37,12 @@ def webhook(kafka_bootstrap, schema_registry_url, redis_url,
     log = tmp_path_factory.mktemp("webhook") / "webhook.log"
     worker = Worker("webhook", [sys.executable, "-m", "erpbridge", "source", "webhook",
                                 "--port", str(port)], env, log)  # fmt: skip
-    worker.start()
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: _healthy(url), timeout=30, what="the webhook source", workers=[worker])
+        serving(worker, url, "the webhook source")
         yield url, settings, worker
     finally:
         worker.stop()
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def post_signed(

@@ -1,0 +1,232 @@
+"""The ops API and console as a real process: roles refuse what they must (API tokens and single
+sign-on JWTs), personal data is masked below admin, every call is audited, and an operator works
+the console in a real browser (Debian's Chromium, headless): sign in, filter, open a record,
+preview a replay, replay it, read the audit trail. A screenshot of each page is kept."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from joserfc import jwt
+from joserfc.jwk import RSAKey
+
+from deploy.local.process import free_port
+from erpbridge.config import Settings
+from erpbridge.failures import FailureRecord, Stage
+from erpbridge.kafka_io import durable_producer, ensure_topics
+from erpbridge.topic_reader import read_all
+from ops.audit import AuditTrail, Role, verify
+from ops.auth import new_token
+from tests.contract_samples import SAMPLES
+from tests.integration.pipeline import Worker, pipeline_env, serving, topics_of
+
+pytestmark = pytest.mark.integration
+ISSUER = "https://sso.example.test"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+
+
+class _Record:
+    """A ConsumerRecord-like input to build DLQ records from."""
+
+    def __init__(self, topic: str, offset: int, key: bytes, value: bytes) -> None:
+        self.topic, self.partition, self.offset = topic, 0, offset
+        self.key, self.value, self.headers, self.timestamp = key, value, [], int(time.time() * 1000)
+
+
+def _dead_letters(settings: Settings) -> list[str]:
+    """Two postings the ERP refused (one mentions a phone number), as the sink writes them."""
+    from erpbridge.contracts.bindings import TopicCodecs
+
+    codecs = TopicCodecs(settings)
+    producer = durable_producer(settings)
+    ids = [f"UI-{uuid.uuid4().hex[:6]}-{n}" for n in range(2)]
+    try:
+        for n, posting_id in enumerate(ids):
+            posting = dict(SAMPLES["erp_posting"], posting_id=posting_id, claim_id=posting_id,
+                           employee_name="张伟 13812345678")  # fmt: skip
+            posting["lines"] = [dict(posting["lines"][0], account_code="9.9.9")]
+            value = codecs.serializer("postings")(posting)
+            record = _Record(topics_of(settings).postings, 40 + n, posting_id.encode(), value)
+            failure = FailureRecord.of_record(
+                record,
+                stage=Stage.PUT,
+                reason="refused",
+                connector="tryton",
+                error=ValueError("no account with code 9.9.9 in the ERP"),
+            )
+            producer.send(topics_of(settings).erp_dead_letter, **failure.to_message()).get(30)
+    finally:
+        producer.close()
+        codecs.close()
+    return ids
+
+
+def _jwt(key: RSAKey, role: str, *, issuer: str = ISSUER, expires_in: int = 600) -> str:
+    claims = {"iss": issuer, "sub": "u-1", "preferred_username": "li.na", "aud": "erpbridge-ops",
+              "erpbridge_role": role, "exp": int(time.time()) + expires_in}  # fmt: skip
+    return jwt.encode({"alg": "RS256", "kid": "sso-1"}, claims, key)
+
+
+@pytest.fixture(scope="module")
+def ops_server(kafka_bootstrap, schema_registry_url, redis_url, tmp_path_factory):
+    prefix = f"o{uuid.uuid4().hex[:10]}"
+    settings = Settings(
+        kafka_bootstrap=kafka_bootstrap,
+        topic_prefix=prefix,
+        schema_registry_url=schema_registry_url,
+        redis_url=redis_url,
+    )
+    ensure_topics(settings)
+    tokens, stored = {}, {}
+    for role in (Role.VIEWER, Role.OPERATOR, Role.ADMIN):
+        tokens[role], entry = new_token(role)
+        stored[str(role)] = entry.model_dump(mode="json")
+    key = RSAKey.generate_key(2048, parameters={"kid": "sso-1"})
+    folder = tmp_path_factory.mktemp("ops")
+    jwks = folder / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [key.as_dict(private=False)]}), encoding="utf-8")
+    port = free_port()
+    env = {**pipeline_env(settings), "ERPBRIDGE_OPS_TOKENS": json.dumps(stored),
+           "ERPBRIDGE_OPS_PORT": str(port), "ERPBRIDGE_OPS_OIDC_ISSUER": ISSUER,
+           "ERPBRIDGE_OPS_OIDC_AUDIENCE": "erpbridge-ops",
+           "ERPBRIDGE_OPS_OIDC_JWKS_FILE": str(jwks)}  # fmt: skip
+    worker = Worker("ops", [sys.executable, "-m", "erpbridge", "ops", "serve"], env,
+                    folder / "ops.log")  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        serving(worker, url, "the ops API")
+        yield url, settings, tokens, key, _dead_letters(settings)
+    finally:
+        worker.stop()
+
+
+def _get(url: str, path: str, token: str | None, **params: Any) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.get(f"{url}{path}", params=params, headers=headers, timeout=60)
+
+
+def _post(url: str, path: str, token: str, body: dict[str, Any]) -> httpx.Response:
+    return httpx.post(f"{url}{path}", json=body, headers={"Authorization": f"Bearer {token}"},
+                      timeout=60)  # fmt: skip
+
+
+def test_roles_refuse_what_they_must_and_every_call_is_audited(ops_server) -> None:
+    url, settings, tokens, key, ids = ops_server
+    viewer, operator, admin = tokens[Role.VIEWER], tokens[Role.OPERATOR], tokens[Role.ADMIN]
+    assert _get(url, "/api/failures", None).status_code == 401
+    assert _get(url, "/api/failures", "ebt_not-a-token").status_code == 401
+    listed = _get(url, "/api/failures", viewer, topic="erp_dead_letter")
+    assert listed.status_code == 200 and listed.json()["summary"]["total"] == 2
+    where = listed.json()["records"][0]["where"]
+    shown = _get(url, f"/api/failures/{where}", viewer).json()
+    assert "13812345678" not in json.dumps(shown, ensure_ascii=False)  # masked for a viewer
+    assert shown["original"]["employee_name"].startswith("张伟 138")
+    assert _get(url, f"/api/failures/{where}", viewer, unmask="1").status_code == 403
+    unmasked = _get(url, f"/api/failures/{where}", admin, unmask="1").json()
+    assert unmasked["original"]["employee_name"] == "张伟 13812345678"
+    dry = {"topic": "erp_dead_letter", "dry_run": True}
+    assert _post(url, "/api/replay", viewer, dry).status_code == 403
+    preview = _post(url, "/api/replay", operator, dry)
+    assert preview.status_code == 200 and preview.json()["selected"] == 2
+    assert _post(url, "/api/purge", operator, {"topic": "quarantine"}).status_code == 403
+
+    # single sign-on: a JWT from the configured issuer, its role from a claim
+    assert _post(url, "/api/replay", _jwt(key, "operator"), dry).status_code == 200
+    assert _post(url, "/api/replay", _jwt(key, "viewer"), dry).status_code == 403
+    assert _get(url, "/api/failures", _jwt(key, "admin", issuer="https://evil.test")
+                ).status_code == 401  # fmt: skip
+    assert _get(url, "/api/failures", _jwt(key, "admin", expires_in=-60)).status_code == 401
+    other = RSAKey.generate_key(2048, parameters={"kid": "sso-1"})
+    assert _get(url, "/api/failures", _jwt(other, "admin")).status_code == 401  # not its key
+
+    trail = AuditTrail(settings).records()
+    denied = [r for r in trail if r["action"] == "api.denied"]
+    assert len(denied) >= 8 and all(r["outcome"] == "refused" for r in denied)
+    assert {r["actor"] for r in trail} >= {"anonymous", "token:viewer", "token:operator",
+                                           "token:admin", "sso:li.na"}  # fmt: skip
+    assert verify(trail).ok
+    assert httpx.get(f"{url}/openapi.json", timeout=10).json()["paths"]["/api/replay"]
+
+
+def test_an_operator_works_the_console_in_a_real_browser(ops_server) -> None:
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: run `make browser-deps` (Debian's chromium)")
+    from playwright.sync_api import sync_playwright
+
+    url, settings, tokens, _, ids = ops_server
+    ARTIFACTS.mkdir(exist_ok=True)
+    shots = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(f"{url}/")
+        page.fill("input[name=token]", "wrong")
+        page.click("#sign-in")
+        assert "not accepted" in page.content()
+        page.fill("input[name=token]", tokens[Role.OPERATOR])
+        page.click("#sign-in")
+        page.select_option("select[name=topic]", "erp_dead_letter")
+        page.click("button:has-text('Filter')")
+        rows = page.locator("#failures tr")
+        assert rows.count() == 3  # the header and two dead letters
+        assert "13812345678" not in page.content()
+        shots.append(_shot(page, "failures"))
+        page.click("#failures tr:nth-child(2) a")
+        assert "no account with code 9.9.9" in page.content()
+        shots.append(_shot(page, "failure"))
+        page.go_back()
+        page.fill("input[name=set]", "lines.0.account_code=5.2.2")
+        page.click("#preview")
+        assert page.locator("#plan tr").count() == 3
+        shots.append(_shot(page, "preview"))
+        page.click("#confirm-replay")
+        assert "2 replayed" in page.locator("#outcome").inner_text()
+        page.click("text=See it in the audit trail")
+        assert "intact" in page.locator("#verdict").inner_text()
+        assert "dlq.replay" in page.locator("#audit").inner_text()
+        shots.append(_shot(page, "audit"))
+        browser.close()
+    print("console screenshots:", ", ".join(str(s) for s in shots))
+    replayed = [
+        r
+        for r in read_all(settings, topics_of(settings).postings)
+        if dict(r.headers or []).get("erpbridge.replay.by") == b"token:operator"
+    ]
+    assert sorted(r.key.decode() for r in replayed) == sorted(ids)
+    assert all(s.stat().st_size > 10_000 for s in shots)
+
+
+def _shot(page: Any, name: str) -> Path:
+    path = ARTIFACTS / f"ops-console-{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def test_the_trail_refuses_nothing_silently(ops_server) -> None:
+    url, settings, tokens, _, _ = ops_server
+    before = len(AuditTrail(settings).records())
+    assert _get(url, "/api/audit", tokens[Role.VIEWER]).json()["verified"] is True
+    after = AuditTrail(settings).records()
+    assert len(after) == before + 1 and after[-1]["action"] == "api.audit"
+    assert after[-1]["at"] <= datetime.datetime.now(datetime.UTC)
