@@ -359,3 +359,23 @@ def ops_token(name: str, role: str) -> None:
     token, stored = new_token(Role(role))
     click.echo(f"token (shown once, keep it secret): {token}")
     click.echo("add to ERPBRIDGE_OPS_TOKENS: " + json.dumps({name: stored.model_dump(mode="json")}))
+
+
+@dlq.command("auto-replay")
+@click.option("--once", is_flag=True, help="One pass, then exit.")
+def dlq_auto_replay(once: bool) -> None:
+    """Replay dead letters of transient failures on a schedule (ERPBRIDGE_AUTO_REPLAY_*)."""
+    import signal
+    import threading
+
+    from ops.auto_replay import AutoReplaySettings, one_pass, run
+
+    settings, config = get_settings(), AutoReplaySettings()
+    if once:
+        for report in one_pass(settings, config):
+            click.echo(f"{report.action_id}: {report.counts()}")
+        return
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    run(settings, config, stop)

@@ -50,6 +50,10 @@ class ReplayPlan:
     dry_run: bool = False
     rate: float | None = None  # records per second
     max_replays: int = 3
+    # auto-replay: is this record due (its back-off over)? A partition stops at the first one
+    # that is not, uncommitted, and goes on from it at the next pass.
+    due: Callable[[Failed], bool] | None = None
+    audit_when_idle: bool = True  # False: a pass that selected nothing leaves no audit record
 
 
 @dataclass
@@ -93,9 +97,10 @@ def replay(settings: Settings, plan: ReplayPlan, actor: Actor,
         outcome, detail = "failed", f"{type(exc).__name__}: {exc}"
         raise
     finally:
-        trail.append(actor, "dlq.replay", action_id=plan.action_id, dry_run=plan.dry_run,
-                     selection=selection, counts=report.counts(), outcome=outcome,
-                     detail=detail)  # fmt: skip
+        if report.selected or plan.audit_when_idle or outcome != "ok":
+            trail.append(actor, "dlq.replay", action_id=plan.action_id, dry_run=plan.dry_run,
+                         selection=selection, counts=report.counts(), outcome=outcome,
+                         detail=detail)  # fmt: skip
     return report
 
 
@@ -116,21 +121,28 @@ def _replay_topic(settings: Settings, plan: ReplayPlan, actor: Actor, role: str,
         total = sum(end.values())
         pending = {tp for tp in partitions if consumer.position(tp) < end[tp]}
         pace = _Pace(plan.rate)
+        waiting: set[TopicPartition] = set()  # stopped at a record not due yet
         while pending:
             for tp, records in consumer.poll(timeout_ms=1000).items():
                 for record in records:
-                    if record.offset >= end[tp]:
+                    if record.offset >= end[tp] or tp in waiting:
                         pending.discard(tp)
                         break
                     found = _read(role, record, codecs)
                     if _matches(found, plan.selection):
+                        if plan.due is not None and not plan.due(found):
+                            waiting.add(tp)  # later ones failed later still: next pass
+                            pending.discard(tp)
+                            break
                         pace.wait()
                         _one(found, plan, actor, codecs, producer, quarantine, report)
                     if producer is not None:  # acknowledged above: commit past it
                         consumer.commit({tp: OffsetAndMetadata(record.offset + 1, "", -1)})
                     if progress is not None:
                         progress(record.offset + 1, total)
-            pending = {tp for tp in pending if consumer.position(tp) < end[tp]}
+            pending = {
+                tp for tp in pending if tp not in waiting and consumer.position(tp) < end[tp]
+            }
     finally:
         consumer.close(autocommit=False)
         codecs.close()

@@ -40,9 +40,7 @@ pytestmark = pytest.mark.integration
 
 
 def _run(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "erpbridge", "--log-level", "warning", *args],
-                          capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **pipeline_env(settings)})  # fmt: skip
+    return _run_env(settings, {}, *args)
 
 
 def _cli(settings: Settings, *args: str) -> tuple[int, str]:
@@ -182,3 +180,46 @@ def test_fix_then_replay_books_each_once_and_a_second_replay_books_nothing(
     removed = from_json_lines(to_json_lines(records))
     del removed[1]
     assert verify(removed).first_bad_seq == 3 and not verify(records[:4]).first_bad_seq
+
+
+def test_auto_replay_books_what_failed_while_the_erp_was_down_once(
+    kafka_bootstrap, schema_registry_url, redis_url, erp, tmp_path: Path
+) -> None:
+    """The ERP down longer than a posting's retry budget: dead-lettered as retries_exhausted;
+    the ERP back, one auto-replay pass books it; the next pass replays nothing."""
+    settings = make_settings(kafka_bootstrap, schema_registry_url, redis_url, tmp_path,
+                             sink_errors_retry_timeout_s=3.0, sink_breaker_threshold=1000,
+                             sink_retry_initial_s=0.2)  # fmt: skip
+    posting = f"A{uuid.uuid4().hex[:6].upper()}-P"
+    with running_workers(settings, tmp_path / "w", streams=False, erp=erp.settings) as workers:
+        erp.stop()
+        try:
+            publish(settings, "postings", [_posting(posting, "5.2.2")])
+            wait_for(lambda: read_failures(settings, "erp_dead_letter"), timeout=90,
+                     what="the posting dead-lettered", workers=workers)  # fmt: skip
+        finally:
+            erp.start()
+        (dead,) = read_failures(settings, "erp_dead_letter")
+        assert dead.reason == "retries_exhausted" and dead.error_class == "RetriesExhausted"
+        env = {"ERPBRIDGE_AUTO_REPLAY_BASE_S": "0"}
+        first = _run_env(settings, env, "dlq", "auto-replay", "--once")
+        assert "'replayed': 1" in first.stdout, first.stdout + first.stderr
+        wait_for(lambda: len(posted_in_tryton(erp.settings, [posting])) == 1, timeout=90,
+                 what="the auto-replayed posting booked", workers=workers)  # fmt: skip
+        second = _run_env(settings, env, "dlq", "auto-replay", "--once")
+        assert "'replayed': 1" not in second.stdout  # its group moved past it
+        time.sleep(5)
+        assert len(posted_in_tryton(erp.settings, [posting])) == 1
+    passes = [
+        r
+        for r in from_json_lines(_run(settings, "audit", "list", "--json").stdout)
+        if r["actor"] == "auto-replay"
+    ]
+    assert [r["counts"]["replayed"] for r in passes] == [1]  # idle passes leave no record
+
+
+def _run_env(settings: Settings, extra: dict[str, str],
+             *args: str) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    return subprocess.run([sys.executable, "-m", "erpbridge", "--log-level", "warning", *args],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **pipeline_env(settings), **extra})  # fmt: skip
