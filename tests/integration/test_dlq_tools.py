@@ -17,41 +17,14 @@ from pathlib import Path
 import pytest
 
 from erpbridge.config import Settings
-from erpbridge.contracts.bindings import TopicCodecs
-from erpbridge.failures import FailureRecord, Stage
-from erpbridge.kafka_io import durable_producer, ensure_topics
+from erpbridge.kafka_io import ensure_topics
 from erpbridge.topic_reader import read_all, read_failures
 from ops.audit import AuditTrail
 from ops.locks import held
-from tests.contract_samples import SAMPLES
+from tests.integration.dead_letters import write_dead_letters
 from tests.integration.pipeline import pipeline_env, topics_of, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-class _Record:
-    def __init__(self, topic: str, offset: int, key: bytes, value: bytes) -> None:
-        self.topic, self.partition, self.offset = topic, 0, offset
-        self.key, self.value, self.headers, self.timestamp = key, value, [], None
-
-
-def _dead_letters(settings: Settings, count: int) -> list[str]:
-    codecs, producer = TopicCodecs(settings), durable_producer(settings)
-    ids = [f"T-{uuid.uuid4().hex[:6]}-{n}" for n in range(count)]
-    try:
-        for n, posting_id in enumerate(ids):
-            value = codecs.serializer("postings")(
-                dict(SAMPLES["erp_posting"], posting_id=posting_id, claim_id=posting_id)
-            )
-            failure = FailureRecord.of_record(
-                _Record(topics_of(settings).postings, n, posting_id.encode(), value),
-                stage=Stage.PUT, reason="refused", connector="tryton",
-                error=ValueError("no account"))  # fmt: skip
-            producer.send(topics_of(settings).erp_dead_letter, **failure.to_message()).get(30)
-    finally:
-        producer.close()
-        codecs.close()
-    return ids
 
 
 def _cli(settings: Settings, *args: str, **popen: object) -> subprocess.Popen[str]:
@@ -75,7 +48,7 @@ def test_an_interrupted_replay_resumes_and_a_busy_topic_waits(
         topic_prefix=f"d{uuid.uuid4().hex[:10]}",
     )
     ensure_topics(settings)
-    ids = _dead_letters(settings, 6)
+    ids = write_dead_letters(settings, 6)
 
     archive = tmp_path / "dlq.jsonl"
     done = _cli(settings, "dlq", "archive", "--topic", "erp_dead_letter", "--file", str(archive))

@@ -21,54 +21,17 @@ from joserfc.jwk import RSAKey
 
 from deploy.local.process import free_port
 from erpbridge.config import Settings
-from erpbridge.failures import FailureRecord, Stage
-from erpbridge.kafka_io import durable_producer, ensure_topics
+from erpbridge.kafka_io import ensure_topics
 from erpbridge.topic_reader import read_all
 from ops.audit import AuditTrail, Role, verify
 from ops.auth import new_token
-from tests.contract_samples import SAMPLES
+from tests.integration.dead_letters import write_dead_letters
 from tests.integration.pipeline import Worker, pipeline_env, serving, topics_of
 
 pytestmark = pytest.mark.integration
 ISSUER = "https://sso.example.test"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
-
-
-class _Record:
-    """A ConsumerRecord-like input to build DLQ records from."""
-
-    def __init__(self, topic: str, offset: int, key: bytes, value: bytes) -> None:
-        self.topic, self.partition, self.offset = topic, 0, offset
-        self.key, self.value, self.headers, self.timestamp = key, value, [], int(time.time() * 1000)
-
-
-def _dead_letters(settings: Settings) -> list[str]:
-    """Two postings the ERP refused (one mentions a phone number), as the sink writes them."""
-    from erpbridge.contracts.bindings import TopicCodecs
-
-    codecs = TopicCodecs(settings)
-    producer = durable_producer(settings)
-    ids = [f"UI-{uuid.uuid4().hex[:6]}-{n}" for n in range(2)]
-    try:
-        for n, posting_id in enumerate(ids):
-            posting = dict(SAMPLES["erp_posting"], posting_id=posting_id, claim_id=posting_id,
-                           employee_name="张伟 13812345678")  # fmt: skip
-            posting["lines"] = [dict(posting["lines"][0], account_code="9.9.9")]
-            value = codecs.serializer("postings")(posting)
-            record = _Record(topics_of(settings).postings, 40 + n, posting_id.encode(), value)
-            failure = FailureRecord.of_record(
-                record,
-                stage=Stage.PUT,
-                reason="refused",
-                connector="tryton",
-                error=ValueError("no account with code 9.9.9 in the ERP"),
-            )
-            producer.send(topics_of(settings).erp_dead_letter, **failure.to_message()).get(30)
-    finally:
-        producer.close()
-        codecs.close()
-    return ids
 
 
 def _jwt(key: RSAKey, role: str, *, issuer: str = ISSUER, expires_in: int = 600) -> str:
@@ -105,7 +68,13 @@ def ops_server(kafka_bootstrap, schema_registry_url, redis_url, tmp_path_factory
     url = f"http://127.0.0.1:{port}"
     try:
         serving(worker, url, "the ops API")
-        yield url, settings, tokens, key, _dead_letters(settings)
+        yield (
+            url,
+            settings,
+            tokens,
+            key,
+            write_dead_letters(settings, 2, "UI", employee_name="张伟 13812345678"),
+        )
     finally:
         worker.stop()
 
