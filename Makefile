@@ -55,7 +55,7 @@ run: workers
 lint: install
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
-	$(PYTHON) -m mypy erpbridge erpbridge_cli streams connectors deploy ops
+	$(PYTHON) -m mypy erpbridge erpbridge_cli streams connectors deploy ops books
 	$(PYTHON) -c "from importlinter.cli import lint_imports_command as lint; lint()"
 	$(PYTHON) -m erpbridge schemas check
 

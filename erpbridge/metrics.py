@@ -75,6 +75,13 @@ SINK_ERP_SECONDS = Histogram(
 )
 
 
+BOOKS_RECORDS = Counter(
+    "erpbridge_books_records",
+    "Records the books (the analytic store) read, by topic role and outcome (stored, unreadable)",
+    ["role", "outcome"],
+)
+
+
 def serve(port: int, host: str = "127.0.0.1") -> int | None:
     """Serve /metrics on ``host``:``port`` (0 = any free port, -1 = off); return the port."""
     if port < 0:

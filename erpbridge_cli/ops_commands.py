@@ -379,3 +379,102 @@ def dlq_auto_replay(once: bool) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     run(settings, config, stop)
+
+
+@click.group()
+def books() -> None:
+    """The books: what was sent to the ERP and what it answered (ERPBRIDGE_BOOKS_*)."""
+
+
+@books.command("sync")
+@click.option("--follow", is_flag=True, help="Keep reading after catching up, until stopped.")
+@click.option("--json", "as_json", is_flag=True)
+def books_sync(follow: bool, as_json: bool) -> None:
+    """Read postings, feedback and claim statuses into the store, from where it left off."""
+    import signal
+    import threading
+
+    from books.ingest import sync
+    from books.store import BooksSettings, Store
+
+    settings, config = get_settings(), BooksSettings()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    store = Store(config)
+    try:
+        report = sync(settings, config, store, stop, follow)
+        totals = store.query("select count(*), coalesce(sum(total_minor), 0) from postings")[0]
+    finally:
+        store.close()
+    result = {"read": report.read, "unreadable": report.unreadable,
+              "postings": totals[0], "total_minor": totals[1]}  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    click.echo(
+        f"read {report.read} (unreadable {report.unreadable}); the store holds "
+        f"{totals[0]} postings, {totals[1] / 100:,.2f} in all"
+    )
+
+
+@click.command()
+@click.option("--from", "start", type=click.DateTime(["%Y-%m-%d"]), required=True)
+@click.option("--to", "end", type=click.DateTime(["%Y-%m-%d"]), required=True)
+@click.option(
+    "--by",
+    type=click.Choice(["day", "cost_centre", "department", "employee"]),
+    default="day",
+    show_default=True,
+)
+@click.option(
+    "--feedback-after-min",
+    default=60.0,
+    show_default=True,
+    help="A posting with no answer from the sink after this long is a difference.",
+)
+@click.option("--no-sync", is_flag=True, help="Do not bring the books up to date first.")
+@click.option("--json", "as_json", is_flag=True)
+def reconcile(start: datetime.datetime, end: datetime.datetime, by: str,
+              feedback_after_min: float, no_sync: bool, as_json: bool) -> None:  # fmt: skip
+    """Compare what was sent with what the ERP holds; exit 1 when they differ."""
+    from books.ingest import sync
+    from books.reconcile import reconcile as compare
+    from books.store import BooksSettings, Store
+    from connectors.erp.tryton import TrytonSettings
+    from erpbridge_cli.ledgers import TrytonLedger
+
+    settings, config = get_settings(), BooksSettings()
+    store, ledger = Store(config), TrytonLedger(TrytonSettings())
+    try:
+        if not no_sync:
+            sync(settings, config, store)
+        result = compare(
+            store,
+            ledger,
+            start.date(),
+            end.date(),
+            by=by,
+            feedback_after=datetime.timedelta(minutes=feedback_after_min),
+        )
+    finally:
+        store.close()
+        ledger.close()
+    if as_json:
+        click.echo(json.dumps(result.to_json(), ensure_ascii=False, default=str))
+    else:
+        click.echo(
+            f"{result.start} .. {result.end}: sent {result.sent} "
+            f"({result.sent_minor / 100:,.2f}), booked {result.booked} "
+            f"({result.booked_minor / 100:,.2f}); "
+            f"{len(result.differences)} difference(s)"
+        )
+        for kind, count in result.counts().items():
+            if count:
+                click.echo(f"  {kind}: {count}")
+        for difference in result.differences:
+            click.echo(
+                f"  {difference.kind:<18} {difference.reference:<20} "
+                f"{difference.document or '-':<10} {difference.detail}"
+            )
+    sys.exit(0 if result.ok else 1)

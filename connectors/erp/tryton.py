@@ -154,6 +154,14 @@ class TrytonWriter:
             )
         )
 
+    def invoices_between(self, start: Any, end: Any) -> list[dict[str, Any]]:
+        """The supplier invoices of the expense-claim journal (ours) dated ``start``..``end``."""
+        return list(self._rpc.call(
+            "model.account.invoice.search_read",
+            [("type", "=", "in"), ("journal.code", "=", "EXP"),
+             ("invoice_date", ">=", start), ("invoice_date", "<=", end)],
+            0, None, [("id", "ASC")], ["id", *INVOICE_FIELDS]))  # fmt: skip
+
     def _invoice_values(self, posting: Posting) -> dict[str, Any]:
         party, address = self._employee_party(posting)
         lines = [

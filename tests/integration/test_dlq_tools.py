@@ -22,7 +22,7 @@ from erpbridge.topic_reader import read_all, read_failures
 from ops.audit import AuditTrail
 from ops.locks import held
 from tests.integration.dead_letters import write_dead_letters
-from tests.integration.pipeline import pipeline_env, topics_of, wait_for
+from tests.integration.pipeline import make_settings, pipeline_env, topics_of, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -41,12 +41,7 @@ def _replayed(settings: Settings, action: str) -> list[bytes]:
 def test_an_interrupted_replay_resumes_and_a_busy_topic_waits(
     kafka_bootstrap, schema_registry_url, redis_url, tmp_path: Path
 ) -> None:
-    settings = Settings(
-        kafka_bootstrap=kafka_bootstrap,
-        schema_registry_url=schema_registry_url,
-        redis_url=redis_url,
-        topic_prefix=f"d{uuid.uuid4().hex[:10]}",
-    )
+    settings = make_settings(kafka_bootstrap, schema_registry_url, redis_url, tmp_path)
     ensure_topics(settings)
     ids = write_dead_letters(settings, 6)
 

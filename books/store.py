@@ -1,0 +1,112 @@
+"""The store: postings, their lines, the ERP's feedback and claim statuses, and how far each topic
+partition was read, in one embedded DuckDB file (``ERPBRIDGE_BOOKS_PATH``).
+
+Rows are keyed by what identifies them (posting id, claim id), so reading a topic again changes
+nothing; the read position is written in the same transaction as the rows it covers, so a crash
+loses neither and doubles neither. The SQL is plain (``ON CONFLICT``, no DuckDB-only syntax), the
+dialect PostgreSQL speaks too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class BooksSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ERPBRIDGE_BOOKS_", frozen=True, extra="ignore")
+
+    path: Path = Path(".local/books.duckdb")  # ":memory:" for a throw-away store
+    batch_records: int = 2000  # records per transaction while ingesting
+
+
+SCHEMA = [
+    """create table if not exists postings (
+        posting_id varchar primary key, claim_id varchar not null, claim_version integer,
+        source_system varchar, employee_id varchar, employee_name varchar, department varchar,
+        cost_centre varchar, posting_date date, currency varchar, total_minor bigint,
+        tax_minor bigint, created_at timestamp, src_topic varchar, src_partition integer,
+        src_offset bigint)""",
+    """create table if not exists posting_lines (
+        posting_id varchar, line_no integer, account_code varchar, category varchar,
+        description varchar, amount_minor bigint, tax_minor bigint,
+        primary key (posting_id, line_no))""",
+    """create table if not exists feedback (
+        posting_id varchar primary key, erp varchar, status varchar, document_number varchar,
+        document_id varchar, voucher_number varchar, total_minor bigint, message varchar,
+        answered_at timestamp)""",
+    """create table if not exists claim_status (
+        claim_id varchar primary key, claim_version integer, status varchar, reason varchar,
+        occurred_at timestamp)""",
+    """create table if not exists progress (
+        topic varchar, partition_no integer, next_offset bigint,
+        primary key (topic, partition_no))""",
+]
+
+UPSERT = {
+    "postings": """insert into postings values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        on conflict (posting_id) do update set claim_id = excluded.claim_id,
+        claim_version = excluded.claim_version, source_system = excluded.source_system,
+        employee_id = excluded.employee_id, employee_name = excluded.employee_name,
+        department = excluded.department, cost_centre = excluded.cost_centre,
+        posting_date = excluded.posting_date, currency = excluded.currency,
+        total_minor = excluded.total_minor, tax_minor = excluded.tax_minor,
+        created_at = excluded.created_at, src_topic = excluded.src_topic,
+        src_partition = excluded.src_partition, src_offset = excluded.src_offset""",
+    "posting_lines": """insert into posting_lines values (?, ?, ?, ?, ?, ?, ?)
+        on conflict (posting_id, line_no) do update set account_code = excluded.account_code,
+        category = excluded.category, description = excluded.description,
+        amount_minor = excluded.amount_minor, tax_minor = excluded.tax_minor""",
+    "feedback": """insert into feedback values (?, ?, ?, ?, ?, ?, ?, ?, ?)
+        on conflict (posting_id) do update set erp = excluded.erp, status = excluded.status,
+        document_number = excluded.document_number, document_id = excluded.document_id,
+        voucher_number = excluded.voucher_number, total_minor = excluded.total_minor,
+        message = excluded.message, answered_at = excluded.answered_at
+        where excluded.answered_at >= feedback.answered_at""",
+    "claim_status": """insert into claim_status values (?, ?, ?, ?, ?)
+        on conflict (claim_id) do update set claim_version = excluded.claim_version,
+        status = excluded.status, reason = excluded.reason, occurred_at = excluded.occurred_at
+        where excluded.occurred_at >= claim_status.occurred_at""",
+    "progress": """insert into progress values (?, ?, ?)
+        on conflict (topic, partition_no) do update set next_offset = excluded.next_offset""",
+}
+
+
+class Store:
+    def __init__(self, config: BooksSettings) -> None:
+        path = str(config.path)
+        if path != ":memory:":
+            config.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = duckdb.connect(path)
+        for statement in SCHEMA:
+            self.db.execute(statement)
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Store]:
+        self.db.execute("begin transaction")
+        try:
+            yield self
+        except BaseException:
+            self.db.execute("rollback")
+            raise
+        self.db.execute("commit")
+
+    def upsert(self, table: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self.db.executemany(UPSERT[table], [list(row) for row in rows])
+
+    def positions(self, topic: str) -> dict[int, int]:
+        found = self.db.execute("select partition_no, next_offset from progress where topic = ?",
+                                [topic]).fetchall()  # fmt: skip
+        return {int(partition): int(offset) for partition, offset in found}
+
+    def query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        return [tuple(row) for row in self.db.execute(sql, list(params)).fetchall()]

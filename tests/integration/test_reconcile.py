@@ -1,0 +1,98 @@
+"""Reconciliation against a real Tryton: after a run the books and the ERP agree to the cent;
+an invoice cancelled or added by hand in Tryton, and a posting the ERP refused, are each named
+with their kind of difference. (Tryton refuses to delete a posted or cancelled invoice, so a
+document deleted by hand can only be a draft's, which we never leave.)"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import random
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connectors.erp.tryton import TrytonWriter
+from connectors.erp.tryton_rpc import TrytonRpc
+from erpbridge.config import env_of
+from erpbridge.model import Posting
+from erpbridge.topic_reader import read_failures
+from tests.contract_samples import SAMPLES
+from tests.integration.pipeline import (
+    make_settings,
+    pipeline_env,
+    posted_in_tryton,
+    publish,
+    running_workers,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def _posting(posting_id: str, day: datetime.date, amount: int) -> tuple[bytes, dict[str, Any]]:
+    record = dict(SAMPLES["erp_posting"], posting_id=posting_id, claim_id=posting_id,
+                  posting_date=day, total_minor=amount,
+                  created_at=datetime.datetime.now(datetime.UTC))  # fmt: skip
+    record["lines"] = [dict(record["lines"][0], amount_minor=amount, invoice_refs=[],
+                            input_vat=[])]  # fmt: skip
+    record["tax_minor"] = 0
+    return posting_id.encode(), record
+
+
+def test_reconcile_agrees_then_names_what_was_changed_by_hand(
+    kafka_bootstrap, schema_registry_url, redis_url, erp, tmp_path: Path
+) -> None:
+    # a day of its own in 2026, so that other tests' documents in the same Tryton stay out
+    day = datetime.date(2026, 1, 5) + datetime.timedelta(days=random.SystemRandom().randrange(250))
+    settings = make_settings(kafka_bootstrap, schema_registry_url, redis_url, tmp_path)
+    run = uuid.uuid4().hex[:6].upper()
+    ids = [f"RC{run}-{n}" for n in range(4)]
+    env = {**os.environ, **pipeline_env(settings), **env_of(erp.settings),
+           "ERPBRIDGE_BOOKS_PATH": str(tmp_path / "books.duckdb")}  # fmt: skip
+
+    def reconcile() -> tuple[int, dict[str, Any]]:
+        done = subprocess.run([sys.executable, "-m", "erpbridge", "--log-level", "warning",
+                               "reconcile", "--from", day.isoformat(), "--to", day.isoformat(),
+                               "--feedback-after-min", "0.5", "--json"],
+                              capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
+        assert done.stdout, done.stderr
+        return done.returncode, json.loads(done.stdout)
+
+    with running_workers(settings, tmp_path / "w", streams=False, erp=erp.settings) as workers:
+        publish(settings, "postings", [_posting(p, day, 1000 * (n + 1)) for n, p in
+                                       enumerate(ids)])  # fmt: skip
+        wait_for(lambda: len(posted_in_tryton(erp.settings, ids)) == 4, timeout=120,
+                 what="4 bookings", workers=workers)  # fmt: skip
+        wait_for(lambda: reconcile()[0] == 0, timeout=60, what="the feedback in the books")
+        code, result = reconcile()
+        assert code == 0 and result["ok"] and (result["sent"], result["booked"]) == (4, 4)
+        assert result["sent_minor"] == result["booked_minor"] == 10000
+
+        # the ERP refuses one more (an unknown account): sent, never booked
+        refused = f"RC{run}-X"
+        bad = _posting(refused, day, 777)
+        bad[1]["lines"][0]["account_code"] = "9.9.9"
+        publish(settings, "postings", [bad])
+        wait_for(lambda: read_failures(settings, "erp_dead_letter"), timeout=60,
+                 what="the refusal", workers=workers)  # fmt: skip
+    rpc = TrytonRpc(erp.url, erp.database, erp.user, erp.password)
+    try:
+        invoices = {inv["reference"]: inv for inv in posted_in_tryton(erp.settings, ids)}
+        rpc.call("model.account.invoice.cancel", [invoices[ids[0]]["id"]])  # by hand
+    finally:
+        rpc.close()
+    by_hand = f"HAND{run}"  # booked in the expense journal, never sent by us
+    writer = TrytonWriter.from_settings(erp.settings)
+    writer.book(Posting.from_record(_posting(by_hand, day, 555)[1]))
+    writer.close()
+    code, result = reconcile()
+    found = sorted((d["kind"], d["reference"]) for d in result["differences"])
+    assert code == 1 and found == [("missing_in_erp", refused), ("not_posted", ids[0]),
+                                   ("unexpected_in_erp", by_hand)]  # fmt: skip
+    assert result["counts"]["not_posted"] == 1 and (result["sent"], result["booked"]) == (5, 3)
