@@ -11,7 +11,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 
 from erpbridge.config import Settings
 from erpbridge.contracts.bindings import TopicCodecs
-from erpbridge.failures import FailureRecord, Stage
+from erpbridge.failures import FailureRecord
 from erpbridge.topics import Topics
 
 
@@ -75,15 +75,7 @@ def read_failures(settings: Settings, role: str) -> list[FailureRecord]:
     """Every failure record on a failure topic (``rejected``, ``erp_dead_letter``,
     ``feedback_dead_letter``); a record without failure context is listed as unreadable."""
     topic = str(getattr(Topics(settings.topic_prefix), role))
-    failures = []
-    for record in read_all(settings, topic):
-        try:
-            failures.append(FailureRecord.read(record))
-        except (KeyError, ValueError) as exc:
-            failures.append(FailureRecord.of_record(
-                record, stage=Stage.DECODE, reason="unreadable_failure", connector="reader",
-                error=ValueError(f"not a failure record: {exc}")))  # fmt: skip
-    return failures
+    return [FailureRecord.read_any(record) for record in read_all(settings, topic)]
 
 
 def read_statuses(settings: Settings) -> list[dict[str, Any]]:

@@ -23,7 +23,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from erpbridge.codec import DecodeError
 from erpbridge.config import Settings
 from erpbridge.contracts.bindings import TopicCodecs
-from erpbridge.failures import FailureRecord, Stage
+from erpbridge.failures import FailureRecord
 from erpbridge.registry.client import RegistryUnavailable
 from erpbridge.topic_reader import read_all
 from erpbridge.topics import CONTRACTS, Topics
@@ -123,24 +123,22 @@ def failures(settings: Settings, selection: Selection,
     try:
         for role in selection.roles(topics):
             for record in read_all(settings, str(getattr(topics, role))):
-                found = _read(role, record, codecs)
-                if _matches(found, selection):
+                found = read_failed(role, record, codecs)
+                if matches(found, selection):
                     yield found
     finally:
         if own:
             codecs.close()
 
 
-def _read(role: str, record: ConsumerRecord, codecs: TopicCodecs) -> Failed:
-    try:
-        failure = FailureRecord.read(record)
-    except (KeyError, ValueError) as exc:
-        failure = FailureRecord.of_record(record, stage=Stage.DECODE, reason="unreadable_failure",
-                                          connector="dlq", error=ValueError(str(exc)))  # fmt: skip
+def read_failed(role: str, record: ConsumerRecord, codecs: TopicCodecs) -> Failed:
+    """A failure topic's record, read (an unreadable one becomes a failure of its own)."""
+    failure = FailureRecord.read_any(record)
     return Failed(role, record, failure, decode_original(failure, codecs))
 
 
-def _matches(found: Failed, selection: Selection) -> bool:
+def matches(found: Failed, selection: Selection) -> bool:
+    """Does the selection pick this failure?"""
     failure = found.failure
     checks = [
         selection.reason is None or failure.reason == selection.reason,
@@ -224,7 +222,7 @@ def find(settings: Settings, where: str) -> Failed | None:
     try:
         for record in read_all(settings, match["topic"], until={partition: offset + 1}):
             if record.partition == partition and record.offset == offset:
-                return _read(role, record, codecs)
+                return read_failed(role, record, codecs)
         return None
     finally:
         codecs.close()

@@ -35,7 +35,7 @@ from erpbridge.contracts.bindings import TopicCodecs
 from erpbridge.kafka_io import durable_producer
 from erpbridge.topics import CONTRACTS, Topics
 from ops.audit import Actor, AuditTrail, new_action_id
-from ops.dlq import Failed, Selection, _matches, _read
+from ops.dlq import Failed, Selection, matches, read_failed
 from ops.locks import held
 
 REPLAY_COUNT = "erpbridge.replay.count"
@@ -128,8 +128,8 @@ def _replay_topic(settings: Settings, plan: ReplayPlan, actor: Actor, role: str,
                     if record.offset >= end[tp] or tp in waiting:
                         pending.discard(tp)
                         break
-                    found = _read(role, record, codecs)
-                    if _matches(found, plan.selection):
+                    found = read_failed(role, record, codecs)
+                    if matches(found, plan.selection):
                         if plan.due is not None and not plan.due(found):
                             waiting.add(tp)  # later ones failed later still: next pass
                             pending.discard(tp)

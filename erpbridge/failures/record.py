@@ -158,6 +158,17 @@ class FailureRecord:
             timestamp_ms=getattr(record, "timestamp", None),
         )
 
+    @classmethod
+    def read_any(cls, record: Any) -> FailureRecord:
+        """:meth:`read`, or, for a record on a failure topic that carries no failure context
+        (written by something else), a failure record saying so, so that nothing is skipped."""
+        try:
+            return cls.read(record)
+        except (KeyError, ValueError) as exc:
+            return cls.of_record(record, stage=Stage.DECODE, reason="unreadable_failure",
+                                 connector="reader",
+                                 error=ValueError(f"not a failure record: {exc}"))  # fmt: skip
+
     def describe(self) -> str:
         return "; ".join(self.problems) or self.message or self.reason
 

@@ -26,3 +26,12 @@ def test_a_failure_record_reads_back_the_same_from_every_failure_topic() -> None
     assert (back.stage, back.reason, back.connector, back.message) == (
         Stage.PUT, "refused", "tryton", "no such account")  # fmt: skip
     assert back.origin == {"topic": "p.postings", "partition": "2", "offset": "41"}
+
+
+def test_a_record_without_failure_context_is_read_as_an_unreadable_failure() -> None:
+    stray = type("Record", (), {"topic": "p.rejected", "partition": 0, "offset": 3, "key": None,
+                                "value": b"someone else's", "headers": [],
+                                "timestamp": None})()  # fmt: skip
+    failure = FailureRecord.read_any(stray)
+    assert (failure.stage, failure.reason) == (Stage.DECODE, "unreadable_failure")
+    assert failure.value == b"someone else's" and "not a failure record" in failure.message
