@@ -18,8 +18,10 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from bench.sink_throughput import posting_record
+from bench.stack import tryton_stack
 from connectors.erp.tryton import TrytonWriter
 from connectors.erp.tryton_rpc import TrytonRpc
 from connectors.sinks.erp_target import ErpTarget
@@ -65,16 +67,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--postings", type=int, default=200)
     args = parser.parse_args()
-    from deploy.local import kafka, redis, registry
-    from deploy.local import tryton as local_tryton
-    from deploy.local.process import free_port
-
-    for line in (kafka.up(), registry.up(), redis.up()):
-        print(line)
     tag = uuid.uuid4().hex[:8]
-    cfg = local_tryton.TrytonConfig(port=free_port(), database=f"bench_{tag}",
-                                    name=f"tryton-bench-{tag}")  # fmt: skip
-    print(local_tryton.up(cfg, fresh=True))
+    with tryton_stack() as cfg:
+        _bench(cfg, tag, args.postings)
+
+
+def _bench(cfg: Any, tag: str, count: int) -> None:
     prefix = f"bench{tag}"
     settings = Settings(topic_prefix=prefix, sink_concurrency=4)
     ensure_topics(settings)
@@ -83,7 +81,6 @@ def main() -> None:
     thread = threading.Thread(target=runner.run, daemon=True)
     thread.start()
     try:
-        count = args.postings
         _publish(settings, [f"W{tag}-{n}" for n in range(10)], "5.2.2")  # warm-up
         _wait(_count("booked"), 0, 10)
         booked = _count("booked")()
@@ -111,10 +108,6 @@ def main() -> None:
     finally:
         runner.stop.set()
         thread.join(timeout=60)
-        print(local_tryton.down(cfg))
-        for path in cfg.db_dir.glob(f"{cfg.database}.sqlite*"):
-            path.unlink()
-        cfg.conf.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

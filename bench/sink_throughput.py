@@ -17,6 +17,7 @@ import time
 import uuid
 from decimal import Decimal
 
+from bench.stack import tryton_stack
 from connectors.erp.tryton import TrytonWriter
 from connectors.erp.tryton_rpc import TrytonRpc
 from connectors.sinks.erp_target import ErpTarget
@@ -97,17 +98,7 @@ def main() -> None:
     parser.add_argument("--postings", type=int, default=200)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8])
     args = parser.parse_args()
-    from deploy.local import kafka, redis, registry
-    from deploy.local import tryton as local_tryton
-    from deploy.local.process import free_port
-
-    for line in (kafka.up(), registry.up(), redis.up()):
-        print(line)
-    tag = uuid.uuid4().hex[:8]
-    cfg = local_tryton.TrytonConfig(port=free_port(), database=f"bench_{tag}",
-                                    name=f"tryton-bench-{tag}")  # fmt: skip
-    print(local_tryton.up(cfg, fresh=True))
-    try:
+    with tryton_stack() as cfg:
         writer = TrytonWriter(TrytonRpc(cfg.url, cfg.database, cfg.user, cfg.password), "2.1.4")
         naive_loop(writer, 10)  # warm-up: parties, accounts, the server's caches
         naive = naive_loop(writer, args.postings)
@@ -120,11 +111,6 @@ def main() -> None:
                                 sink_concurrency=concurrency)  # fmt: skip
             rate = through_sink(settings, cfg.url, cfg.database, args.postings)
             print(f"{f'sink, concurrency {concurrency}':<22}{rate:>12.1f}{rate / naive:>10.2f}")
-    finally:
-        print(local_tryton.down(cfg))
-        for path in cfg.db_dir.glob(f"{cfg.database}.sqlite*"):
-            path.unlink()
-        cfg.conf.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":
