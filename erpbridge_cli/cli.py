@@ -164,6 +164,35 @@ def source_poll(url: str, source_name: str, page_size: int, interval: float, onc
     click.echo(f"{source_name}: {poller.run(once=once)} record(s) published")
 
 
+@source.command("watch")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--source-system", default="batch_file", show_default=True)
+@click.option("--kind", type=click.Choice(["claims", "approvals", "invoices"]), default=None)
+@click.option("--interval", default=10.0, show_default=True, help="Seconds between passes.")
+@click.option(
+    "--stable",
+    default=5.0,
+    show_default=True,
+    help="Seconds a file must stay unchanged (without a .done marker) to be taken.",
+)
+@click.option("--once", is_flag=True, help="One pass, then exit.")
+def source_watch(folder: Path, source_system: str, kind: str | None, interval: float,
+                 stable: float, once: bool) -> None:  # fmt: skip
+    """Import files dropped into FOLDER once complete; move them to done/ or failed/."""
+    import threading
+
+    from connectors.sources.landing import pick_up, watch
+
+    settings = get_settings()
+    if once:
+        click.echo(pick_up(settings, folder, source_system, kind=kind, stable_s=stable).summary())
+        return
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    watch(settings, folder, source_system, stop, kind=kind, interval_s=interval, stable_s=stable)
+
+
 @source.command("file")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--source-system", default="batch_file", show_default=True)

@@ -119,3 +119,32 @@ def test_a_file_refused_whole_is_recorded_with_name_size_and_checksum(
     assert whole.origin["size"] == str(path.stat().st_size)
     assert len(whole.origin["sha256"]) == 64 and whole.value is None
     assert "not well-formed XML" in whole.problems[0]
+
+
+def test_the_landing_folder_imports_a_complete_file_once_and_moves_it(
+    settings, tmp_path: Path
+) -> None:
+    from connectors.sources.landing import pick_up
+
+    landing, source = tmp_path / "landing", f"sftp-{uuid.uuid4().hex[:6]}"
+    landing.mkdir()
+    rows = "claim_id,employee_id,employee_name,expense_date,category,description,amount,currency\n"
+    rows += "".join(f"L{n},E1001,张伟,2026-11-03,travel,出差,{n + 1}00,CNY\n" for n in range(3))
+    (landing / "claims.csv").write_text(rows, encoding="utf-8")
+    (landing / ".upload.csv").write_text(rows, encoding="utf-8")  # still uploading: left alone
+    assert pick_up(settings, landing, source, stable_s=60).waiting == ["claims.csv"]  # too new
+    (landing / "claims.csv.done").touch()  # the sender says it is complete
+    first = pick_up(settings, landing, source, stable_s=60)
+    assert [r.published for r in first.imported] == [3] and not first.failed
+    assert sorted(p.name for p in (landing / "done").iterdir()) == ["claims.csv"]
+    assert sorted(p.name for p in landing.iterdir()) == [".upload.csv", "done", "failed"]
+
+    (landing / "claims.csv").write_text(rows, encoding="utf-8")  # the same file, again
+    again = pick_up(settings, landing, source, stable_s=0)
+    assert [(r.published, r.already_imported) for r in again.imported] == [(0, 3)]
+    assert len(list((landing / "done").iterdir())) == 2  # kept beside the first, not over it
+    (landing / "broken.xml").write_bytes(b"<EInvoice><unclosed>")
+    broken = pick_up(settings, landing, source, stable_s=0)
+    assert list(broken.failed) == ["broken.xml"]
+    assert [p.name for p in (landing / "failed").iterdir()] == ["broken.xml"]
+    assert len(_decoded(settings, "claims_raw")) == 3  # published once in all
