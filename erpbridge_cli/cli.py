@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,13 @@ from erpbridge_cli import ops_commands
 
 if TYPE_CHECKING:
     from connectors.sinks.target import Target
+
+
+def stop_on_signals(stop: threading.Event) -> threading.Event:
+    """Set ``stop`` on SIGTERM or SIGINT (a worker then finishes what it holds and exits)."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
 
 
 def _setup_logging(level: str) -> None:
@@ -159,8 +167,7 @@ def source_poll(url: str, source_name: str, page_size: int, interval: float, onc
     settings = get_settings()
     metrics.serve_from(settings)
     poller = Poller(settings, source_name, url, page_size, interval)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: poller.stop.set())
+    stop_on_signals(poller.stop)
     click.echo(f"{source_name}: {poller.run(once=once)} record(s) published")
 
 
@@ -187,9 +194,7 @@ def source_watch(folder: Path, source_system: str, kind: str | None, interval: f
     if once:
         click.echo(pick_up(settings, folder, source_system, kind=kind, stable_s=stable).summary())
         return
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals(threading.Event())
     watch(settings, folder, source_system, stop, kind=kind, interval_s=interval, stable_s=stable)
 
 
@@ -297,8 +302,7 @@ def _run_sink(target: Target) -> None:
     settings = get_settings()
     metrics.serve_from(settings)
     runner = SinkRunner(settings, target)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: runner.stop.set())
+    stop_on_signals(runner.stop)
     try:
         runner.run()
     except SinkStopped as exc:

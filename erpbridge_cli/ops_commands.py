@@ -365,7 +365,6 @@ def ops_token(name: str, role: str) -> None:
 @click.option("--once", is_flag=True, help="One pass, then exit.")
 def dlq_auto_replay(once: bool) -> None:
     """Replay dead letters of transient failures on a schedule (ERPBRIDGE_AUTO_REPLAY_*)."""
-    import signal
     import threading
 
     from ops.auto_replay import AutoReplaySettings, one_pass, run
@@ -375,9 +374,9 @@ def dlq_auto_replay(once: bool) -> None:
         for report in one_pass(settings, config):
             click.echo(f"{report.action_id}: {report.counts()}")
         return
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    from erpbridge_cli.cli import stop_on_signals
+
+    stop = stop_on_signals(threading.Event())
     run(settings, config, stop)
 
 
@@ -391,16 +390,15 @@ def books() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def books_sync(follow: bool, as_json: bool) -> None:
     """Read postings, feedback and claim statuses into the store, from where it left off."""
-    import signal
     import threading
 
     from books.ingest import sync
     from books.store import BooksSettings, Store
 
     settings, config = get_settings(), BooksSettings()
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    from erpbridge_cli.cli import stop_on_signals
+
+    stop = stop_on_signals(threading.Event())
     store = Store(config)
     try:
         report = sync(settings, config, store, stop, follow)

@@ -109,31 +109,20 @@ def test_fix_then_replay_books_each_once_and_a_second_replay_books_nothing(
         first = _cli_json(settings, "dlq", "replay", "--topic", "rejected", "--reason",
                           "unknown_cost_centre", "--yes")  # fmt: skip
         assert (first["selected"], first["replayed"]) == (2, 2)
-        fixed = _cli_json(
-            settings,
-            "dlq",
-            "replay",
-            "--topic",
-            "erp_dead_letter",
-            "--yes",
-            "--claim-id",
-            postings[0],
-            "--set",
-            "lines.0.account_code=5.2.2",
-        )
-        fixed_too = _cli_json(
-            settings,
-            "dlq",
-            "replay",
-            "--topic",
-            "erp_dead_letter",
-            "--yes",
-            "--claim-id",
-            postings[1],
-            "--set",
-            "lines.0.account_code=5.2.2",
-        )
-        assert fixed["replayed"] == fixed_too["replayed"] == 1
+        for posting in postings:  # each repaired on its way back
+            fixed = _cli_json(
+                settings,
+                "dlq",
+                "replay",
+                "--topic",
+                "erp_dead_letter",
+                "--yes",
+                "--claim-id",
+                posting,
+                "--set",
+                "lines.0.account_code=5.2.2",
+            )
+            assert fixed["replayed"] == 1
         unrepaired = _cli_json(settings, "dlq", "replay", "--topic", "erp_dead_letter", "--yes",
                                "--claim-id", stubborn)  # fmt: skip
         assert unrepaired["replayed"] == 1
