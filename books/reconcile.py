@@ -42,8 +42,14 @@ class ErpLedger(Protocol):
     def documents(self, references: list[str]) -> list[ErpDocument]:
         """The ERP's documents with these references (any state)."""
 
-    def documents_between(self, start: datetime.date, end: datetime.date) -> list[ErpDocument]:
-        """The documents in the integration's scope dated from ``start`` to ``end`` inclusive."""
+    def documents_between(
+        self, start: datetime.date, end: datetime.date
+    ) -> list[ErpDocument] | None:
+        """The documents in the integration's scope dated from ``start`` to ``end`` inclusive;
+        None when the ERP offers no such listing (``unexpected_in_erp`` is then not checked)."""
+
+    def close(self) -> None:
+        """Let go of connections."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,8 @@ class Reconciliation:
     booked_minor: int = 0
     differences: list[Difference] = field(default_factory=list)
     per_group: dict[str, dict[str, int]] = field(default_factory=dict)
+    per_day: dict[str, dict[str, int]] = field(default_factory=dict)  # sent vs booked, by day
+    scope_checked: bool = True  # False: the ledger cannot list its documents by date
 
     @property
     def ok(self) -> bool:
@@ -81,8 +89,14 @@ class Reconciliation:
         return {"from": self.start.isoformat(), "to": self.end.isoformat(), "by": self.by,
                 "sent": self.sent, "sent_minor": self.sent_minor, "booked": self.booked,
                 "booked_minor": self.booked_minor, "ok": self.ok, "counts": self.counts(),
-                "per_group": self.per_group,
+                "scope_checked": self.scope_checked, "per_group": self.per_group,
+                "per_day": self.per_day,
                 "differences": [d.__dict__ for d in self.differences]}  # fmt: skip
+
+
+def _tally(table: dict[str, dict[str, int]], key: str) -> dict[str, int]:
+    return table.setdefault(key, {"sent": 0, "sent_minor": 0, "booked": 0, "booked_minor": 0,
+                                  "differences": 0})  # fmt: skip
 
 
 HOUR = datetime.timedelta(hours=1)
@@ -96,21 +110,20 @@ def reconcile(store: Store, ledger: ErpLedger, start: datetime.date, end: dateti
     now = now or datetime.datetime.now(datetime.UTC)
     rows = store.query(
         f"""select p.posting_id, p.total_minor, p.tax_minor, cast(p.{GROUPS[by]} as varchar),
-                   p.created_at, f.status
+                   p.created_at, f.status, p.posting_date
             from postings p left join feedback f on f.posting_id = p.posting_id
             where p.posting_date between ? and ? order by p.posting_id""",  # noqa: S608
         [start, end])  # fmt: skip
     result = Reconciliation(start, end, by)
     sent = {row[0]: row for row in rows}
     erp = {doc.reference: doc for doc in _in_chunks(ledger, list(sent), chunk)}
-    for reference, (_, total, tax, group, created, answered) in sent.items():
+    for reference, (_, total, tax, group, created, answered, day) in sent.items():
         result.sent += 1
         result.sent_minor += total
-        tally = result.per_group.setdefault(group or "-", {"sent": 0, "sent_minor": 0,
-                                                          "booked": 0, "booked_minor": 0,
-                                                          "differences": 0})  # fmt: skip
-        tally["sent"] += 1
-        tally["sent_minor"] += total
+        tallies = (_tally(result.per_group, group or "-"), _tally(result.per_day, str(day)))
+        for tally in tallies:
+            tally["sent"] += 1
+            tally["sent_minor"] += total
         found = _compare(reference, group, total, tax, erp.get(reference))
         if answered is None and _aware(created) + feedback_after < now:
             found.append(Difference("no_feedback", reference, group, total, None, None,
@@ -119,11 +132,15 @@ def reconcile(store: Store, ledger: ErpLedger, start: datetime.date, end: dateti
         if document is not None and document.state == "posted":
             result.booked += 1
             result.booked_minor += document.total_minor
-            tally["booked"] += 1
-            tally["booked_minor"] += document.total_minor
-        tally["differences"] += len(found)
+            for tally in tallies:
+                tally["booked"] += 1
+                tally["booked_minor"] += document.total_minor
+        for tally in tallies:
+            tally["differences"] += len(found)
         result.differences.extend(found)
-    for document in ledger.documents_between(start, end):
+    in_scope = ledger.documents_between(start, end)
+    result.scope_checked = in_scope is not None
+    for document in in_scope or ():
         if document.reference not in sent:
             result.differences.append(
                 Difference(

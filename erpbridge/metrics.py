@@ -81,6 +81,22 @@ BOOKS_RECORDS = Counter(
     ["role", "outcome"],
 )
 
+RECONCILIATION_DIFFERENCES = Gauge(
+    "erpbridge_reconciliation_differences",
+    "Differences the last reconciliation run found, by kind (alert when above 0)",
+    ["kind"],
+)
+RECONCILIATION_RUNS = Counter(
+    "erpbridge_reconciliation_runs",
+    "Reconciliation runs, by outcome (agreed, differences, failed)",
+    ["outcome"],
+)
+RECONCILIATION_LAST_RUN = Gauge(
+    "erpbridge_reconciliation_last_run_timestamp_seconds",
+    "When the last reconciliation run finished, by outcome (alert when it gets old)",
+    ["outcome"],
+)
+
 
 def serve(port: int, host: str = "127.0.0.1") -> int | None:
     """Serve /metrics on ``host``:``port`` (0 = any free port, -1 = off); return the port."""

@@ -87,6 +87,11 @@ class Topics:
         """AuditEvent records: every operator action, hash-chained. One partition, kept forever."""
         return f"{self.prefix}.audit"
 
+    @property
+    def reconciliation(self) -> str:
+        """ReconciliationSummary records: one per reconciliation run, for alerting and audit."""
+        return f"{self.prefix}.reconciliation"
+
     def failure_topics(self) -> dict[str, str]:
         """Every topic that carries failure records, by role."""
         return {"rejected": self.rejected, "erp_dead_letter": self.erp_dead_letter,
@@ -98,7 +103,7 @@ class Topics:
                 self.rejected, self.erp_dead_letter, self.source_offsets, self.claim_status,
                 self.reference, self.claim_events, self.invoice_refs,
                 self.erp_feedback, self.feedback_dead_letter, self.quarantine,
-                self.audit)  # fmt: skip
+                self.audit, self.reconciliation)  # fmt: skip
 
     def compacted(self) -> tuple[str, ...]:
         return (self.source_offsets, self.reference)
@@ -114,7 +119,7 @@ CONTRACTS = {"claims_raw": "expense_claim", "approvals_raw": "approval_decision"
              "invoices_raw": "invoice", "postings": "erp_posting",
              "claim_status": "claim_status", "erp_feedback": "erp_feedback",
              "claim_events": "claim_event", "invoice_refs": "invoice_citation",
-             "audit": "audit_event"}  # fmt: skip
+             "audit": "audit_event", "reconciliation": "reconciliation_summary"}  # fmt: skip
 
 
 def table_changelog(app_id: str, table: str) -> str:

@@ -14,7 +14,7 @@ import click
 from erpbridge import metrics
 from erpbridge.config import get_settings
 from erpbridge.contracts.compatibility import Mode
-from erpbridge_cli import ops_commands
+from erpbridge_cli import books_commands, ops_commands
 
 if TYPE_CHECKING:
     from connectors.sinks.target import Target
@@ -398,5 +398,6 @@ _register_sink_commands()
 main.add_command(ops_commands.dlq)
 main.add_command(ops_commands.audit)
 main.add_command(ops_commands.ops)
-main.add_command(ops_commands.books)
-main.add_command(ops_commands.reconcile)
+main.add_command(books_commands.books)
+main.add_command(books_commands.reconcile)
+main.add_command(books_commands.report)

@@ -166,4 +166,28 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "prev_hash": "0" * 64,
         "hash": "f" * 64,
     },
+    "reconciliation_summary": {
+        "run_id": "r-2026-11-30",
+        "erp": "tryton",
+        "period_from": dt.date(2026, 11, 29),
+        "period_to": dt.date(2026, 11, 30),
+        "started_at": NOW,
+        "finished_at": NOW,
+        "sent": 3,
+        "sent_minor": 318000,
+        "booked": 2,
+        "booked_minor": 212000,
+        "ok": False,
+        "scope_checked": True,
+        "counts": {"missing_in_erp": 1},
+        "differences": [
+            {
+                "kind": "missing_in_erp",
+                "reference": "P-3",
+                "document": None,
+                "detail": "the ERP has no document with this reference",
+            }
+        ],
+        "truncated": False,
+    },
 }

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -71,6 +72,15 @@ class RestErpSettings(BaseSettings):
     number_field: str = "number"
     voucher_field: str = "voucher_number"
     state_field: str = "status"
+    # reading back, for reconciliation: the document's reference, amounts and date in a lookup's
+    # answer, the states that mean "posted", and (optional) a listing of documents by date
+    reference_field: str = "external_ref"
+    total_field: str = "total"
+    tax_field: str = "input_vat"
+    date_field: str = "date"
+    posted_states: frozenset[str] = frozenset({"posted", "booked", "audited", "approved"})
+    list_path: str | None = "/vouchers?from={start}&to={end}"
+    lookup_workers: int = Field(8, ge=1, le=64)  # concurrent lookups while reconciling
     success_statuses: frozenset[int] = frozenset({200, 201, 202})
     exists_statuses: frozenset[int] = frozenset({409})
     retry_statuses: frozenset[int] = RETRYABLE_STATUSES
@@ -84,6 +94,10 @@ class RestErpSettings(BaseSettings):
             raise ValueError("auth=basic needs ERPBRIDGE_REST_ERP_USER and _PASSWORD")
         if "{reference}" not in self.lookup_path:
             raise ValueError("lookup_path must contain {reference}")
+        if self.list_path is not None and not {"{start}", "{end}"} <= set(
+            re.findall(r"\{\w+\}", self.list_path)
+        ):
+            raise ValueError("list_path must contain {start} and {end} (or be unset)")
         return self
 
     def template(self) -> dict[str, Any]:
@@ -120,7 +134,7 @@ class RestErpWriter:
             return False
 
     def book(self, posting: Posting) -> Booking:
-        found = self._lookup(posting.posting_id)
+        found = self.lookup(posting.posting_id)
         if found is not None:
             return self._booking(posting, found, already_booked=True)
         body = render(self._template, posting)
@@ -131,7 +145,7 @@ class RestErpWriter:
             headers={self._config.idempotency_header: posting.posting_id},
         )
         if reply.status_code in self._config.exists_statuses:
-            found = self._lookup(posting.posting_id)
+            found = self.lookup(posting.posting_id)
             if found is None:
                 raise RetryableErpError(f"{self.name}: HTTP {reply.status_code} says "
                                         f"{posting.posting_id} exists, but the lookup finds "
@@ -142,7 +156,8 @@ class RestErpWriter:
     def book_many(self, postings: Sequence[Posting]) -> list[Booking | ErpError]:
         return book_each(self, postings)
 
-    def _lookup(self, reference: str) -> dict[str, Any] | None:
+    def lookup(self, reference: str) -> dict[str, Any] | None:
+        """The ERP's document with this external reference, as it answers, or None."""
         path = self._config.lookup_path.format(reference=quote(reference, safe=""))
         reply = self._request("GET", path, allow={404})
         if reply.status_code == 404:
@@ -151,6 +166,16 @@ class RestErpWriter:
         if isinstance(found, list):
             return dict(found[0]) if found else None
         return dict(found) if found else None
+
+    def listing(self, start: datetime.date, end: datetime.date) -> list[dict[str, Any]] | None:
+        """The documents dated ``start`` to ``end`` (``list_path``), or None if not configured."""
+        if self._config.list_path is None:
+            return None
+        path = self._config.list_path.format(start=start.isoformat(), end=end.isoformat())
+        found = _json(self._request("GET", path))
+        if not isinstance(found, list):
+            raise PermanentErpError(f"{self.name}: {path} answered no list: {str(found)[:300]}")
+        return [dict(item) for item in found]
 
     def _request(self, method: str, path: str, allow: frozenset[int] | set[int] = frozenset(),
                  **kwargs: Any) -> httpx.Response:  # fmt: skip
@@ -175,16 +200,19 @@ class RestErpWriter:
 
     def _booking(self, posting: Posting, answer: Any, already_booked: bool) -> Booking:
         config = self._config
-        document_id = _path(answer, config.id_field)
+        document_id = at_path(answer, config.id_field)
         if document_id is None:
             raise PermanentErpError(f"{self.name}: the answer has no {config.id_field!r}: "
                                     f"{str(answer)[:300]}")  # fmt: skip
-        number, voucher = _path(answer, config.number_field), _path(answer, config.voucher_field)
+        number, voucher = (
+            at_path(answer, config.number_field),
+            at_path(answer, config.voucher_field),
+        )
         return Booking(
             reference=posting.posting_id,
             document_id=str(document_id),
             number=None if number is None else str(number),
-            state=str(_path(answer, config.state_field) or "booked"),
+            state=str(at_path(answer, config.state_field) or "booked"),
             total=posting.money(posting.total_minor),
             already_booked=already_booked,
             voucher=None if voucher is None else str(voucher),
@@ -274,7 +302,7 @@ def _json(reply: httpx.Response) -> Any:
                                 f"{reply.text[:300]}") from exc  # fmt: skip
 
 
-def _path(value: Any, dotted: str) -> Any:
+def at_path(value: Any, dotted: str) -> Any:
     for part in dotted.split("."):
         if not isinstance(value, dict):
             return None

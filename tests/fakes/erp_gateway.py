@@ -1,6 +1,7 @@
 """A stand-in for a REST ERP gateway (as in front of Kingdee / Yonyou / SAP), for the generic REST
 sink's tests: it stores vouchers by external reference, refuses unknown accounts (422), answers
-409 for a repeated idempotency key, and can be told to fail the next requests (503, 429...)."""
+409 for a repeated idempotency key, and can be told to fail the next requests (503, 429...); it
+lists vouchers by date (``?from=&to=``) for reconciliation."""
 
 from __future__ import annotations
 
@@ -58,7 +59,15 @@ class Gateway:
                 if url.path == "/":
                     self._reply(200, {"status": "up"})
                     return
-                ref = parse_qs(url.query).get("external_ref", [""])[0]
+                query = parse_qs(url.query)
+                if "from" in query and "to" in query:  # the listing by date
+                    start, end = query["from"][0], query["to"][0]
+                    with gateway.lock:
+                        found = [v for v in gateway.vouchers.values()
+                                 if start <= v["date"] <= end]  # fmt: skip
+                    self._reply(200, found)
+                    return
+                ref = query.get("external_ref", [""])[0]
                 with gateway.lock:
                     found = [v for k, v in gateway.vouchers.items() if k == ref]
                 self._reply(200, found)

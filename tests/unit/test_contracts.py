@@ -27,6 +27,7 @@ def test_every_contract_is_present_and_versioned() -> None:
         "claim_event",
         "invoice_citation",
         "audit_event",
+        "reconciliation_summary",
     }
     assert [v.version for v in CATALOG["erp_feedback"].versions] == [1, 2]
     assert [v.version for v in CATALOG["erp_posting"].versions] == [1, 2, 3]
