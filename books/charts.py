@@ -12,11 +12,14 @@ def bars(title: str, labels: list[str], series: dict[str, list[float]], unit: st
          height: int = 220) -> str:  # fmt: skip
     """Grouped vertical bars: one group per label, one bar per series, with a legend."""
     count = max(len(labels), 1)
-    width = max(360, min(1200, 80 + count * (18 * len(series) + 14)))
-    top, bottom, left = 28, 46, 64
-    plot_h, plot_w = height - top - bottom, width - left - 12
-    peak = max((v for values in series.values() for v in values), default=0) or 1
+    width = max(360, int(len(title) * 7.5) + 80, min(1200, 80 + count * (18 * len(series) + 14)))
+    plot_w = width - 76
     group_w = plot_w / count
+    slanted = any(len(label) * 6.5 > group_w for label in labels)  # long labels: slanted
+    top, bottom, left = 44, 96 if slanted else 40, 64
+    height += bottom - 40
+    plot_h = height - top - bottom
+    peak = max((v for values in series.values() for v in values), default=0) or 1
     bar_w = max(2.0, (group_w - 8) / max(len(series), 1))
     parts = [f'<svg class="chart" role="img" aria-label="{escape(title)}" width="{width}" '
              f'height="{height}" viewBox="0 0 {width} {height}" '
@@ -35,14 +38,18 @@ def bars(title: str, labels: list[str], series: dict[str, list[float]], unit: st
                          f'y="{top + plot_h - h:.1f}" width="{bar_w - 1:.1f}" height="{h:.1f}" '
                          f'fill="{colour}"><title>{escape(labels[g])} · {escape(name)}: '
                          f'{value:,.2f}{unit}</title></rect>')  # fmt: skip
-        parts.append(f'<rect x="{width - 150}" y="{6 + 14 * s}" width="10" height="10" '
-                     f'fill="{colour}"/><text x="{width - 136}" y="{15 + 14 * s}">'
-                     f"{escape(name)}</text>")  # fmt: skip
+        x = left + 110 * s  # the legend: a row under the title
+        parts.append(f'<rect x="{x}" y="24" width="10" height="10" fill="{colour}"/>'
+                     f'<text x="{x + 14}" y="33">{escape(name)}</text>')  # fmt: skip
     step = max(1, count // 12)  # at most a dozen labels under the axis
     for g in range(0, len(labels), step):
-        x = left + g * group_w + group_w / 2
-        parts.append(f'<text x="{x:.1f}" y="{top + plot_h + 16}" text-anchor="middle">'
-                     f"{escape(labels[g][:14])}</text>")  # fmt: skip
+        x, y = left + g * group_w + group_w / 2, top + plot_h + 16
+        text = escape(labels[g][:18])
+        if slanted:
+            parts.append(f'<text x="{x:.1f}" y="{y}" text-anchor="end" '
+                         f'transform="rotate(-35 {x:.1f} {y})">{text}</text>')  # fmt: skip
+        else:
+            parts.append(f'<text x="{x:.1f}" y="{y}" text-anchor="middle">{text}</text>')
     parts.append("</svg>")
     return "".join(parts)
 

@@ -7,6 +7,8 @@ Differences, each naming the posting (the ERP document's reference) and its kind
   in the period, that we never sent;
 - ``amount_mismatch`` / ``tax_mismatch``: the document's total or tax is not what was sent;
 - ``not_posted``: the document is there but draft, cancelled or otherwise not posted;
+- ``duplicate_in_erp``: more than one live (not cancelled) document carries the reference: the
+  claim is booked twice;
 - ``no_feedback``: sent longer than ``feedback_after`` ago and no answer from the sink.
 
 The ERP is read through an :class:`ErpLedger` (the command wires Tryton's or a REST gateway's).
@@ -23,7 +25,7 @@ from typing import Any, Protocol
 from books.store import Store
 
 KINDS = ("missing_in_erp", "unexpected_in_erp", "amount_mismatch", "tax_mismatch",
-         "not_posted", "no_feedback")  # fmt: skip
+         "not_posted", "duplicate_in_erp", "no_feedback")  # fmt: skip
 GROUPS = {"day": "posting_date", "cost_centre": "cost_centre", "department": "department",
           "employee": "employee_id"}  # fmt: skip
 
@@ -116,7 +118,7 @@ def reconcile(store: Store, ledger: ErpLedger, start: datetime.date, end: dateti
         [start, end])  # fmt: skip
     result = Reconciliation(start, end, by)
     sent = {row[0]: row for row in rows}
-    erp = {doc.reference: doc for doc in _in_chunks(ledger, list(sent), chunk)}
+    erp = _by_reference(_in_chunks(ledger, list(sent), chunk))
     for reference, (_, total, tax, group, created, answered, day) in sent.items():
         result.sent += 1
         result.sent_minor += total
@@ -124,11 +126,18 @@ def reconcile(store: Store, ledger: ErpLedger, start: datetime.date, end: dateti
         for tally in tallies:
             tally["sent"] += 1
             tally["sent_minor"] += total
-        found = _compare(reference, group, total, tax, erp.get(reference))
+        documents = erp.get(reference, [])
+        document = documents[0] if documents else None
+        found = _compare(reference, group, total, tax, document)
+        live = [d for d in documents if d.state != "cancelled"]
+        if len(live) > 1:
+            numbers = ", ".join(d.number or "?" for d in live)
+            found.append(Difference("duplicate_in_erp", reference, group, total,
+                                    sum(d.total_minor for d in live), numbers,
+                                    f"{len(live)} live documents carry it"))  # fmt: skip
         if answered is None and _aware(created) + feedback_after < now:
             found.append(Difference("no_feedback", reference, group, total, None, None,
                                     f"no answer from the sink since {created}"))  # fmt: skip
-        document = erp.get(reference)
         if document is not None and document.state == "posted":
             result.booked += 1
             result.booked_minor += document.total_minor
@@ -142,6 +151,8 @@ def reconcile(store: Store, ledger: ErpLedger, start: datetime.date, end: dateti
     result.scope_checked = in_scope is not None
     for document in in_scope or ():
         if document.reference not in sent:
+            if document.date is not None:
+                _tally(result.per_day, str(document.date))["differences"] += 1
             result.differences.append(
                 Difference(
                     "unexpected_in_erp",
@@ -182,6 +193,18 @@ def _compare(reference: str, group: str | None, total: int, tax: int,
         found.append(Difference("tax_mismatch", reference, group, tax, document.tax_minor,
                                 document.number, f"input VAT sent {tax / 100:.2f}, the ERP "
                                 f"holds {document.tax_minor / 100:.2f}"))  # fmt: skip
+    return found
+
+
+def _by_reference(documents: Iterable[ErpDocument]) -> dict[str, list[ErpDocument]]:
+    """The documents of each reference, the one to compare first: posted, then any live one,
+    then cancelled (a document cancelled and entered again by hand is compared as re-entered)."""
+    found: dict[str, list[ErpDocument]] = {}
+    for document in documents:
+        found.setdefault(document.reference, []).append(document)
+    rank = {"posted": 0, "cancelled": 2}
+    for listed in found.values():
+        listed.sort(key=lambda d: rank.get(d.state, 1))
     return found
 
 

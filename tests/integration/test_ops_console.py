@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import sys
 import time
 import uuid
@@ -25,13 +24,12 @@ from erpbridge.kafka_io import ensure_topics
 from erpbridge.topic_reader import read_all
 from ops.audit import AuditTrail, Role, verify
 from ops.auth import new_token
+from tests.browser import chromium_page, screenshot
 from tests.integration.dead_letters import write_dead_letters
 from tests.integration.pipeline import Worker, pipeline_env, serving, topics_of
 
 pytestmark = pytest.mark.integration
 ISSUER = "https://sso.example.test"
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
 
 
 def _jwt(key: RSAKey, role: str, *, issuer: str = ISSUER, expires_in: int = 600) -> str:
@@ -128,27 +126,9 @@ def test_roles_refuse_what_they_must_and_every_call_is_audited(ops_server) -> No
 
 
 def test_an_operator_works_the_console_in_a_real_browser(ops_server) -> None:
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: run `make browser-deps` (Debian's chromium)")
-    from playwright.sync_api import sync_playwright
-
     url, settings, tokens, _, ids = ops_server
-    ARTIFACTS.mkdir(exist_ok=True)
     shots = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
+    with chromium_page() as page:
         page.goto(f"{url}/")
         page.fill("input[name=token]", "wrong")
         page.click("#sign-in")
@@ -175,7 +155,6 @@ def test_an_operator_works_the_console_in_a_real_browser(ops_server) -> None:
         assert "intact" in page.locator("#verdict").inner_text()
         assert "dlq.replay" in page.locator("#audit").inner_text()
         shots.append(_shot(page, "audit"))
-        browser.close()
     print("console screenshots:", ", ".join(str(s) for s in shots))
     replayed = [
         r
@@ -187,9 +166,7 @@ def test_an_operator_works_the_console_in_a_real_browser(ops_server) -> None:
 
 
 def _shot(page: Any, name: str) -> Path:
-    path = ARTIFACTS / f"ops-console-{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    return path
+    return screenshot(page, f"ops-console-{name}")
 
 
 def test_the_trail_refuses_nothing_silently(ops_server) -> None:

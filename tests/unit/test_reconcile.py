@@ -9,14 +9,17 @@ T0 = datetime.datetime(2026, 11, 2, 8, 0)
 
 class Ledger:
     def __init__(self, documents: list[ErpDocument], extra: list[ErpDocument]) -> None:
-        self.by_ref = {d.reference: d for d in documents}
+        self.listed = documents
         self.extra = extra
 
     def documents(self, references: list[str]) -> list[ErpDocument]:
-        return [self.by_ref[r] for r in references if r in self.by_ref]
+        return [d for d in self.listed if d.reference in references]
 
     def documents_between(self, start: datetime.date, end: datetime.date) -> list[ErpDocument]:
-        return list(self.by_ref.values()) + self.extra
+        return self.listed + self.extra
+
+    def close(self) -> None:
+        pass
 
 
 def _store() -> Store:
@@ -55,6 +58,8 @@ def test_each_kind_of_difference_is_named_with_its_document() -> None:
             _doc(4, tax_minor=0),
             _doc(5, state="cancelled"),
             _doc(6),
+            _doc(6, number="INV6-again"),  # booked twice
+            _doc(1, state="cancelled", number="INV1-old"),  # cancelled, entered again: fine
         ],
         [_doc(9, reference="NOT-OURS", number="INV9")],
     )  # P2 missing
@@ -67,9 +72,11 @@ def test_each_kind_of_difference_is_named_with_its_document() -> None:
         now=datetime.datetime(2026, 11, 2, 12, 0, tzinfo=datetime.UTC),
     )
     found = sorted((d.kind, d.reference) for d in result.differences)
-    assert found == [("amount_mismatch", "P3"), ("missing_in_erp", "P2"),
-                     ("no_feedback", "P6"), ("not_posted", "P5"), ("tax_mismatch", "P4"),
-                     ("unexpected_in_erp", "NOT-OURS")]  # fmt: skip
+    assert found == [("amount_mismatch", "P3"), ("duplicate_in_erp", "P6"),
+                     ("missing_in_erp", "P2"), ("no_feedback", "P6"), ("not_posted", "P5"),
+                     ("tax_mismatch", "P4"), ("unexpected_in_erp", "NOT-OURS")]  # fmt: skip
+    twice = next(d for d in result.differences if d.kind == "duplicate_in_erp")
+    assert twice.document == "INV6, INV6-again" and twice.erp_minor == 12000
     assert (result.sent, result.sent_minor) == (6, 21000)
     assert result.booked == 4 and not result.ok
     assert result.per_group["CC-1"]["sent"] == 3 and result.per_group["CC-0"]["sent"] == 3
@@ -82,3 +89,14 @@ def test_books_that_match_the_erp_reconcile_to_zero() -> None:
     result = reconcile(store, ledger, DAY, DAY, now=datetime.datetime.now(datetime.UTC))
     assert result.ok and result.counts() == dict.fromkeys(result.counts(), 0)
     assert (result.booked, result.booked_minor) == (6, 21000)
+
+
+def test_a_document_cancelled_and_entered_again_by_hand_is_compared_as_entered_again() -> None:
+    store = _store()
+    store.upsert("feedback", [("P6", "tryton", "BOOKED", "INV6", "6", None, 6000, None, T0)])
+    again = _doc(2, number="INV2-again", total_minor=2500)
+    ledger = Ledger([_doc(n) for n in (1, 3, 4, 5, 6)] + [_doc(2, state="cancelled"), again], [])
+    result = reconcile(store, ledger, DAY, DAY, now=datetime.datetime.now(datetime.UTC))
+    assert [(d.kind, d.reference, d.document, d.erp_minor) for d in result.differences] == [
+        ("amount_mismatch", "P2", "INV2-again", 2500)
+    ]
