@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from erpbridge.config import Settings, env_of
 from erpbridge.contracts.bindings import TopicCodecs
 from erpbridge.kafka_io import durable_producer, ensure_topics
 from erpbridge.topics import Topics
+from tests.contract_samples import SAMPLES
 
 T = TypeVar("T")
 SAMPLE_REFERENCE = Path(__file__).resolve().parents[2] / "samples" / "reference"
@@ -152,6 +154,17 @@ def serving(worker: Worker, url: str, what: str) -> None:
 
 def topics_of(settings: Settings) -> Topics:
     return Topics(settings.topic_prefix)
+
+
+def plain_posting(posting_id: str, day: datetime.date, amount: int) -> tuple[bytes, dict[str, Any]]:
+    """A one-line posting of ``amount`` (minor units) dated ``day``, no invoice and no VAT."""
+    record = dict(SAMPLES["erp_posting"], posting_id=posting_id, claim_id=posting_id,
+                  posting_date=day, total_minor=amount,
+                  created_at=datetime.datetime.now(datetime.UTC))  # fmt: skip
+    record["lines"] = [dict(record["lines"][0], amount_minor=amount, invoice_refs=[],
+                            input_vat=[])]  # fmt: skip
+    record["tax_minor"] = 0
+    return posting_id.encode(), record
 
 
 def publish(settings: Settings, role: str, records: Iterable[tuple[bytes, dict[str, Any]]]) -> None:

@@ -27,10 +27,10 @@ from erpbridge.contracts.bindings import TopicCodecs
 from erpbridge.model import Posting
 from erpbridge.topic_reader import read_all, read_failures
 from tests.browser import chromium_page, screenshot
-from tests.contract_samples import SAMPLES
 from tests.integration.pipeline import (
     make_settings,
     pipeline_env,
+    plain_posting,
     posted_in_tryton,
     publish,
     running_workers,
@@ -39,16 +39,6 @@ from tests.integration.pipeline import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-def _posting(posting_id: str, day: datetime.date, amount: int) -> tuple[bytes, dict[str, Any]]:
-    record = dict(SAMPLES["erp_posting"], posting_id=posting_id, claim_id=posting_id,
-                  posting_date=day, total_minor=amount,
-                  created_at=datetime.datetime.now(datetime.UTC))  # fmt: skip
-    record["lines"] = [dict(record["lines"][0], amount_minor=amount, invoice_refs=[],
-                            input_vat=[])]  # fmt: skip
-    record["tax_minor"] = 0
-    return posting_id.encode(), record
 
 
 def test_reconcile_agrees_then_names_what_was_changed_by_hand(
@@ -71,7 +61,7 @@ def test_reconcile_agrees_then_names_what_was_changed_by_hand(
         return done.returncode, json.loads(done.stdout)
 
     with running_workers(settings, tmp_path / "w", streams=False, erp=erp.settings) as workers:
-        publish(settings, "postings", [_posting(p, day, 1000 * (n + 1)) for n, p in
+        publish(settings, "postings", [plain_posting(p, day, 1000 * (n + 1)) for n, p in
                                        enumerate(ids)])  # fmt: skip
         wait_for(lambda: len(posted_in_tryton(erp.settings, ids)) == 4, timeout=120,
                  what="4 bookings", workers=workers)  # fmt: skip
@@ -82,7 +72,7 @@ def test_reconcile_agrees_then_names_what_was_changed_by_hand(
 
         # the ERP refuses one more (an unknown account): sent, never booked
         refused = f"RC{run}-X"
-        bad = _posting(refused, day, 777)
+        bad = plain_posting(refused, day, 777)
         bad[1]["lines"][0]["account_code"] = "9.9.9"
         publish(settings, "postings", [bad])
         wait_for(lambda: read_failures(settings, "erp_dead_letter"), timeout=60,
@@ -95,11 +85,11 @@ def test_reconcile_agrees_then_names_what_was_changed_by_hand(
         # changed by hand: Tryton keeps a posted invoice's amounts, so finance cancels it and
         # enters it again, here for 25.00 where 20.00 was sent
         rpc.call("model.account.invoice.cancel", [invoices[ids[1]]["id"]])
-        writer.book(Posting.from_record(_posting(f"FIX{run}", day, 2500)[1]))
+        writer.book(Posting.from_record(plain_posting(f"FIX{run}", day, 2500)[1]))
         (again,) = writer.find_invoices([f"FIX{run}"])
         rpc.call("model.account.invoice.write", [again["id"]], {"reference": ids[1]})
         by_hand = f"HAND{run}"  # booked in the expense journal, never sent by us
-        writer.book(Posting.from_record(_posting(by_hand, day, 555)[1]))
+        writer.book(Posting.from_record(plain_posting(by_hand, day, 555)[1]))
     finally:
         rpc.close()
         writer.close()
