@@ -15,7 +15,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	@command -v java >/dev/null && command -v mvn >/dev/null || $(MAKE) system-deps
 	@command -v chromium >/dev/null || $(MAKE) browser-deps
-	$(PYTHON) -m pip install -q --disable-pip-version-check -e ".[dev,erp]"
+	$(PYTHON) -m pip install -q --disable-pip-version-check -e ".[dev,erp,postgres]"
 	@mkdir -p $(STATE) && touch $@
 
 # Java 17 + Maven run the Kafka broker; redis-server is installed on first `make up` if missing.

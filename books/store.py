@@ -1,10 +1,12 @@
 """The store: postings, their lines, the ERP's feedback and claim statuses, and how far each topic
-partition was read, in one embedded DuckDB file (``ERPBRIDGE_BOOKS_PATH``).
+partition was read, in one embedded DuckDB file (``ERPBRIDGE_BOOKS_PATH``), or in PostgreSQL when
+``ERPBRIDGE_BOOKS_URL`` names one (``postgresql://user@host:port/db``): the same SQL on both.
 
 Rows are keyed by what identifies them (posting id, claim id), so reading a topic again changes
 nothing; the read position is written in the same transaction as the rows it covers, so a crash
 loses neither and doubles neither. The SQL is plain (``ON CONFLICT``, no DuckDB-only syntax), the
-dialect PostgreSQL speaks too.
+dialect PostgreSQL speaks too; only the parameter mark differs (``?`` here, ``%s`` for psycopg),
+and PostgreSQL sessions run in UTC so timestamps are stored as DuckDB stores them.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -22,6 +25,7 @@ class BooksSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ERPBRIDGE_BOOKS_", frozen=True, extra="ignore")
 
     path: Path = Path(".local/books.duckdb")  # ":memory:" for a throw-away store
+    url: str | None = Field(None, pattern=r"^postgres(ql)?://")  # PostgreSQL instead of the file
     batch_records: int = 2000  # records per transaction while ingesting
 
 
@@ -79,15 +83,31 @@ UPSERT = {
 
 class Store:
     def __init__(self, config: BooksSettings) -> None:
-        path = str(config.path)
-        if path != ":memory:":
-            config.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = duckdb.connect(path)
+        self.db: Any
+        if config.url:
+            try:
+                import psycopg
+            except ImportError:
+                why = "ERPBRIDGE_BOOKS_URL names PostgreSQL, and psycopg is not installed"
+                raise RuntimeError(f"{why}: pip install 'erpbridge[postgres]'") from None
+
+            self.engine = "postgresql"
+            self.db = psycopg.connect(config.url, autocommit=True)
+            self.db.execute("set time zone 'UTC'")
+        else:
+            self.engine = "duckdb"
+            path = str(config.path)
+            if path != ":memory:":
+                config.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = duckdb.connect(path)
         for statement in SCHEMA:
             self.db.execute(statement)
 
     def close(self) -> None:
         self.db.close()
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self.engine == "postgresql" else sql
 
     @contextmanager
     def transaction(self) -> Iterator[Store]:
@@ -100,13 +120,20 @@ class Store:
         self.db.execute("commit")
 
     def upsert(self, table: str, rows: Sequence[Sequence[Any]]) -> None:
-        if rows:
-            self.db.executemany(UPSERT[table], [list(row) for row in rows])
+        if not rows:
+            return
+        sql, values = self._sql(UPSERT[table]), [list(row) for row in rows]
+        if self.engine == "postgresql":
+            with self.db.cursor() as cursor:
+                cursor.executemany(sql, values)
+        else:
+            self.db.executemany(sql, values)
 
     def positions(self, topic: str) -> dict[int, int]:
-        found = self.db.execute("select partition_no, next_offset from progress where topic = ?",
-                                [topic]).fetchall()  # fmt: skip
+        found = self.query(
+            "select partition_no, next_offset from progress where topic = ?", [topic]
+        )
         return {int(partition): int(offset) for partition, offset in found}
 
     def query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
-        return [tuple(row) for row in self.db.execute(sql, list(params)).fetchall()]
+        return [tuple(row) for row in self.db.execute(self._sql(sql), list(params)).fetchall()]

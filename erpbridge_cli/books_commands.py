@@ -68,7 +68,8 @@ def books_sync(follow: bool, as_json: bool) -> None:
 
     try:
         report = sync(settings, config, store, _stop(), follow, progress)
-        totals = store.query("select count(*), coalesce(sum(total_minor), 0) from postings")[0]
+        found = store.query("select count(*), coalesce(sum(total_minor), 0) from postings")[0]
+        totals = (int(found[0]), int(found[1]))  # PostgreSQL sums to Decimal
     finally:
         bar.close()
         store.close()

@@ -118,3 +118,36 @@ def schema_registry_url(kafka_bootstrap: str) -> Iterator[str]:
         yield cfg.url
     finally:
         local_registry.down(cfg)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throw-away PostgreSQL cluster of our own (Debian's packages) on a free port; each test
+    makes the databases it needs on it (:func:`fresh_database`)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from deploy.local import postgres as local_postgres
+    from deploy.local.process import ManagedProcess
+
+    home = Path(tempfile.mkdtemp(prefix="erpbridge-pg-"))
+    home.chmod(0o755)  # as root the cluster runs as the postgres user, who must reach its data
+    cfg = local_postgres.PostgresConfig(port=free_port(), data=home / "data")
+    service = local_postgres.service(cfg, ManagedProcess(f"postgres-test-{cfg.port}"))
+    print(service.up(lambda: local_postgres.server_argv(cfg)))
+    try:
+        yield cfg.url
+    finally:
+        print(service.down())
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def fresh_database(url: str) -> str:
+    """A new, empty database on the cluster at ``url``; its URL."""
+    import psycopg
+
+    name = f"t{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"create database {name}")
+    return url.rsplit("/", 1)[0] + f"/{name}"

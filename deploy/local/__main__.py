@@ -1,10 +1,11 @@
-"""``python -m deploy.local up|down|status|workers-up|workers-down|serve-tryton``."""
+"""``python -m deploy.local up|down|status|workers-up|workers-down|serve-tryton|postgres-up|
+postgres-down``."""
 
 from __future__ import annotations
 
 import sys
 
-from deploy.local import kafka, redis, registry, tryton, workers
+from deploy.local import kafka, postgres, redis, registry, tryton, workers
 from deploy.local.process import LaunchError
 
 
@@ -24,13 +25,17 @@ def main(argv: list[str]) -> int:
             lines = workers.up()
         elif command == "workers-down":
             lines = workers.down()
+        elif command == "postgres-up":  # the books' production engine, when wanted
+            lines = [postgres.up(), f"ERPBRIDGE_BOOKS_URL={postgres.PostgresConfig().url}"]
+        elif command == "postgres-down":
+            lines = [postgres.down()]
         elif command == "serve-tryton":  # foreground, for containers
             tryton.serve_foreground()
             return 0
         else:
             print(
                 f"unknown command {command!r}: up | down | status | workers-up | workers-down"
-                " | serve-tryton",
+                " | serve-tryton | postgres-up | postgres-down",
                 file=sys.stderr,
             )
             return 2

@@ -1,17 +1,23 @@
 """The books on the real broker: postings, feedback and statuses materialized idempotently
 (reading the topics again, or from the start into a new store, changes no total) and resumably
-(the read position is stored with the rows)."""
+(the read position is stored with the rows); on the embedded DuckDB file and on PostgreSQL, with
+the same SQL, the same totals, reports and reconciliation."""
 
 from __future__ import annotations
 
 import datetime
+import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from books.ingest import sync
+from books.reconcile import ErpDocument, reconcile
+from books.report import DIMENSIONS, report
 from books.store import BooksSettings, Store
 from erpbridge.kafka_io import end_offsets, ensure_topics
+from tests.conftest import fresh_database
 from tests.contract_samples import SAMPLES
 from tests.integration.pipeline import make_settings, publish, topics_of
 
@@ -41,20 +47,31 @@ def _totals(store: Store) -> tuple:
                           (select count(*) from feedback) from postings""")[0]  # fmt: skip
 
 
+@pytest.fixture(params=["duckdb", "postgresql"])
+def new_store(request, tmp_path: Path) -> Callable[[], BooksSettings]:
+    """Settings for a new, empty store on the engine under test."""
+    if request.param == "duckdb":
+        names = iter(range(100))
+        return lambda: BooksSettings(path=tmp_path / f"books-{next(names)}.duckdb")
+    url = request.getfixturevalue("postgres_url")
+    return lambda: BooksSettings(url=fresh_database(url))
+
+
 def test_the_books_hold_each_posting_once_however_often_they_are_read(
-    kafka_bootstrap, schema_registry_url, redis_url, tmp_path: Path
+    kafka_bootstrap, schema_registry_url, redis_url, tmp_path: Path, new_store
 ) -> None:
     settings = make_settings(kafka_bootstrap, schema_registry_url, redis_url, tmp_path)
     ensure_topics(settings)
     ids = [f"BK-{n}" for n in range(5)]
     publish(settings, "postings", [_posting(p, 1000 * (n + 1)) for n, p in enumerate(ids)])
     publish(settings, "erp_feedback", [_feedback(p, "BOOKED", 5) for p in ids[:3]])
-    config = BooksSettings(path=tmp_path / "books.duckdb")
+    config = new_store()
     store = Store(config)
     try:
         report = sync(settings, config, store)
         assert report.read == {"postings": 5, "erp_feedback": 3, "claim_status": 0}
         assert _totals(store) == (5, 15000, 5, 3)
+        assert sync(settings, config, store).read["postings"] == 0  # nothing new: nothing read
         # the same postings again (a replay), and an older answer arriving late
         publish(settings, "postings", [_posting(p, 1000 * (n + 1)) for n, p in enumerate(ids)])
         publish(settings, "erp_feedback", [_feedback(ids[0], "FAILED", 1)])
@@ -68,9 +85,66 @@ def test_the_books_hold_each_posting_once_however_often_they_are_read(
         assert sync(settings, config, store).read["postings"] == 0  # caught up
     finally:
         store.close()
-    fresh = Store(BooksSettings(path=tmp_path / "again.duckdb"))  # from the start
+    fresh = Store(new_store())  # from the start
     try:
         sync(settings, config, fresh)
         assert _totals(fresh) == (5, 15000, 5, 3)
     finally:
         fresh.close()
+
+
+def test_postgresql_answers_every_report_and_reconciliation_as_duckdb_does(
+    kafka_bootstrap, schema_registry_url, redis_url, postgres_url, tmp_path: Path
+) -> None:
+    settings = make_settings(kafka_bootstrap, schema_registry_url, redis_url, tmp_path)
+    ensure_topics(settings)
+    postings = []
+    for n in range(12):
+        key, posting = _posting(f"PG-{n}", 1000 + 137 * n)
+        posting.update(department=f"D{n % 3}", cost_centre=f"CC-{n % 2}", employee_id=f"E{n % 4}",
+                       posting_date=datetime.date(2026, 10 + n % 2, 1 + n))  # fmt: skip
+        posting["lines"][0]["description"] = ("差旅", "-餐费", "办公")[n % 3] + ": x"
+        postings.append((key, posting))
+    publish(settings, "postings", postings)
+    publish(settings, "erp_feedback", [_feedback(f"PG-{n}", ("BOOKED", "REFUSED")[n % 5 == 4],
+                                                 n) for n in range(10)])  # fmt: skip
+    ledger = _Ledger({f"PG-{n}": 1000 + 137 * n + (n == 3) for n in range(11)},
+                     postings[0][1].get("tax_minor", 0))  # fmt: skip
+    answers = []
+    for config in (BooksSettings(path=tmp_path / "books.duckdb"),
+                   BooksSettings(url=fresh_database(postgres_url))):  # fmt: skip
+        store = Store(config)
+        try:
+            sync(settings, config, store)
+            start, end = datetime.date(2026, 10, 1), datetime.date(2026, 11, 30)
+            reports = [report(store, start, end, by).to_json() for by in DIMENSIONS]
+            compared = reconcile(store, ledger, start, end, by="department",
+                                 now=T0 + datetime.timedelta(days=1)).to_json()  # fmt: skip
+            answers.append((store.engine, reports, compared))
+        finally:
+            store.close()
+    (_, duck_reports, duck_result), (engine, pg_reports, pg_result) = answers
+    assert engine == "postgresql"
+    assert json.dumps(pg_reports, default=str) == json.dumps(duck_reports, default=str)
+    assert json.dumps(pg_result, default=str) == json.dumps(duck_result, default=str)
+    assert sorted((d["kind"], d["reference"]) for d in duck_result["differences"]) == [
+        ("amount_mismatch", "PG-3"), ("missing_in_erp", "PG-11"), ("no_feedback", "PG-10"),
+        ("no_feedback", "PG-11")]  # fmt: skip
+    by_department = duck_reports[0]
+    assert len(by_department["rows"]) == 3
+    assert by_department["totals"]["CNY"]["total_minor"] == sum(1000 + 137 * n for n in range(12))
+
+
+class _Ledger:
+    def __init__(self, totals: dict[str, int], tax: int) -> None:
+        self.totals, self.tax = totals, tax
+
+    def documents(self, references: list[str]) -> list[ErpDocument]:
+        return [ErpDocument(r, f"N{r}", "posted", self.totals[r], self.tax, None)
+                for r in references if r in self.totals]  # fmt: skip
+
+    def documents_between(self, start: datetime.date, end: datetime.date) -> None:
+        return None
+
+    def close(self) -> None:
+        pass
