@@ -199,7 +199,7 @@ def source_watch(folder: Path, source_system: str, kind: str | None, interval: f
 
 
 @source.command("file")
-@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option("--source-system", default="batch_file", show_default=True)
 @click.option(
     "--kind",
@@ -207,9 +207,22 @@ def source_watch(folder: Path, source_system: str, kind: str | None, interval: f
     default=None,
     help="What the file holds (default: claims; invoices for .xml).",
 )
-def source_file(path: Path, source_system: str, kind: str | None) -> None:
+@click.option("--watch", is_flag=True, help="PATH is a landing folder: import the files dropped "
+              "into it, as `source watch PATH` does.")  # fmt: skip
+@click.pass_context
+def source_file(ctx: click.Context, path: Path, source_system: str, kind: str | None,
+                watch: bool) -> None:  # fmt: skip
     """Import an export: CSV claims, JSON Lines (claims, approvals, invoices) or 数电票 XML."""
     from connectors.sources.batch_file import import_file
+
+    if watch or path.is_dir():
+        if not path.is_dir():
+            raise click.BadParameter(f"{path} is a file; --watch takes a folder", param_hint="PATH")
+        if not watch:
+            raise click.BadParameter(f"{path} is a folder: add --watch to take the files "
+                                     "dropped into it", param_hint="PATH")  # fmt: skip
+        ctx.invoke(source_watch, folder=path, source_system=source_system, kind=kind)
+        return
     from connectors.sources.file_formats import FileFormatError
 
     try:

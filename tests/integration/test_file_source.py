@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import uuid
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from erpbridge.config import Settings
 from erpbridge.contracts.bindings import TopicCodecs
 from erpbridge.kafka_io import ensure_topics
 from erpbridge.topic_reader import read_all, read_rejections
+from tests.integration.pipeline import Worker, pipeline_env, wait_for
 
 pytestmark = pytest.mark.integration
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
@@ -148,3 +150,29 @@ def test_the_landing_folder_imports_a_complete_file_once_and_moves_it(
     assert list(broken.failed) == ["broken.xml"]
     assert [p.name for p in (landing / "failed").iterdir()] == ["broken.xml"]
     assert len(_decoded(settings, "claims_raw")) == 3  # published once in all
+
+
+def test_the_landing_folder_service_takes_a_dropped_file_and_stops_cleanly(
+    settings, tmp_path: Path
+) -> None:
+    """``erpbridge source file --watch DIR`` as a long-running process: a file dropped with its
+    ``.done`` marker is imported and moved while the service runs; SIGTERM stops it cleanly."""
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    service = Worker("landing", [sys.executable, "-m", "erpbridge", "source", "file", "--watch",
+                                 str(landing), "--source-system", "sftp-nightly"],
+                     pipeline_env(settings), tmp_path / "landing.log")  # fmt: skip
+    service.start()
+    try:
+        rows = "claim_id,employee_id,employee_name,expense_date,category,description,amount,"
+        rows += "currency\n" + "".join(f"W{n},E1001,张伟,2026-11-03,travel,出差,{n + 1}00,CNY\n"
+                                       for n in range(4))  # fmt: skip
+        (landing / "nightly.csv").write_text(rows, encoding="utf-8")
+        (landing / "nightly.csv.done").touch()
+        wait_for(lambda: (landing / "done" / "nightly.csv").exists(), timeout=60,
+                 what="the file taken and moved", workers=[service])  # fmt: skip
+        assert len(_decoded(settings, "claims_raw")) == 4
+    finally:
+        service.stop()
+    assert service.proc is not None and service.proc.returncode == 0, service.tail()
+    assert "nightly.csv" in service.log.read_text(encoding="utf-8")  # the run's summary
