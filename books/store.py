@@ -11,6 +11,7 @@ and PostgreSQL sessions run in UTC so timestamps are stored as DuckDB stores the
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -81,6 +82,38 @@ UPSERT = {
 }
 
 
+# What identifies a row of each table (its key columns), and for the tables where the newest answer
+# wins, the column that says which is newest: a batch is cut down to one row per key before it is
+# written (one statement may not update a row twice).
+KEYS: dict[str, tuple[tuple[int, ...], int | None]] = {
+    "postings": ((0,), None), "posting_lines": ((0, 1), None), "feedback": ((0,), 8),
+    "claim_status": ((0,), 4), "progress": ((0, 1), None)}  # fmt: skip
+
+
+def newest_per_key(table: str, rows: Sequence[Sequence[Any]]) -> list[Sequence[Any]]:
+    """One row per key: the last, or where the table says so the newest (the last of equals)."""
+    key_columns, newest = KEYS[table]
+    kept: dict[tuple[Any, ...], Sequence[Any]] = {}
+    for row in rows:
+        key = tuple(row[c] for c in key_columns)
+        before = kept.get(key)
+        if before is None or newest is None or row[newest] >= before[newest]:
+            kept[key] = row
+    return list(kept.values())
+
+
+def _columnar(sql: str) -> str:
+    """``insert ... values (?, ...)`` as ``insert ... select unnest(?), ...``: one list per
+    column (DuckDB binds a list in one go; a row at a time it stores a few hundred rows/s)."""
+    marks = re.search(r"values \(([?, ]+)\)", sql)
+    assert marks is not None, sql
+    count = marks.group(1).count("?")
+    return sql.replace(marks.group(0), "select " + ", ".join(["unnest(?)"] * count))
+
+
+COLUMNAR = {table: _columnar(sql) for table, sql in UPSERT.items()}
+
+
 class Store:
     def __init__(self, config: BooksSettings) -> None:
         self.db: Any
@@ -120,14 +153,14 @@ class Store:
         self.db.execute("commit")
 
     def upsert(self, table: str, rows: Sequence[Sequence[Any]]) -> None:
+        rows = newest_per_key(table, rows)
         if not rows:
             return
-        sql, values = self._sql(UPSERT[table]), [list(row) for row in rows]
         if self.engine == "postgresql":
             with self.db.cursor() as cursor:
-                cursor.executemany(sql, values)
+                cursor.executemany(self._sql(UPSERT[table]), [list(row) for row in rows])
         else:
-            self.db.executemany(sql, values)
+            self.db.execute(COLUMNAR[table], [list(column) for column in zip(*rows, strict=True)])
 
     def positions(self, topic: str) -> dict[int, int]:
         found = self.query(

@@ -100,3 +100,18 @@ def test_a_document_cancelled_and_entered_again_by_hand_is_compared_as_entered_a
     assert [(d.kind, d.reference, d.document, d.erp_minor) for d in result.differences] == [
         ("amount_mismatch", "P2", "INV2-again", 2500)
     ]
+
+
+def test_a_batch_naming_a_row_twice_is_stored_once_the_newest_answer_winning() -> None:
+    store = Store(BooksSettings(path=":memory:"))
+    later = T0 + datetime.timedelta(minutes=5)
+    store.upsert("feedback", [
+        ("P1", "tryton", "BOOKED", "INV1", "1", None, 1000, None, later),
+        ("P1", "tryton", "FAILED", None, None, None, None, "timeout", T0),  # older, arrives last
+        ("P2", "tryton", "FAILED", None, None, None, None, "timeout", T0),
+        ("P2", "tryton", "BOOKED", "INV2", "2", None, 2000, None, later),
+    ])  # fmt: skip
+    assert store.query("select posting_id, status from feedback order by 1") == [
+        ("P1", "BOOKED"), ("P2", "BOOKED")]  # fmt: skip
+    store.upsert("feedback", [("P1", "tryton", "FAILED", None, None, None, None, "x", T0)])
+    assert store.query("select status from feedback where posting_id = 'P1'") == [("BOOKED",)]
