@@ -30,8 +30,9 @@ class TrytonLedger:
 
 
 class RestLedger:
-    """A REST gateway's documents through its lookup (one request per reference, a few at a
-    time) and, when it has one, its listing by date (``ERPBRIDGE_REST_ERP_LIST_PATH``)."""
+    """A REST gateway's documents through its batch lookup when it has one
+    (``ERPBRIDGE_REST_ERP_BATCH_LOOKUP_PATH``), else its lookup (one request per reference, a few
+    at a time), and, when it has one, its listing by date (``ERPBRIDGE_REST_ERP_LIST_PATH``)."""
 
     def __init__(self, config: RestErpSettings) -> None:
         self.config = config
@@ -39,6 +40,12 @@ class RestLedger:
         self.pool = ThreadPoolExecutor(config.lookup_workers, thread_name_prefix="erp-lookup")
 
     def documents(self, references: list[str]) -> list[ErpDocument]:
+        if self.config.batch_lookup_path is not None:
+            size = self.config.batch_lookup_size
+            chunks = [references[n : n + size] for n in range(0, len(references), size)]
+            return [self._document(answer) for batch in self.pool.map(self.writer.lookup_many,
+                                                                      chunks)
+                    for answer in batch or ()]  # fmt: skip
         found = self.pool.map(self.writer.lookup, references)
         return [self._document(answer) for answer in found if answer is not None]
 

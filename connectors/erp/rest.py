@@ -80,6 +80,10 @@ class RestErpSettings(BaseSettings):
     date_field: str = "date"
     posted_states: frozenset[str] = frozenset({"posted", "booked", "audited", "approved"})
     list_path: str | None = "/vouchers?from={start}&to={end}"
+    # optional: many documents in one request (comma-separated references), as Kingdee's bill
+    # query or an OData "in" filter offer; without it, one lookup per reference
+    batch_lookup_path: str | None = None  # e.g. /vouchers?external_refs={references}
+    batch_lookup_size: int = Field(200, ge=1, le=5000)
     lookup_workers: int = Field(8, ge=1, le=64)  # concurrent lookups while reconciling
     success_statuses: frozenset[int] = frozenset({200, 201, 202})
     exists_statuses: frozenset[int] = frozenset({409})
@@ -94,6 +98,8 @@ class RestErpSettings(BaseSettings):
             raise ValueError("auth=basic needs ERPBRIDGE_REST_ERP_USER and _PASSWORD")
         if "{reference}" not in self.lookup_path:
             raise ValueError("lookup_path must contain {reference}")
+        if self.batch_lookup_path is not None and "{references}" not in self.batch_lookup_path:
+            raise ValueError("batch_lookup_path must contain {references} (or be unset)")
         if self.list_path is not None and not {"{start}", "{end}"} <= set(
             re.findall(r"\{\w+\}", self.list_path)
         ):
@@ -166,6 +172,19 @@ class RestErpWriter:
         if isinstance(found, list):
             return dict(found[0]) if found else None
         return dict(found) if found else None
+
+    def lookup_many(self, references: Sequence[str]) -> list[dict[str, Any]] | None:
+        """The documents with these references in one request (``batch_lookup_path``), or None
+        if the gateway offers no such lookup."""
+        if self._config.batch_lookup_path is None:
+            return None
+        joined = ",".join(quote(reference, safe="") for reference in references)
+        path = self._config.batch_lookup_path.format(references=joined)
+        found = _json(self._request("GET", path))
+        if not isinstance(found, list):
+            raise PermanentErpError(f"{self.name}: {path[:200]} answered no list: "
+                                    f"{str(found)[:300]}")  # fmt: skip
+        return [dict(item) for item in found]
 
     def listing(self, start: datetime.date, end: datetime.date) -> list[dict[str, Any]] | None:
         """The documents dated ``start`` to ``end`` (``list_path``), or None if not configured."""

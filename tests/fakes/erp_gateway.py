@@ -1,7 +1,8 @@
 """A stand-in for a REST ERP gateway (as in front of Kingdee / Yonyou / SAP), for the generic REST
 sink's tests: it stores vouchers by external reference, refuses unknown accounts (422), answers
 409 for a repeated idempotency key, and can be told to fail the next requests (503, 429...); it
-lists vouchers by date (``?from=&to=``) for reconciliation."""
+lists vouchers by date (``?from=&to=``) and looks many up at once (``?external_refs=a,b``)
+for reconciliation."""
 
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ class Gateway:
         gateway = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as a real gateway does
+            disable_nagle_algorithm = True  # headers and body go in two writes
+
             def log_message(self, *args: Any) -> None:
                 pass
 
@@ -67,9 +71,15 @@ class Gateway:
                                  if start <= v["date"] <= end]  # fmt: skip
                     self._reply(200, found)
                     return
+                if "external_refs" in query:  # the batch lookup
+                    refs = query["external_refs"][0].split(",")
+                    with gateway.lock:
+                        found = [gateway.vouchers[r] for r in refs if r in gateway.vouchers]
+                    self._reply(200, found)
+                    return
                 ref = query.get("external_ref", [""])[0]
                 with gateway.lock:
-                    found = [v for k, v in gateway.vouchers.items() if k == ref]
+                    found = [gateway.vouchers[ref]] if ref in gateway.vouchers else []
                 self._reply(200, found)
 
             def do_POST(self) -> None:  # noqa: N802

@@ -173,6 +173,17 @@ def test_the_rest_ledger_reads_the_gateway_back_by_reference_and_by_date() -> No
             == []
         )
         ledger.close()
+        batched = RestLedger(
+            RestErpSettings(
+                base_url=url,
+                batch_lookup_size=2,
+                batch_lookup_path="/vouchers?external_refs={references}",
+            )
+        )
+        before = len(gateway.requests)
+        assert {d.reference: d for d in batched.documents(["RP1", "RP2", "RP3"])} == found
+        assert len(gateway.requests) - before == 2  # two requests for three references
+        batched.close()
         unlisted = RestLedger(RestErpSettings(base_url=url, list_path=None))
         assert unlisted.documents_between(DAY, DAY) is None
         unlisted.close()
@@ -181,3 +192,5 @@ def test_the_rest_ledger_reads_the_gateway_back_by_reference_and_by_date() -> No
         server.shutdown()
     with pytest.raises(ValueError, match="list_path"):
         RestErpSettings(list_path="/vouchers?day={day}")
+    with pytest.raises(ValueError, match="batch_lookup_path"):
+        RestErpSettings(batch_lookup_path="/vouchers?refs=all")
