@@ -66,7 +66,7 @@ class InProcess:
         pass
 
 
-def _serve_gateway(count: int, answer: Queue) -> None:
+def serve_gateway(count: int, answer: Queue) -> None:
     """The stand-in gateway in a process of its own (not sharing the bench's interpreter lock)."""
     gateway = Gateway()
     for n in range(count):
@@ -97,7 +97,7 @@ def main() -> None:
         store = _books(work / "books.duckdb", args.postings)
         rows.append(("in-process ledger (raw limit)", *_timed(store, InProcess(args.postings))))
         answer: Queue = Queue()
-        server = Process(target=_serve_gateway, args=(args.postings, answer), daemon=True)
+        server = Process(target=serve_gateway, args=(args.postings, answer), daemon=True)
         server.start()
         url = answer.get(timeout=120)
         try:

@@ -20,6 +20,7 @@ currency.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import re
 from collections.abc import Sequence
@@ -84,6 +85,16 @@ class RestErpSettings(BaseSettings):
     # query or an OData "in" filter offer; without it, one lookup per reference
     batch_lookup_path: str | None = None  # e.g. /vouchers?external_refs={references}
     batch_lookup_size: int = Field(200, ge=1, le=5000)
+    # optional: many postings booked in one request, as Kingdee's BatchSave and similar gateways
+    # take them: {"<batch_items_field>": [body, ...]}, answered with one result per item, in
+    # order, at ``batch_results_field``, each carrying its own ``batch_status_field`` (an HTTP
+    # status: 201 booked, 409 already there, 422 refused, 503 try again...) and the document
+    batch_create_path: str | None = None  # e.g. /vouchers/batch
+    batch_items_field: str = "items"
+    batch_results_field: str = "results"
+    batch_status_field: str = "status"
+    batch_document_field: str = "document"
+    batch_error_field: str = "error"
     lookup_workers: int = Field(8, ge=1, le=64)  # concurrent lookups while reconciling
     success_statuses: frozenset[int] = frozenset({200, 201, 202})
     exists_statuses: frozenset[int] = frozenset({409})
@@ -160,7 +171,59 @@ class RestErpWriter:
         return self._booking(posting, _json(reply), already_booked=False)
 
     def book_many(self, postings: Sequence[Posting]) -> list[Booking | ErpError]:
-        return book_each(self, postings)
+        """One request for the batch when the gateway has a batch create, else one a posting.
+        What the gateway already holds is looked up first (in one request with its batch lookup)
+        and answered as already booked; the rest go in one create, each with its own outcome."""
+        config = self._config
+        if config.batch_create_path is None or len(postings) < 2:
+            return book_each(self, postings)
+        known = self._already_there(postings)
+        fresh = [p for p in postings if p.posting_id not in known]
+        outcomes: dict[str, Booking | ErpError] = {
+            p.posting_id: self._booking(p, known[p.posting_id], already_booked=True)
+            for p in postings if p.posting_id in known}  # fmt: skip
+        if fresh:
+            body = {config.batch_items_field: [render(self._template, p) for p in fresh]}
+            key = hashlib.sha256("\n".join(p.posting_id for p in fresh).encode()).hexdigest()
+            answer = _json(self._request("POST", config.batch_create_path, json=body,
+                                         headers={config.idempotency_header: key}))  # fmt: skip
+            results = at_path(answer, config.batch_results_field)
+            if not isinstance(results, list) or len(results) != len(fresh):
+                raise PermanentErpError(f"{self.name}: the batch answer has no "
+                                        f"{config.batch_results_field!r} list of {len(fresh)}: "
+                                        f"{str(answer)[:300]}")  # fmt: skip
+            for posting, result in zip(fresh, results, strict=True):
+                outcomes[posting.posting_id] = self._item_outcome(posting, result)
+        return [outcomes[p.posting_id] for p in postings]
+
+    def _already_there(self, postings: Sequence[Posting]) -> dict[str, dict[str, Any]]:
+        references = [p.posting_id for p in postings]
+        found = self.lookup_many(references)
+        if found is None:
+            answers = ((r, self.lookup(r)) for r in references)
+            return {r: answer for r, answer in answers if answer is not None}
+        field = self._config.reference_field
+        return {str(at_path(a, field)): a for a in found if at_path(a, field) in references}
+
+    def _item_outcome(self, posting: Posting, result: Any) -> Booking | ErpError:
+        config = self._config
+        status = at_path(result, config.batch_status_field)
+        document = at_path(result, config.batch_document_field)
+        error = at_path(result, config.batch_error_field)
+        text = f"{self.name}: {posting.posting_id} in a batch answered {status}: {error or result}"
+        try:
+            if status in config.success_statuses:
+                return self._booking(posting, document, already_booked=False)
+            if status in config.exists_statuses:
+                found = self.lookup(posting.posting_id)
+                if found is None:
+                    return RetryableErpError(f"{text}, and the lookup finds nothing yet")
+                return self._booking(posting, found, already_booked=True)
+        except ErpError as exc:
+            return exc
+        if isinstance(status, int) and status in config.retry_statuses:
+            return RetryableErpError(text[:500])
+        return PermanentErpError(text[:500])
 
     def lookup(self, reference: str) -> dict[str, Any] | None:
         """The ERP's document with this external reference, as it answers, or None."""

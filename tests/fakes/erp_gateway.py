@@ -2,7 +2,7 @@
 sink's tests: it stores vouchers by external reference, refuses unknown accounts (422), answers
 409 for a repeated idempotency key, and can be told to fail the next requests (503, 429...); it
 lists vouchers by date (``?from=&to=``) and looks many up at once (``?external_refs=a,b``)
-for reconciliation."""
+for reconciliation; ``POST /vouchers/batch`` books many, one result per item."""
 
 from __future__ import annotations
 
@@ -23,6 +23,22 @@ class Gateway:
     fail_next: list[tuple[int, dict[str, str]]] = field(default_factory=list)
     token: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def create(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """Create one voucher: 201 and the voucher, 409 for a known reference, 422 for an
+        unknown account."""
+        bad = [line["account"] for line in body["lines"] if line["account"] not in ACCOUNTS]
+        if bad:
+            return 422, {"error": f"unknown account(s) {bad}"}
+        ref = body["external_ref"]
+        with self.lock:
+            if ref in self.vouchers:
+                return 409, {"error": "duplicate external_ref"}
+            n = len(self.vouchers) + 1
+            voucher = {"id": 1000 + n, "number": f"AP-{n:05d}", "voucher_number": f"记-{n:04d}",
+                       "status": "posted", **body}  # fmt: skip
+            self.vouchers[ref] = voucher
+        return 201, voucher
 
     def serve(self) -> tuple[ThreadingHTTPServer, str]:
         gateway = self
@@ -86,25 +102,15 @@ class Gateway:
                 if not self._gate():
                     return
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                bad = [line["account"] for line in body["lines"] if line["account"] not in ACCOUNTS]
-                if bad:
-                    self._reply(422, {"error": f"unknown account(s) {bad}"})
+                if urlparse(self.path).path == "/vouchers/batch":  # one result per item
+                    results = []
+                    for item in body["items"]:
+                        status, answer = gateway.create(item)
+                        results.append({"status": status, **(
+                            {"document": answer} if status == 201 else answer)})  # fmt: skip
+                    self._reply(200, {"results": results})
                     return
-                ref = body["external_ref"]
-                with gateway.lock:
-                    if ref in gateway.vouchers:
-                        self._reply(409, {"error": "duplicate external_ref"})
-                        return
-                    n = len(gateway.vouchers) + 1
-                    voucher = {
-                        "id": 1000 + n,
-                        "number": f"AP-{n:05d}",
-                        "voucher_number": f"记-{n:04d}",
-                        "status": "posted",
-                        **body,
-                    }
-                    gateway.vouchers[ref] = voucher
-                self._reply(201, voucher)
+                self._reply(*gateway.create(body))
 
         server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -23,7 +23,11 @@ from tests.fakes.erp_gateway import Gateway
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(params=["tryton", "rest"])
+BATCH = {"batch_create_path": "/vouchers/batch",
+         "batch_lookup_path": "/vouchers?external_refs={references}"}  # fmt: skip
+
+
+@pytest.fixture(params=["tryton", "rest", "rest-batch"])
 def writer(request, erp) -> Iterator[ErpWriter]:
     if request.param == "tryton":
         writer: ErpWriter = TrytonWriter(TrytonRpc(erp.url, erp.database, erp.user,
@@ -32,7 +36,9 @@ def writer(request, erp) -> Iterator[ErpWriter]:
     else:
         gateway = Gateway(token="s3cret")
         server, url = gateway.serve()
-        writer = RestErpWriter(RestErpSettings(base_url=url, auth="bearer", token="s3cret"))
+        batch = BATCH if request.param == "rest-batch" else {}
+        writer = RestErpWriter(RestErpSettings(base_url=url, auth="bearer", token="s3cret",
+                                               **batch))  # fmt: skip
         writer.gateway = gateway  # type: ignore[attr-defined]
         yield writer
         server.shutdown()
@@ -60,6 +66,25 @@ def test_books_once_and_answers_a_repeat_with_the_same_document(writer: ErpWrite
 def test_what_the_erp_refuses_is_permanent(writer: ErpWriter) -> None:
     with pytest.raises(PermanentErpError):
         writer.book(_posting(account="9.9.9"))
+
+
+def test_a_batch_gets_one_outcome_per_posting_in_order(writer: ErpWriter) -> None:
+    before, new, refused, other = _posting(), _posting(), _posting(account="9.9.9"), _posting()
+    first = writer.book(before)
+    outcomes = writer.book_many([new, before, refused, other])
+    assert [type(o).__name__ for o in outcomes] == ["Booking", "Booking", "PermanentErpError",
+                                                    "Booking"]  # fmt: skip
+    booked = [o for o in outcomes if isinstance(o, Booking)]
+    assert [b.reference for b in booked] == [new.posting_id, before.posting_id, other.posting_id]
+    assert [b.already_booked for b in booked] == [False, True, False]
+    assert booked[1].document_id == first.document_id
+    again = writer.book_many([new, other])  # a retried batch books nothing twice
+    assert all(isinstance(o, Booking) and o.already_booked for o in again)
+    gateway = getattr(writer, "gateway", None)
+    if gateway is not None and writer._config.batch_create_path:  # type: ignore[attr-defined]
+        posts = [r for r in gateway.requests if r[0] == "POST"]
+        assert [r[1] for r in posts] == ["/vouchers", "/vouchers/batch"]  # one for the batch
+        assert sum(r[0] == "GET" for r in gateway.requests) <= 4  # lookups in batches, no loop
 
 
 def test_probe_says_whether_the_erp_answers(writer: ErpWriter) -> None:
