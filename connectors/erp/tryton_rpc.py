@@ -129,6 +129,14 @@ class TrytonRpc:
             raise RetryableErpError(f"Tryton unreachable on {method}: {exc}") from exc
         if reply.status_code == 401 and authenticated:
             raise _SessionExpired()
+        if reply.status_code == 404 and method == "common.db.login":
+            # Tryton answers a login it could not complete with 404: the database locked by a
+            # concurrent write (SQLite: "database is locked"), not loaded yet, or not there. The
+            # first two pass; the last keeps the breaker open, visibly, instead of dead-lettering
+            # every posting.
+            raise RetryableErpError("Tryton could not open the database to log in (HTTP 404: "
+                                    "locked by another write, not loaded yet, or no such "
+                                    "database)")  # fmt: skip
         if reply.status_code != 200:
             raise http_failure(reply.status_code, reply.headers,
                                f"Tryton answered HTTP {reply.status_code} on {method}",

@@ -182,10 +182,17 @@ def publish(settings: Settings, role: str, records: Iterable[tuple[bytes, dict[s
 
 def posted_in_tryton(erp: TrytonSettings, references: list[str]) -> list[dict[str, Any]]:
     """The posted supplier invoices Tryton holds for these references (claim ids)."""
+    from connectors.erp.errors import RetryableErpError
     from connectors.erp.tryton import TrytonWriter
 
-    writer = TrytonWriter.from_settings(erp)
-    try:
-        return [inv for inv in writer.find_invoices(references) if inv["state"] == "posted"]
-    finally:
-        writer.close()
+    for attempt in range(10):  # Tryton on SQLite may be busy with the sink's writes: look again
+        writer = TrytonWriter.from_settings(erp)
+        try:
+            return [inv for inv in writer.find_invoices(references) if inv["state"] == "posted"]
+        except RetryableErpError:
+            if attempt == 9:
+                raise
+            time.sleep(0.5)
+        finally:
+            writer.close()
+    raise AssertionError("unreachable")

@@ -46,3 +46,21 @@ def test_settings_are_validated_at_start_up() -> None:
         Settings(schema_compatibility="SIDEWAYS")
     settings = Settings(posting_category_accounts={" Travel ": "5.1.3"})
     assert settings.posting_category_accounts == {"travel": "5.1.3"}
+
+
+def test_a_login_tryton_could_not_complete_is_retried_not_refused() -> None:
+    """Tryton answers 404 to a login when SQLite says "database is locked" (seen in a CI run of
+    the repeated-kill test): that passes, so it is retryable; any other call's 404 stays
+    permanent."""
+    import httpx
+
+    from connectors.erp.tryton_rpc import TrytonRpc
+
+    rpc = TrytonRpc("http://tryton.test", "db", "admin", "admin")
+    rpc._http = httpx.Client(transport=httpx.MockTransport(lambda request: httpx.Response(404)))
+    with pytest.raises(RetryableErpError, match="could not open the database"):
+        rpc.login()
+    rpc._auth = "Session x"
+    with pytest.raises(PermanentErpError):
+        rpc.call("model.account.invoice.read", [1])
+    rpc.close()
