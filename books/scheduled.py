@@ -119,15 +119,17 @@ def record_metrics(result: Reconciliation | None) -> None:
     RECONCILIATION_LAST_RUN.labels(outcome).set(now)
 
 
-def run_once(settings: Settings, books: BooksSettings, config: ReconcileSettings,
-             ledger: Callable[[], ErpLedger],
-             now: datetime.datetime | None = None) -> dict[str, Any]:  # fmt: skip
-    """One scheduled run: sync, reconcile the period, publish and record; the summary event."""
-    started = now or datetime.datetime.now(datetime.UTC)
-    start, end = config.period(started)
+def run(settings: Settings, books: BooksSettings, config: ReconcileSettings,
+        ledger: Callable[[], ErpLedger], start: datetime.date, end: datetime.date, *,
+        sync_first: bool = True,
+        publish_summary: bool = True) -> tuple[Reconciliation, dict[str, Any] | None]:  # fmt: skip
+    """One run over ``start``..``end``: bring the books up to date, reconcile, record the metrics
+    and publish the summary; the result and the summary event (None when not published)."""
+    started = datetime.datetime.now(datetime.UTC)
     store, erp = Store(books), ledger()
     try:
-        sync(settings, books, store)
+        if sync_first:
+            sync(settings, books, store)
         result = reconcile(
             store,
             erp,
@@ -142,9 +144,11 @@ def run_once(settings: Settings, books: BooksSettings, config: ReconcileSettings
     finally:
         store.close()
         erp.close()
-    event = summary(result, config.erp, started)
-    publish(settings, event)
     record_metrics(result)
+    event = None
+    if publish_summary:
+        event = summary(result, config.erp, started)
+        publish(settings, event)
     log.info(
         "reconciled %s..%s: sent %d, booked %d, differences %s",
         start,
@@ -153,7 +157,15 @@ def run_once(settings: Settings, books: BooksSettings, config: ReconcileSettings
         result.booked,
         {k: v for k, v in result.counts().items() if v} or "none",
     )
-    return event
+    return result, event
+
+
+def run_once(settings: Settings, books: BooksSettings, config: ReconcileSettings,
+             ledger: Callable[[], ErpLedger],
+             now: datetime.datetime | None = None) -> dict[str, Any] | None:  # fmt: skip
+    """One scheduled run over the configured period; its summary event."""
+    start, end = config.period(now or datetime.datetime.now(datetime.UTC))
+    return run(settings, books, config, ledger, start, end)[1]
 
 
 def serve(settings: Settings, books: BooksSettings, config: ReconcileSettings,

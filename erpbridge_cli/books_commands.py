@@ -129,34 +129,11 @@ def reconcile(start: datetime.datetime | None, end: datetime.datetime | None, by
 def _reconcile_once(config: Any, start: datetime.date, end: datetime.date, no_sync: bool,
                     publish: bool) -> tuple[Any, dict[str, Any] | None]:  # fmt: skip
     from books import scheduled
-    from books.ingest import sync
-    from books.reconcile import reconcile as compare
-    from books.store import BooksSettings, Store
+    from books.store import BooksSettings
     from erpbridge_cli.ledgers import ledger_for
 
-    settings, books_config = get_settings(), BooksSettings()
-    started = datetime.datetime.now(datetime.UTC)
-    store, ledger = Store(books_config), ledger_for(config.erp)
-    try:
-        if not no_sync:
-            sync(settings, books_config, store)
-        result = compare(
-            store,
-            ledger,
-            start,
-            end,
-            by=config.by,
-            feedback_after=datetime.timedelta(minutes=config.feedback_after_min),
-        )
-    finally:
-        store.close()
-        ledger.close()
-    scheduled.record_metrics(result)
-    event = None
-    if publish:
-        event = scheduled.summary(result, config.erp, started)
-        scheduled.publish(settings, event)
-    return result, event
+    return scheduled.run(get_settings(), BooksSettings(), config, lambda: ledger_for(config.erp),
+                         start, end, sync_first=not no_sync, publish_summary=publish)  # fmt: skip
 
 
 def _render_reconciliation(result: Any, fmt: str) -> str:
