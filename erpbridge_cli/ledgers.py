@@ -86,17 +86,21 @@ def ledger_for(erp: str) -> ErpLedger:
 def _minor(answer: dict[str, Any], field: str) -> int:
     amount = at_path(answer, field)
     try:
-        return int((Decimal(str(amount if amount is not None else 0)) * 100).to_integral_value())
+        return _to_minor(amount if amount is not None else 0)
     except InvalidOperation:
         raise ValueError(
             f"the ERP's {field} {amount!r} is not an amount: {str(answer)[:300]}"
         ) from None
 
 
+def _to_minor(amount: Any) -> int:
+    return int((Decimal(str(amount)) * 100).to_integral_value())
+
+
 def _tryton_document(invoice: dict[str, Any]) -> ErpDocument:
     return ErpDocument(
         reference=str(invoice["reference"]), number=invoice.get("number"),
         state=str(invoice["state"]),
-        total_minor=int((Decimal(invoice["total_amount"]) * 100).to_integral_value()),
-        tax_minor=int((Decimal(invoice["tax_amount"]) * 100).to_integral_value()),
+        total_minor=_to_minor(invoice["total_amount"]),
+        tax_minor=_to_minor(invoice["tax_amount"]),
         date=invoice.get("invoice_date"))  # fmt: skip

@@ -202,8 +202,8 @@ class RestErpWriter:
         if found is None:
             answers = ((r, self.lookup(r)) for r in references)
             return {r: answer for r, answer in answers if answer is not None}
-        field = self._config.reference_field
-        return {str(at_path(a, field)): a for a in found if at_path(a, field) in references}
+        field, wanted = self._config.reference_field, set(references)
+        return {str(at_path(a, field)): a for a in found if at_path(a, field) in wanted}
 
     def _item_outcome(self, posting: Posting, result: Any) -> Booking | ErpError:
         config = self._config
@@ -242,21 +242,20 @@ class RestErpWriter:
         if self._config.batch_lookup_path is None:
             return None
         joined = ",".join(quote(reference, safe="") for reference in references)
-        path = self._config.batch_lookup_path.format(references=joined)
-        found = _json(self._request("GET", path))
-        if not isinstance(found, list):
-            raise PermanentErpError(f"{self.name}: {path[:200]} answered no list: "
-                                    f"{str(found)[:300]}")  # fmt: skip
-        return [dict(item) for item in found]
+        return self._get_list(self._config.batch_lookup_path.format(references=joined))
 
     def listing(self, start: datetime.date, end: datetime.date) -> list[dict[str, Any]] | None:
         """The documents dated ``start`` to ``end`` (``list_path``), or None if not configured."""
         if self._config.list_path is None:
             return None
         path = self._config.list_path.format(start=start.isoformat(), end=end.isoformat())
+        return self._get_list(path)
+
+    def _get_list(self, path: str) -> list[dict[str, Any]]:
         found = _json(self._request("GET", path))
         if not isinstance(found, list):
-            raise PermanentErpError(f"{self.name}: {path} answered no list: {str(found)[:300]}")
+            raise PermanentErpError(f"{self.name}: {path[:200]} answered no list: "
+                                    f"{str(found)[:300]}")  # fmt: skip
         return [dict(item) for item in found]
 
     def _request(self, method: str, path: str, allow: frozenset[int] | set[int] = frozenset(),
