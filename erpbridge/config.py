@@ -36,7 +36,17 @@ class Settings(BaseSettings):
     streams_heartbeat_interval_s: float = Field(1.0, gt=0)
     streams_rebalance_timeout_s: float = Field(2.0, gt=0)
     streams_datadir: str = ".local/faust"
+    # where tables live: on disk (RocksDB, only committed state; a restart reads only the
+    # changelog written since) or in memory (rebuilt from the whole changelog at each start)
+    streams_store: Literal["rocksdb", "memory"] = "rocksdb"
     streams_processing_guarantee: Literal["at_least_once", "exactly_once"] = "exactly_once"
+    # Throughput against latency (make bench measures both): how long the producer waits to
+    # fill a batch, a batch's size, and how often offsets (and, under exactly_once, each input
+    # partition's transaction) commit. Outputs are visible to read_committed readers only at
+    # a commit, so the commit interval bounds the added latency of exactly_once.
+    streams_producer_linger_ms: float = Field(5.0, ge=0)
+    streams_producer_batch_bytes: int = Field(256 * 1024, ge=1024)
+    streams_commit_interval_s: float = Field(0.5, gt=0)
     # Correlation: a claim is posted once its final approval is APPROVE (unless approval is not
     # required: claims that arrive already approved) and every invoice it cites arrived valid.
     streams_require_approval: bool = True

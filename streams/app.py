@@ -12,6 +12,7 @@ import faust
 from erpbridge.config import Settings, get_settings
 from erpbridge.contracts.bindings import TopicCodecs
 from erpbridge.contracts.faust_codec import AvroCodec
+from streams import disk_state
 from streams.recovery import CheckedTableManager
 from streams.reference_view import ReferenceView
 from streams.transactions import App
@@ -22,7 +23,7 @@ def build_app(settings: Settings) -> App:
     return App(
         settings.streams_app_id,
         broker=[f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")],
-        store="memory://",
+        store=f"{disk_state.ALIAS}://" if settings.streams_store == "rocksdb" else "memory://",
         datadir=f"{settings.streams_datadir}/{settings.streams_app_id}",
         topic_partitions=settings.topic_partitions,
         consumer_auto_offset_reset="earliest",
@@ -30,6 +31,9 @@ def build_app(settings: Settings) -> App:
         broker_heartbeat_interval=settings.streams_heartbeat_interval_s,
         broker_rebalance_timeout=settings.streams_rebalance_timeout_s,
         producer_acks=-1,
+        producer_linger=settings.streams_producer_linger_ms / 1000,
+        producer_max_batch_size=settings.streams_producer_batch_bytes,
+        broker_commit_interval=settings.streams_commit_interval_s,
         processing_guarantee=settings.streams_processing_guarantee,
         web_enabled=False,
         autodiscover=False,
@@ -56,9 +60,11 @@ def _internal_topic(role: str) -> faust.TopicT:
 # Tables are changelog-backed (they survive restarts and rebalances) and co-partitioned with the
 # topics their agent reads. Keys are bytes (raw both ways: Faust reads a table's keys as JSON
 # unless told); values are the JSON form of streams.claim_case.ClaimCase / InvoiceCase.
-claims = app.Table("claims", default=None, key_type=bytes, partitions=settings.topic_partitions)
+claims = app.Table("claims", default=None, key_type=bytes, partitions=settings.topic_partitions,
+                   options=dict(disk_state.OPTIONS))  # fmt: skip
 invoices = app.Table("invoices", default=None, key_type=bytes,
-                     partitions=settings.topic_partitions)  # fmt: skip
+                     partitions=settings.topic_partitions,
+                     options=dict(disk_state.OPTIONS))  # fmt: skip
 
 # Claim side, keyed by claim id: claims, approvals, and the invoice side's answers and ticks.
 claim_inputs = app.topic(*(codecs.topic(role) for role in ("claims_raw", "approvals_raw",

@@ -1,6 +1,7 @@
 """What the exactly-once repairs rely on inside faust-streaming, aiokafka and mode.
 
-The repairs (:mod:`streams.transactions`, :mod:`streams.recovery`, :mod:`streams.table_writes`)
+The repairs (:mod:`streams.transactions`, :mod:`streams.recovery`, :mod:`streams.table_writes`,
+:mod:`streams.disk_state`)
 override or read private members of these frameworks. ``pyproject.toml`` pins the three to the
 exact versions the repairs were proven with (the SIGKILL and repeated-kill tests); at worker
 start :func:`check` verifies that every member is still there with the parameters the repairs
@@ -16,6 +17,7 @@ from collections.abc import Iterable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from faust.stores.rocksdb import Store as RocksDBStore
 from faust.tables import TableManager
 from faust.tables.recovery import Recovery
 from faust.transport.consumer import TransactionManager
@@ -43,6 +45,15 @@ METHODS: tuple[tuple[Any, str, tuple[str, ...] | None], ...] = (
     (Consumer, "perform_seek", ("self",)),
     (Consumer, "ack", ("self", "message")),
     (Consumer, "force_commit", ("self", "topics", "start_new_transaction")),
+    (Consumer, "_commit_offsets", ("self", "offsets", "start_new_transaction")),
+    (RocksDBStore, "_set", ("self", "key", "value")),
+    (RocksDBStore, "_get", ("self", "key")),
+    (RocksDBStore, "_del", ("self", "key")),
+    (RocksDBStore, "_contains", ("self", "key")),
+    (RocksDBStore, "_iteritems", ("self",)),
+    (RocksDBStore, "_db_for_partition", ("self", "partition")),
+    (RocksDBStore, "revoke_partitions", ("self", "table", "tps")),
+    (RocksDBStore, "offset_key", None),
     (FlowControlEvent, "resume", ("self",)),
     (FlowControlEvent, "clear", ("self",)),
     (AIOKafkaConsumerThread, "_highwaters", ("self", "partitions")),

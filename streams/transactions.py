@@ -70,6 +70,7 @@ from mode.utils.objects import cached_property
 from mode.utils.queues import FlowControlEvent
 
 from streams.delivery_ledger import DeliveryLedger
+from streams.disk_state import flush_committed
 from streams.recovery import ConsumerThread
 
 log = logging.getLogger(__name__)
@@ -300,6 +301,14 @@ class Consumer(AIOKafkaConsumer):  # type: ignore[misc]
                 log.info("not counting skipped %s[%d]@%d as done", message.topic,
                          message.partition, message.offset)  # fmt: skip
         return False
+
+    async def _commit_offsets(self, offsets: Any, start_new_transaction: bool = True) -> bool:
+        """Once offsets are committed, the on-disk tables take those events' writes."""
+        committed = bool(await super()._commit_offsets(offsets, start_new_transaction))
+        if committed:
+            assignment = self.assignment()
+            await flush_committed(self.app, [tp for tp in offsets if tp in assignment])
+        return committed
 
     async def force_commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
         app: Any = self.app

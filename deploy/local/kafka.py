@@ -26,7 +26,7 @@ BROKER = ManagedProcess("kafka")
 class KafkaConfig:
     host: str = "127.0.0.1"
     port: int = int(os.environ.get("ERPBRIDGE_KAFKA_PORT", "9092"))
-    heap: str = os.environ.get("ERPBRIDGE_KAFKA_HEAP", "512m")
+    heap: str = os.environ.get("ERPBRIDGE_KAFKA_HEAP", "1g")
 
     @property
     def bootstrap(self) -> str:

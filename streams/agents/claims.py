@@ -35,6 +35,7 @@ from streams.app import (
     settings,
 )
 from streams.claim_case import Attach, ClaimCase, Detach, Effect, Policy, Post, Reject, Status
+from streams.disk_state import key_count
 from streams.input_vat import VatPolicy
 from streams.postings import PostingRules, build_posting
 from streams.table_writes import put
@@ -178,7 +179,7 @@ async def _on_tick(event: Any) -> None:
             await _apply(case, effects, event, {**origin_of(event), **_provenance(case)})
         if not case.closed:
             counts[str(case.stalled).lower()] += 1
-    STREAM_TABLE_KEYS.labels("claims").set(len(claims))
+    STREAM_TABLE_KEYS.labels("claims").set(key_count(claims))
     owned = {tp.partition for tp in app.assignor.assigned_actives()
              if tp.topic == event.message.topic}  # fmt: skip
     for stalled in ("true", "false"):

@@ -13,6 +13,7 @@ from erpbridge.model import invoice_key
 from streams import invoice_case
 from streams.agents.outputs import decode_or_reject, event_ms, origin_of, reject
 from streams.app import app, claim_events, codecs, invoice_inputs, invoices
+from streams.disk_state import key_count
 from streams.invoice_case import Answer, InvoiceCase
 from streams.table_writes import put
 from streams.transactions import TRACE
@@ -34,6 +35,9 @@ async def invoices_agent(stream: Any) -> None:
             else:
                 await _on_citation(event)
             STREAM_PROCESS_SECONDS.labels(AGENT).observe(time.perf_counter() - started)
+
+
+STREAM_TABLE_KEYS.labels("invoices").set_function(lambda: key_count(invoices))  # at a scrape
 
 
 def _case(key: str) -> InvoiceCase | None:
@@ -76,4 +80,3 @@ async def _apply(event: Any, case: InvoiceCase, answers: list[Answer]) -> None:
         message = {"kind": "INVOICE_ANSWER", "invoice": answer.invoice, "answer": answer.answer,
                    "note": answer.note, "owner": answer.owner, "facts": answer.facts}  # fmt: skip
         await claim_events.send(key=answer.claim_id.encode(), value=message)
-    STREAM_TABLE_KEYS.labels("invoices").set(len(invoices))

@@ -1,0 +1,158 @@
+"""Tables on disk that hold committed state only (the default store, ``ERPBRIDGE_STREAMS_STORE``).
+
+In memory, a table is rebuilt from its whole changelog at every start, so start-up time and
+memory grow with every case kept (retention is 400 days). Faust's RocksDB store keeps the table
+on disk and remembers the changelog offset it holds, so a restart reads only what is newer. But
+it writes each table assignment to RocksDB at once, while under exactly_once the changelog record
+of that assignment commits only with its event's transaction: after a SIGKILL the local store
+would hold effects of aborted transactions, and a replayed event would find its own effect and
+be judged a duplicate, its output never sent (the loss :mod:`streams.transactions` repair 3 is
+about).
+
+Here writes wait in memory, per input transaction (topic group and partition), and reads see
+them. When that transaction's offsets commit, its writes go to RocksDB in one atomic write batch
+together with the offset of its last changelog record. So the store on disk always holds a
+committed prefix of the changelog and the offset it ends at; whatever committed after it (a crash
+between the Kafka commit and the local write) is read back from the changelog at the next start,
+and whatever aborted was never on disk. An uncommitted transaction's writes are dropped when its
+partitions are revoked. Under at_least_once the same rule holds for committed offsets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from faust.stores import STORES
+from faust.stores.rocksdb import Store as RocksDBStore
+from faust.streams import current_event
+
+ALIAS = "erpbridge-rocksdb"
+# Bounded memory: the block cache and memtables are RocksDB's own, per table partition.
+OPTIONS = {
+    "driver": "rocksdict",
+    "block_cache_size": 16 * 1024**2,
+    "block_cache_compressed_size": 0,
+    "write_buffer_size": 8 * 1024**2,
+    "max_write_buffer_number": 2,
+}
+
+Group = tuple[int, int]  # (topic group, partition): the input transaction an event belongs to
+
+
+class CommittedRocksStore(RocksDBStore):  # type: ignore[misc]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pending: dict[Group, dict[bytes, bytes | None]] = {}
+        self._sent: dict[Group, list[asyncio.Future[Any]]] = {}
+
+    def _group(self, event: Any) -> Group:
+        message = event.message
+        return (self.app.assignor.group_for_topic(message.topic), message.partition)
+
+    # writes wait for their transaction
+    def _set(self, key: bytes, value: bytes | None) -> None:
+        event = current_event()
+        if event is None:
+            raise RuntimeError(f"{self.table.name}: a table write outside an event")
+        self._pending.setdefault(self._group(event), {})[key] = value
+
+    def _del(self, key: bytes) -> None:
+        self._set(key, None)
+
+    def note_sent(self, event: Any, future: asyncio.Future[Any]) -> None:
+        """The changelog record of a write in ``event`` (its offset is stored at the flush)."""
+        self._sent.setdefault(self._group(event), []).append(future)
+
+    # reads see them
+    def _pending_value(self, key: bytes) -> tuple[bool, bytes | None]:
+        event = current_event()
+        if event is not None:
+            pending = self._pending.get(self._group(event))
+            if pending is not None and key in pending:
+                return True, pending[key]
+            return False, None
+        for pending in self._pending.values():
+            if key in pending:
+                return True, pending[key]
+        return False, None
+
+    def _get(self, key: bytes) -> bytes | None:
+        found, value = self._pending_value(key)
+        return value if found else super()._get(key)
+
+    def _contains(self, key: bytes) -> bool:
+        found, value = self._pending_value(key)
+        return value is not None if found else bool(super()._contains(key))
+
+    def _iteritems(self) -> Iterator[tuple[bytes, bytes]]:
+        pending: dict[bytes, bytes | None] = {}
+        for writes in self._pending.values():
+            pending.update(writes)
+        for key, value in super()._iteritems():
+            if key not in pending:
+                yield key, value
+        yield from ((key, value) for key, value in pending.items() if value is not None)
+
+    def _iterkeys(self) -> Iterator[bytes]:
+        return (key for key, _ in self._iteritems())
+
+    def _itervalues(self) -> Iterator[bytes]:
+        return (value for _, value in self._iteritems())
+
+    def _size(self) -> int:
+        return sum(1 for _ in self._iteritems())
+
+    def approximate_len(self) -> int:
+        """RocksDB's estimate of the keys on disk, plus the writes waiting (cheap; ``len`` of
+        a table on disk reads every key)."""
+        on_disk = sum(db.property_int_value("rocksdb.estimate-num-keys") or 0
+                      for db in self._dbs_for_actives())  # fmt: skip
+        return on_disk + sum(len(writes) for writes in self._pending.values())
+
+    # commit and revoke
+    async def flush(self, committed: Iterable[Group]) -> None:
+        """Write the committed transactions' writes and changelog offsets to RocksDB."""
+        import rocksdict
+
+        for group in set(committed):
+            writes, sent = self._pending.pop(group, None), self._sent.pop(group, [])
+            if not writes and not sent:
+                continue
+            offsets = [metadata.offset for metadata in await asyncio.gather(*sent)]
+            batch = rocksdict.WriteBatch(raw_mode=True)
+            for key, value in (writes or {}).items():
+                if value is None:
+                    batch.delete(key)
+                else:
+                    batch.put(key, value)
+            if offsets:
+                batch.put(self.offset_key, str(max(offsets)).encode())
+            self._db_for_partition(group[1]).write(batch)
+
+    def revoke_partitions(self, table: Any, tps: Any) -> None:
+        partitions = {tp.partition for tp in tps}
+        for group in [group for group in self._pending if group[1] in partitions]:
+            self._pending.pop(group, None)
+        for group in [group for group in self._sent if group[1] in partitions]:
+            self._sent.pop(group, None)
+        super().revoke_partitions(table, tps)
+
+
+STORES.aliases[ALIAS] = f"{__name__}:CommittedRocksStore"
+
+
+async def flush_committed(app: Any, offsets: Iterable[Any]) -> None:
+    """After offsets committed: each table's writes of those input transactions go to disk."""
+    groups = {(app.assignor.group_for_topic(tp.topic), tp.partition) for tp in offsets}
+    for table in app.tables.values():
+        store = table.data
+        if isinstance(store, CommittedRocksStore):
+            await store.flush(groups)
+
+
+def key_count(table: Any) -> int:
+    """Keys in a table, for its gauge: exact in memory, RocksDB's estimate on disk."""
+    store = table.data
+    return store.approximate_len() if isinstance(store, CommittedRocksStore) else len(store)
