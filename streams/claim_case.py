@@ -107,6 +107,7 @@ class ClaimCase:
     facts: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> valid one's VAT facts
     decision: str | None = None  # APPROVE_FINAL, APPROVE, REJECT, RETURN
     decided_ms: int = 0
+    decided_step: int = 0  # the step of that decision: of two at one time, the later step holds
     refused: str | None = None  # the reason, while the current version cannot be posted
     cancelled_version: int = -1  # the version a RETURN/REJECT was about (0: before any claim)
     cancelled_ms: int = 0
@@ -206,13 +207,15 @@ def on_approval(case: ClaimCase | None, claim_id: str, partition: int, now_ms: i
         case = ClaimCase(claim_id, partition, opened_ms=now_ms, touched_ms=now_ms)
     case.touched_ms, case.redrives = now_ms, 0
     decided_ms = int(approval["decided_at"].timestamp() * 1000)
-    if decided_ms < case.decided_ms or (case.version > 1 and decided_ms < case.submitted_ms):
+    step_no = int(approval.get("step") or 0)
+    if (decided_ms, step_no) < (case.decided_ms, case.decided_step) or (
+            case.version > 1 and decided_ms < case.submitted_ms):  # fmt: skip
         return case, [], "stale_decision"
     if case.posted:
         return case, [], "after_posting"
     decision = approval["decision"]
     case.decision = "APPROVE_FINAL" if decision == "APPROVE" and approval["final"] else decision
-    case.decided_ms = decided_ms
+    case.decided_ms, case.decided_step = decided_ms, step_no
     if case.cancelled:
         case.cancelled_version, case.cancelled_ms = case.version, decided_ms
         case.waiting = None  # what it waits for next is said again

@@ -88,6 +88,27 @@ def test_a_non_final_approval_is_not_enough_and_return_cancels() -> None:
     assert outcome == "stale_decision" and case.decision == "RETURN"
 
 
+def test_an_earlier_step_arriving_after_the_final_one_at_the_same_time_does_not_undo_it() -> None:
+    # approval systems stamp decisions to the second (or a batch export to the minute): the
+    # final step and the one before it can carry one time; arriving out of order, the earlier
+    # step must not turn "approved finally" back into "approved so far"
+    case, _, _ = _send_claim(None, refs=())
+    final = dict(_approval(), step=2)
+    case, effects, _ = claim_case.on_approval(case, "C1", 0, 0, final, POLICY, _build)
+    assert _kinds(effects) == ["Post", "Status:POSTED"]
+    case, _, _ = _send_claim(None, refs=())
+    case, _, _ = claim_case.on_approval(case, "C1", 0, 0, final, POLICY, _build)
+    assert case.decision == "APPROVE_FINAL"
+    earlier = dict(_approval(final=False), step=1)
+    case, effects, outcome = claim_case.on_approval(None, "C1", 0, 0, final, POLICY, _build)
+    case, effects, outcome = claim_case.on_approval(case, "C1", 0, 0, earlier, POLICY, _build)
+    assert outcome == "stale_decision" and case.decision == "APPROVE_FINAL"
+    # in order, the later step holds as before
+    case, _, _ = claim_case.on_approval(None, "C1", 0, 0, earlier, POLICY, _build)
+    case, _, outcome = claim_case.on_approval(case, "C1", 0, 0, final, POLICY, _build)
+    assert outcome == "recorded" and case.decision == "APPROVE_FINAL"
+
+
 def test_a_revision_needs_a_new_approval_and_after_posting_is_held() -> None:
     case, _, _ = _send_claim(None, refs=())
     case, effects, _ = claim_case.on_approval(case, "C1", 0, 0, _approval("RETURN"), POLICY,
