@@ -8,7 +8,7 @@ APPROVALS ?= samples/approvals.jsonl
 INVOICES ?= samples/einvoices.xml
 REFERENCE ?= $(wildcard samples/reference/*.csv)
 
-.PHONY: install system-deps browser-deps up down status workers run demo test unit chaos lint clean
+.PHONY: install system-deps browser-deps up down status workers run demo test unit chaos bench lint clean
 
 install: $(STAMP)
 
@@ -73,6 +73,12 @@ test: lint
 # The repeated-kill test CHAOS_RUNS times in a row, each with a new seed (printed; replay one
 # with ERPBRIDGE_CHAOS_SEED=N); stops at the first failure.
 CHAOS_RUNS ?= 5
+# The whole pipeline against its limits and a peer, one run (bench/suite.py): a table, and
+# bench/results/<time>.json. BENCH_ARGS="--only streams" and the like narrow it.
+bench: install
+	$(PYTHON) -m pip install -q --disable-pip-version-check -e ".[dev,erp,postgres,bench]"
+	$(PYTHON) -m bench.suite $(BENCH_ARGS)
+
 chaos: install
 	@for run in $$(seq $(CHAOS_RUNS)); do \
 	  echo "repeated-kill run $$run of $(CHAOS_RUNS)"; \

@@ -98,7 +98,7 @@ class TrytonWriter:
             if posting.posting_id in existing:
                 continue
             try:
-                new.append((posting, self._invoice_values(posting)))
+                new.append((posting, self.invoice_values(posting)))
             except PermanentErpError as exc:  # unknown account, currency...
                 refused[posting.posting_id] = exc
         if new:
@@ -162,7 +162,7 @@ class TrytonWriter:
              ("invoice_date", ">=", start), ("invoice_date", "<=", end)],
             0, None, [("id", "ASC")], ["id", *INVOICE_FIELDS]))  # fmt: skip
 
-    def _invoice_values(self, posting: Posting) -> dict[str, Any]:
+    def invoice_values(self, posting: Posting) -> dict[str, Any]:
         party, address = self._employee_party(posting)
         lines = [
             {"type": "line", "account": self._account(line.account_code),

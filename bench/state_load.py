@@ -1,0 +1,116 @@
+"""A claims table of a given size, and the worker's start-up against it (``bench.suite``'s state
+section).
+
+The table is filled the way a long-running worker leaves it: its compacted changelog holds one
+closed (posted) case per claim, as the claims agent writes it (the JSON of a
+:class:`streams.claim_case.ClaimCase` with the claim's Avro bytes), about 1 KB each. A worker
+then starts on it and is timed until Faust says "Worker ready" (its tables recovered), its RSS
+read then; it is SIGKILLed, so the next start measures a restart after a crash.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from erpbridge.config import Settings
+from erpbridge.topics import table_changelog
+
+READY = b"Worker ready"
+
+
+def case_json(claim_id: str, claim_bytes: bytes, now_ms: int) -> bytes:
+    from streams.claim_case import ClaimCase
+
+    case = ClaimCase(claim_id=claim_id, partition=0, opened_ms=now_ms, touched_ms=now_ms,
+                     version=1, hash="9f" * 16,
+                     claim_b64=base64.b64encode(claim_bytes).decode(), submitted_ms=now_ms,
+                     refs=[f"26{claim_id[-18:]:0>18}"],
+                     invoices={f"26{claim_id[-18:]:0>18}": ["valid", None, claim_id]},
+                     decision="APPROVE_FINAL", decided_ms=now_ms, posted=True)  # fmt: skip
+    return json.dumps(asdict(case)).encode()
+
+
+def fill_claims_changelog(settings: Settings, size: int) -> None:
+    from confluent_kafka import Producer
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+    from tqdm import tqdm
+
+    from bench import workload
+    from erpbridge.contracts.bindings import TopicCodecs
+    from erpbridge.kafka_io import ensure_topics
+
+    ensure_topics(settings)
+    topic = table_changelog(settings.streams_app_id, "claims")
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin.create_topics([NewTopic(topic, settings.topic_partitions, 1,
+                                  topic_configs={"cleanup.policy": "compact"})])  # fmt: skip
+    admin.close()
+    codecs = TopicCodecs(settings)
+    sample = workload.build(1)
+    role, _, record = next(e for e in sample.events if e[0] == "claims_raw")
+    claim_bytes = bytes(codecs.serializer(role)(record))
+    codecs.close()
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 20,
+                         "batch.size": 1 << 20,
+                         "partitioner": "murmur2_random"})  # fmt: skip
+    now_ms = int(time.time() * 1000)
+    for n in tqdm(range(size), desc=f"claims changelog, {size:,} cases", unit="case",
+                  mininterval=2, file=sys.stdout):  # fmt: skip
+        claim_id = f"S-{n:09d}"
+        while True:
+            try:
+                producer.produce(topic, case_json(claim_id, claim_bytes, now_ms), claim_id.encode())
+                break
+            except BufferError:
+                producer.poll(0.05)
+        if n % 10_000 == 0:
+            producer.poll(0)
+    producer.flush()
+
+
+def time_recovery(settings: Settings, folder: Path, label: str, rss: Any) -> tuple[float, float]:
+    """(seconds from the worker's start to its tables recovered, its RSS then in MiB); then the
+    worker is SIGKILLed."""
+    import psutil
+
+    from bench.suite import worker_env
+
+    log_path = folder / "worker.log"
+    start_at = log_path.stat().st_size if log_path.exists() else 0
+    with log_path.open("ab") as log:
+        started = time.monotonic()
+        proc = subprocess.Popen([sys.executable, "-m", "erpbridge", "streams"], stdout=log,
+                                stderr=subprocess.STDOUT, env={**_environ(),
+                                                               **worker_env(settings)})  # fmt: skip
+        rss.watch(f"worker ({label})", proc.pid)
+        try:
+            while True:
+                if proc.poll() is not None:
+                    raise SystemExit(f"{label}: the worker stopped; see {log_path}")
+                if time.monotonic() - started > 600:
+                    raise SystemExit(f"{label}: not ready after 600 s; see {log_path}")
+                with log_path.open("rb") as reader:
+                    reader.seek(start_at)
+                    if READY in reader.read():
+                        break
+                time.sleep(0.2)
+            seconds = time.monotonic() - started
+            mib = psutil.Process(proc.pid).memory_info().rss / 2**20
+        finally:
+            proc.kill()
+            proc.wait()
+    return seconds, mib
+
+
+def _environ() -> dict[str, str]:
+    import os
+
+    return dict(os.environ)
