@@ -107,8 +107,9 @@ def measure(settings: Settings, folder: Path, rate: float, seconds: float, erp_e
 def _answers(settings: Settings, topic: str, wanted: set[str], proc: Any,
              timeout_s: float = 180) -> dict[str, float]:  # fmt: skip
     """claim id -> the ERP's answered_at (epoch s), for every wanted claim."""
-    from erpbridge.contracts.bindings import TopicCodecs
     from kafka import KafkaConsumer
+
+    from erpbridge.contracts.bindings import TopicCodecs
 
     codecs = TopicCodecs(settings)
     decode = codecs.deserializer("erp_feedback")
