@@ -31,8 +31,8 @@ def case_json(claim_id: str, claim_bytes: bytes, now_ms: int) -> bytes:
     case = ClaimCase(claim_id=claim_id, partition=0, opened_ms=now_ms, touched_ms=now_ms,
                      version=1, hash="9f" * 16,
                      claim_b64=base64.b64encode(claim_bytes).decode(), submitted_ms=now_ms,
-                     refs=[f"26{claim_id[-18:]:0>18}"],
-                     invoices={f"26{claim_id[-18:]:0>18}": ["valid", None, claim_id]},
+                     refs=[f"INV-{claim_id}"],
+                     invoices={f"INV-{claim_id}": ["valid", None, claim_id]},
                      decision="APPROVE_FINAL", decided_ms=now_ms, posted=True)  # fmt: skip
     return json.dumps(asdict(case)).encode()
 
@@ -62,12 +62,14 @@ def fill_claims_changelog(settings: Settings, size: int) -> None:
                          "batch.size": 1 << 20,
                          "partitioner": "murmur2_random"})  # fmt: skip
     now_ms = int(time.time() * 1000)
+    template = case_json("S-000000000", claim_bytes, now_ms)  # each case differs by its id only
     for n in tqdm(range(size), desc=f"claims changelog, {size:,} cases", unit="case",
                   mininterval=2, file=sys.stdout):  # fmt: skip
         claim_id = f"S-{n:09d}"
         while True:
             try:
-                producer.produce(topic, case_json(claim_id, claim_bytes, now_ms), claim_id.encode())
+                value = template.replace(b"S-000000000", claim_id.encode())
+                producer.produce(topic, value, claim_id.encode())
                 break
             except BufferError:
                 producer.poll(0.05)
