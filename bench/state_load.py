@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 import sys
 import time
@@ -90,7 +91,7 @@ def time_recovery(settings: Settings, folder: Path, label: str, rss: Any) -> tup
     with log_path.open("ab") as log:
         started = time.monotonic()
         proc = subprocess.Popen([sys.executable, "-m", "erpbridge", "streams"], stdout=log,
-                                stderr=subprocess.STDOUT, env={**_environ(),
+                                stderr=subprocess.STDOUT, env={**os.environ,
                                                                **worker_env(settings)})  # fmt: skip
         rss.watch(f"worker ({label})", proc.pid)
         try:
@@ -110,9 +111,3 @@ def time_recovery(settings: Settings, folder: Path, label: str, rss: Any) -> tup
             proc.kill()
             proc.wait()
     return seconds, mib
-
-
-def _environ() -> dict[str, str]:
-    import os
-
-    return dict(os.environ)

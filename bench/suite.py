@@ -42,6 +42,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from bench.streams_throughput import sustained_rate as sustained
 from erpbridge.config import Settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -144,13 +145,6 @@ def count_visible(bootstrap: str, topic: str, total: int, proc: subprocess.Popen
     finally:
         consumer.close()
     return samples
-
-
-def sustained(samples: list[tuple[float, int]], total: int) -> float:
-    """records/s between the first samples at >= 10 % and >= 90 % of ``total``."""
-    low = next(s for s in samples if s[1] >= 0.1 * total)
-    high = next(s for s in samples if s[1] >= 0.9 * total)
-    return (high[1] - low[1]) / max(high[0] - low[0], 1e-9)
 
 
 def worker_env(settings: Settings, **extra: Any) -> dict[str, str]:
