@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from faust.stores import STORES
@@ -41,41 +42,52 @@ OPTIONS = {
 Group = tuple[int, int]  # (topic group, partition): the input transaction an event belongs to
 
 
+def transaction_of(app: Any, tp: Any) -> Group:
+    """The input transaction a record of ``tp`` is processed in."""
+    return (app.assignor.group_for_topic(tp.topic), tp.partition)
+
+
+@dataclass
+class _Open:
+    """An input transaction's table writes (``None``: deleted) and their changelog sends."""
+
+    writes: dict[bytes, bytes | None] = field(default_factory=dict)
+    sent: list[asyncio.Future[Any]] = field(default_factory=list)
+
+
 class CommittedRocksStore(RocksDBStore):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._pending: dict[Group, dict[bytes, bytes | None]] = {}
-        self._sent: dict[Group, list[asyncio.Future[Any]]] = {}
+        self._open: dict[Group, _Open] = {}
 
-    def _group(self, event: Any) -> Group:
-        message = event.message
-        return (self.app.assignor.group_for_topic(message.topic), message.partition)
+    def _open_for(self, event: Any) -> _Open:
+        return self._open.setdefault(transaction_of(self.app, event.message.tp), _Open())
 
     # writes wait for their transaction
     def _set(self, key: bytes, value: bytes | None) -> None:
         event = current_event()
         if event is None:
             raise RuntimeError(f"{self.table.name}: a table write outside an event")
-        self._pending.setdefault(self._group(event), {})[key] = value
+        self._open_for(event).writes[key] = value
 
     def _del(self, key: bytes) -> None:
         self._set(key, None)
 
     def note_sent(self, event: Any, future: asyncio.Future[Any]) -> None:
         """The changelog record of a write in ``event`` (its offset is stored at the flush)."""
-        self._sent.setdefault(self._group(event), []).append(future)
+        self._open_for(event).sent.append(future)
 
     # reads see them
     def _pending_value(self, key: bytes) -> tuple[bool, bytes | None]:
         event = current_event()
         if event is not None:
-            pending = self._pending.get(self._group(event))
-            if pending is not None and key in pending:
-                return True, pending[key]
-            return False, None
-        for pending in self._pending.values():
-            if key in pending:
-                return True, pending[key]
+            opened = self._open.get(transaction_of(self.app, event.message.tp))
+            candidates = [] if opened is None else [opened]
+        else:
+            candidates = list(self._open.values())
+        for opened in candidates:
+            if key in opened.writes:
+                return True, opened.writes[key]
         return False, None
 
     def _get(self, key: bytes) -> bytes | None:
@@ -88,8 +100,8 @@ class CommittedRocksStore(RocksDBStore):  # type: ignore[misc]
 
     def _iteritems(self) -> Iterator[tuple[bytes, bytes]]:
         pending: dict[bytes, bytes | None] = {}
-        for writes in self._pending.values():
-            pending.update(writes)
+        for opened in self._open.values():
+            pending.update(opened.writes)
         for key, value in super()._iteritems():
             if key not in pending:
                 yield key, value
@@ -109,7 +121,7 @@ class CommittedRocksStore(RocksDBStore):  # type: ignore[misc]
         a table on disk reads every key)."""
         on_disk = sum(db.property_int_value("rocksdb.estimate-num-keys") or 0
                       for db in self._dbs_for_actives())  # fmt: skip
-        return on_disk + sum(len(writes) for writes in self._pending.values())
+        return on_disk + sum(len(opened.writes) for opened in self._open.values())
 
     # commit and revoke
     async def flush(self, committed: Iterable[Group]) -> None:
@@ -117,12 +129,12 @@ class CommittedRocksStore(RocksDBStore):  # type: ignore[misc]
         import rocksdict
 
         for group in set(committed):
-            writes, sent = self._pending.pop(group, None), self._sent.pop(group, [])
-            if not writes and not sent:
+            opened = self._open.pop(group, None)
+            if opened is None:
                 continue
-            offsets = [metadata.offset for metadata in await asyncio.gather(*sent)]
+            offsets = [metadata.offset for metadata in await asyncio.gather(*opened.sent)]
             batch = rocksdict.WriteBatch(raw_mode=True)
-            for key, value in (writes or {}).items():
+            for key, value in opened.writes.items():
                 if value is None:
                     batch.delete(key)
                 else:
@@ -133,10 +145,8 @@ class CommittedRocksStore(RocksDBStore):  # type: ignore[misc]
 
     def revoke_partitions(self, table: Any, tps: Any) -> None:
         partitions = {tp.partition for tp in tps}
-        for group in [group for group in self._pending if group[1] in partitions]:
-            self._pending.pop(group, None)
-        for group in [group for group in self._sent if group[1] in partitions]:
-            self._sent.pop(group, None)
+        for group in [group for group in self._open if group[1] in partitions]:
+            del self._open[group]
         super().revoke_partitions(table, tps)
 
 
@@ -145,7 +155,7 @@ STORES.aliases[ALIAS] = f"{__name__}:CommittedRocksStore"
 
 async def flush_committed(app: Any, offsets: Iterable[Any]) -> None:
     """After offsets committed: each table's writes of those input transactions go to disk."""
-    groups = {(app.assignor.group_for_topic(tp.topic), tp.partition) for tp in offsets}
+    groups = {transaction_of(app, tp) for tp in offsets}
     for table in app.tables.values():
         store = table.data
         if isinstance(store, CommittedRocksStore):

@@ -70,7 +70,7 @@ from mode.utils.objects import cached_property
 from mode.utils.queues import FlowControlEvent
 
 from streams.delivery_ledger import DeliveryLedger
-from streams.disk_state import flush_committed
+from streams.disk_state import flush_committed, transaction_of
 from streams.recovery import ConsumerThread
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,8 @@ class InputPartitionTransactions(TransactionManager):  # type: ignore[misc]
 
     def _tid(self, tp: Any) -> str:
         """The transactional id Faust commits ``tp``'s offsets in."""
-        return f"{self.app.conf.id}-{self.app.assignor.group_for_topic(tp.topic)}-{tp.partition}"
+        group, partition = transaction_of(self.app, tp)
+        return f"{self.app.conf.id}-{group}-{partition}"
 
     async def commit(self, offsets: Any, start_new_transaction: bool = True) -> bool:
         if not start_new_transaction:
