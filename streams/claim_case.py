@@ -30,7 +30,7 @@ import base64
 import hashlib
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from streams.postings import PostingRefused
@@ -129,12 +129,13 @@ class ClaimCase:
     def closed(self) -> bool:
         return self.posted or self.cancelled or self.refused is not None
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_json(self) -> bytes:
+        """The table value: the fields as a JSON object (they are JSON types only)."""
+        return json.dumps(self.__dict__, ensure_ascii=False, separators=(",", ":")).encode()
 
     @classmethod
-    def from_json(cls, value: Mapping[str, Any]) -> ClaimCase:
-        return cls(**value)
+    def from_json(cls, value: bytes) -> ClaimCase:
+        return cls(**json.loads(value))
 
 
 def on_claim(case: ClaimCase | None, claim_id: str, partition: int, now_ms: int, raw: bytes,

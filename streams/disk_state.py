@@ -21,7 +21,7 @@ partitions are revoked. Under at_least_once the same rule holds for committed of
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,7 +52,7 @@ class _Open:
     """An input transaction's table writes (``None``: deleted) and their changelog sends."""
 
     writes: dict[bytes, bytes | None] = field(default_factory=dict)
-    sent: list[asyncio.Future[Any]] = field(default_factory=list)
+    sent: list[Awaitable[Any]] = field(default_factory=list)
 
 
 class CommittedRocksStore(RocksDBStore):  # type: ignore[misc]
@@ -73,9 +73,9 @@ class CommittedRocksStore(RocksDBStore):  # type: ignore[misc]
     def _del(self, key: bytes) -> None:
         self._set(key, None)
 
-    def note_sent(self, event: Any, future: asyncio.Future[Any]) -> None:
-        """The changelog record of a write in ``event`` (its offset is stored at the flush)."""
-        self._open_for(event).sent.append(future)
+    def note_sent(self, group: Group, futures: list[Awaitable[Any]]) -> None:
+        """The changelog records of ``group``'s writes (their last offset is stored with them)."""
+        self._open.setdefault(group, _Open()).sent.extend(futures)
 
     # reads see them
     def _pending_value(self, key: bytes) -> tuple[bool, bytes | None]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from streams.claim_case import DUPLICATE, INVALID, PENDING, VALID
@@ -44,12 +44,13 @@ class InvoiceCase:
     answered: dict[str, str] = field(default_factory=dict)
     facts: dict[str, Any] | None = None  # see streams.invoice_checks.vat_facts
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_json(self) -> bytes:
+        """The table value: the fields as a JSON object (they are JSON types only)."""
+        return json.dumps(self.__dict__, ensure_ascii=False, separators=(",", ":")).encode()
 
     @classmethod
-    def from_json(cls, value: Mapping[str, Any]) -> InvoiceCase:
-        return cls(**value)
+    def from_json(cls, value: bytes) -> InvoiceCase:
+        return cls(**json.loads(value))
 
 
 def invoice_hash(invoice: Mapping[str, Any]) -> str:

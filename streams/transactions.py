@@ -12,7 +12,8 @@
    possibly into the transaction *after* the one committing their event's offsets: a crash then
    loses them (measured: restored tables missed updates of committed events, and claims waited
    forever for invoice answers already given). Our agents write tables through
-   :mod:`streams.table_writes` instead, which sends the changelog record from the event itself.
+   :mod:`streams.table_writes` instead, whose changelog records a commit sends into the very
+   transactions it commits, before their offsets (:meth:`Consumer._commit_offsets`).
 
 3. Faust commits from a timer task, concurrently with the agents, so a transaction could close
    in the middle of an event: its table write committed, its output (a moment later) in the
@@ -56,7 +57,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
@@ -70,8 +71,9 @@ from mode.utils.objects import cached_property
 from mode.utils.queues import FlowControlEvent
 
 from streams.delivery_ledger import DeliveryLedger
-from streams.disk_state import flush_committed, transaction_of
+from streams.disk_state import Group, flush_committed, transaction_of
 from streams.recovery import ConsumerThread
+from streams.table_writes import PendingChangelog
 
 log = logging.getLogger(__name__)
 TRACE = logging.getLogger("erpbridge.trace")
@@ -81,6 +83,11 @@ TRACE.setLevel(logging.INFO if os.environ.get("ERPBRIDGE_TRACE") else logging.WA
 def _short(tp: Any) -> str:
     """A topic's name without the app's prefix, for traces."""
     return str(tp.topic.split(".", 1)[-1])
+
+
+def transactional_id(app: Any, group: Group) -> str:
+    """The transactional id of an input transaction (Faust's naming)."""
+    return f"{app.conf.id}-{group[0]}-{group[1]}"
 
 
 class InputPartitionTransactions(TransactionManager):  # type: ignore[misc]
@@ -96,8 +103,7 @@ class InputPartitionTransactions(TransactionManager):  # type: ignore[misc]
 
     def _tid(self, tp: Any) -> str:
         """The transactional id Faust commits ``tp``'s offsets in."""
-        group, partition = transaction_of(self.app, tp)
-        return f"{self.app.conf.id}-{group}-{partition}"
+        return transactional_id(self.app, transaction_of(self.app, tp))
 
     async def commit(self, offsets: Any, start_new_transaction: bool = True) -> bool:
         if not start_new_transaction:
@@ -269,7 +275,11 @@ class Consumer(AIOKafkaConsumer):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: Any) -> None:
         for tp in revoked:
             self.ledger.forget(tp)
+        changelog = cast(Any, self.app).changelog
+        groups = {transaction_of(self.app, tp) for tp in revoked}
+        changelog.forget(groups)  # their offsets are not committed: the next owner replays them
         await super().on_partitions_revoked(revoked)
+        changelog.forget(groups)  # and what events in progress wrote meanwhile
 
     async def perform_seek(self) -> None:
         self._seek_epoch += 1
@@ -304,12 +314,27 @@ class Consumer(AIOKafkaConsumer):  # type: ignore[misc]
         return False
 
     async def _commit_offsets(self, offsets: Any, start_new_transaction: bool = True) -> bool:
-        """Once offsets are committed, the on-disk tables take those events' writes."""
+        """The table writes of the committing transactions send their changelog records into
+        them (:mod:`streams.table_writes`); once offsets are committed, the on-disk tables take
+        those writes."""
+        assignment = self.assignment()
+        committing = [tp for tp in offsets if tp in assignment]  # Faust drops the others
+        await cast(Any, self.app).changelog.send(
+            {transaction_of(self.app, tp) for tp in committing}, self._send_changelog
+        )
         committed = bool(await super()._commit_offsets(offsets, start_new_transaction))
         if committed:
-            assignment = self.assignment()
-            await flush_committed(self.app, [tp for tp in offsets if tp in assignment])
+            await flush_committed(self.app, committing)
         return committed
+
+    async def _send_changelog(self, group: Group, topic: str, key: bytes, value: bytes | None,
+                              partition: int) -> Awaitable[Any]:  # fmt: skip
+        producer = self.app.producer
+        if self.in_transaction:
+            tid = transactional_id(self.app, group)
+            return await producer.send(topic, key, value, partition, None, None,
+                                       transactional_id=tid)  # fmt: skip
+        return await producer.send(topic, key, value, partition, None, None)
 
     async def force_commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
         app: Any = self.app
@@ -353,6 +378,7 @@ class App(faust.App):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.gate = EventGate()
+        self.changelog = PendingChangelog()
 
     @cached_property
     def flow_control(self) -> FlowControl:

@@ -137,7 +137,7 @@ async def _apply(case: ClaimCase, effects: list[Effect], event: Any,
                  origin: dict[str, Any]) -> None:  # fmt: skip
     """Store the case, then send its effects: all in the input partition's transaction."""
     key = case.claim_id.encode()
-    await put(claims, event, key, case.to_json())
+    put(claims, event, key, case.to_json())
     at_ms = event_ms(event)
     for effect in effects:
         if isinstance(effect, Post):
@@ -167,12 +167,14 @@ async def _on_tick(event: Any) -> None:
     partition, now_ms = event.message.partition, event_ms(event)
     counts = _OPEN_BY_PARTITION[partition] = {"true": 0, "false": 0}
     for key, value in list(claims.items()):
-        if value is None or value["partition"] != partition:
-            continue  # another partition's tick looks after it
+        if value is None:
+            continue
         case = ClaimCase.from_json(value)
+        if case.partition != partition:
+            continue  # another partition's tick looks after it
         effects, forget = claim_case.on_tick(case, now_ms, POLICY, build)
         if forget:
-            await put(claims, event, key, None)
+            put(claims, event, key, None)
             STREAM_EVENTS.labels(AGENT, "purged").inc()
             continue
         if effects:

@@ -73,7 +73,7 @@ async def _on_citation(event: Any) -> None:
 
 
 async def _apply(event: Any, case: InvoiceCase, answers: list[Answer]) -> None:
-    await put(invoices, event, case.key.encode(), case.to_json())
+    put(invoices, event, case.key.encode(), case.to_json())
     for answer in answers:
         if answer.answer == "duplicate":
             STREAM_EVENTS.labels(AGENT, "flagged").inc()
