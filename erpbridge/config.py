@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     sink_breaker_probe_interval_s: float = Field(5.0, gt=0)
     sink_concurrency: int = Field(4, ge=1)  # bookings in flight per poll, one per claim at most
     sink_max_poll_records: int = Field(100, ge=1)
-    sink_batch_size: int = Field(20, ge=1)  # postings per ERP call (when the ERP can batch)
+    sink_batch_size: int = Field(100, ge=1)  # postings per ERP call (when the ERP can batch)
     sink_feedback: bool = True  # publish an ErpFeedback per final outcome
     # Fault injection for tests only: exit(137) right after the Nth ERP write, before its offset
     # is committed (the crash the idempotent write must survive). 0 = off.
