@@ -107,6 +107,17 @@ class CommittedRocksStore(RocksDBStore):  # type: ignore[misc]
                 yield key, value
         yield from ((key, value) for key, value in pending.items() if value is not None)
 
+    def partition_items(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
+        """One partition's entries: its own RocksDB and its waiting writes."""
+        pending: dict[bytes, bytes | None] = {}
+        for group, opened in self._open.items():
+            if group[1] == partition:
+                pending.update(opened.writes)
+        for key, value in self._visible_items(self._db_for_partition(partition)):
+            if key not in pending:
+                yield key, value
+        yield from ((key, value) for key, value in pending.items() if value is not None)
+
     def _iterkeys(self) -> Iterator[bytes]:
         return (key for key, _ in self._iteritems())
 
@@ -160,6 +171,15 @@ async def flush_committed(app: Any, offsets: Iterable[Any]) -> None:
         store = table.data
         if isinstance(store, CommittedRocksStore):
             await store.flush(groups)
+
+
+def partition_items(table: Any, partition: int) -> Iterator[tuple[bytes, Any]]:
+    """A table's entries of ``partition`` on disk (each partition has its own RocksDB); in
+    memory, where partitions share one dict, every entry (the caller picks its own)."""
+    store = table.data
+    if isinstance(store, CommittedRocksStore):
+        return store.partition_items(partition)
+    return iter(list(table.items()))
 
 
 def key_count(table: Any) -> int:

@@ -52,6 +52,7 @@ METHODS: tuple[tuple[Any, str, tuple[str, ...] | None], ...] = (
     (RocksDBStore, "_contains", ("self", "key")),
     (RocksDBStore, "_iteritems", ("self",)),
     (RocksDBStore, "_db_for_partition", ("self", "partition")),
+    (RocksDBStore, "_visible_items", ("self", "db")),
     (RocksDBStore, "revoke_partitions", ("self", "table", "tps")),
     (RocksDBStore, "offset_key", None),
     (FlowControlEvent, "resume", ("self",)),

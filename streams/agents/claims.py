@@ -35,7 +35,7 @@ from streams.app import (
     settings,
 )
 from streams.claim_case import Attach, ClaimCase, Detach, Effect, Policy, Post, Reject, Status
-from streams.disk_state import key_count
+from streams.disk_state import key_count, partition_items
 from streams.input_vat import VatPolicy
 from streams.postings import PostingRules, build_posting
 from streams.table_writes import put
@@ -166,7 +166,7 @@ async def _on_tick(event: Any) -> None:
     """Deadlines for this partition's cases: stalled claims, and closed cases to forget."""
     partition, now_ms = event.message.partition, event_ms(event)
     counts = _OPEN_BY_PARTITION[partition] = {"true": 0, "false": 0}
-    for key, value in list(claims.items()):
+    for key, value in partition_items(claims, partition):  # on disk: read as it goes
         if value is None:
             continue
         case = ClaimCase.from_json(value)
