@@ -132,7 +132,7 @@ def audit(settings: Settings) -> AuditReport:
         cases = {name: sum(1 for case in table.values() if case is not None)
                  for name, table in tables.items()}  # fmt: skip
         policy = Policy(require_approval=settings.streams_require_approval)
-        live = [ClaimCase.from_json(case) for case in claims.values() if case is not None]
+        live = [ClaimCase(**case) for case in claims.values() if case is not None]
         stuck = sorted(case.claim_id for case in live if complete(case, policy))
         purged = sum(1 for case in claims.values() if case is None)
         return AuditReport(partitions, cases, purged, unreadable, stuck)
