@@ -11,12 +11,10 @@ read then; it is SIGKILLed, so the next start measures a restart after a crash.
 from __future__ import annotations
 
 import base64
-import json
 import os
 import subprocess
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +33,14 @@ def case_json(claim_id: str, claim_bytes: bytes, now_ms: int) -> bytes:
                      refs=[f"INV-{claim_id}"],
                      invoices={f"INV-{claim_id}": ["valid", None, claim_id]},
                      decision="APPROVE_FINAL", decided_ms=now_ms, posted=True)  # fmt: skip
-    return json.dumps(asdict(case)).encode()
+    return case.to_json()
 
 
 def fill_claims_changelog(settings: Settings, size: int) -> None:
     from confluent_kafka import Producer
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
+    from kafka.partitioner.default import murmur2
     from tqdm import tqdm
 
     from bench import workload
@@ -60,17 +59,22 @@ def fill_claims_changelog(settings: Settings, size: int) -> None:
     claim_bytes = bytes(codecs.serializer(role)(record))
     codecs.close()
     producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 20,
-                         "batch.size": 1 << 20,
-                         "partitioner": "murmur2_random"})  # fmt: skip
+                         "batch.size": 1 << 20})  # fmt: skip
     now_ms = int(time.time() * 1000)
     template = case_json("S-000000000", claim_bytes, now_ms)  # each case differs by its id only
+    partition_field = b'"partition":0,'
+    assert partition_field in template
     for n in tqdm(range(size), desc=f"claims changelog, {size:,} cases", unit="case",
                   mininterval=2, file=sys.stdout):  # fmt: skip
         claim_id = f"S-{n:09d}"
         while True:
             try:
-                value = template.replace(b"S-000000000", claim_id.encode())
-                producer.produce(topic, value, claim_id.encode())
+                key = claim_id.encode()
+                partition = (murmur2(key) & 0x7FFFFFFF) % settings.topic_partitions  # the key's
+                value = template.replace(b"S-000000000", key).replace(
+                    partition_field, b'"partition":%d,' % partition
+                )  # as the agent stores it
+                producer.produce(topic, value, key, partition=partition)
                 break
             except BufferError:
                 producer.poll(0.05)
