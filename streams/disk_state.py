@@ -118,6 +118,20 @@ class CommittedRocksStore(RocksDBStore):  # type: ignore[misc]
                 yield key, value
         yield from ((key, value) for key, value in pending.items() if value is not None)
 
+    def sweep(self, partition: int, start: bytes | None,
+              limit: int) -> tuple[list[tuple[bytes, bytes]], bytes | None]:  # fmt: skip
+        """Up to ``limit`` committed entries of ``partition`` in key order from ``start``, and
+        the key the next slice starts at (None: the end was reached)."""
+        db = self._db_for_partition(partition)
+        items: list[tuple[bytes, bytes]] = []
+        for key, value in db.items(from_key=start) if start is not None else db.items():
+            if key == self.offset_key:
+                continue
+            if len(items) == limit:
+                return items, key
+            items.append((key, value))
+        return items, None
+
     def _iterkeys(self) -> Iterator[bytes]:
         return (key for key, _ in self._iteritems())
 
@@ -180,6 +194,16 @@ def partition_items(table: Any, partition: int) -> Iterator[tuple[bytes, Any]]:
     if isinstance(store, CommittedRocksStore):
         return store.partition_items(partition)
     return iter(list(table.items()))
+
+
+def sweep_items(table: Any, partition: int, start: bytes | None,
+                limit: int) -> tuple[list[tuple[bytes, Any]], bytes | None]:  # fmt: skip
+    """A slice of a table's committed entries of ``partition`` and where the next one starts
+    (:meth:`CommittedRocksStore.sweep`); in memory every entry at once."""
+    store = table.data
+    if isinstance(store, CommittedRocksStore):
+        return store.sweep(partition, start, limit)
+    return list(table.items()), None
 
 
 def key_count(table: Any) -> int:

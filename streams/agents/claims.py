@@ -4,7 +4,7 @@ rejections and invoice citations out. The rules are in :mod:`streams.claim_case`
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from erpbridge.config import Settings
@@ -35,8 +35,9 @@ from streams.app import (
     settings,
 )
 from streams.claim_case import Attach, ClaimCase, Detach, Effect, Policy, Post, Reject, Status
-from streams.disk_state import key_count, partition_items
+from streams.disk_state import key_count, partition_items, sweep_items
 from streams.input_vat import VatPolicy
+from streams.open_cases import SWEEP_PER_TICK, OpenCases
 from streams.postings import PostingRules, build_posting
 from streams.table_writes import put
 from streams.transactions import TRACE
@@ -138,6 +139,7 @@ async def _apply(case: ClaimCase, effects: list[Effect], event: Any,
     """Store the case, then send its effects: all in the input partition's transaction."""
     key = case.claim_id.encode()
     put(claims, event, key, case.to_json())
+    OPEN_CASES.note(event.message.partition, key, not case.closed)
     at_ms = event_ms(event)
     for effect in effects:
         if isinstance(effect, Post):
@@ -160,25 +162,36 @@ async def _apply(case: ClaimCase, effects: list[Effect], event: Any,
 
 # Open claims per partition, as of its last tick; the gauge sums the partitions owned now.
 _OPEN_BY_PARTITION: dict[int, dict[str, int]] = {}
+OPEN_CASES = OpenCases()  # which cases a tick reads (see streams.open_cases)
+
+
+@app.on_partitions_revoked.connect  # type: ignore[misc]
+async def _forget_open_cases(sender: Any, /, *args: Any, **kwargs: Any) -> None:
+    OPEN_CASES.forget_all()  # each partition's next tick reads its cases again
 
 
 async def _on_tick(event: Any) -> None:
     """Deadlines for this partition's cases: stalled claims, and closed cases to forget."""
     partition, now_ms = event.message.partition, event_ms(event)
     counts = _OPEN_BY_PARTITION[partition] = {"true": 0, "false": 0}
-    for key, value in partition_items(claims, partition):  # on disk: read as it goes
+    for key, value, swept in _tick_entries(partition):
         if value is None:
+            OPEN_CASES.note(partition, key, False)
             continue
         case = ClaimCase.from_json(value)
         if case.partition != partition:
-            continue  # another partition's tick looks after it
+            continue  # another partition's tick looks after it (in memory)
         effects, forget = claim_case.on_tick(case, now_ms, POLICY, build)
         if forget:
+            if swept and claims.get(key) != value:
+                continue  # written since it was committed: the next sweep sees it
             put(claims, event, key, None)
+            OPEN_CASES.note(partition, key, False)
             STREAM_EVENTS.labels(AGENT, "purged").inc()
             continue
         if effects:
             await _apply(case, effects, event, {**origin_of(event), **_provenance(case)})
+        OPEN_CASES.note(partition, key, not case.closed)
         if not case.closed:
             counts[str(case.stalled).lower()] += 1
     STREAM_TABLE_KEYS.labels("claims").set(key_count(claims))
@@ -187,3 +200,21 @@ async def _on_tick(event: Any) -> None:
     for stalled in ("true", "false"):
         total = sum(by_state[stalled] for p, by_state in _OPEN_BY_PARTITION.items() if p in owned)
         STREAM_OPEN_CLAIMS.labels(stalled).set(total)
+
+
+def _tick_entries(partition: int) -> Iterator[tuple[bytes, bytes | None, bool]]:
+    """(key, value, read by the retention sweep): the first tick on a partition reads all of
+    its cases; later ones its open cases and the sweep's next slice of the others."""
+    if not OPEN_CASES.known(partition):
+        OPEN_CASES.start(partition)
+        for key, value in partition_items(claims, partition):  # on disk: read as it goes
+            yield key, value, False
+        return
+    for key in OPEN_CASES.keys(partition):
+        yield key, claims.get(key), False
+    swept, following = sweep_items(claims, partition, OPEN_CASES.sweep_from(partition),
+                                   SWEEP_PER_TICK)  # fmt: skip
+    OPEN_CASES.swept_to(partition, following)
+    for key, value in swept:
+        if not OPEN_CASES.is_open(partition, key):
+            yield key, value, True
