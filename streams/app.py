@@ -64,22 +64,14 @@ def _internal_topic(role: str) -> faust.TopicT:
 # topics their agent reads. Keys and values are bytes, stored and logged as they are (Faust's
 # serializer for bytes is raw); values are the JSON objects of streams.claim_case.ClaimCase and
 # InvoiceCase, encoded once by the case (``to_json``) for the store and the changelog alike.
-claims = app.Table(
-    "claims",
-    default=None,
-    key_type=bytes,
-    value_type=bytes,
-    partitions=settings.topic_partitions,
-    options=dict(disk_state.OPTIONS),
-)
-invoices = app.Table(
-    "invoices",
-    default=None,
-    key_type=bytes,
-    value_type=bytes,
-    partitions=settings.topic_partitions,
-    options=dict(disk_state.OPTIONS),
-)
+def _table(name: str) -> faust.types.TableT:
+    return app.Table(name, default=None, key_type=bytes, value_type=bytes,
+                     partitions=settings.topic_partitions,
+                     options=dict(disk_state.OPTIONS))  # fmt: skip
+
+
+claims = _table("claims")
+invoices = _table("invoices")
 
 # Claim side, keyed by claim id: claims, approvals, and the invoice side's answers and ticks.
 claim_inputs = app.topic(*(codecs.topic(role) for role in ("claims_raw", "approvals_raw",

@@ -31,7 +31,7 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from streams.postings import PostingRefused
 
@@ -92,8 +92,19 @@ class Policy:
     redrive_after_ms: int = 60 * 1000
 
 
+class TableValue:
+    """A case as its table holds it: its fields as one JSON object (JSON types only)."""
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.__dict__, ensure_ascii=False, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, value: bytes) -> Self:
+        return cls(**json.loads(value))
+
+
 @dataclass
-class ClaimCase:
+class ClaimCase(TableValue):
     claim_id: str
     partition: int
     opened_ms: int
@@ -128,14 +139,6 @@ class ClaimCase:
     @property
     def closed(self) -> bool:
         return self.posted or self.cancelled or self.refused is not None
-
-    def to_json(self) -> bytes:
-        """The table value: the fields as a JSON object (they are JSON types only)."""
-        return json.dumps(self.__dict__, ensure_ascii=False, separators=(",", ":")).encode()
-
-    @classmethod
-    def from_json(cls, value: bytes) -> ClaimCase:
-        return cls(**json.loads(value))
 
 
 def on_claim(case: ClaimCase | None, claim_id: str, partition: int, now_ms: int, raw: bytes,

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.claim_case import DUPLICATE, INVALID, PENDING, VALID
+from streams.claim_case import DUPLICATE, INVALID, PENDING, VALID, TableValue
 from streams.invoice_checks import tax_problems, vat_facts
 
 _NOT_CONTENT = {"event_id", "source_system", "received_at", "claim_id"}
@@ -33,7 +33,7 @@ class Answer:
 
 
 @dataclass
-class InvoiceCase:
+class InvoiceCase(TableValue):
     key: str
     partition: int
     touched_ms: int
@@ -43,14 +43,6 @@ class InvoiceCase:
     claimants: list[str] = field(default_factory=list)  # in citing order: the first owns it
     answered: dict[str, str] = field(default_factory=dict)
     facts: dict[str, Any] | None = None  # see streams.invoice_checks.vat_facts
-
-    def to_json(self) -> bytes:
-        """The table value: the fields as a JSON object (they are JSON types only)."""
-        return json.dumps(self.__dict__, ensure_ascii=False, separators=(",", ":")).encode()
-
-    @classmethod
-    def from_json(cls, value: bytes) -> InvoiceCase:
-        return cls(**json.loads(value))
 
 
 def invoice_hash(invoice: Mapping[str, Any]) -> str:
