@@ -21,8 +21,8 @@ from typing import Any
 
 from streams.disk_state import Group, transaction_of
 
-# (table name, key) -> (table, value; None: deleted)
-_Writes = dict[tuple[str, bytes], tuple[Any, Any]]
+# (table, key) -> value (None: deleted)
+_Writes = dict[tuple[Any, bytes], Any]
 Sender = Callable[[Group, str, bytes, bytes | None, int], Awaitable[Awaitable[Any]]]
 
 
@@ -33,7 +33,7 @@ class PendingChangelog:
         self._open: dict[Group, _Writes] = {}
 
     def record(self, table: Any, group: Group, key: bytes, value: Any | None) -> None:
-        self._open.setdefault(group, {})[(table.name, key)] = (table, value)
+        self._open.setdefault(group, {})[(table, key)] = value
 
     def forget(self, groups: Iterable[Group]) -> None:
         for group in set(groups):
@@ -50,7 +50,7 @@ class PendingChangelog:
             if not writes:
                 continue
             sent: dict[Any, list[Awaitable[Any]]] = {}
-            for (_, key), (table, value) in writes.items():
+            for (table, key), value in writes.items():
                 topic = table.changelog_topic
                 raw_key, _ = topic.prepare_key(key, None)
                 raw_value = None if value is None else topic.prepare_value(value, None)[0]
