@@ -14,10 +14,19 @@ CURRENCY_EXPONENTS: dict[str, int] = {
     "CAD": 2, "CHF": 2, "THB": 2, "MYR": 2, "KRW": 0, "JPY": 0, "VND": 0,
 }  # fmt: skip
 
-# Kinds of China VAT invoice (the Invoice contract's InvoiceType symbols).
-InvoiceType = Literal["VAT_SPECIAL", "VAT_GENERAL", "DIGITAL_SPECIAL", "DIGITAL_GENERAL", "OTHER"]
-# The kinds whose VAT the company deducts, unless configured otherwise: 专票 and 数电专票.
-DEDUCTIBLE_INVOICE_TYPES: tuple[InvoiceType, ...] = ("VAT_SPECIAL", "DIGITAL_SPECIAL")
+# Kinds of China VAT invoice and passenger ticket (the Invoice contract's InvoiceType symbols).
+InvoiceType = Literal[
+    "VAT_SPECIAL", "VAT_GENERAL", "DIGITAL_SPECIAL", "DIGITAL_GENERAL", "OTHER",
+    "RAILWAY_TICKET", "AIR_ITINERARY", "ROAD_TICKET", "WATERWAY_TICKET",
+]  # fmt: skip
+TICKET_TYPES: tuple[InvoiceType, ...] = ("RAILWAY_TICKET", "AIR_ITINERARY", "ROAD_TICKET",
+                                         "WATERWAY_TICKET")  # fmt: skip
+# The kinds whose VAT the company deducts, unless configured otherwise: 专票, 数电专票, and the
+# passenger tickets of employees (公告2019年第39号 §6).
+DEDUCTIBLE_INVOICE_TYPES: tuple[InvoiceType, ...] = ("VAT_SPECIAL", "DIGITAL_SPECIAL",
+                                                     *TICKET_TYPES)  # fmt: skip
+# The e-invoice platform's status of an invoice (the contract's InvoiceStatus symbols).
+InvoiceStatus = Literal["NORMAL", "VOID", "RED_FLUSHED"]
 
 _USCC = re.compile(r"^[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}$")
 _USCC_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"
@@ -76,6 +85,10 @@ class Posting:
     cost_centre: str | None = None
     department: str | None = None
     claim_version: int = 1
+    kind: str = "BOOKING"  # or REVERSAL: a credit note offsetting the booking ``reverses``
+    reverses: str | None = None
+    vat_notes: tuple[str, ...] = ()
+    originals: tuple[tuple[str, str], ...] = ()  # (invoice key, SHA-256 of its archived original)
 
     def amount(self, line: PostingLine) -> Decimal:
         return self.money(line.amount_minor)
@@ -96,6 +109,9 @@ class Posting:
             currency=record["currency"], total_minor=record["total_minor"],
             cost_centre=record.get("cost_centre"), department=record.get("department"),
             claim_version=record.get("claim_version", 1),
+            kind=record.get("kind", "BOOKING"), reverses=record.get("reverses"),
+            vat_notes=tuple(record.get("vat_notes", ())),
+            originals=tuple((o["invoice_ref"], o["sha256"]) for o in record.get("originals", ())),
             lines=tuple(PostingLine(line["account_code"], line["description"],
                                     line["amount_minor"], tuple(line["invoice_refs"]),
                                     tuple(InputVat(**vat) for vat in line.get("input_vat", [])))

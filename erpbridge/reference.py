@@ -6,7 +6,9 @@ It lives in one compacted topic, ``<prefix>.reference``, one record per entry:
 key                        value (JSON)
 =========================  ==============================================================
 ``rate:USD:2026-11-12``    ``{"rate": "7.1187"}``: company currency per 1 USD on that day
-``employee:E1001``         ``{"party": "E1001", "department": "D10", "cost_centre": "CC01"}``
+``employee:E1001``         ``{"party": "E1001", "department": "D10", "cost_centre": "CC01",
+                           "name": "张三", "id_masked": "3101**********1234"}`` (name and
+                           masked ID: optional, to know a ticket's traveller)
 ``department:D10``         ``{"erp_code": "SALES"}``
 ``cost_centre:CC01``       ``{"erp_code": "CC-SH-01"}``
 =========================  ==============================================================
@@ -47,6 +49,23 @@ class EmployeeMapping:
     party: str
     department: str | None = None
     cost_centre: str | None = None
+    name: str | None = None
+    id_masked: str | None = None  # the ID number as tickets print it: never the full number
+
+
+def person_name(text: str) -> str:
+    """A name as compared: without spaces ("赵 敏" on a claim is 赵敏 on a ticket)."""
+    return "".join(text.split())
+
+
+def same_person(id_a: str | None, id_b: str | None) -> bool:
+    """Two masked ID numbers can be one person's: unknown on either side, or of one length with
+    every character both show equal."""
+    if not id_a or not id_b:
+        return True
+    return len(id_a) == len(id_b) and all(
+        a == b or "*" in (a, b) for a, b in zip(id_a.upper(), id_b.upper(), strict=True)
+    )
 
 
 @dataclass
@@ -57,6 +76,7 @@ class ReferenceData:
     _rates: dict[str, dict[datetime.date, Decimal]] = field(default_factory=dict)
     _rate_days: dict[str, list[datetime.date]] = field(default_factory=dict)
     _codes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _names: dict[str, set[str]] = field(default_factory=dict)  # employee name -> their keys
 
     def apply(self, key: str, value: bytes | Mapping[str, Any] | None) -> None:
         kind, _, rest = key.partition(":")
@@ -65,10 +85,14 @@ class ReferenceData:
         data = json.loads(value) if isinstance(value, bytes | bytearray) else value
         if kind == "rate":
             self._apply_rate(rest, data)
-        elif data is None:
-            self._codes.pop(key, None)
-        else:
+            return
+        old = self._codes.pop(key, None)
+        if old and old.get("name"):
+            self._names.get(person_name(old["name"]), set()).discard(key)
+        if data is not None:
             self._codes[key] = dict(data)
+            if data.get("name"):
+                self._names.setdefault(person_name(str(data["name"])), set()).add(key)
 
     def _apply_rate(self, rest: str, data: Mapping[str, Any] | None) -> None:
         currency, _, day_text = rest.partition(":")
@@ -106,7 +130,13 @@ class ReferenceData:
         if data is None:
             return None
         return EmployeeMapping(str(data.get("party") or code), data.get("department"),
-                               data.get("cost_centre"))  # fmt: skip
+                               data.get("cost_centre"), data.get("name"),
+                               data.get("id_masked"))  # fmt: skip
+
+    def is_employee(self, name: str, id_masked: str | None) -> bool:
+        """Is someone of this name (and masked ID number, when both sides know it) listed?"""
+        return any(same_person(id_masked, self._codes[key].get("id_masked"))
+                   for key in self._names.get(person_name(name), ()))  # fmt: skip
 
     def erp_code(self, kind: str, code: str) -> str | None:
         data = self._codes.get(code_key(kind, code))

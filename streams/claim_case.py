@@ -270,7 +270,8 @@ def advance(case: ClaimCase, policy: Policy, build: Build) -> list[Effect]:
         return [Reject(exc.reason, exc.problems, raw), Status("REFUSED", exc.reason, exc.problems)]
     posting["claim_version"] = case.version
     case.posted = True
-    return [Post(posting), Status("POSTED", None, [], list(case.refs))]
+    return [Post(posting), Status("POSTED", None, list(posting.get("vat_notes", [])),
+                                  list(case.refs))]  # fmt: skip
 
 
 def complete(case: ClaimCase, policy: Policy) -> bool:

@@ -1,8 +1,9 @@
 """Deductible input VAT (进项税额) of a claim's lines, from the VAT invoices they cite.
 
 The company deducts the VAT of a special invoice (增值税专用发票, 数电票（增值税专用发票）) issued
-to it, so that VAT is booked apart from the expense. The VAT of any other invoice (普票, an
-invoice to another buyer, a red-letter invoice) stays part of the expense.
+to it, and of a passenger ticket naming one of its employees (see :mod:`streams.passenger_vat`),
+so that VAT is booked apart from the expense. The VAT of any other invoice (普票, an invoice to
+another buyer, a red-letter invoice, a stranger's ticket) stays part of the expense.
 
 Allocation goes line by line, in claim order. A line's amount covers its cited invoices in turn,
 each up to what is left of that invoice's total. An invoice cited by two lines is split between
@@ -13,10 +14,12 @@ invoice claimed in full yields exactly the tax it states.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
+
+from streams.passenger_vat import TICKET_KINDS, not_deductible_ticket
 
 _VAT_CURRENCY = "CNY"  # VAT invoices state CNY
 
@@ -34,27 +37,53 @@ class ClaimedLine:
     invoice_keys: Sequence[str]
 
 
-def not_deductible(facts: Mapping[str, Any], policy: VatPolicy) -> str | None:
-    """Why the invoice's VAT cannot be deducted, or None when it can."""
+IsEmployee = Callable[[str, str | None], bool]  # (name, masked ID number) -> listed?
+
+
+def nobody(name: str, id_masked: str | None) -> bool:
+    return False
+
+
+def not_deductible(facts: Mapping[str, Any], policy: VatPolicy,
+                   is_employee: IsEmployee = nobody) -> str | None:  # fmt: skip
+    """Why the invoice's VAT cannot be deducted, or None when it can. ``is_employee`` tells
+    whether a ticket's traveller works for the company."""
     if facts["type"] not in policy.deductible_types:
         return f"a {facts['type']} invoice is not deductible"
     buyer = facts.get("buyer_tax_id")
-    if policy.company_tax_id and buyer != policy.company_tax_id:
+    ticket = facts["type"] in TICKET_KINDS
+    if policy.company_tax_id and buyer != policy.company_tax_id and (buyer or not ticket):
         return f"issued to {buyer or 'no taxpayer id'}, not to {policy.company_tax_id}"
     if Decimal(facts["total"]) <= 0:
         return "a red-letter (negative) invoice"
+    if ticket:
+        return not_deductible_ticket(facts.get("traveller"), is_employee)
     return None
 
 
+def vat_notes(invoices: Mapping[str, Mapping[str, Any]], policy: VatPolicy,
+              is_employee: IsEmployee = nobody) -> list[str]:  # fmt: skip
+    """Why the VAT of each cited invoice of a deductible kind is not deducted (an invoice to
+    another buyer, a stranger's ticket...): for the operator and the upstream system."""
+    notes = []
+    for key, facts in sorted(invoices.items()):
+        if facts is not None and facts["type"] in policy.deductible_types:
+            why = not_deductible(facts, policy, is_employee)
+            if why:
+                notes.append(f"invoice {key}: input VAT not deducted: {why}")
+    return notes
+
+
 def allocate(lines: Sequence[ClaimedLine], invoices: Mapping[str, Mapping[str, Any]],
-             policy: VatPolicy, company_currency: str) -> list[list[dict[str, Any]]]:  # fmt: skip
+             policy: VatPolicy, company_currency: str,
+             is_employee: IsEmployee = nobody) -> list[list[dict[str, Any]]]:  # fmt: skip
     """Per line, its InputVat records (invoice_ref, tax_rate, base_minor, tax_minor)."""
     if company_currency != _VAT_CURRENCY:
         return [[] for _ in lines]
     left: dict[str, _Left] = {
         key: _Left.of(facts)
         for key, facts in invoices.items()
-        if facts is not None and not_deductible(facts, policy) is None
+        if facts is not None and not_deductible(facts, policy, is_employee) is None
     }
     allocated = []
     for line in lines:

@@ -4,7 +4,9 @@
 - the lines add up to the header's net and tax, exactly;
 - each line's tax = net x rate to within one fen (issuers round per line; some compute tax from
   the tax-inclusive price, which moves the result by at most a fen);
-- without lines, the header's tax = net x rate (when a rate is given) to within one fen.
+- without lines, the header's tax = net x rate (when a rate is given) to within one fen;
+- a passenger ticket has its passenger block, whose fare parts add up to the total and yield a
+  VAT (see :mod:`streams.passenger_vat`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
+
+from streams.passenger_vat import TICKET_KINDS, ticket_taxes
 
 FEN = Decimal("0.01")
 RATE = Decimal("0.0001")
@@ -40,7 +44,31 @@ def tax_problems(invoice: Mapping[str, Any]) -> list[str]:
         problem = _rate_problem("invoice", net, invoice["tax_rate"], tax)
         if problem:
             problems.append(problem)
-    return problems
+    return problems + _ticket_problems(invoice)
+
+
+def _ticket_problems(invoice: Mapping[str, Any]) -> list[str]:
+    kind, passenger = invoice["invoice_type"], invoice.get("passenger")
+    if kind not in TICKET_KINDS:
+        return [] if passenger is None else [f"a {kind} invoice has a passenger block"]
+    if passenger is None:
+        return [f"a {kind} has no passenger block (traveller, fare)"]
+    parts = _fare_parts(passenger)
+    if sum(parts[:3]) != Decimal(invoice["total"]):
+        return [f"passenger: fare, fuel surcharge and development fund add up to "
+                f"{sum(parts[:3])}, not total {invoice['total']}"]  # fmt: skip
+    try:
+        ticket_taxes(kind, *parts)
+    except ValueError as exc:
+        return [f"passenger: {exc}"]
+    return []
+
+
+def _fare_parts(passenger: Mapping[str, Any]) -> tuple[Decimal, Decimal, Decimal, Decimal | None]:
+    fuel, fund, stated = (passenger.get(name) for name in (
+        "fuel_surcharge", "development_fund", "stated_vat"))  # fmt: skip
+    return (Decimal(passenger["fare"]), Decimal(fuel or 0), Decimal(fund or 0),
+            None if stated is None else Decimal(stated))  # fmt: skip
 
 
 def _rate_problem(where: str, net: Any, rate: Any, tax: Any) -> str | None:
@@ -53,7 +81,18 @@ def _rate_problem(where: str, net: Any, rate: Any, tax: Any) -> str | None:
 
 def vat_facts(invoice: Mapping[str, Any]) -> dict[str, Any]:
     """What a claim's posting needs of the invoice to book its input VAT (JSON-safe): the kind,
-    the buyer, the total, and net and tax per rate (from the lines, else the header)."""
+    the buyer, the total, and net and tax per rate (from the lines, else the header; a ticket's
+    from its fare parts, with its traveller). Call it on an invoice without tax problems."""
+    passenger = invoice.get("passenger")
+    if invoice["invoice_type"] in TICKET_KINDS and passenger is not None:
+        return {
+            "type": invoice["invoice_type"],
+            "buyer_tax_id": invoice.get("buyer_tax_id"),
+            "total": str(Decimal(invoice["total"])),
+            "taxes": ticket_taxes(invoice["invoice_type"], *_fare_parts(passenger)),
+            "traveller": {"name": passenger["traveller_name"],
+                          "id_masked": passenger.get("traveller_id_masked")},
+        } | _original(invoice)  # fmt: skip
     by_rate: dict[str | None, list[Decimal]] = {}
     lines = invoice.get("lines") or []
     parts = [(line["tax_rate"], line["amount_net"], line["tax_amount"]) for line in lines]
@@ -72,4 +111,10 @@ def vat_facts(invoice: Mapping[str, Any]) -> dict[str, Any]:
             {"rate": rate, "base": str(base), "tax": str(tax)}
             for rate, (base, tax) in by_rate.items()
         ],  # fmt: skip
-    }
+    } | _original(invoice)
+
+
+def _original(invoice: Mapping[str, Any]) -> dict[str, str]:
+    """The archived original's digest, when the source archived one."""
+    digest = invoice.get("original_sha256")
+    return {"original_sha256": digest} if digest else {}

@@ -20,8 +20,10 @@ left of the deductible amount, so base + tax is exactly that amount.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
 RAILWAY, AIR, ROAD, WATERWAY = "RAILWAY_TICKET", "AIR_ITINERARY", "ROAD_TICKET", "WATERWAY_TICKET"
 RATES = {RAILWAY: Decimal("0.09"), AIR: Decimal("0.09"), ROAD: Decimal("0.03"),
@@ -64,10 +66,36 @@ def ticket_vat(ticket: Ticket) -> TicketVat:
     return TicketVat(rate, amount - tax, tax)
 
 
-def not_deductible_ticket(traveller: str | None, employees: frozenset[str]) -> str | None:
-    """Why a ticket deducts nothing (its traveller is not an employee), or None when it does."""
-    if not traveller:
+def not_deductible_ticket(
+    traveller: Mapping[str, Any] | None, is_employee: Callable[[str, str | None], bool]
+) -> str | None:
+    """Why a ticket deducts nothing (its traveller is not an employee), or None when it does.
+    ``traveller``: ``{"name", "id_masked"}``; ``is_employee(name, id_masked)`` asks the
+    company's employee list."""
+    name = (traveller or {}).get("name")
+    if not name:
         return "the ticket names no traveller"
-    if traveller not in employees:
-        return f"the traveller {traveller} is not an employee of the company"
+    if not is_employee(name, (traveller or {}).get("id_masked")):
+        return f"the traveller {name} is not an employee of the company"
     return None
+
+
+def ticket_taxes(kind: str, fare: Decimal, fuel_surcharge: Decimal, development_fund: Decimal,
+                 stated_vat: Decimal | None) -> list[dict[str, Any]]:  # fmt: skip
+    """A ticket's VAT facts' ``taxes`` (see :func:`streams.invoice_checks.vat_facts`), in yuan
+    as text: the deductible part at its rate, and the development fund, which bears none."""
+    fen = {name: int(value.scaleb(2)) for name, value in (("fare", fare),
+           ("fuel", fuel_surcharge), ("fund", development_fund))}  # fmt: skip
+    stated = None if stated_vat is None else int(stated_vat.scaleb(2))
+    vat = ticket_vat(Ticket(kind, fen["fare"], fen["fuel"], fen["fund"], stated))
+    rate = str(vat.rate.quantize(Decimal("0.0001")))
+    taxes: list[dict[str, Any]] = [
+        {"rate": rate, "base": _yuan(vat.base_fen), "tax": _yuan(vat.tax_fen)}
+    ]
+    if fen["fund"]:
+        taxes.append({"rate": None, "base": _yuan(fen["fund"]), "tax": "0.00"})
+    return taxes
+
+
+def _yuan(fen: int) -> str:
+    return str(Decimal(fen).scaleb(-2))

@@ -13,8 +13,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from erpbridge.model import CURRENCY_EXPONENTS, DEDUCTIBLE_INVOICE_TYPES, invoice_ref
-from erpbridge.reference import ReferenceData
-from streams.input_vat import ClaimedLine, VatPolicy, allocate
+from erpbridge.reference import ReferenceData, person_name, same_person
+from streams.input_vat import ClaimedLine, IsEmployee, VatPolicy, allocate, vat_notes
 
 _REASON_ORDER = ("invalid_claim", "unknown_employee", "unknown_department",
                  "unknown_cost_centre", "no_exchange_rate")  # fmt: skip
@@ -75,8 +75,12 @@ def build_posting(claim: Mapping[str, Any], rules: PostingRules, reference: Refe
         )
         for line in booked
     ]
+    invoices = invoices or {}
+    is_employee = _employees(claim["employee"], reference)
     for line, input_vat in zip(
-        booked, allocate(claimed, invoices or {}, rules.vat, rules.company_currency), strict=True
+        booked,
+        allocate(claimed, invoices, rules.vat, rules.company_currency, is_employee),
+        strict=True,
     ):
         line["input_vat"] = input_vat
     return {
@@ -93,8 +97,30 @@ def build_posting(claim: Mapping[str, Any], rules: PostingRules, reference: Refe
         "lines": booked,
         "total_minor": sum(line["amount_minor"] for line in booked),
         "tax_minor": sum(vat["tax_minor"] for line in booked for vat in line["input_vat"]),
+        "kind": "BOOKING",
+        "reverses": None,
+        "vat_notes": vat_notes(invoices, rules.vat, is_employee),
+        "originals": [
+            {"invoice_ref": key, "sha256": facts["original_sha256"]}
+            for key, facts in sorted(invoices.items())
+            if facts and facts.get("original_sha256")
+        ],  # fmt: skip
         "created_at": datetime.datetime.now(datetime.UTC),
     }
+
+
+def _employees(employee: Mapping[str, Any], reference: ReferenceData) -> IsEmployee:
+    """Whether a ticket's traveller is the claimant or a colleague listed in the reference data."""
+    claimant = person_name(str(employee.get("name") or ""))
+    mapped = reference.employee(str(employee["id"]).strip().upper())
+    own_id = mapped.id_masked if mapped else None
+
+    def is_employee(name: str, id_masked: str | None) -> bool:
+        if claimant and person_name(name) == claimant and same_person(id_masked, own_id):
+            return True
+        return reference.is_employee(name, id_masked)
+
+    return is_employee
 
 
 def _map_employee(employee: Mapping[str, Any], rules: PostingRules, reference: ReferenceData,

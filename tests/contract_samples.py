@@ -76,9 +76,13 @@ SAMPLES: dict[str, dict[str, Any]] = {
                 "tax_amount": Decimal("45.66"),
             }
         ],
+        "passenger": None,
+        "platform_status": "NORMAL",
+        "red_of": None,
         "claim_id": "EXP-2026-0001",
         "received_at": NOW,
         "origin": {"file": "einvoices.xml", "entry": "1"},
+        "original_sha256": None,
     },
     "erp_posting": {
         "posting_id": "EXP-2026-0001",
@@ -113,6 +117,10 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "department": "SALES",
         "total_minor": 55300,
         "tax_minor": 4566,
+        "kind": "BOOKING",
+        "reverses": None,
+        "vat_notes": [],
+        "originals": [],
         "created_at": NOW,
     },
     "erp_feedback": {
@@ -191,3 +199,23 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "truncated": False,
     },
 }
+
+
+# The same journey as an electronic railway ticket (电子发票（铁路电子客票）, contract v3).
+RAILWAY_TICKET: dict[str, Any] = dict(
+    SAMPLES["invoice"],
+    invoice_type="RAILWAY_TICKET",
+    passenger={
+        "traveller_name": "张伟",
+        "traveller_id_masked": "3101**********1234",
+        "travel_date": dt.date(2026, 11, 2),
+        "departure": "上海虹桥",
+        "destination": "北京南",
+        "carrier_number": "G2",
+        "seat_class": "二等座",
+        "fare": Decimal("553.00"),
+        "fuel_surcharge": None,
+        "development_fund": None,
+        "stated_vat": None,
+    },
+)

@@ -53,8 +53,10 @@ def identifier(value: str) -> str:
     return clean_text(value)
 
 
-def parse_amount(text: str) -> Decimal:
-    """'1,234.50' / '１２３４.５' / '¥88' -> Decimal, positive, at most 4 decimals."""
+def parse_amount(text: str, *, signed: bool = False) -> Decimal:
+    """'1,234.50' / '１２３４.５' / '¥88' -> Decimal, positive (any sign when ``signed``: the
+    amounts of an invoice, where 0 is a tax-free line and a red-letter invoice is negative), at
+    most 4 decimals."""
     cleaned = clean_text(text).replace(",", "").replace(" ", "")
     for symbol in _CURRENCY_ALIASES:
         cleaned = cleaned.replace(unicodedata.normalize("NFKC", symbol), "")
@@ -64,9 +66,9 @@ def parse_amount(text: str) -> Decimal:
         raise ValueError(f"not a number: {text!r}") from None
     if not amount.is_finite():
         raise ValueError(f"not a finite number: {text!r}")
-    if amount <= 0:
+    if amount <= 0 and not signed:
         raise ValueError(f"must be positive, got {text!r}")
-    if amount >= Decimal(10) ** (18 - AMOUNT_SCALE):  # before quantize, which overflows on it
+    if abs(amount) >= Decimal(10) ** (18 - AMOUNT_SCALE):  # before quantize, which overflows on it
         raise ValueError(f"{text!r} is too large")
     if amount != amount.quantize(Decimal(1).scaleb(-AMOUNT_SCALE)):
         raise ValueError(f"{text!r} has more than {AMOUNT_SCALE} decimals")

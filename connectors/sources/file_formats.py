@@ -222,7 +222,17 @@ _EINVOICE_FIELDS = {
     "amount_net": ("BasicInformation/TotalAmWithoutTax",),
     "tax_amount": ("BasicInformation/TotalTaxAm",),
     "total": ("BasicInformation/TotalTax-includedAmount",),
+    "platform_status": ("BasicInformation/InvoiceStatus",),
+    "red_of": ("RedInvoiceInformation/BlueInvoiceNumber", "BasicInformation/BlueInvoiceNumber"),
 }
+# The passenger-transport block of a ticket (铁路电子客票, 航空运输电子客票行程单).
+_EINVOICE_PASSENGER_FIELDS = {
+    "traveller_name": "TravellerName", "traveller_id_masked": "TravellerIdNum",
+    "travel_date": "TravelDate", "departure": "DeparturePlace", "destination": "DestinationPlace",
+    "carrier_number": "CarrierNumber", "seat_class": "SeatClass", "fare": "Fare",
+    "fuel_surcharge": "FuelSurcharge", "development_fund": "CivilAviationDevelopmentFund",
+    "stated_vat": "VatAmount",
+}  # fmt: skip
 _EINVOICE_LINE_FIELDS = {"name": "ItemName", "specification": "SpecMod", "unit": "MeaUnits",
                          "quantity": "Quantity", "unit_price": "UnPrice", "amount_net": "Amount",
                          "tax_rate": "TaxRate", "tax_amount": "ComTaxAm"}  # fmt: skip
@@ -263,6 +273,10 @@ def einvoice_payload(element: ET.Element) -> dict[str, Any]:
          if (child_text := _text(item, tag)) is not None}
         for item in element.iter() if _local(item.tag) == "IssuItemInformation"
     ]  # fmt: skip
+    passenger = _find(element, "PassengerTransportInformation")
+    if passenger is not None:
+        payload["passenger"] = {name: child_text for name, tag in _EINVOICE_PASSENGER_FIELDS.items()
+                                if (child_text := _text(passenger, tag)) is not None}  # fmt: skip
     return payload
 
 

@@ -35,7 +35,14 @@ from connectors.sources.fields import (
     parse_date,
     to_minor_units,
 )
-from erpbridge.model import InvoiceType, invoice_key, valid_uscc
+from erpbridge.model import (
+    TICKET_TYPES,
+    InvoiceStatus,
+    InvoiceType,
+    invoice_key,
+    invoice_ref,
+    valid_uscc,
+)
 
 SOURCE_TZ = zoneinfo.ZoneInfo("Asia/Shanghai")  # naive timestamps, unless the source says else
 
@@ -48,10 +55,12 @@ def _date(value: object) -> object:
     return parse_date(value) if isinstance(value, str) else value
 
 
-def _amount(value: object) -> object:
+def _amount(value: object, signed: bool = False) -> object:
     if isinstance(value, bool):
         raise ValueError("expected an amount, got a boolean")
-    return parse_amount(str(value)) if isinstance(value, str | int | float | Decimal) else value
+    if isinstance(value, str | int | float | Decimal):
+        return parse_amount(str(value), signed=signed)
+    return value
 
 
 def _timestamp(value: object, info: ValidationInfo) -> object:
@@ -107,6 +116,8 @@ def _scaled(places: int) -> AfterValidator:
 
 
 Money2 = Annotated[Decimal, BeforeValidator(_amount), _scaled(2)]
+# An invoice's amounts: 0 on a tax-free line, negative on a red-letter invoice.
+SignedMoney2 = Annotated[Decimal, BeforeValidator(lambda v: _amount(v, signed=True)), _scaled(2)]
 
 
 class _In(BaseModel):
@@ -210,9 +221,22 @@ _INVOICE_TYPES = {"专票": "VAT_SPECIAL", "增值税专用发票": "VAT_SPECIAL
                   "普票": "VAT_GENERAL", "增值税普通发票": "VAT_GENERAL",
                   "数电专票": "DIGITAL_SPECIAL", "数电票（增值税专用发票）": "DIGITAL_SPECIAL",
                   "数电普票": "DIGITAL_GENERAL",
-                  "数电票（普通发票）": "DIGITAL_GENERAL"}  # fmt: skip
+                  "数电票（普通发票）": "DIGITAL_GENERAL",
+                  "铁路电子客票": "RAILWAY_TICKET", "电子发票（铁路电子客票）": "RAILWAY_TICKET",
+                  "航空运输电子客票行程单": "AIR_ITINERARY",
+                  "电子发票（航空运输电子客票行程单）": "AIR_ITINERARY",
+                  "公路客票": "ROAD_TICKET", "水路客票": "WATERWAY_TICKET"}  # fmt: skip
 # Lookups go through clean_text (NFKC folds full-width brackets), so the keys must too.
 _INVOICE_TYPES = {clean_text(label): code for label, code in _INVOICE_TYPES.items()}
+_INVOICE_STATUSES = {"正常": "NORMAL", "作废": "VOID", "已作废": "VOID", "红冲": "RED_FLUSHED",
+                     "已红冲": "RED_FLUSHED", "全额红冲": "RED_FLUSHED"}  # fmt: skip
+_MASKED_ID = re.compile(r"[0-9Xx*]{6,18}")
+
+
+def _label(labels: dict[str, str]) -> BeforeValidator:
+    """A platform's Chinese label (or the contract's symbol, any case) -> the symbol."""
+    return BeforeValidator(lambda v: labels.get(clean_text(v), clean_text(v).upper())
+                           if isinstance(v, str) else v)  # fmt: skip
 
 
 def _percent(value: object) -> object:
@@ -235,19 +259,51 @@ class InvoiceLineIn(_In):
     unit: OptionalText = None
     quantity: Quantity = None
     unit_price: Quantity = None
-    amount_net: Money2
+    amount_net: SignedMoney2
     tax_rate: Rate
-    tax_amount: Money2
+    tax_amount: SignedMoney2
+
+
+class PassengerIn(_In):
+    """The passenger-transport block of a ticket: who travelled, where, and the fare parts."""
+
+    traveller_name: Text
+    traveller_id_masked: OptionalText = None
+    travel_date: Day | None = None
+    departure: OptionalText = None
+    destination: OptionalText = None
+    carrier_number: OptionalText = None
+    seat_class: OptionalText = None
+    fare: Annotated[SignedMoney2, Field(ge=0)]
+    fuel_surcharge: Annotated[SignedMoney2 | None, Field(ge=0)] = None
+    development_fund: Annotated[SignedMoney2 | None, Field(ge=0)] = None
+    stated_vat: Annotated[SignedMoney2 | None, Field(ge=0)] = None
+
+    @field_validator("traveller_id_masked")
+    @classmethod
+    def _masked(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not _MASKED_ID.fullmatch(value):
+            raise ValueError("expected an ID number as a ticket prints it (digits, X and *)")
+        if "*" not in value:
+            raise ValueError(
+                "a full ID number is refused: send it masked (e.g. 3101**********1234)"
+            )
+        return value.upper()
+
+    def amount(self) -> Decimal:
+        """What the ticket costs in all: fare, fuel surcharge and development fund."""
+        return self.fare + (self.fuel_surcharge or 0) + (self.development_fund or 0)
 
 
 class InvoiceIn(_In):
-    """A China VAT invoice: paper-era (code + 8-digit number) or 数电票 (20-digit number)."""
+    """A China VAT invoice: paper-era (code + 8-digit number) or 数电票 (20-digit number), or a
+    passenger ticket (with its ``passenger`` block); a red-letter one (negative amounts) names
+    the blue invoice it offsets in ``red_of``."""
 
     event_id: OptionalId = None
-    invoice_type: Annotated[
-        InvoiceType,
-        BeforeValidator(lambda v: _INVOICE_TYPES.get(clean_text(v), clean_text(v).upper())
-                        if isinstance(v, str) else v)] = "OTHER"  # fmt: skip
+    invoice_type: Annotated[InvoiceType, _label(_INVOICE_TYPES)] = "OTHER"
     invoice_code: OptionalId = None
     invoice_number: Annotated[str, BeforeValidator(lambda v: clean_text(v).replace(" ", ""))]
     issue_date: Day
@@ -255,13 +311,18 @@ class InvoiceIn(_In):
     seller_tax_id: TaxId
     buyer_name: Text
     buyer_tax_id: Annotated[str | None, BeforeValidator(lambda v: _tax_id(v) if v else None)] = None
-    amount_net: Money2
+    amount_net: SignedMoney2
     tax_rate: Rate | None = None
-    tax_amount: Money2
-    total: Money2
+    tax_amount: SignedMoney2
+    total: SignedMoney2
     check_code: OptionalText = None
     lines: list[InvoiceLineIn] = Field([], max_length=LIMITS.max_lines_per_document)
     claim_id: OptionalId = None
+    passenger: PassengerIn | None = None
+    platform_status: Annotated[InvoiceStatus, _label(_INVOICE_STATUSES)] = "NORMAL"
+    red_of: Annotated[str | None, BeforeValidator(
+        lambda v: invoice_ref(clean_text(v)) if isinstance(v, str) and v.strip() else None
+    )] = None  # fmt: skip
 
     @field_validator("invoice_number")
     @classmethod
@@ -280,22 +341,60 @@ class InvoiceIn(_In):
             raise ValueError(
                 f"amount_net {self.amount_net} + tax_amount {self.tax_amount} != total {self.total}"
             )
+        self._ticket_consistent()
+        self._red_consistent()
         return self
+
+    def _ticket_consistent(self) -> None:
+        ticket = self.invoice_type in TICKET_TYPES
+        if ticket and self.passenger is None:
+            raise ValueError(f"a {self.invoice_type} needs its passenger block (traveller, fare)")
+        if self.passenger is None:
+            return
+        if not ticket:
+            raise ValueError(f"a {self.invoice_type} invoice has no passenger block")
+        if self.invoice_type in ("RAILWAY_TICKET", "AIR_ITINERARY") and len(
+                self.invoice_number) != 20:  # fmt: skip
+            raise ValueError(f"an electronic {self.invoice_type} has a 20-digit number")
+        parts = self.passenger
+        if self.invoice_type != "AIR_ITINERARY" and (parts.fuel_surcharge or
+                                                     parts.development_fund):  # fmt: skip
+            raise ValueError(f"a {self.invoice_type} has no fuel surcharge or development fund")
+        if parts.amount() != self.total:
+            raise ValueError(f"passenger: fare, fuel surcharge and development fund add up to "
+                             f"{parts.amount()}, not total {self.total}")  # fmt: skip
+        if parts.stated_vat is not None and parts.stated_vat > parts.fare + (
+                parts.fuel_surcharge or 0):  # fmt: skip
+            raise ValueError(f"passenger.stated_vat {parts.stated_vat} exceeds fare and fuel "
+                             "surcharge")  # fmt: skip
+
+    def _red_consistent(self) -> None:
+        if self.red_of is None and self.total < 0:
+            raise ValueError("a red-letter invoice (negative total) must name the blue invoice "
+                             "it offsets in red_of")  # fmt: skip
+        if self.red_of is not None and self.total >= 0:
+            raise ValueError("a red-letter invoice (with red_of) has a negative total")
+        if self.red_of is not None and self.red_of == self.key:
+            raise ValueError("a red-letter invoice cannot offset itself")
 
     @property
     def key(self) -> str:
         return invoice_key(self.invoice_code, self.invoice_number)
 
-    def to_record(self, source_system: str, origin: dict[str, str]) -> dict[str, Any]:
+    def to_record(self, source_system: str, origin: dict[str, str],
+                  original_sha256: str | None = None) -> dict[str, Any]:  # fmt: skip
+        """The Invoice record; ``original_sha256``: the archived original document's digest."""
         content = self.model_dump(mode="json", exclude={"event_id"})
         lines = [line.model_dump() for line in self.lines]
         return {
-            **self.model_dump(exclude={"event_id", "lines"}),
+            **self.model_dump(exclude={"event_id", "lines", "passenger"}),
             "lines": lines,
+            "passenger": None if self.passenger is None else self.passenger.model_dump(),
             "source_system": source_system,
             "received_at": datetime.datetime.now(datetime.UTC),
             "event_id": self.event_id or content_event_id(source_system, self.key, content),
             "origin": origin,
+            "original_sha256": original_sha256,
         }
 
 

@@ -3,7 +3,8 @@
 The kind is told by the header row:
 
 - ``currency,date,rate``                              exchange rates (company currency per unit)
-- ``employee_id,party[,department,cost_centre]``      employee mapping
+- ``employee_id,party[,department,cost_centre,name,id_masked]``  employee mapping (name and
+  masked ID number: to tell whether a ticket's traveller is an employee)
 - ``department,erp_code`` / ``cost_centre,erp_code``  department / cost-centre mapping
 
 A file is checked whole before anything is published: one bad row and nothing is sent, with
@@ -77,7 +78,11 @@ def _entry(kind: str, row: dict[str, str]) -> Entry:
         if not row["employee_id"] or not row["party"]:
             raise ValueError("employee_id and party are required")
         value = {"party": row["party"]}
-        value.update({k: row[k] for k in ("department", "cost_centre") if row.get(k)})
+        value.update({k: row[k] for k in ("department", "cost_centre", "name", "id_masked")
+                      if row.get(k)})  # fmt: skip
+        if "id_masked" in value and "*" not in value["id_masked"]:
+            raise ValueError("id_masked must be masked (e.g. 3101**********1234): full ID "
+                             "numbers are not kept")  # fmt: skip
         return code_key("employee", row["employee_id"]), value
     if not row[kind] or not row["erp_code"]:
         raise ValueError(f"{kind} and erp_code are required")
