@@ -5,8 +5,12 @@ in the processors' ``claims`` table) and returns the effects the agent must send
 arrive in any order and days apart; the rules are:
 
 - a claim is posted once: its content is valid, its final approval is APPROVE (when approval is
-  required) and every invoice it cites has arrived, passed the tax checks and is not attached to
-  an earlier claim;
+  required) and every invoice it cites has arrived, passed the tax checks and was granted to it
+  (see :mod:`streams.invoice_case`: once claim and approval are in, the claim says it is ready,
+  and the invoice side grants each invoice to the claim submitted first among those citing it);
+- an invoice of a booked claim that is reversed (a red-letter invoice of its total, or void on
+  the platform) yields one reversal posting of the lines citing it; one reversed in part is
+  reported for the operator to adjust by hand; a claim not yet booked is held on it;
 - the same content again is a duplicate (unless it was refused: then it is judged again, since
   the reference data may have been fixed); new content is the next version; new content after
   posting is held (``changed_after_posting``), never booked twice;
@@ -36,7 +40,12 @@ from typing import Any, Self
 from streams.postings import PostingRefused
 
 _NOT_CONTENT = {"event_id", "source_system", "submitted_at", "origin"}
+# The invoice side's answers (see streams.invoice_case): valid (this claim owns it so far),
+# granted (valid, and locked to this claim, which may post), invalid, duplicate (another claim
+# owns it), reversed (void or offset: it supports no claim), reverse (reverse the booking).
 VALID, INVALID, DUPLICATE, PENDING = "valid", "invalid", "duplicate", "pending"
+GRANTED, REVERSED, REVERSE = "granted", "reversed", "reverse"
+_HOLDING = (INVALID, DUPLICATE, REVERSED, REVERSE)  # answers a claim not yet booked is held on
 
 
 def content_hash(claim: Mapping[str, Any]) -> str:
@@ -72,6 +81,7 @@ class Status:
 @dataclass(frozen=True)
 class Attach:
     invoice: str
+    ready: bool = False  # the claim is ready to post: grant it the invoice if it owns it
 
 
 @dataclass(frozen=True)
@@ -82,6 +92,8 @@ class Detach:
 Effect = Post | Reject | Status | Attach | Detach
 # (claim bytes, cited invoices' VAT facts by key) -> posting, or raises PostingRefused
 Build = Callable[[bytes, Mapping[str, Mapping[str, Any]]], dict[str, Any]]
+# (the claim's booking, the reversed invoice's key, why) -> the reversal posting
+Reverse = Callable[[dict[str, Any], str, str], dict[str, Any]]
 
 
 @dataclass
@@ -127,6 +139,8 @@ class ClaimCase(TableValue):
     waiting: str | None = None  # what the last WAITING status said (to say it only on change)
     redrives: int = 0  # invoice answers asked for again since the last input
     redriven_ms: int = 0
+    ready_for: int = 0  # the version whose readiness the invoice side was told
+    reversed: list[str] = field(default_factory=list)  # invoices whose reversal was posted
 
     @property
     def claim(self) -> bytes | None:
@@ -156,7 +170,8 @@ def on_claim(case: ClaimCase | None, claim_id: str, partition: int, now_ms: int,
             # An open claim sent again asks again for the invoices still pending: a replay
             # heals a claim whose answer never came (the invoice side answers a repeat).
             pending = [] if case.closed else _pending(case)
-            return case, [Attach(ref) for ref in pending], "duplicate"
+            ready = case.ready_for == case.version
+            return case, [Attach(ref, ready) for ref in pending], "duplicate"
         verdict = "retry"
     elif case.posted:
         case.hash, case.version = digest, case.version + 1
@@ -186,12 +201,17 @@ def on_claim(case: ClaimCase | None, claim_id: str, partition: int, now_ms: int,
         case.refs, case.invoices, case.facts = [], {}, {}
         return case, [*effects, Reject(exc.reason, exc.problems, raw),
                       Status("REFUSED", exc.reason, exc.problems)], verdict  # fmt: skip
-    effects = _retarget(case, refs)
-    return case, effects + advance(case, policy, build), verdict
+    effects, more = _retarget(case, refs), advance(case, policy, build)
+    readied = {e.invoice for e in more if isinstance(e, Attach)}  # said ready: cited too
+    effects = [e for e in effects if not (isinstance(e, Attach) and e.invoice in readied)]
+    return case, effects + more, verdict
 
 
 def _pending(case: ClaimCase) -> list[str]:
-    return [ref for ref, (answer, _, _) in case.invoices.items() if answer == PENDING]
+    """The invoices still to be answered: not yet at all, or (once the claim said it is ready)
+    not yet granted."""
+    waiting = (PENDING, VALID) if case.ready_for == case.version else (PENDING,)
+    return [ref for ref, (answer, _, _) in case.invoices.items() if answer in waiting]
 
 
 def _retarget(case: ClaimCase, refs: list[str]) -> list[Effect]:
@@ -227,30 +247,59 @@ def on_approval(case: ClaimCase | None, claim_id: str, partition: int, now_ms: i
         step = approval.get("step_name") or f"step {approval['step']}"
         note = f"{reason} at {step} by {approval['approver_name']} ({approval['approver_id']})"
         comment = approval.get("comment")
-        return case, [Status("CANCELLED", reason, [f"{note}: {comment}" if comment else note])], (
-            "cancelled")  # fmt: skip
+        status = Status("CANCELLED", reason, [f"{note}: {comment}" if comment else note])
+        return case, [*_release(case), status], "cancelled"
     return case, advance(case, policy, build), "recorded"
 
 
 def on_invoice_answer(case: ClaimCase | None, invoice: str, answer: str, note: str | None,
                       owner: str | None, facts: dict[str, Any] | None, policy: Policy,
-                      build: Build) -> tuple[ClaimCase | None, list[Effect]]:  # fmt: skip
+                      build: Build, reverse: Reverse,
+                      ) -> tuple[ClaimCase | None, list[Effect]]:  # fmt: skip
     """The invoice side's answer about one invoice this claim cites (``facts``: what booking
     its VAT needs, with a valid answer)."""
-    if case is None or invoice not in case.invoices or case.posted:
+    if case is None or invoice not in case.invoices:
         return case, []  # stale: the claim no longer cites it (or is gone)
+    if case.posted:
+        return case, _after_posting(case, invoice, answer, note, facts, build, reverse)
+    if case.invoices[invoice] == [answer, note, owner] and answer in _HOLDING:
+        return case, []  # said again (the claim asked again): it was held on it already
     case.invoices[invoice] = [answer, note, owner]
-    if answer == VALID and facts is not None:
+    if answer in (VALID, GRANTED) and facts is not None:
         case.facts[invoice] = facts
     else:
         case.facts.pop(invoice, None)
-    if answer in (INVALID, DUPLICATE):
+    if answer in _HOLDING:
         case.waiting = None
-        reason = "duplicate_invoice" if answer == DUPLICATE else "invalid_invoice"
+        reason = {DUPLICATE: "duplicate_invoice", INVALID: "invalid_invoice"}.get(
+            answer, "invoice_reversed"
+        )
         problems = [note or f"invoice {invoice}: {answer}"]
         return case, [Reject(reason, problems, case.claim),
                       Status("HELD", reason, problems, [invoice], owner)]  # fmt: skip
     return case, advance(case, policy, build)
+
+
+def _after_posting(case: ClaimCase, invoice: str, answer: str, note: str | None,
+                   facts: dict[str, Any] | None, build: Build,
+                   reverse: Reverse) -> list[Effect]:  # fmt: skip
+    """An answer about an invoice of a booked claim: only a reversal matters now."""
+    if answer not in (REVERSE, REVERSED) or invoice in case.reversed or case.claim is None:
+        return []
+    case.reversed.append(invoice)
+    problems = [note or f"invoice {invoice} was reversed"]
+    if answer == REVERSED:  # in part: the operator adjusts the booking
+        return [Reject("invoice_reversed", problems, case.claim),
+                Status("REVERSED", "partial_red_letter", problems, [invoice])]  # fmt: skip
+    try:
+        booking = build(case.claim, {ref: case.facts[ref] for ref in case.refs
+                                     if ref in case.facts})  # fmt: skip
+    except PostingRefused as exc:  # the reference data changed since it was booked
+        return [Reject(exc.reason, [*problems, *exc.problems], case.claim),
+                Status("REVERSED", exc.reason, [*problems, *exc.problems], [invoice])]  # fmt: skip
+    booking["claim_version"] = case.version
+    reversal = reverse(booking, invoice, problems[0])
+    return [Post(reversal), Status("REVERSED", None, problems, [invoice])]
 
 
 def advance(case: ClaimCase, policy: Policy, build: Build) -> list[Effect]:
@@ -258,11 +307,12 @@ def advance(case: ClaimCase, policy: Policy, build: Build) -> list[Effect]:
     raw = case.claim
     if case.closed:
         return []
+    effects = _ready(case, policy)
     missing = _missing(case, policy)
     if raw is None or missing:
-        return _waiting(case, missing)
-    if any(answer != VALID for answer, _, _ in case.invoices.values()):
-        return []  # held: reported when the answer came
+        return effects + _waiting(case, missing)
+    if any(answer != GRANTED for answer, _, _ in case.invoices.values()):
+        return effects  # held: reported when the answer came
     try:
         posting = build(raw, {ref: case.facts[ref] for ref in case.refs if ref in case.facts})
     except PostingRefused as exc:  # the reference data changed since the claim arrived
@@ -274,10 +324,28 @@ def advance(case: ClaimCase, policy: Policy, build: Build) -> list[Effect]:
                                   list(case.refs))]  # fmt: skip
 
 
+def _ready(case: ClaimCase, policy: Policy) -> list[Effect]:
+    """Claim and final approval are in: tell the invoice side, once per version, so that it
+    grants the invoices this claim owns."""
+    if case.ready_for == case.version or _missing(case, policy, invoices=False):
+        return []
+    case.ready_for = case.version
+    return [Attach(ref, ready=True) for ref, (answer, _, _) in case.invoices.items()
+            if answer != GRANTED]  # fmt: skip
+
+
+def _release(case: ClaimCase) -> list[Effect]:
+    """Cancelled: the claim lets go of its invoices, so they go to the next claim citing them
+    (a resubmitted version cites them again, as of its own submission)."""
+    effects: list[Effect] = [Detach(ref) for ref in case.refs]
+    case.refs, case.invoices, case.facts, case.ready_for = [], {}, {}, 0
+    return effects
+
+
 def complete(case: ClaimCase, policy: Policy) -> bool:
-    """Open, nothing missing, every invoice valid: the case posts on its next judgement."""
+    """Open, nothing missing, every invoice granted: the case posts on its next judgement."""
     return (case.claim_b64 is not None and not case.closed and not _missing(case, policy)
-            and all(answer == VALID for answer, _, _ in case.invoices.values()))  # fmt: skip
+            and all(answer == GRANTED for answer, _, _ in case.invoices.values()))  # fmt: skip
 
 
 def _waiting(case: ClaimCase, missing: list[str]) -> list[Effect]:
@@ -297,14 +365,15 @@ def _waiting(case: ClaimCase, missing: list[str]) -> list[Effect]:
     return [Status("WAITING", reason, missing, _pending(case))]
 
 
-def _missing(case: ClaimCase, policy: Policy) -> list[str]:
+def _missing(case: ClaimCase, policy: Policy, invoices: bool = True) -> list[str]:
     missing = [] if case.claim_b64 else ["the claim itself (only its approval has arrived)"]
     if policy.require_approval and case.decision != "APPROVE_FINAL":
         missing.append("the final approval" if case.decision is None
                        else "the final approval (approved so far, not finally)")  # fmt: skip
     if _still_the_cancelled_version(case):
         missing.append("a new version of the claim (this one was returned or rejected)")
-    missing += [f"invoice {ref}" for ref in _pending(case)]
+    if invoices:
+        missing += [f"invoice {ref}" for ref in _pending(case)]
     return missing
 
 
@@ -330,7 +399,7 @@ def on_tick(case: ClaimCase, now_ms: int, policy: Policy,
     waiting = _missing(case, policy) or ["a blocking invoice to be resolved"]
     hours = (now_ms - case.opened_ms) / 3_600_000
     detail = [f"open for {hours:.1f} h, waiting for {item}" for item in waiting]
-    pending = [ref for ref, (answer, _, _) in case.invoices.items() if answer != VALID]
+    pending = [ref for ref, (answer, _, _) in case.invoices.items() if answer != GRANTED]
     return [*effects, Status("STALLED", "waiting", detail, pending)], False
 
 
@@ -349,7 +418,8 @@ def _redrive(case: ClaimCase, now_ms: int, policy: Policy) -> list[Effect]:
     seconds = (now_ms - case.touched_ms) / 1000
     detail = [f"claim and final approval in for {seconds:.0f} s, no answer yet for invoice {ref}: "
               f"asked again (try {case.redrives})" for ref in pending]  # fmt: skip
+    ready = case.ready_for == case.version
     return [
-        *(Attach(ref) for ref in pending),
+        *(Attach(ref, ready) for ref in pending),
         Status("REDRIVEN", "no_invoice_answer", detail, pending),
     ]

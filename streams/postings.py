@@ -109,6 +109,24 @@ def build_posting(claim: Mapping[str, Any], rules: PostingRules, reference: Refe
     }
 
 
+def reversal(booking: Mapping[str, Any], invoice: str, why: str) -> dict[str, Any]:
+    """The posting that offsets ``booking``'s lines citing ``invoice`` (reversed by a red-letter
+    invoice, or void): a credit note in the ERP. Its id is the booking's with ``-RED-<invoice>``."""
+    lines = [line for line in booking["lines"]
+             if invoice in {invoice_ref(ref) for ref in line["invoice_refs"]}]  # fmt: skip
+    return {
+        **booking,
+        "posting_id": f"{booking['posting_id']}-RED-{invoice}",
+        "kind": "REVERSAL",
+        "reverses": booking["posting_id"],
+        "lines": lines,
+        "total_minor": sum(line["amount_minor"] for line in lines),
+        "tax_minor": sum(vat["tax_minor"] for line in lines for vat in line["input_vat"]),
+        "vat_notes": [why],
+        "originals": [o for o in booking["originals"] if o["invoice_ref"] == invoice],
+    }
+
+
 def _employees(employee: Mapping[str, Any], reference: ReferenceData) -> IsEmployee:
     """Whether a ticket's traveller is the claimant or a colleague listed in the reference data."""
     claimant = person_name(str(employee.get("name") or ""))

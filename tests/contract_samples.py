@@ -158,7 +158,13 @@ SAMPLES: dict[str, dict[str, Any]] = {
             "taxes": [{"rate": "0.06", "base": "1000.00", "tax": "60.00"}],
         },
     },
-    "invoice_citation": {"kind": "CITE", "claim_id": "EXP-2026-0001"},
+    "invoice_citation": {
+        "kind": "READY",
+        "claim_id": "EXP-2026-0001",
+        "submitted_at": NOW,
+        "red_invoice": None,
+        "red_total": None,
+    },
     "audit_event": {
         "seq": 1,
         "action_id": "a1b2c3d4e5f60718",

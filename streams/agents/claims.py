@@ -3,6 +3,7 @@ rejections and invoice citations out. The rules are in :mod:`streams.claim_case`
 
 from __future__ import annotations
 
+import datetime
 import functools
 import time
 from collections.abc import Iterator, Mapping
@@ -39,7 +40,7 @@ from streams.claim_case import Attach, ClaimCase, Detach, Effect, Policy, Post, 
 from streams.disk_state import key_count, partition_items, sweep_items
 from streams.input_vat import VatPolicy
 from streams.open_cases import SWEEP_PER_TICK, OpenCases
-from streams.postings import PostingRules, build_posting
+from streams.postings import PostingRules, build_posting, reversal
 from streams.table_writes import put
 from streams.transactions import TRACE
 
@@ -132,7 +133,7 @@ async def _on_internal(event: Any) -> None:
     claim_id = event.key.decode()
     case, effects = claim_case.on_invoice_answer(
         _case(claim_id), message["invoice"], message["answer"], message.get("note"),
-        message.get("owner"), message.get("facts"), POLICY, build)  # fmt: skip
+        message.get("owner"), message.get("facts"), POLICY, build, reversal)  # fmt: skip
     if case is not None:
         await _apply(case, effects, event, {**origin_of(event), **_provenance(case)})
 
@@ -164,8 +165,9 @@ async def _apply(case: ClaimCase, effects: list[Effect], event: Any,
                 STREAM_EVENTS.labels(AGENT, effect.status.lower()).inc()
             await send_status(case.claim_id, case.version, effect, at_ms)
         elif isinstance(effect, Attach | Detach):
-            citation = {"kind": "CITE" if isinstance(effect, Attach) else "UNCITE",
-                        "claim_id": case.claim_id}  # fmt: skip
+            kind = "UNCITE" if isinstance(effect, Detach) else "READY" if effect.ready else "CITE"
+            submitted = datetime.datetime.fromtimestamp(case.submitted_ms / 1000, datetime.UTC)
+            citation = {"kind": kind, "claim_id": case.claim_id, "submitted_at": submitted}
             await invoice_refs.send(key=effect.invoice.encode(), value=citation)
 
 

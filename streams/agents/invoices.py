@@ -12,7 +12,7 @@ from erpbridge.metrics import STREAM_EVENTS, STREAM_PROCESS_SECONDS, STREAM_TABL
 from erpbridge.model import invoice_key
 from streams import invoice_case
 from streams.agents.outputs import decode_or_reject, event_ms, origin_of, reject
-from streams.app import app, claim_events, codecs, invoice_inputs, invoices
+from streams.app import app, claim_events, codecs, invoice_inputs, invoice_refs, invoices
 from streams.disk_state import key_count
 from streams.invoice_case import Answer, InvoiceCase
 from streams.table_writes import put
@@ -58,6 +58,10 @@ async def _on_invoice(event: Any) -> None:
         origin = {**origin_of(event), **invoice.get("origin", {})}  # and file + entry, or request
         await reject(AGENT, Stage.VALIDATE, event.key, event.value, origin,
                      "invoice_tax_mismatch", case.problems, key, event.headers)  # fmt: skip
+    if verdict == "valid" and case.red_of is not None:  # offsets its blue invoice, in its case
+        red = {"kind": "REVERSED", "claim_id": "", "red_invoice": key,
+               "red_total": str(invoice["total"])}  # fmt: skip
+        await invoice_refs.send(key=case.red_of.encode(), value=red)
     await _apply(event, case, answers)
 
 
@@ -65,10 +69,14 @@ async def _on_citation(event: Any) -> None:
     message = await decode_or_reject(AGENT, Stage.CORRELATE, "invoice_refs", event)
     if message is None:
         return
-    key = event.key.decode()
-    case, answers = invoice_case.on_cited(_case(key), key, event.message.partition,
-                                          event_ms(event), message["claim_id"],
-                                          message["kind"] == "CITE")  # fmt: skip
+    key, kind = event.key.decode(), message["kind"]
+    at = (_case(key), key, event.message.partition, event_ms(event))
+    if kind == "REVERSED":
+        case, answers = invoice_case.on_reversed(*at, message["red_invoice"], message["red_total"])
+    else:
+        submitted = message.get("submitted_at")
+        submitted_ms = None if submitted is None else int(submitted.timestamp() * 1000)
+        case, answers = invoice_case.on_cited(*at, message["claim_id"], kind, submitted_ms)
     await _apply(event, case, answers)
 
 

@@ -21,6 +21,10 @@ def _build(raw: bytes, invoices) -> dict:
     return {"claim_id": "C1", "raw": raw.decode(), "invoices": dict(invoices)}
 
 
+def _reverse(booking: dict, invoice: str, why: str) -> dict:
+    return {"reversal_of": booking, "invoice": invoice, "why": why}
+
+
 def _claim(amount: str = "553.0000", minutes: int = 0) -> dict:
     claim = dict(SAMPLES["expense_claim"], claim_id="C1",
                  submitted_at=T0 + datetime.timedelta(minutes=minutes))  # fmt: skip
@@ -54,12 +58,16 @@ def test_posts_only_when_claim_final_approval_and_valid_invoice_are_all_in_any_o
                                 "the claim itself (only its approval has arrived)")]  # fmt: skip
     case, effects, verdict = _send_claim(case)
     assert verdict == "new" and effects == [
-        Attach(INVOICE),
+        Attach(INVOICE, ready=True),  # claim and approval in: ready, grant it the invoice
         _waiting("waiting_for_invoices", f"invoice {INVOICE}", refs=(INVOICE,)),
     ]
     facts = {"type": "DIGITAL_SPECIAL", "total": "106.00", "taxes": []}
+    # valid but not yet granted to it (an earlier claim may cite it): it waits, saying nothing new
     case, effects = claim_case.on_invoice_answer(case, INVOICE, "valid", None, None, facts, POLICY,
-                                                 _build)  # fmt: skip
+                                                 _build, _reverse)  # fmt: skip
+    assert effects == [] and not case.posted
+    case, effects = claim_case.on_invoice_answer(case, INVOICE, "granted", None, None, facts,
+                                                 POLICY, _build, _reverse)  # fmt: skip
     assert _kinds(effects) == ["Post", "Status:POSTED"]
     assert effects[0].posting["claim_version"] == 1 and case.posted
     # the posting is built with the invoice's VAT facts, to book its input VAT
@@ -150,7 +158,7 @@ def test_held_on_a_duplicate_invoice_and_stalled_once_past_the_deadline() -> Non
     case, _, _ = _send_claim(None)
     case, effects = claim_case.on_invoice_answer(
         case, INVOICE, "duplicate", f"invoice {INVOICE} is already attached to claim C0", "C0",
-        None, POLICY, _build)  # fmt: skip
+        None, POLICY, _build, _reverse)  # fmt: skip
     assert _kinds(effects) == ["Reject", "Status:HELD"]
     assert effects[0].reason == "duplicate_invoice" and effects[0].original == b"v1"
     assert effects[1].related_claim_id == "C0"
@@ -177,7 +185,7 @@ def _invoice(**changes) -> dict:
 
 
 def test_the_first_claim_owns_an_invoice_later_ones_are_duplicates_and_release_passes_it_on():
-    case, answers = invoice_case.on_cited(None, INVOICE, 0, 0, "C1", True)
+    case, answers = invoice_case.on_cited(None, INVOICE, 0, 0, "C1", "CITE", 1_000)
     assert answers == []  # the invoice itself has not arrived
     case, answers, verdict = invoice_case.on_invoice(case, INVOICE, 0, 1, _invoice())
     assert verdict == "valid" and [(a.claim_id, a.answer) for a in answers] == [("C1", "valid")]
@@ -187,18 +195,19 @@ def test_the_first_claim_owns_an_invoice_later_ones_are_duplicates_and_release_p
         "total": "553.00",
         "taxes": [{"rate": "0.0900", "base": "507.34", "tax": "45.66"}],
     }
-    case, answers = invoice_case.on_cited(case, INVOICE, 0, 2, "C2", True)
+    case, answers = invoice_case.on_cited(case, INVOICE, 0, 2, "C2", "CITE", 2_000)
     assert [(a.claim_id, a.answer, a.owner) for a in answers] == [("C2", "duplicate", "C1")]
     assert answers[0].facts is None
-    assert answers[0].note == f"invoice {INVOICE} is already attached to claim C1"
+    assert answers[0].note == (f"invoice {INVOICE} is cited by claim C2 and by claim C1, which "
+                               "was submitted first: it stays with C1")  # fmt: skip
     assert invoice_case.on_invoice(case, INVOICE, 0, 3, _invoice(event_id="again"))[1:] == (
         [], "duplicate")  # fmt: skip
-    case, answers = invoice_case.on_cited(case, INVOICE, 0, 4, "C1", False)
+    case, answers = invoice_case.on_cited(case, INVOICE, 0, 4, "C1", "UNCITE")
     assert [(a.claim_id, a.answer) for a in answers] == [("C2", "valid")]
 
 
 def test_an_invoice_whose_tax_does_not_add_up_is_invalid_for_its_claim() -> None:
-    case, _ = invoice_case.on_cited(None, INVOICE, 0, 0, "C1", True)
+    case, _ = invoice_case.on_cited(None, INVOICE, 0, 0, "C1", "CITE")
     bad = _invoice(tax_amount=Decimal("50.00"), total=Decimal("557.34"))
     case, answers, verdict = invoice_case.on_invoice(case, INVOICE, 0, 1, bad)
     assert verdict == "invalid"
@@ -232,10 +241,10 @@ def test_an_open_claim_sent_again_asks_again_for_pending_invoices_and_gets_an_an
     assert _kinds(effects) == ["Attach", "Status:WAITING"] and effects[0] == Attach(INVOICE)
     case, effects, verdict = _send_claim(case, raw=b"v1-again")
     assert verdict == "duplicate" and effects == [Attach(INVOICE)]  # the answer never came
-    invoice, _ = invoice_case.on_cited(None, INVOICE, 0, 0, "C1", True)
+    invoice, _ = invoice_case.on_cited(None, INVOICE, 0, 0, "C1", "CITE")
     invoice, answers, _ = invoice_case.on_invoice(invoice, INVOICE, 0, 1, _invoice())
     assert [a.answer for a in answers] == ["valid"]
-    invoice, answers = invoice_case.on_cited(invoice, INVOICE, 0, 2, "C1", True)
+    invoice, answers = invoice_case.on_cited(invoice, INVOICE, 0, 2, "C1", "CITE")
     assert [(a.claim_id, a.answer) for a in answers] == [("C1", "valid")]  # answered again
 
 
@@ -251,7 +260,10 @@ def test_every_claim_seen_says_what_it_waits_for_once_and_again_when_that_change
                                   _build)[1] == []  # fmt: skip
     case, effects, _ = claim_case.on_approval(case, "C1", 0, 3, _approval(minutes=6), POLICY,
                                               _build)  # fmt: skip
-    assert effects == [_waiting("waiting_for_invoices", f"invoice {INVOICE}", refs=(INVOICE,))]
+    assert effects == [
+        Attach(INVOICE, ready=True),
+        _waiting("waiting_for_invoices", f"invoice {INVOICE}", refs=(INVOICE,)),
+    ]
 
 
 def test_a_complete_claim_without_an_invoice_answer_asks_again_with_back_off() -> None:
@@ -261,7 +273,8 @@ def test_a_complete_claim_without_an_invoice_answer_asks_again_with_back_off() -
     case, _, _ = claim_case.on_approval(case, "C1", 0, 1_000, _approval(), POLICY, _build)
     assert claim_case.on_tick(case, 10_999, POLICY, _build) == ([], False)  # not yet
     effects, _ = claim_case.on_tick(case, 11_000, POLICY, _build)
-    assert _kinds(effects) == ["Attach", "Status:REDRIVEN"] and effects[0] == Attach(INVOICE)
+    assert _kinds(effects) == ["Attach", "Status:REDRIVEN"]
+    assert effects[0] == Attach(INVOICE, ready=True)
     assert effects[1].reason == "no_invoice_answer" and effects[1].invoice_refs == [INVOICE]
     assert effects[1].detail == [f"claim and final approval in for 10 s, no answer yet for "
                                  f"invoice {INVOICE}: asked again (try 1)"]  # fmt: skip
@@ -269,8 +282,8 @@ def test_a_complete_claim_without_an_invoice_answer_asks_again_with_back_off() -
     assert _kinds(claim_case.on_tick(case, 31_000, POLICY, _build)[0]) == [
         "Attach", "Status:REDRIVEN"]  # fmt: skip
     # the answer comes: posted, nothing more to re-drive
-    case, effects = claim_case.on_invoice_answer(case, INVOICE, "valid", None, None, None, POLICY,
-                                                 _build)  # fmt: skip
+    case, effects = claim_case.on_invoice_answer(case, INVOICE, "granted", None, None, None,
+                                                 POLICY, _build, _reverse)  # fmt: skip
     assert _kinds(effects) == ["Post", "Status:POSTED"]
     assert claim_case.on_tick(case, 500_000, POLICY, _build) == ([], False)
 
