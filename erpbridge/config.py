@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     streams_heartbeat_interval_s: float = Field(1.0, gt=0)
     streams_rebalance_timeout_s: float = Field(2.0, gt=0)
     streams_datadir: str = ".local/faust"
+    # original e-invoice documents, by SHA-256, with a hash-chained manifest (erpbridge.archive):
+    # sources write it, ERP sinks attach from it; every process of a deployment shares it
+    archive_dir: str = ".local/archive"
     # where tables live: on disk (RocksDB, only committed state; a restart reads only the
     # changelog written since) or in memory (rebuilt from the whole changelog at each start)
     streams_store: Literal["rocksdb", "memory"] = "rocksdb"

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 from erpbridge import metrics
+from erpbridge.archive import Archive
 from erpbridge.config import get_settings
 from erpbridge.contracts.compatibility import Mode
 from erpbridge_cli import books_commands, ops_commands
@@ -287,6 +288,31 @@ def streams_audit(as_json: bool, every: float | None) -> None:
 
 
 @main.group()
+def archive() -> None:
+    """The archive of original e-invoice documents, kept so that tampering shows."""
+
+
+@archive.command("verify")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
+def archive_verify(as_json: bool) -> None:
+    """Re-read every archived document and the manifest's hash chain; exit 1 on any change."""
+    import json
+
+    result = Archive(get_settings().archive_dir).verify()
+    if as_json:
+        click.echo(json.dumps({"ok": result.ok, "documents": result.documents,
+                               "entries": result.entries, "head": result.head,
+                               "problems": [vars(p) for p in result.problems]}))  # fmt: skip
+    else:
+        click.echo(f"{result.documents} documents, {result.entries} manifest entries, chain head "
+                   f"{result.head}")  # fmt: skip
+        for problem in result.problems:
+            click.echo(f"  CHANGED  {problem.where}: {problem.what}")
+        click.echo("archive intact" if result.ok else f"{len(result.problems)} problem(s)")
+    sys.exit(0 if result.ok else 1)
+
+
+@main.group()
 def sink() -> None:
     """Sink connectors: one command per registered ERP writer (connectors.erp.registry)."""
 
@@ -299,7 +325,8 @@ def _sink_command(name: str, summary: str) -> None:
         from erpbridge.contracts.bindings import TopicCodecs
 
         settings = get_settings()
-        _run_sink(ErpTarget(settings, build_writer(name), TopicCodecs(settings)))
+        writer = build_writer(name, archive=Archive(settings.archive_dir))
+        _run_sink(ErpTarget(settings, writer, TopicCodecs(settings)))
 
 
 def _register_sink_commands() -> None:

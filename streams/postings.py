@@ -111,8 +111,9 @@ def build_posting(claim: Mapping[str, Any], rules: PostingRules, reference: Refe
 
 def reversal(booking: Mapping[str, Any], invoice: str, why: str) -> dict[str, Any]:
     """The posting that offsets ``booking``'s lines citing ``invoice`` (reversed by a red-letter
-    invoice, or void): a credit note in the ERP. Its id is the booking's with ``-RED-<invoice>``."""
-    lines = [line for line in booking["lines"]
+    invoice, or void): a credit note in the ERP, its amounts negative. Its id is the booking's
+    with ``-RED-<invoice>``."""
+    lines = [_negated(line) for line in booking["lines"]
              if invoice in {invoice_ref(ref) for ref in line["invoice_refs"]}]  # fmt: skip
     return {
         **booking,
@@ -125,6 +126,13 @@ def reversal(booking: Mapping[str, Any], invoice: str, why: str) -> dict[str, An
         "vat_notes": [why],
         "originals": [o for o in booking["originals"] if o["invoice_ref"] == invoice],
     }
+
+
+def _negated(line: Mapping[str, Any]) -> dict[str, Any]:
+    vats = [dict(vat, base_minor=-vat["base_minor"], tax_minor=-vat["tax_minor"])
+            for vat in line["input_vat"]]  # fmt: skip
+    return dict(line, amount_minor=-line["amount_minor"], original_amount=-line["original_amount"],
+                input_vat=vats)  # fmt: skip
 
 
 def _employees(employee: Mapping[str, Any], reference: ReferenceData) -> IsEmployee:

@@ -156,6 +156,8 @@ SAMPLES: dict[str, dict[str, Any]] = {
             "buyer_tax_id": "91310000MA1FL8XQ30",
             "total": "1060.00",
             "taxes": [{"rate": "0.06", "base": "1000.00", "tax": "60.00"}],
+            "traveller": None,
+            "original_sha256": None,
         },
     },
     "invoice_citation": {

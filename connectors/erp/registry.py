@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings
 from connectors.erp.base import ErpWriter
 from connectors.erp.rest import RestErpSettings, RestErpWriter
 from connectors.erp.tryton import TrytonSettings, TrytonWriter
+from erpbridge.archive import Archive
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ class WriterKind:
     name: str
     summary: str  # one line, for ``erpbridge sink --help``
     settings: type[BaseSettings]  # read from the environment, checked at start-up
-    build: Callable[[Any], ErpWriter]
+    build: Callable[[Any, Archive | None], ErpWriter]  # (settings, archive of originals)
 
 
 WRITERS: dict[str, WriterKind] = {}
@@ -36,16 +37,18 @@ def register(kind: WriterKind) -> None:
     WRITERS[kind.name] = kind
 
 
-def build_writer(name: str, config: BaseSettings | None = None) -> ErpWriter:
-    """The writer registered as ``name``, configured by ``config`` (default: its environment)."""
+def build_writer(name: str, config: BaseSettings | None = None,
+                 archive: Archive | None = None) -> ErpWriter:  # fmt: skip
+    """The writer registered as ``name``, configured by ``config`` (default: its environment);
+    ``archive``: where it reads the originals it attaches to bookings."""
     try:
         kind = WRITERS[name]
     except KeyError:
         raise ValueError(f"no ERP writer named {name!r} (known: {', '.join(WRITERS)})") from None
-    return kind.build(config if config is not None else kind.settings())
+    return kind.build(config if config is not None else kind.settings(), archive)
 
 
 register(WriterKind("tryton", "Book postings as posted supplier invoices in Tryton (JSON-RPC).",
                     TrytonSettings, TrytonWriter.from_settings))  # fmt: skip
 register(WriterKind("rest", "Book postings through a REST ERP gateway (Kingdee, Yonyou, SAP...).",
-                    RestErpSettings, RestErpWriter))  # fmt: skip
+                    RestErpSettings, lambda config, archive: RestErpWriter(config)))  # fmt: skip

@@ -2,7 +2,10 @@
 
 The invoice's reference is the posting id, which makes the booking idempotent. A line's
 deductible input VAT becomes a manual invoice tax: the exact amount the VAT invoice states, on
-the ERP's input VAT tax of that rate, so the line itself carries the net expense.
+the ERP's input VAT tax of that rate, so the line itself carries the net expense. A reversal
+posting (its amounts negative) becomes a supplier credit note the same way. The archived
+original of each invoice the posting rests on is attached to the ERP invoice (``ir.attachment``),
+named by its SHA-256, once.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from connectors.erp.base import Booking
 from connectors.erp.errors import ErpError, PermanentErpError, RetryableErpError
 from connectors.erp.tryton_rpc import TrytonRpc
+from erpbridge.archive import Archive, ArchiveError
 from erpbridge.model import InputVat, Posting, PostingLine
 
 INVOICE_FIELDS = [
@@ -54,9 +58,10 @@ class TrytonSettings(BaseSettings):
 class TrytonWriter:
     name = "tryton"
 
-    def __init__(self, rpc: TrytonRpc, payable_account: str,
-                 input_vat_account: str = "1.4.4") -> None:  # fmt: skip
+    def __init__(self, rpc: TrytonRpc, payable_account: str, input_vat_account: str = "1.4.4",
+                 archive: Archive | None = None) -> None:  # fmt: skip
         self._rpc = rpc
+        self._archive = archive
         self._payable_code = payable_account
         self._input_vat_code = input_vat_account
         self._ids: dict[tuple[str, str], int] = {}
@@ -65,10 +70,10 @@ class TrytonWriter:
         self._locks_lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, config: TrytonSettings) -> TrytonWriter:
+    def from_settings(cls, config: TrytonSettings, archive: Archive | None = None) -> TrytonWriter:
         rpc = TrytonRpc(config.url, config.database, config.user,
                         config.password.get_secret_value())  # fmt: skip
-        return cls(rpc, config.payable_account, config.input_vat_account)
+        return cls(rpc, config.payable_account, config.input_vat_account, archive)
 
     def close(self) -> None:
         self._rpc.close()
@@ -108,15 +113,44 @@ class TrytonWriter:
         refused.update(self._post(drafts))
         booked = {inv["reference"]: inv for inv in self.find_invoices(refs)}
         outcomes: list[Booking | ErpError] = []
-        for ref in refs:
-            invoice = booked.get(ref)
+        for posting in postings:
+            ref, invoice = posting.posting_id, booked.get(posting.posting_id)
             if ref in refused:
                 outcomes.append(refused[ref])
             elif invoice is None or invoice["state"] != "posted":
                 outcomes.append(RetryableErpError(f"invoice {ref} is not posted yet"))
             else:
-                outcomes.append(_booking(invoice, already_booked=ref in existing))
+                problem = self._attach_originals(posting, int(invoice["id"]))
+                outcomes.append(problem or _booking(invoice, already_booked=ref in existing))
         return outcomes
+
+    def _attach_originals(self, posting: Posting, invoice_id: int) -> ErpError | None:
+        """Attach each archived original the posting rests on, unless attached already. An
+        original missing from the archive, or changed in it, refuses the posting (the booking
+        stands; the operator restores the archive and replays)."""
+        if not posting.originals:
+            return None
+        resource = f"account.invoice,{invoice_id}"
+        found = self._rpc.call("model.ir.attachment.search_read", [("resource", "=", resource)],
+                               0, None, None, ["description"])  # fmt: skip
+        attached = {str(a.get("description") or "").partition(" ")[0] for a in found}
+        new = []
+        for invoice_ref, digest in posting.originals:
+            if f"sha256:{digest}" in attached:
+                continue
+            if self._archive is None:
+                return PermanentErpError(f"the original of invoice {invoice_ref} cannot be "
+                                         "attached: no archive configured")  # fmt: skip
+            try:
+                data = self._archive.read(digest)
+            except ArchiveError as exc:
+                return PermanentErpError(f"the original of invoice {invoice_ref}: {exc}")
+            name = f"{invoice_ref}{_suffix(self._archive.media_type(digest))}"
+            new.append({"resource": resource, "type": "data", "data": data, "name": name,
+                        "description": f"sha256:{digest} original of {invoice_ref}"})  # fmt: skip
+        if new:
+            self._rpc.call("model.ir.attachment.create", new)
+        return None
 
     def _post(self, drafts: dict[str, int]) -> dict[str, ErpError]:
         """Post the drafts at once; if Tryton refuses, one by one, deleting the refused ones."""
@@ -165,11 +199,15 @@ class TrytonWriter:
     def invoice_values(self, posting: Posting) -> dict[str, Any]:
         party, address = self._employee_party(posting)
         lines = [
-            {"type": "line", "account": self._account(line.account_code),
-             "description": _line_text(line), "quantity": 1.0,
-             "unit_price": posting.money(line.net_minor)}
+            {
+                "type": "line",
+                "account": self._account(line.account_code),
+                "description": _line_text(line),
+                "quantity": 1.0,
+                "unit_price": posting.money(line.net_minor),
+            }
             for line in posting.lines
-        ]  # fmt: skip
+        ]  # fmt: skip  (a reversal's are negative: a credit note)
         taxes = [self._input_vat(posting, vat) for line in posting.lines for vat in line.input_vat]
         values = {
             "type": "in", "company": self._company(), "party": party, "invoice_address": address,
@@ -182,6 +220,8 @@ class TrytonWriter:
         }  # fmt: skip
         if taxes:
             values["taxes"] = [["create", taxes]]
+        if posting.vat_notes:
+            values["comment"] = "\n".join(posting.vat_notes)
         return values
 
     def _input_vat(self, posting: Posting, vat: InputVat) -> dict[str, Any]:
@@ -278,7 +318,17 @@ def _description(posting: Posting) -> str:
     """The invoice's description: the claim, its source, and the VAT invoices it rests on."""
     refs = sorted({ref for line in posting.lines for ref in line.invoice_refs})
     text = f"Expense claim {posting.claim_id} ({posting.source_system})"
+    if posting.kind == "REVERSAL":
+        text = f"Credit note reversing {posting.reverses}: {text}"
     return f"{text}; invoices {', '.join(refs)}" if refs else text
+
+
+_SUFFIXES = {"application/xml": ".xml", "application/pdf": ".pdf", "application/ofd": ".ofd",
+             "application/json": ".json"}  # fmt: skip
+
+
+def _suffix(media_type: str | None) -> str:
+    return _SUFFIXES.get(media_type or "", "")
 
 
 def _line_text(line: PostingLine) -> str:

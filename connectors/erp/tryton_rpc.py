@@ -37,6 +37,8 @@ def _encode(obj: Any) -> Any:
         }
     if isinstance(obj, datetime.date):
         return {"__class__": "date", "year": obj.year, "month": obj.month, "day": obj.day}
+    if isinstance(obj, bytes):
+        return {"__class__": "bytes", "base64": base64.b64encode(obj).decode()}
     raise TypeError(f"cannot send {type(obj).__name__} to Tryton")
 
 

@@ -26,6 +26,8 @@ from connectors.sources.file_formats import Entry, FileFormatError, entries, kin
 from connectors.sources.kinds import KINDS, Kind
 from connectors.sources.ledger import ImportLedger, file_checksum, row_identity
 from connectors.sources.models import problems_of
+from connectors.sources.originals import keep_original
+from erpbridge.archive import Archive
 from erpbridge.codec import encode_key
 from erpbridge.config import Settings
 from erpbridge.contracts.bindings import TopicCodecs
@@ -87,8 +89,9 @@ def import_file(
     producer = durable_producer(settings)
     started = time.perf_counter()
     try:
-        batch = _Batch(producer, ledger, codecs, chosen, source_system, report, keep_ids,
-                       settings.time_zone_for(source_system))  # fmt: skip
+        tz, archive = settings.time_zone_for(source_system), Archive(settings.archive_dir)
+        batch = _Batch(producer, ledger, codecs, chosen, source_system, report, keep_ids, tz,
+                       archive)  # fmt: skip
         try:
             for entry in tqdm(
                 entries(path, chosen.name),
@@ -129,9 +132,10 @@ class _Batch:
         report: ImportReport,
         keep_ids: bool,
         tz: datetime.tzinfo,
+        archive: Archive,
     ) -> None:
         self.producer, self.ledger, self.codecs, self.kind = producer, ledger, codecs, kind
-        self.tz = tz
+        self.tz, self.archive = tz, archive
         self.source_system, self.report, self.keep_ids = source_system, report, keep_ids
         self.entries: list[tuple[Entry, str]] = []
 
@@ -173,6 +177,8 @@ class _Batch:
         if problems or model is None:
             return self._refuse(entry, problems, entity_id)
         record = model.to_record(self.source_system, entry.location)
+        keep_original(self.archive, model, entry.raw, _content_type(entry), self.source_system,
+                      entry.location, record)  # fmt: skip
         key = self.kind.key(model)
         try:
             value = self.codecs.serializer(self.kind.role)(record)

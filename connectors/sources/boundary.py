@@ -25,6 +25,8 @@ class InputLimits(BaseSettings):
     max_depth: int = Field(16, ge=4)  # JSON / XML nesting
     max_number_chars: int = Field(40, ge=20)  # digits (and sign, point, exponent) of a number
     max_lines_per_document: int = Field(500, ge=1)  # lines of a claim, items of an invoice
+    # an invoice's original file, base64 in "content_base64" (the only string this long)
+    max_original_base64: int = Field(1_400_000, ge=1024)
 
 
 LIMITS = InputLimits()
@@ -88,11 +90,25 @@ def check_tree(value: Any, limits: InputLimits = LIMITS) -> None:
         if isinstance(node, dict):
             for key, item in node.items():
                 check_text(key, limits)
-                stack.append((item, depth + 1))
+                if key == ORIGINAL_FIELD and isinstance(item, str):
+                    _check_base64_text(item, limits)
+                else:
+                    stack.append((item, depth + 1))
         elif isinstance(node, list):
             stack.extend((item, depth + 1) for item in node)
         elif isinstance(node, str):
             check_text(node, limits)
+
+
+ORIGINAL_FIELD = "content_base64"  # see connectors.sources.models.OriginalIn
+
+
+def _check_base64_text(text: str, limits: InputLimits) -> None:
+    if len(text) > limits.max_original_base64:
+        raise InputRefused("string_too_long", f"{ORIGINAL_FIELD} of {len(text)} characters (at "
+                           f"most {limits.max_original_base64})")  # fmt: skip
+    if not text.isascii():
+        raise InputRefused("not_base64", f"{ORIGINAL_FIELD} holds characters outside base64")
 
 
 def check_text(text: str, limits: InputLimits = LIMITS) -> None:

@@ -7,6 +7,8 @@ act on; see :func:`problems_of`.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime
 import re
 import zoneinfo
@@ -297,6 +299,33 @@ class PassengerIn(_In):
         return self.fare + (self.fuel_surcharge or 0) + (self.development_fund or 0)
 
 
+_ORIGINAL_TYPES = ("application/xml", "application/pdf", "application/ofd", "application/json")
+
+
+class OriginalIn(_In):
+    """The original e-invoice file a webhook carries (XML, PDF or OFD), base64-encoded: archived
+    as it is, never published (the Invoice record carries its SHA-256)."""
+
+    media_type: Literal[_ORIGINAL_TYPES]  # type: ignore[valid-type]
+    file_name: OptionalText = None
+    content_base64: Annotated[str, Field(min_length=4, max_length=LIMITS.max_original_base64)]
+
+    def content(self) -> bytes:
+        try:
+            return base64.b64decode(self.content_base64, validate=True)
+        except binascii.Error as exc:
+            raise ValueError(f"content_base64 is not base64: {exc}") from None
+
+    @field_validator("content_base64")
+    @classmethod
+    def _base64(cls, value: str) -> str:
+        try:
+            base64.b64decode(value, validate=True)
+        except binascii.Error as exc:
+            raise ValueError(f"not base64: {exc}") from None
+        return value
+
+
 class InvoiceIn(_In):
     """A China VAT invoice: paper-era (code + 8-digit number) or 数电票 (20-digit number), or a
     passenger ticket (with its ``passenger`` block); a red-letter one (negative amounts) names
@@ -320,6 +349,7 @@ class InvoiceIn(_In):
     claim_id: OptionalId = None
     passenger: PassengerIn | None = None
     platform_status: Annotated[InvoiceStatus, _label(_INVOICE_STATUSES)] = "NORMAL"
+    original: OriginalIn | None = None
     red_of: Annotated[str | None, BeforeValidator(
         lambda v: invoice_ref(clean_text(v)) if isinstance(v, str) and v.strip() else None
     )] = None  # fmt: skip
@@ -381,20 +411,20 @@ class InvoiceIn(_In):
     def key(self) -> str:
         return invoice_key(self.invoice_code, self.invoice_number)
 
-    def to_record(self, source_system: str, origin: dict[str, str],
-                  original_sha256: str | None = None) -> dict[str, Any]:  # fmt: skip
-        """The Invoice record; ``original_sha256``: the archived original document's digest."""
-        content = self.model_dump(mode="json", exclude={"event_id"})
+    def to_record(self, source_system: str, origin: dict[str, str]) -> dict[str, Any]:
+        """The Invoice record (the source sets ``original_sha256`` once it archived the
+        original, see :mod:`connectors.sources.originals`)."""
+        content = self.model_dump(mode="json", exclude={"event_id", "original"})
         lines = [line.model_dump() for line in self.lines]
         return {
-            **self.model_dump(exclude={"event_id", "lines", "passenger"}),
+            **self.model_dump(exclude={"event_id", "lines", "passenger", "original"}),
             "lines": lines,
             "passenger": None if self.passenger is None else self.passenger.model_dump(),
             "source_system": source_system,
             "received_at": datetime.datetime.now(datetime.UTC),
             "event_id": self.event_id or content_event_id(source_system, self.key, content),
             "origin": origin,
-            "original_sha256": original_sha256,
+            "original_sha256": None,
         }
 
 

@@ -8,6 +8,7 @@ are answered with the first answer and written once.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -31,7 +32,9 @@ from connectors.sources.kinds import KINDS, Kind
 from connectors.sources.ledger import namespace
 from connectors.sources.models import problems_of
 from connectors.sources.openapi import openapi_document
+from connectors.sources.originals import keep_original
 from connectors.sources.signatures import SignatureRefused, verify
+from erpbridge.archive import Archive
 from erpbridge.config import Settings
 from erpbridge.contracts.bindings import TopicCodecs
 from erpbridge.contracts.serde import SerializationError
@@ -74,6 +77,7 @@ class WebhookSource:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.codecs = TopicCodecs(settings)
+        self.archive = Archive(settings.archive_dir)
         self.secrets = {k: v.get_secret_value() for k, v in settings.webhook_secrets.items()}
         self.producer: AIOKafkaProducer | None = None
         self.redis: aioredis.Redis | None = None
@@ -189,6 +193,8 @@ class WebhookSource:
             ) from exc
         origin = {"source": source, "path": endpoint.path, "request_id": request_id}
         record = event.to_record(source, origin)  # type: ignore[attr-defined]
+        await asyncio.to_thread(keep_original, self.archive, event, body, "application/json",
+                                source, origin, record)  # fmt: skip
         key = endpoint.kind.key(event)
         try:
             value = self.codecs.serializer(endpoint.kind.role)(record)

@@ -37,7 +37,7 @@ def make_settings(
     kafka_bootstrap: str, registry_url: str, redis_url: str, workdir: Path, **overrides: Any
 ) -> Settings:
     prefix = f"t{uuid.uuid4().hex[:10]}"
-    defaults: dict[str, Any] = {"sink_retry_max_s": 2.0}
+    defaults: dict[str, Any] = {"sink_retry_max_s": 2.0, "archive_dir": str(workdir / "archive")}
     return Settings(
         kafka_bootstrap=kafka_bootstrap,
         topic_prefix=prefix,

@@ -53,9 +53,8 @@ def test_the_source_model_reads_an_air_itinerary_and_its_passenger_block() -> No
     assert invoice.invoice_type == "AIR_ITINERARY"
     assert invoice.passenger is not None
     assert invoice.passenger.traveller_id_masked == "3101**********567X"
-    record = invoice.to_record("e-invoice", {}, original_sha256="ab" * 32)
+    record = invoice.to_record("e-invoice", {})
     assert record["passenger"]["fare"] == Decimal("1340.00")
-    assert record["original_sha256"] == "ab" * 32
 
 
 @pytest.mark.parametrize("changes, message", [
