@@ -134,6 +134,9 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "voucher_number": "记-0012",
         "message": None,
         "answered_at": NOW,
+        "posting_date": dt.date(2026, 11, 2),
+        "posting_kind": "BOOKING",
+        "reverses": None,
     },
     "claim_status": {
         "claim_id": "EXP-2026-0002",

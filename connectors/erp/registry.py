@@ -15,8 +15,10 @@ from typing import Any
 from pydantic_settings import BaseSettings
 
 from connectors.erp.base import ErpWriter
+from connectors.erp.kingdee import KingdeeSettings, KingdeeWriter
 from connectors.erp.rest import RestErpSettings, RestErpWriter
 from connectors.erp.tryton import TrytonSettings, TrytonWriter
+from connectors.erp.yonyou import YonyouSettings, YonyouWriter
 from erpbridge.archive import Archive
 
 
@@ -52,3 +54,7 @@ register(WriterKind("tryton", "Book postings as posted supplier invoices in Tryt
                     TrytonSettings, TrytonWriter.from_settings))  # fmt: skip
 register(WriterKind("rest", "Book postings through a REST ERP gateway (Kingdee, Yonyou, SAP...).",
                     RestErpSettings, lambda config, archive: RestErpWriter(config)))  # fmt: skip
+register(WriterKind("kingdee", "Book postings as Kingdee 云星空 vouchers (GL_VOUCHER, WebAPI).",
+                    KingdeeSettings, lambda config, archive: KingdeeWriter(config)))  # fmt: skip
+register(WriterKind("yonyou", "Book postings as Yonyou U8 vouchers (OpenAPI voucher_ex/add).",
+                    YonyouSettings, lambda config, archive: YonyouWriter(config)))  # fmt: skip

@@ -7,14 +7,21 @@ Booking is idempotent twice over: the writer first looks the posting id up (``lo
 and the create request carries the posting id in the idempotency header; a 409 answer means
 "already there" and is looked up, not refused.
 
-The body mapping is a JSON template: ``"$posting.<field>"`` and, inside
-``{"$each": "lines", "template": {...}}``, ``"$line.<field>"`` are replaced; anything else is
-sent as written. Posting fields: posting_id, claim_id, claim_version, source_system,
-employee_id, employee_name, cost_centre, department, posting_date, currency, total,
-total_minor, tax (the deductible input VAT inside total). Line fields: account_code,
-description, amount, amount_minor, net (amount less its input VAT), invoice_refs, input_vat (a
-list of {invoice_ref, tax_rate, base, tax}). Amounts are decimal strings in the posting
-currency.
+The body mapping is a JSON template: ``"$posting.<field>"``, inside
+``{"$each": "lines", "template": {...}}`` ``"$line.<field>"``, and inside
+``{"$each": "vat", "template": {...}}`` (every input VAT record of every line) ``"$vat.<field>"``
+are replaced; anything else is sent as written. An ``$each`` that is an item of a list is
+spliced into it (a voucher's entries: the lines, then their VAT, then the payable). Posting
+fields: posting_id, claim_id, claim_version, source_system, kind (BOOKING or REVERSAL),
+reverses, employee_id, employee_name, cost_centre, department, posting_date, fiscal_year,
+fiscal_month, fiscal_period (YYYY-MM), currency, total, total_minor, tax (the deductible input
+VAT inside total), net (total less tax). Line fields: no (from 1), account_code, description,
+amount, amount_minor, net (amount less its input VAT), invoice_refs, input_vat (a list of
+{invoice_ref, tax_rate, base, tax}). VAT fields: invoice_ref, tax_rate, base, tax. Amounts are
+decimal strings in the posting currency (negative in a reversal).
+
+Ready templates for Kingdee and Yonyou vouchers are in ``connectors/erp/templates`` (their
+writers: :mod:`connectors.erp.kingdee`, :mod:`connectors.erp.yonyou`).
 """
 
 from __future__ import annotations
@@ -23,7 +30,8 @@ import datetime
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
@@ -35,7 +43,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from connectors.erp.base import Booking, book_each
 from connectors.erp.errors import ErpError, PermanentErpError, RetryableErpError
 from erpbridge.failures.classify import RETRYABLE_STATUSES, http_failure
-from erpbridge.model import Posting, PostingLine
+from erpbridge.model import InputVat, Posting, PostingLine
 
 DEFAULT_TEMPLATE: dict[str, Any] = {
     "external_ref": "$posting.posting_id",
@@ -168,7 +176,7 @@ class RestErpWriter:
                                         f"{posting.posting_id} exists, but the lookup finds "
                                         "nothing yet")  # fmt: skip
             return self._booking(posting, found, already_booked=True)
-        return self._booking(posting, _json(reply), already_booked=False)
+        return self._booking(posting, json_answer(reply), already_booked=False)
 
     def book_many(self, postings: Sequence[Posting]) -> list[Booking | ErpError]:
         """One request for the batch when the gateway has a batch create, else one a posting.
@@ -185,7 +193,7 @@ class RestErpWriter:
         if fresh:
             body = {config.batch_items_field: [render(self._template, p) for p in fresh]}
             key = hashlib.sha256("\n".join(p.posting_id for p in fresh).encode()).hexdigest()
-            answer = _json(self._request("POST", config.batch_create_path, json=body,
+            answer = json_answer(self._request("POST", config.batch_create_path, json=body,
                                          headers={config.idempotency_header: key}))  # fmt: skip
             results = at_path(answer, config.batch_results_field)
             if not isinstance(results, list) or len(results) != len(fresh):
@@ -231,7 +239,7 @@ class RestErpWriter:
         reply = self._request("GET", path, allow={404})
         if reply.status_code == 404:
             return None
-        found = _json(reply)
+        found = json_answer(reply)
         if isinstance(found, list):
             return dict(found[0]) if found else None
         return dict(found) if found else None
@@ -252,7 +260,7 @@ class RestErpWriter:
         return self._get_list(path)
 
     def _get_list(self, path: str) -> list[dict[str, Any]]:
-        found = _json(self._request("GET", path))
+        found = json_answer(self._request("GET", path))
         if not isinstance(found, list):
             raise PermanentErpError(f"{self.name}: {path[:200]} answered no list: "
                                     f"{str(found)[:300]}")  # fmt: skip
@@ -261,23 +269,9 @@ class RestErpWriter:
     def _request(self, method: str, path: str, allow: frozenset[int] | set[int] = frozenset(),
                  **kwargs: Any) -> httpx.Response:  # fmt: skip
         config = self._config
-        try:
-            reply = self._http.request(method, path, **kwargs)
-        except httpx.TimeoutException as exc:
-            raise RetryableErpError(f"{self.name}: {method} {path} timed out") from exc
-        except httpx.TransportError as exc:
-            raise RetryableErpError(f"{self.name}: {method} {path} unreachable: {exc}") from exc
-        status = reply.status_code
-        if (
-            status in config.success_statuses
-            or status in config.exists_statuses
-            or (status in allow)
-        ):
-            return reply
-        text = f"{self.name}: {method} {path} answered HTTP {status}: {reply.text[:500]}"
-        raise http_failure(status, reply.headers, text,
-                           retry_on=config.retry_statuses, retryable=RetryableErpError,
-                           permanent=PermanentErpError)  # fmt: skip
+        ok = config.success_statuses | config.exists_statuses | allow
+        return call_gateway(self._http, self.name, method, path, ok=ok,
+                            retry_on=config.retry_statuses, **kwargs)  # fmt: skip
 
     def _booking(self, posting: Posting, answer: Any, already_booked: bool) -> Booking:
         config = self._config
@@ -300,6 +294,26 @@ class RestErpWriter:
         )
 
 
+def call_gateway(http: httpx.Client, name: str, method: str, path: str, *,
+                 ok: Collection[int] = frozenset({200, 201, 202}),
+                 retry_on: frozenset[int] = RETRYABLE_STATUSES,
+                 **kwargs: Any) -> httpx.Response:  # fmt: skip
+    """One request to an ERP gateway: timeouts, unreachable hosts and ``retry_on`` statuses
+    raise RetryableErpError (honouring Retry-After), other statuses outside ``ok``
+    PermanentErpError."""
+    try:
+        reply = http.request(method, path, **kwargs)
+    except httpx.TimeoutException as exc:
+        raise RetryableErpError(f"{name}: {method} {path} timed out") from exc
+    except httpx.TransportError as exc:
+        raise RetryableErpError(f"{name}: {method} {path} unreachable: {exc}") from exc
+    if reply.status_code in ok:
+        return reply
+    text = f"{name}: {method} {path} answered HTTP {reply.status_code}: {reply.text[:500]}"
+    raise http_failure(reply.status_code, reply.headers, text, retry_on=retry_on,
+                       retryable=RetryableErpError, permanent=PermanentErpError)  # fmt: skip
+
+
 _SAMPLE = Posting(
     "P",
     "C",
@@ -308,31 +322,64 @@ _SAMPLE = Posting(
     "name",
     datetime.date(2026, 1, 1),
     "CNY",
-    (PostingLine("5.2.2", "x", 1, ()),),
-    1,
+    (PostingLine("5.2.2", "x", 106, ("I1",), (InputVat("I1", Decimal("0.06"), 100, 6),)),),
+    106,
 )
 
 
-def render(template: Any, posting: Posting, line: PostingLine | None = None) -> Any:
+def render(template: Any, posting: Posting, line: PostingLine | None = None,
+           vat: InputVat | None = None) -> Any:  # fmt: skip
     """The request body for ``posting`` from ``template`` (see the module doc)."""
     if isinstance(template, dict):
         if "$each" in template:
-            if template["$each"] != "lines":
-                raise ValueError(f"$each supports 'lines' only, not {template['$each']!r}")
-            return [render(template["template"], posting, each) for each in posting.lines]
-        return {key: render(value, posting, line) for key, value in template.items()}
+            return _each(template, posting)
+        return {key: render(value, posting, line, vat) for key, value in template.items()}
     if isinstance(template, list):
-        return [render(item, posting, line) for item in template]
+        found: list[Any] = []
+        for item in template:
+            if isinstance(item, dict) and "$each" in item:
+                found.extend(_each(item, posting))
+            else:
+                found.append(render(item, posting, line, vat))
+        return found
     if isinstance(template, str) and template.startswith("$posting."):
         return _posting_field(posting, template.removeprefix("$posting."))
     if isinstance(template, str) and template.startswith("$line."):
         if line is None:
             raise ValueError(f"{template} outside a $each over lines")
         return _line_field(posting, line, template.removeprefix("$line."))
+    if isinstance(template, str) and template.startswith("$vat."):
+        if vat is None:
+            raise ValueError(f"{template} outside a $each over vat")
+        name = template.removeprefix("$vat.")
+        if name not in _VAT_FIELDS:
+            raise ValueError(f"unknown VAT field {template}")
+        return _vat_fields(posting, vat)[name]
     return template
 
 
+def _each(template: dict[str, Any], posting: Posting) -> list[Any]:
+    if template["$each"] == "lines":
+        return [render(template["template"], posting, each) for each in posting.lines]
+    if template["$each"] == "vat":
+        return [render(template["template"], posting, each, vat)
+                for each in posting.lines for vat in each.input_vat]  # fmt: skip
+    raise ValueError(f"$each supports 'lines' and 'vat', not {template['$each']!r}")
+
+
+_VAT_FIELDS = {"invoice_ref", "tax_rate", "base", "tax"}
+
+
+def _vat_fields(posting: Posting, vat: InputVat) -> dict[str, Any]:
+    return {"invoice_ref": vat.invoice_ref,
+            "tax_rate": None if vat.tax_rate is None else str(vat.tax_rate),
+            "base": str(posting.money(vat.base_minor)),
+            "tax": str(posting.money(vat.tax_minor))}  # fmt: skip
+
+
 _POSTING_FIELDS = {
+    "kind",
+    "reverses",
     "posting_id",
     "claim_id",
     "claim_version",
@@ -351,8 +398,16 @@ def _posting_field(posting: Posting, name: str) -> Any:
         return str(posting.money(posting.total_minor))
     if name == "tax":
         return str(posting.money(posting.tax_minor))
+    if name == "net":
+        return str(posting.money(posting.total_minor - posting.tax_minor))
     if name == "posting_date":
         return posting.posting_date.isoformat()
+    if name == "fiscal_year":
+        return posting.posting_date.year
+    if name == "fiscal_month":
+        return posting.posting_date.month
+    if name == "fiscal_period":
+        return f"{posting.posting_date:%Y-%m}"
     if name in _POSTING_FIELDS:
         return getattr(posting, name)
     raise ValueError(f"unknown posting field $posting.{name}")
@@ -364,10 +419,9 @@ def _line_field(posting: Posting, line: PostingLine, name: str) -> Any:
     if name == "net":
         return str(posting.money(line.net_minor))
     if name == "input_vat":
-        return [{"invoice_ref": vat.invoice_ref,
-                 "tax_rate": None if vat.tax_rate is None else str(vat.tax_rate),
-                 "base": str(posting.money(vat.base_minor)),
-                 "tax": str(posting.money(vat.tax_minor))} for vat in line.input_vat]  # fmt: skip
+        return [_vat_fields(posting, vat) for vat in line.input_vat]
+    if name == "no":
+        return next(n for n, each in enumerate(posting.lines, 1) if each is line)
     if name == "invoice_refs":
         return list(line.invoice_refs)
     if name in {"account_code", "description", "amount_minor"}:
@@ -375,7 +429,7 @@ def _line_field(posting: Posting, line: PostingLine, name: str) -> Any:
     raise ValueError(f"unknown line field $line.{name}")
 
 
-def _json(reply: httpx.Response) -> Any:
+def json_answer(reply: httpx.Response) -> Any:
     try:
         return reply.json()
     except ValueError as exc:

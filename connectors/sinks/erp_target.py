@@ -71,6 +71,9 @@ class ErpTarget:
             "voucher_number": booking.voucher if booking else None,
             "message": message,
             "answered_at": datetime.datetime.now(datetime.UTC),
+            "posting_date": posting.posting_date,
+            "posting_kind": posting.kind,
+            "reverses": posting.reverses,
         }
         self.producer.send(self.codecs.topic("erp_feedback"), key=posting.claim_id.encode(),
                            value=self.codecs.serializer("erp_feedback")(value))  # fmt: skip

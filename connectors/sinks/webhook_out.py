@@ -9,13 +9,21 @@ errors retried with ``Retry-After`` honoured, the breaker opening while the rece
 ``<prefix>.erp.feedback.dlq`` (or the delivery stopped under ``sink_errors_tolerance=none``),
 and the offset committed only after the receiver's 2xx or the DLQ's ack.
 
+With ``template_file`` the body is that JSON template instead, its ``"$feedback.<field>"``
+strings replaced by the event's fields (and ``answered_at_ms``, ``fiscal_period`` YYYY-MM of the
+posting date), and ``only_statuses`` limits what is sent: the 合思 (ekuaibao) voucher write-back
+is ``connectors/erp/templates/ekuaibao_voucher_writeback.json`` (``flowId``, ``voucherNo``,
+``voucherCreateTime``, ``fiscalPeriod``) for BOOKED and ALREADY_BOOKED.
+
 Settings: ``ERPBRIDGE_FEEDBACK_WEBHOOK_*`` (:class:`FeedbackWebhookSettings`).
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -38,6 +46,8 @@ class FeedbackWebhookSettings(BaseSettings):
     secret: SecretStr = SecretStr("")  # the HMAC secret we share with it
     source: str = "erpbridge"  # our X-Erpbridge-Source
     timeout_s: float = Field(30.0, gt=0)
+    template_file: Path | None = None  # a JSON body template (see the module doc)
+    only_statuses: frozenset[str] = frozenset()  # empty: every status
 
 
 class FeedbackWebhook:
@@ -55,6 +65,10 @@ class FeedbackWebhook:
                              "(ERPBRIDGE_FEEDBACK_WEBHOOK_SECRET)")  # fmt: skip
         self.config, self.codecs = config, codecs
         self.http = http or httpx.Client(timeout=config.timeout_s)
+        self.template = (None if config.template_file is None else
+                         json.loads(config.template_file.read_text(encoding="utf-8")))  # fmt: skip
+        if self.template is not None:  # an unknown field fails at start-up
+            render_feedback(self.template, _SAMPLE)
 
     def start(self, producer: KafkaProducer) -> None:
         pass  # sends nothing but the POSTs
@@ -82,7 +96,7 @@ class FeedbackWebhook:
         return reply.status_code < 500 or reply.status_code == 501
 
     def written(self, item: dict[str, Any], answer: int) -> str:
-        return "delivered"
+        return "skipped" if answer == SKIPPED else "delivered"
 
     def given_up(self, item: dict[str, Any], error: BaseException) -> None:
         pass  # the dead letter is the record of it
@@ -93,7 +107,11 @@ class FeedbackWebhook:
 
     def _post(self, feedback: dict[str, Any]) -> int:
         url = self.config.url
-        body = json.dumps(_jsonable(feedback), ensure_ascii=False).encode()
+        if self.config.only_statuses and feedback["status"] not in self.config.only_statuses:
+            return SKIPPED
+        content = _jsonable(feedback) if self.template is None else render_feedback(
+            self.template, feedback)  # fmt: skip
+        body = json.dumps(content, ensure_ascii=False).encode()
         headers = {**signed_headers(self.config.source, self.config.secret.get_secret_value(),
                                     body),
                    "Content-Type": "application/json",
@@ -109,6 +127,38 @@ class FeedbackWebhook:
                 f"{url} answered HTTP {reply.status_code}: {reply.text[:300]}",
             )
         return reply.status_code
+
+
+SKIPPED = 0  # not a status this receiver takes
+
+
+def render_feedback(template: Any, feedback: dict[str, Any]) -> Any:
+    """``template`` with each ``"$feedback.<field>"`` string replaced by that field's value."""
+    if isinstance(template, dict):
+        return {key: render_feedback(value, feedback) for key, value in template.items()}
+    if isinstance(template, list):
+        return [render_feedback(item, feedback) for item in template]
+    if isinstance(template, str) and template.startswith("$feedback."):
+        fields = _feedback_fields(feedback)
+        name = template.removeprefix("$feedback.")
+        if name not in fields:
+            raise ValueError(f"unknown feedback field {template} (known: {', '.join(fields)})")
+        return fields[name]
+    return template
+
+
+def _feedback_fields(feedback: dict[str, Any]) -> dict[str, Any]:
+    answered = feedback["answered_at"]
+    day = feedback.get("posting_date") or answered.date()
+    return {**_jsonable(feedback), "answered_at_ms": int(answered.timestamp() * 1000),
+            "fiscal_period": f"{day:%Y-%m}"}  # fmt: skip
+
+
+_SAMPLE = {"claim_id": "C", "posting_id": "P", "erp": "x", "status": "BOOKED",
+           "document_number": "1", "document_id": "1", "total_minor": 1, "voucher_number": "1",
+           "message": None, "answered_at": datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC),
+           "posting_date": datetime.date(2026, 1, 1), "posting_kind": "BOOKING",
+           "reverses": None}  # fmt: skip
 
 
 def _jsonable(record: dict[str, Any]) -> dict[str, Any]:
