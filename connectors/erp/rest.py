@@ -60,6 +60,10 @@ DEFAULT_TEMPLATE: dict[str, Any] = {
         "input_vat": "$line.input_vat"}},
     "input_vat": "$posting.tax",
 }  # fmt: skip
+# A reversal (a red-letter invoice offset a booked claim): a credit note, amounts negative.
+DEFAULT_REVERSAL_TEMPLATE: dict[str, Any] = {
+    **DEFAULT_TEMPLATE, "kind": "$posting.kind", "reverses": "$posting.reverses",
+}  # fmt: skip
 
 
 class RestErpSettings(BaseSettings):
@@ -77,6 +81,9 @@ class RestErpSettings(BaseSettings):
     password: SecretStr = SecretStr("")
     idempotency_header: str = "Idempotency-Key"
     template_file: Path | None = None  # JSON body template; default: DEFAULT_TEMPLATE
+    # a reversal's body (a credit note): default DEFAULT_REVERSAL_TEMPLATE; and where it goes
+    reversal_template_file: Path | None = None
+    reversal_create_path: str | None = None  # unset: create_path
     id_field: str = "id"  # dotted paths into the ERP's answer
     number_field: str = "number"
     voucher_field: str = "voucher_number"
@@ -125,21 +132,23 @@ class RestErpSettings(BaseSettings):
             raise ValueError("list_path must contain {start} and {end} (or be unset)")
         return self
 
-    def template(self) -> dict[str, Any]:
-        if self.template_file is None:
-            return DEFAULT_TEMPLATE
-        return dict(json.loads(self.template_file.read_text(encoding="utf-8")))
+    def template(self, reversal: bool = False) -> dict[str, Any]:
+        path = self.reversal_template_file if reversal else self.template_file
+        if path is None:
+            return DEFAULT_REVERSAL_TEMPLATE if reversal else DEFAULT_TEMPLATE
+        return dict(json.loads(path.read_text(encoding="utf-8")))
 
 
 class RestErpWriter:
     def __init__(self, config: RestErpSettings) -> None:
         self.name = config.name
         self._config = config
-        self._template = config.template()
-        try:  # a template naming an unknown field fails at start-up, not at the first booking
-            render(self._template, _SAMPLE)
-        except ValueError as exc:
-            raise ValueError(f"{config.template_file or 'the body template'}: {exc}") from exc
+        self._templates = {"BOOKING": config.template(), "REVERSAL": config.template(True)}
+        for kind, template in self._templates.items():
+            try:  # a template naming an unknown field fails at start-up, not at a booking
+                render(template, _SAMPLE)
+            except ValueError as exc:
+                raise ValueError(f"the {kind.lower()} body template: {exc}") from exc
         auth: httpx.Auth | None = None
         headers = {"Accept": "application/json"}
         if config.auth == "basic":
@@ -162,10 +171,13 @@ class RestErpWriter:
         found = self.lookup(posting.posting_id)
         if found is not None:
             return self._booking(posting, found, already_booked=True)
-        body = render(self._template, posting)
+        body = render(self._templates[posting.kind], posting)
+        path = self._config.create_path
+        if posting.kind == "REVERSAL" and self._config.reversal_create_path:
+            path = self._config.reversal_create_path
         reply = self._request(
             "POST",
-            self._config.create_path,
+            path,
             json=body,
             headers={self._config.idempotency_header: posting.posting_id},
         )
@@ -191,7 +203,7 @@ class RestErpWriter:
             p.posting_id: self._booking(p, known[p.posting_id], already_booked=True)
             for p in postings if p.posting_id in known}  # fmt: skip
         if fresh:
-            body = {config.batch_items_field: [render(self._template, p) for p in fresh]}
+            body = {config.batch_items_field: [render(self._templates[p.kind], p) for p in fresh]}
             key = hashlib.sha256("\n".join(p.posting_id for p in fresh).encode()).hexdigest()
             answer = json_answer(self._request("POST", config.batch_create_path, json=body,
                                          headers={config.idempotency_header: key}))  # fmt: skip

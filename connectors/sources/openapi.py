@@ -22,7 +22,8 @@ _ERRORS = {
     "422": "invalid_event: `problems` lists each field and what is wrong with it | "
     "idempotency_key_reused: the key was used before with a different body | "
     "unencodable: the event does not fit its Avro contract",
-    "503": "broker_unavailable | idempotency_store_unavailable: nothing was written; retry "
+    "503": "broker_unavailable | idempotency_store_unavailable | archive_unavailable: nothing "
+    "was published; retry "
     "with the same Idempotency-Key",
 }
 

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import re
+import sqlite3
 import time
 import uuid
 from collections.abc import Callable
@@ -193,8 +194,14 @@ class WebhookSource:
             ) from exc
         origin = {"source": source, "path": endpoint.path, "request_id": request_id}
         record = event.to_record(source, origin)  # type: ignore[attr-defined]
-        await asyncio.to_thread(keep_original, self.archive, event, body, "application/json",
-                                source, origin, record)  # fmt: skip
+        try:
+            await asyncio.to_thread(keep_original, self.archive, event, body,
+                                    "application/json", source, origin, record)  # fmt: skip
+        except ValueError as exc:  # the carried original is not base64
+            raise Refusal(422, "invalid_event", f"original: {exc}") from exc
+        except (OSError, sqlite3.Error) as exc:  # ours, not the caller's: try again later
+            raise Refusal(503, "archive_unavailable", "the archive of original documents "
+                          f"cannot be written: {type(exc).__name__}") from exc  # fmt: skip
         key = endpoint.kind.key(event)
         try:
             value = self.codecs.serializer(endpoint.kind.role)(record)

@@ -132,6 +132,18 @@ def test_rest_statuses_are_classified_and_the_request_is_mapped() -> None:
         repeat = writer.book(posting)
         assert repeat.already_booked and repeat.document_id == booking.document_id
         assert len(gateway.vouchers) == 1
+        # a reversal (its amounts negative) goes with the reversal template: a credit note
+        red = _posting()
+        record = dict(SAMPLES["erp_posting"], posting_id=red.posting_id + "-RED-1",
+                      claim_id=red.claim_id, kind="REVERSAL", reverses=red.posting_id,
+                      total_minor=-55300, tax_minor=-4566)  # fmt: skip
+        line = record["lines"][0]
+        record["lines"] = [dict(line, amount_minor=-55300, input_vat=[dict(
+            line["input_vat"][0], base_minor=-50734, tax_minor=-4566)])]  # fmt: skip
+        writer.book(Posting.from_record(record))
+        credit = gateway.vouchers[red.posting_id + "-RED-1"]
+        assert (credit["kind"], credit["reverses"], credit["total"], credit["input_vat"]) == (
+            "REVERSAL", red.posting_id, "-553.00", "-45.66")  # fmt: skip
     finally:
         server.shutdown()
         writer.close()
