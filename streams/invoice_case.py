@@ -76,17 +76,21 @@ def invoice_hash(invoice: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-_UNKNOWN_MS = 1 << 62  # a claimant cited before submission times were kept: after the known ones
-
-
 def owner_of(case: InvoiceCase) -> str | None:
     """The claim the invoice belongs to: the one it was granted to, else the claim submitted
-    first (ties by claim id)."""
+    first (ties by claim id). Claimants from before submission times were kept (and grants)
+    come first, in citing order, as they did then: one of them may have been booked."""
     if case.locked is not None:
         return case.locked
     if not case.claimants:
         return None
-    return min(case.claimants, key=lambda c: (case.submitted.get(c, _UNKNOWN_MS), c))
+
+    def rank(item: tuple[int, str]) -> tuple[int, int, str]:
+        order, claim_id = item
+        known = case.submitted.get(claim_id)
+        return (0, order, "") if known is None else (1, known, claim_id)
+
+    return min(enumerate(case.claimants), key=rank)[1]
 
 
 def on_invoice(case: InvoiceCase | None, key: str, partition: int, now_ms: int,

@@ -261,3 +261,15 @@ def test_a_partial_red_letter_invoice_is_left_to_the_operator() -> None:
     (reject,) = bus.rejects["A"]
     assert reject.reason == "invoice_reversed" and "in part (-100.00 of 553.00)" in (
         reject.problems[0])  # fmt: skip
+
+
+def test_a_claimant_from_before_submission_times_were_kept_keeps_the_invoice() -> None:
+    """An invoice case written by the previous version (no submission times, no grants): its
+    first claimant may have been booked, so a new claim submitted earlier does not take it."""
+    old = InvoiceCase.from_json(
+        b'{"key": "X", "partition": 0, "touched_ms": 1, "hash": "h", "status": "valid", '
+        b'"problems": [], "claimants": ["OLD"], "answered": {"OLD": "valid{}"}, "facts": {}}'
+    )
+    case, answers = invoice_case.on_cited(old, "X", 0, 2, "NEW", "READY", submitted_ms=0)
+    assert invoice_case.owner_of(case) == "OLD" and case.locked is None
+    assert [(a.claim_id, a.answer, a.owner) for a in answers] == [("NEW", "duplicate", "OLD")]
