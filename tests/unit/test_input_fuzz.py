@@ -257,3 +257,47 @@ def test_a_polled_page_is_read_or_refused_as_a_whole_with_a_reason(body: bytes) 
         assert str(exc) and exc.body == body  # kept for the rejection topic
         return
     assert all(item["claim_id"] and item["updated_at"] for item in items)
+
+
+_TICKET: dict[str, Any] = {
+    "invoice_type": "电子发票（航空运输电子客票行程单）", "invoice_number": "26312000000987654321",
+    "issue_date": "2026-11-03", "seller_name": "中国东方航空股份有限公司",
+    "seller_tax_id": "91310000132211111P", "buyer_name": "ERPBridge Demo Co., Ltd.",
+    "amount_net": "1339.36", "tax_amount": "110.64", "total": "1450.00",
+    "passenger": {"traveller_name": "李娜", "traveller_id_masked": "3101**********567X",
+                  "fare": "1340.00", "fuel_surcharge": "60.00", "development_fund": "50.00"},
+}  # fmt: skip
+_TICKET_FIELDS = ["invoice_type", "invoice_number", "amount_net", "tax_amount", "total",
+                  "red_of", "platform_status", "original"]  # fmt: skip
+_PASSENGER_FIELDS = ["traveller_name", "traveller_id_masked", "travel_date", "fare",
+                     "fuel_surcharge", "development_fund", "stated_vat"]  # fmt: skip
+_ORIGINALS = st.one_of(_messy_value(), st.fixed_dictionaries({
+    "media_type": st.sampled_from(["application/xml", "application/pdf", "text/html"]),
+    "content_base64": st.one_of(st.text(max_size=20), st.sampled_from(["PEludm9pY2UvPg==", "@@"])),
+}))  # fmt: skip
+
+
+@FUZZ
+@given(st.dictionaries(st.sampled_from(_TICKET_FIELDS), st.one_of(_messy_value(), _ORIGINALS),
+                       max_size=3),
+       st.dictionaries(st.sampled_from(_PASSENGER_FIELDS), _messy_value(), max_size=3))  # fmt: skip
+def test_tickets_red_letters_and_originals_are_accepted_whole_or_refused(
+    header: dict[str, Any], passenger: dict[str, Any]
+) -> None:
+    """A ticket with some fields made messy: refused with reasons, or accepted, then encoded
+    and checked by the stream's rules (tax problems, VAT facts) without a traceback."""
+    from streams.invoice_checks import tax_problems, vat_facts
+
+    payload = {**_TICKET, **header, "passenger": {**_TICKET["passenger"], **passenger}}
+    try:
+        model = KINDS["invoices"].validate(payload)
+        if model.original is not None:
+            model.original.content()
+    except (ValidationError, ValueError) as exc:
+        assert str(exc)
+        return
+    record = model.to_record("fuzz", {"file": "f", "entry": "1"})
+    AvroSerializer(MemoryRegistry(), "invoices-value", contract("invoice").latest)(record)  # type: ignore[arg-type]
+    if not tax_problems(record):
+        facts = vat_facts(record)
+        assert sum(float(part["tax"]) for part in facts["taxes"]) <= abs(float(record["total"]))
