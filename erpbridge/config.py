@@ -8,7 +8,7 @@ from enum import Enum
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from erpbridge.contracts.compatibility import Mode
@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     kafka_bootstrap: str = "127.0.0.1:9092"
     topic_prefix: str = Field("erpbridge", pattern=r"^[A-Za-z0-9._-]+$")
     topic_partitions: int = Field(3, ge=1)
+    # copies of each topic the project creates, and how many must have a write before acks=all
+    # answers (a cluster of 3: 3 and 2, so a write survives one lost broker)
+    topic_replication_factor: int = Field(1, ge=1)
+    topic_min_insync_replicas: int = Field(1, ge=1)
 
     # Stream processors (Faust). Short timeouts make a single worker join its group in seconds.
     streams_app_id: str = "erpbridge-streams"
@@ -142,6 +146,18 @@ class Settings(BaseSettings):
     def _known_zone(cls, value: str) -> str:
         _zone(value)
         return value
+
+    @model_validator(mode="after")
+    def _replication(self) -> Settings:
+        if self.topic_min_insync_replicas > self.topic_replication_factor:
+            raise ValueError(f"topic_min_insync_replicas {self.topic_min_insync_replicas} exceeds "
+                             f"topic_replication_factor {self.topic_replication_factor}: no "
+                             "acks=all write could succeed")  # fmt: skip
+        return self
+
+    def topic_configs(self, **more: str) -> dict[str, str]:
+        """Configs of a topic the project creates: its ``min.insync.replicas``, and ``more``."""
+        return {"min.insync.replicas": str(self.topic_min_insync_replicas), **more}
 
     def sink_group(self, writer: str) -> str:
         """The consumer group of the sink that writes with ``writer`` (tryton, rest...)."""

@@ -53,8 +53,7 @@ def ensure_topics(settings: Settings) -> list[str]:
         wanted = [name for name in topics.all() if name not in existing]
         if wanted:
             try:
-                admin.create_topics([_new_topic(topics, name, settings.topic_partitions)
-                                     for name in wanted])  # fmt: skip
+                admin.create_topics([_new_topic(topics, name, settings) for name in wanted])
             except TopicAlreadyExistsError:
                 pass
         return wanted
@@ -62,12 +61,15 @@ def ensure_topics(settings: Settings) -> list[str]:
         admin.close()
 
 
-def _new_topic(topics: Topics, name: str, partitions: int) -> NewTopic:
+def _new_topic(topics: Topics, name: str, settings: Settings) -> NewTopic:
+    copies = settings.topic_replication_factor
     if name in topics.compacted():
-        return NewTopic(name, 1, 1, topic_configs={"cleanup.policy": "compact"})
+        return NewTopic(name, 1, copies, topic_configs=settings.topic_configs(
+            **{"cleanup.policy": "compact"}))  # fmt: skip
     if name in topics.kept_forever():
-        return NewTopic(name, 1, 1, topic_configs={"retention.ms": "-1", "retention.bytes": "-1"})
-    return NewTopic(name, partitions, 1)
+        return NewTopic(name, 1, copies, topic_configs=settings.topic_configs(
+            **{"retention.ms": "-1", "retention.bytes": "-1"}))  # fmt: skip
+    return NewTopic(name, settings.topic_partitions, copies, topic_configs=settings.topic_configs())
 
 
 def end_offsets(settings: Settings, topic: str) -> dict[int, int]:

@@ -120,6 +120,7 @@ def registry_serve(host: str, port: int) -> None:
         host,
         port,
         settings.schema_compatibility,
+        (settings.topic_replication_factor, settings.topic_min_insync_replicas),
     )
 
 

@@ -1,11 +1,11 @@
 """``python -m deploy.local up|down|status|workers-up|workers-down|serve-tryton|postgres-up|
-postgres-down``."""
+postgres-down|cluster-up [N]|cluster-down [N] [--wipe]``."""
 
 from __future__ import annotations
 
 import sys
 
-from deploy.local import kafka, postgres, redis, registry, tryton, workers
+from deploy.local import kafka, kafka_cluster, postgres, redis, registry, tryton, workers
 from deploy.local.process import LaunchError
 
 
@@ -29,13 +29,20 @@ def main(argv: list[str]) -> int:
             lines = [postgres.up(), f"ERPBRIDGE_BOOKS_URL={postgres.PostgresConfig().url}"]
         elif command == "postgres-down":
             lines = [postgres.down()]
+        elif command == "cluster-up":  # a replicated cluster, beside the single broker
+            cluster = kafka_cluster.KafkaCluster(int(argv[1]) if len(argv) > 1 else 3)
+            lines = [*cluster.up(), f"ERPBRIDGE_KAFKA_BOOTSTRAP={cluster.bootstrap}"]
+        elif command == "cluster-down":
+            cluster = kafka_cluster.KafkaCluster(int(argv[1]) if len(argv) > 1 else 3)
+            lines = cluster.down(wipe="--wipe" in argv)
         elif command == "serve-tryton":  # foreground, for containers
             tryton.serve_foreground()
             return 0
         else:
             print(
                 f"unknown command {command!r}: up | down | status | workers-up | workers-down"
-                " | serve-tryton | postgres-up | postgres-down",
+                " | serve-tryton | postgres-up | postgres-down | cluster-up [N] | cluster-down [N]"
+                " [--wipe]",
                 file=sys.stderr,
             )
             return 2

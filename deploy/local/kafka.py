@@ -1,4 +1,6 @@
-"""Apache Kafka 4.x in KRaft mode, resolved from Maven Central and run on 127.0.0.1."""
+"""Apache Kafka 4.x in KRaft mode, resolved from Maven Central and run on 127.0.0.1: one combined
+broker and controller (``make up``), or one node of a cluster (:mod:`deploy.local.kafka_cluster`).
+"""
 
 from __future__ import annotations
 
@@ -27,6 +29,11 @@ class KafkaConfig:
     host: str = "127.0.0.1"
     port: int = int(os.environ.get("ERPBRIDGE_KAFKA_PORT", "9092"))
     heap: str = os.environ.get("ERPBRIDGE_KAFKA_HEAP", "1g")
+    node_id: int = 1
+    # a cluster's controller quorum, (node id, controller port) each: a static quorum; empty: this
+    # node alone is the quorum (formatted --standalone)
+    voters: tuple[tuple[int, int], ...] = ()
+    home_dir: Path | None = None  # default: <state>/kafka
 
     @property
     def bootstrap(self) -> str:
@@ -38,11 +45,16 @@ class KafkaConfig:
 
     @property
     def home(self) -> Path:
-        return state_dir() / "kafka"
+        return self.home_dir or state_dir() / "kafka"
 
     @property
-    def libs(self) -> Path:
-        return self.home / "libs"
+    def libs(self) -> Path:  # shared by every node
+        return state_dir() / "kafka" / "libs"
+
+    @property
+    def replicas(self) -> int:
+        """How many copies the internal topics keep: 3 in a cluster of 3 or more."""
+        return min(3, max(1, len(self.voters)))
 
     @property
     def data(self) -> Path:
@@ -115,12 +127,18 @@ def resolve_libs(cfg: KafkaConfig) -> Path:
 
 def write_properties(cfg: KafkaConfig) -> None:
     cfg.properties.parent.mkdir(parents=True, exist_ok=True)
+    if cfg.voters:
+        quorum = "controller.quorum.voters=" + ",".join(
+            f"{node}@{cfg.host}:{port}" for node, port in cfg.voters)  # fmt: skip
+    else:
+        quorum = f"controller.quorum.bootstrap.servers={cfg.host}:{cfg.controller_port}"
+    copies, isr = cfg.replicas, min(2, cfg.replicas)
     cfg.properties.write_text(
         "\n".join(
             [
                 "process.roles=broker,controller",
-                "node.id=1",
-                f"controller.quorum.bootstrap.servers={cfg.host}:{cfg.controller_port}",
+                f"node.id={cfg.node_id}",
+                quorum,
                 f"listeners=PLAINTEXT://{cfg.host}:{cfg.port},CONTROLLER://{cfg.host}:{cfg.controller_port}",
                 f"advertised.listeners=PLAINTEXT://{cfg.host}:{cfg.port}",
                 "controller.listener.names=CONTROLLER",
@@ -128,13 +146,15 @@ def write_properties(cfg: KafkaConfig) -> None:
                 "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
                 f"log.dirs={cfg.data}",
                 "num.partitions=3",
-                "offsets.topic.replication.factor=1",
+                f"default.replication.factor={copies}",
+                f"min.insync.replicas={isr}",
+                f"offsets.topic.replication.factor={copies}",
                 "offsets.topic.num.partitions=10",
-                "transaction.state.log.replication.factor=1",
-                "transaction.state.log.min.isr=1",
+                f"transaction.state.log.replication.factor={copies}",
+                f"transaction.state.log.min.isr={isr}",
                 "transaction.state.log.num.partitions=5",
-                "share.coordinator.state.topic.replication.factor=1",
-                "share.coordinator.state.topic.min.isr=1",
+                f"share.coordinator.state.topic.replication.factor={copies}",
+                f"share.coordinator.state.topic.min.isr={isr}",
                 "group.initial.rebalance.delay.ms=0",
                 "auto.create.topics.enable=true",
                 "",
@@ -143,7 +163,7 @@ def write_properties(cfg: KafkaConfig) -> None:
     )
 
 
-def _java(cfg: KafkaConfig, main: str, *args: str) -> list[str]:
+def java_command(cfg: KafkaConfig, main: str, *args: str) -> list[str]:
     log4j = cfg.home / "log4j2.properties"
     if not log4j.exists():
         log4j.write_text(
@@ -168,18 +188,20 @@ def _java(cfg: KafkaConfig, main: str, *args: str) -> list[str]:
     ]
 
 
-def format_storage(cfg: KafkaConfig) -> None:
+def format_storage(cfg: KafkaConfig, cluster_id: str | None = None) -> None:
+    """Format the node's log dir once: alone as its own quorum, or (``cluster_id`` given, the
+    same for every node) as a member of the static quorum in ``cfg.voters``."""
     if (cfg.data / "meta.properties").exists():
         return
-    cluster_id = _cluster_id()
+    alone = [] if cfg.voters else ["--standalone"]
     result = subprocess.run(
-        _java(
+        java_command(
             cfg,
             "kafka.tools.StorageTool",
             "format",
-            "--standalone",
+            *alone,
             "-t",
-            cluster_id,
+            cluster_id or new_cluster_id(),
             "-c",
             str(cfg.properties),
         ),
@@ -191,7 +213,7 @@ def format_storage(cfg: KafkaConfig) -> None:
         raise LaunchError(f"kafka StorageTool format failed:\n{result.stdout}{result.stderr}")
 
 
-def _cluster_id() -> str:
+def new_cluster_id() -> str:
     """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (22 chars)."""
     import base64
 
@@ -221,7 +243,7 @@ def up(cfg: KafkaConfig | None = None) -> str:
         resolve_libs(cfg)
         write_properties(cfg)
         format_storage(cfg)
-        return _java(cfg, "kafka.Kafka", str(cfg.properties))
+        return java_command(cfg, "kafka.Kafka", str(cfg.properties))
 
     return service(cfg).up(prepare)
 

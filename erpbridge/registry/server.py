@@ -39,8 +39,9 @@ def _ok(payload: Any) -> web.Response:
 class Registry:
     """Log-backed registry state plus the writes that extend the log."""
 
-    def __init__(self, bootstrap: str, topic: str, default_level: Mode) -> None:
-        self.bootstrap, self.topic = bootstrap, topic
+    def __init__(self, bootstrap: str, topic: str, default_level: Mode,
+                 replication: tuple[int, int] = (1, 1)) -> None:  # fmt: skip
+        self.bootstrap, self.topic, self.replication = bootstrap, topic, replication
         self.state = RegistryState(default_level.value)
         self._applied = asyncio.Condition()
         self._write_lock = asyncio.Lock()
@@ -49,7 +50,7 @@ class Registry:
         self._reader: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await asyncio.to_thread(_ensure_topic, self.bootstrap, self.topic)
+        await asyncio.to_thread(_ensure_topic, self.bootstrap, self.topic, self.replication)
         self._producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True
         )
@@ -122,7 +123,8 @@ class Registry:
         return check_evolution(json.loads(schema), previous, Mode(self.state.level(subject)))
 
 
-def _ensure_topic(bootstrap: str, topic: str) -> None:
+def _ensure_topic(bootstrap: str, topic: str, replication: tuple[int, int]) -> None:
+    """The registry's log: compacted, one partition; (copies, min.insync.replicas)."""
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
@@ -136,9 +138,12 @@ def _ensure_topic(bootstrap: str, topic: str) -> None:
                         NewTopic(
                             topic,
                             1,
-                            1,
-                            topic_configs={"cleanup.policy": "compact", "min.insync.replicas": "1"},
-                        )
+                            replication[0],
+                            topic_configs={
+                                "cleanup.policy": "compact",
+                                "min.insync.replicas": str(replication[1]),
+                            },
+                        )  # fmt: skip
                     ]
                 )
             except TopicAlreadyExistsError:
@@ -316,9 +321,10 @@ def build_app(registry: Registry) -> web.Application:
     return app
 
 
-def serve(bootstrap: str, topic: str, host: str, port: int, level: Mode) -> None:
+def serve(bootstrap: str, topic: str, host: str, port: int, level: Mode,
+          replication: tuple[int, int] = (1, 1)) -> None:  # fmt: skip
     web.run_app(
-        build_app(Registry(bootstrap, topic, level)),
+        build_app(Registry(bootstrap, topic, level, replication)),
         host=host,
         port=port,
         print=lambda *_: log.info("schema registry listening on %s:%d", host, port),
