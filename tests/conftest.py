@@ -19,7 +19,8 @@ from connectors.erp.tryton import TrytonSettings
 from deploy.local import kafka as local_kafka
 from deploy.local import redis as local_redis
 from deploy.local import tryton as local_tryton
-from deploy.local.process import free_port
+from deploy.local.kafka_cluster import KafkaCluster
+from deploy.local.process import free_port, port_open
 
 pytest_plugins = ["tests.integration.webhook_server"]  # the webhook fixture
 
@@ -151,3 +152,23 @@ def fresh_database(url: str) -> str:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f"create database {name}")
     return url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def _free_base() -> int:
+    """A port with the five after it free too (three brokers, three controllers)."""
+    for _ in range(50):
+        base = free_port()
+        if base < 60000 and not any(port_open("127.0.0.1", base + n) for n in range(6)):
+            return base
+    raise RuntimeError("no six consecutive free ports")
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster() -> Iterator[KafkaCluster]:
+    """A 3-broker KRaft cluster of our own on free loopback ports, wiped at the end."""
+    cluster = KafkaCluster(3, base_port=_free_base())
+    print("\n".join(cluster.up()))
+    try:
+        yield cluster
+    finally:
+        cluster.down(wipe=True)

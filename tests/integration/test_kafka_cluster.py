@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
@@ -15,31 +14,11 @@ from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import KafkaError
 
 from deploy.local.kafka_cluster import KafkaCluster
-from deploy.local.process import free_port, port_open
 from erpbridge.config import Settings
 from erpbridge.kafka_io import durable_producer, ensure_topics
 from erpbridge.topics import Topics
 
 pytestmark = pytest.mark.integration
-
-
-def _free_base() -> int:
-    """A port with the five after it free too (three brokers, three controllers)."""
-    for _ in range(50):
-        base = free_port()
-        if base < 60000 and not any(port_open("127.0.0.1", base + n) for n in range(6)):
-            return base
-    raise RuntimeError("no six consecutive free ports")
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[KafkaCluster]:
-    cluster = KafkaCluster(3, base_port=_free_base())
-    print("\n".join(cluster.up()))
-    try:
-        yield cluster
-    finally:
-        cluster.down(wipe=True)
 
 
 def _settings(cluster: KafkaCluster) -> Settings:
@@ -52,7 +31,8 @@ def _isr(admin: KafkaAdminClient, topic: str) -> dict[int, list[int]]:
     return {p["partition_index"]: sorted(p["isr_nodes"]) for p in described["partitions"]}
 
 
-def test_the_projects_topics_take_their_replication_from_settings(cluster) -> None:
+def test_the_projects_topics_take_their_replication_from_settings(kafka_cluster) -> None:
+    cluster = kafka_cluster
     settings = _settings(cluster)
     ensure_topics(settings)
     topics = Topics(settings.topic_prefix)
@@ -70,7 +50,8 @@ def test_the_projects_topics_take_their_replication_from_settings(cluster) -> No
         admin.close()
 
 
-def test_acks_all_writes_survive_a_broker_killed_mid_stream(cluster) -> None:
+def test_acks_all_writes_survive_a_broker_killed_mid_stream(kafka_cluster) -> None:
+    cluster = kafka_cluster
     settings = _settings(cluster)
     ensure_topics(settings)
     topic = Topics(settings.topic_prefix).postings
@@ -109,7 +90,8 @@ def test_acks_all_writes_survive_a_broker_killed_mid_stream(cluster) -> None:
         admin.close()
 
 
-def test_with_two_brokers_gone_a_write_is_refused_not_kept_in_one_copy(cluster) -> None:
+def test_with_two_brokers_gone_a_write_is_refused_not_kept_in_one_copy(kafka_cluster) -> None:
+    cluster = kafka_cluster
     settings = _settings(cluster)
     ensure_topics(settings)
     topic = Topics(settings.topic_prefix).postings

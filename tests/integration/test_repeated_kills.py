@@ -8,6 +8,10 @@ Tryton exactly once, with its amount.
 
 The seed is printed (and named in every failure); replay one with ``ERPBRIDGE_CHAOS_SEED=N``.
 ``ERPBRIDGE_CHAOS_CLAIMS`` and ``ERPBRIDGE_CHAOS_KILLS`` change the size (defaults 1,000 and 12).
+
+The same test runs on the local 3-broker cluster (issue 19), where SIGKILLs also hit a broker:
+``ERPBRIDGE_CLUSTER_CHAOS_CLAIMS`` and ``_KILLS`` (defaults 400 and 6), half of them brokers.
+``ERPBRIDGE_CHAOS_WAVES`` (default 10) sets how many waves, 12 s apart, the claims come in.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any
 
 import pytest
 
+from deploy.local.kafka_cluster import KafkaCluster
 from erpbridge.config import Settings
 from erpbridge.contracts.bindings import TopicCodecs
 from erpbridge.kafka_io import durable_producer, end_offsets
@@ -39,7 +44,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
 CLAIMS = int(os.environ.get("ERPBRIDGE_CHAOS_CLAIMS", "1000"))
 KILLS = int(os.environ.get("ERPBRIDGE_CHAOS_KILLS", "12"))
-WAVES = 10
+CLUSTER_CLAIMS = int(os.environ.get("ERPBRIDGE_CLUSTER_CHAOS_CLAIMS", "400"))
+CLUSTER_KILLS = int(os.environ.get("ERPBRIDGE_CLUSTER_CHAOS_KILLS", "6"))
+WAVES = int(os.environ.get("ERPBRIDGE_CHAOS_WAVES", "10"))  # fed 12 s apart
 WAVE_GAP_S = 12.0
 KILL_GAP_S = (8.0, 20.0)
 RESTART_AFTER_S = (1.0, 5.0)
@@ -60,11 +67,11 @@ class Claim:
         return int(sum(self.amounts) * 100)
 
 
-def _workload(rng: random.Random, run: str) -> list[Claim]:
+def _workload(rng: random.Random, run: str, count: int) -> list[Claim]:
     """Claims with 1-2 lines, 40 % citing an invoice; half approved in two steps (a non-final
     APPROVE first); invoices a wave early or late, final approvals sometimes a wave late."""
     claims = []
-    for n in range(CLAIMS):
+    for n in range(count):
         claim_id = f"K{run}-{n:05d}"
         wave = rng.randrange(WAVES)
         invoice = f"26{run}{n:012d}" if rng.random() < 0.4 else None
@@ -171,15 +178,35 @@ def _transaction_markers(settings: Settings, committed_records: int) -> int:
 def test_repeated_kills_lose_nothing_and_book_nothing_twice(
     kafka_bootstrap, schema_registry_url, redis_url, erp, tmp_path: Path
 ) -> None:
-    seed = int(os.environ.get("ERPBRIDGE_CHAOS_SEED") or random.SystemRandom().randrange(10**6))
-    rng = random.Random(seed)
-    run = f"{seed:06d}"
-    print(f"repeated-kill test: seed {seed} ({CLAIMS} claims, {KILLS} kills)")
     settings = make_settings(kafka_bootstrap, schema_registry_url, redis_url, tmp_path,
                              sink_breaker_threshold=3,
                              sink_breaker_probe_interval_s=1.0,
                              sink_retry_initial_s=0.2)  # fmt: skip
-    claims = _workload(rng, run)
+    _repeated_kills(settings, erp, tmp_path, CLAIMS, KILLS, None)
+
+
+def test_repeated_kills_on_a_replicated_cluster_with_brokers_killed_too(
+    kafka_cluster, schema_registry_url, redis_url, erp, tmp_path: Path
+) -> None:
+    settings = make_settings(kafka_cluster.bootstrap, schema_registry_url, redis_url, tmp_path,
+                             topic_replication_factor=3, topic_min_insync_replicas=2,
+                             sink_breaker_threshold=3,
+                             sink_breaker_probe_interval_s=1.0,
+                             sink_retry_initial_s=0.2)  # fmt: skip
+    _repeated_kills(settings, erp, tmp_path, CLUSTER_CLAIMS, CLUSTER_KILLS, kafka_cluster)
+
+
+def _repeated_kills(settings: Settings, erp: Any, tmp_path: Path, count: int, kill_count: int,
+                    cluster: KafkaCluster | None) -> None:  # fmt: skip
+    """Feed ``count`` claims in waves while ``kill_count`` SIGKILLs hit the streams worker, the
+    sink or both (and, on a ``cluster``, a broker: half the kills), then check every claim was
+    posted and booked exactly once."""
+    seed = int(os.environ.get("ERPBRIDGE_CHAOS_SEED") or random.SystemRandom().randrange(10**6))
+    rng = random.Random(seed)
+    run = f"{seed:06d}"
+    where = "a 3-broker cluster" if cluster else "one broker"
+    print(f"repeated-kill test on {where}: seed {seed} ({count} claims, {kill_count} kills)")
+    claims = _workload(rng, run, count)
     ids = [c.claim_id for c in claims]
     expected = {c.claim_id: c.total_minor for c in claims}
     started = time.monotonic()
@@ -188,20 +215,28 @@ def test_repeated_kills_lose_nothing_and_book_nothing_twice(
         by_name = {w.name: w for w in workers}
         feeder = Feeder(settings, claims, random.Random(seed + 1))
         feeder.start()
-        for _ in range(KILLS):
+        for target in _kill_plan(rng, kill_count, cluster is not None):
             time.sleep(rng.uniform(*KILL_GAP_S))
-            target = rng.choice(["streams", "sink", "both"])
-            victims = list(by_name.values()) if target == "both" else [by_name[target]]
-            for victim in victims:
-                _kill(victim)
+            if target.startswith("broker"):
+                assert cluster is not None
+                node = rng.randint(1, cluster.brokers)
+                cluster.kill(node)
+                target = f"broker-{node}"
+            else:
+                victims = list(by_name.values()) if target == "both" else [by_name[target]]
+                for victim in victims:
+                    _kill(victim)
             kills.append((time.monotonic(), target))
             time.sleep(rng.uniform(*RESTART_AFTER_S))
-            for victim in victims:
-                victim.start()
+            if target.startswith("broker"):
+                cluster.start(node)  # type: ignore[union-attr]
+            else:
+                for victim in victims:
+                    victim.start()
         feeder.join()
         assert feeder.error is None, f"seed {seed}: feeding failed: {feeder.error!r}"
         fed = time.monotonic()
-        streams_kills = [at for at, target in kills if target != "sink"]
+        streams_kills = [at for at, target in kills if target in ("streams", "both")]
         split = sum(1 for times in feeder.sent_at.values()
                     if any(min(times) < at < max(times) for at in streams_kills))  # fmt: skip
         print(f"seed {seed}: fed in {fed - started:.0f} s; kills {[t for _, t in kills]}; "
@@ -211,7 +246,7 @@ def test_repeated_kills_lose_nothing_and_book_nothing_twice(
         booked: list[dict[str, Any]] = []
         while time.monotonic() < deadline:
             booked = posted_in_tryton(erp.settings, ids)
-            if len(booked) >= CLAIMS:
+            if len(booked) >= count:
                 break
             dead = [w.name for w in workers if w.proc is not None and w.proc.poll() is not None]
             assert not dead, f"seed {seed}: {dead} exited\n" + "\n".join(w.tail() for w in workers)
@@ -243,4 +278,15 @@ def test_repeated_kills_lose_nothing_and_book_nothing_twice(
     )
     assert report.ok, f"seed {seed}: the audit found lost claims\n{render(report)}"
     assert markers > 0, f"seed {seed}: postings were written outside transactions"
-    assert split >= CLAIMS // 20, f"seed {seed}: too few claims straddle a restart ({split})"
+    assert split >= count // 20, f"seed {seed}: too few claims straddle a restart ({split})"
+
+
+def _kill_plan(rng: random.Random, kills: int, brokers: bool) -> list[str]:
+    """What each kill hits: the streams worker, the sink or both at random; on a cluster, half
+    of the kills a broker, and the first the streams worker."""
+    if not brokers:
+        return [rng.choice(["streams", "sink", "both"]) for _ in range(kills)]
+    rest = ["broker"] * (kills // 2)
+    rest += [rng.choice(["streams", "sink", "both"]) for _ in range(kills - 1 - len(rest))]
+    rng.shuffle(rest)
+    return ["streams", *rest]  # the first while claims are still coming
