@@ -1,10 +1,22 @@
-"""Prometheus metrics of every stage, named in one place, and the endpoint that serves them."""
+"""Prometheus metrics of every stage, named in one place, and the endpoint that serves them
+beside each worker's health (``/healthz``) and readiness (``/readyz``)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import json
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 if TYPE_CHECKING:
     from erpbridge.config import Settings
@@ -98,16 +110,69 @@ RECONCILIATION_LAST_RUN = Gauge(
 )
 
 
+# Readiness: name -> a check saying why the worker is not ready (None: ready). Workers register
+# theirs; /readyz answers 503 with the reasons while any says no.
+_READINESS: dict[str, Callable[[], str | None]] = {}
+
+
+def readiness_check(name: str, check: Callable[[], str | None]) -> None:
+    _READINESS[name] = check
+
+
+def not_ready() -> dict[str, str]:
+    """The checks that say no, with why (a check that raises says so too)."""
+    found = {}
+    for name, check in list(_READINESS.items()):
+        try:
+            why = check()
+        except Exception as exc:  # noqa: BLE001  a broken check is a reason, not a crash
+            why = f"{type(exc).__name__}: {exc}"
+        if why:
+            found[name] = why
+    return found
+
+
+class _Endpoints(BaseHTTPRequestHandler):
+    """/metrics (Prometheus), /healthz (the process answers), /readyz (every check says yes)."""
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802
+        path = self.path.split("?")[0]
+        if path in ("/metrics", "/"):
+            self._send(200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST)
+        elif path == "/healthz":
+            self._send(200, b'{"status": "alive"}', "application/json")
+        elif path == "/readyz":
+            failing = not_ready()
+            body = json.dumps({"ready": not failing, "not_ready": failing}, ensure_ascii=False)
+            self._send(503 if failing else 200, body.encode(), "application/json")
+        else:
+            self._send(404, b'{"error": "not found"}', "application/json")
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
 def serve(port: int, host: str = "127.0.0.1") -> int | None:
-    """Serve /metrics on ``host``:``port`` (0 = any free port, -1 = off); return the port."""
+    """Serve /metrics, /healthz and /readyz on ``host``:``port`` (0 = any free port, -1 = off);
+    return the port."""
     if port < 0:
         return None
-    server, _thread = start_http_server(port, addr=host)
+    server = ThreadingHTTPServer((host, port), _Endpoints)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     return int(server.server_port)
 
 
 def serve_from(settings: Settings) -> None:
-    """Serve /metrics as configured and say where (the workers' first output line)."""
+    """Serve /metrics, /healthz and /readyz as configured and say where (the workers' first
+    output line)."""
     port = serve(settings.metrics_port, settings.metrics_host)
     if port is not None:
         print(f"metrics on {settings.metrics_host}:{port}/metrics", flush=True)

@@ -25,6 +25,11 @@ class ReferenceView:
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
+    @property
+    def loaded(self) -> bool:
+        """Read whole up to the end it found first (what ``ready`` waits for)."""
+        return self._ready.is_set()
+
     async def ready(self) -> ReferenceData:
         """The data, once the topic has been read up to its end as of the first call."""
         if self._task is None:

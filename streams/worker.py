@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 from erpbridge import metrics
 
@@ -18,9 +19,24 @@ def main(log_level: str = "info") -> None:
     framework.check_when_started(app)  # and the consumer's, once the worker made it
     # fails fast when the registry is missing
     codecs.register_all("postings", "claim_status", "claim_events", "invoice_refs")
+    metrics.readiness_check("streams", lambda: _not_ready(app))
     metrics.serve_from(settings)
     sys.argv = [sys.argv[0], "worker", "--loglevel", log_level, "--without-web"]
     app.main()
+
+
+def _not_ready(app: Any) -> str | None:
+    """Why the worker is not processing yet: rebalancing, restoring its tables, or reading the
+    reference data (read from the metrics thread: plain flags only)."""
+    from streams.app import reference
+
+    if app.rebalancing:
+        return "rebalancing"
+    if not app.tables.recovery.completed.is_set():
+        return "restoring its tables from their changelogs"
+    if not reference.loaded:
+        return "reading the reference data"
+    return None
 
 
 if __name__ == "__main__":

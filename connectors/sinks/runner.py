@@ -43,7 +43,7 @@ from erpbridge.failures import (
     ToleranceExceeded,
 )
 from erpbridge.kafka_io import durable_producer, manual_commit_consumer
-from erpbridge.metrics import SINK_ERP_SECONDS, SINK_IN_FLIGHT, SINK_RECORDS
+from erpbridge.metrics import SINK_ERP_SECONDS, SINK_IN_FLIGHT, SINK_RECORDS, readiness_check
 from erpbridge.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -95,12 +95,15 @@ class SinkRunner:
         )
         self.producer = durable_producer(self.settings)
         self.target.start(self.producer)
+        self.polled = False  # a first poll returned: the consumer joined its group
+        readiness_check(f"sink:{self.name}", self.not_ready)
         log.info("sink started target=%s topic=%s group=%s concurrency=%d", self.name,
                  self.input_topic, self.group, self.settings.sink_concurrency)  # fmt: skip
         try:
             while not self.stop.is_set():
                 self._flow_control(consumer)
                 batches = consumer.poll(timeout_ms=500)
+                self.polled = True
                 if batches:
                     self._process(consumer, batches)
         finally:
@@ -108,6 +111,14 @@ class SinkRunner:
             self._pool.shutdown(wait=True)
             self.producer.close()
             self.target.close()
+
+    def not_ready(self) -> str | None:
+        """Why the sink is not writing: not yet in its group, or the target is unreachable."""
+        if not getattr(self, "polled", False):
+            return "joining its consumer group"
+        if self.retry.open():
+            return f"the circuit breaker is open: {self.name} does not answer"
+        return None
 
     def _flow_control(self, consumer: KafkaConsumer) -> None:
         """Pause everything while the breaker is open; resume partitions whose back-off ended."""

@@ -63,6 +63,14 @@ class Worker:
         """The worker's Prometheus exposition text."""
         return httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
 
+    def readiness(self) -> tuple[int, dict[str, Any]] | None:
+        """The worker's /readyz answer (status, body), or None while it does not answer."""
+        try:
+            reply = httpx.get(f"http://127.0.0.1:{self.metrics_port}/readyz", timeout=5)
+        except httpx.HTTPError:
+            return None
+        return reply.status_code, reply.json()
+
     def start(self) -> None:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(

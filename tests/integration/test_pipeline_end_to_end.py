@@ -82,6 +82,12 @@ def test_claims_from_a_file_are_posted_in_tryton(pipeline, writer, tmp_path: Pat
         f"{ids[4]},E2005,吴 昊,{TODAY.isoformat()},travel,Hotel in Singapore,120.00,USD",
     ])  # fmt: skip
 
+    # each worker says when it is ready: the processors after their tables and reference data,
+    # the sink once in its group with the ERP answering
+    for worker in workers:
+        assert wait_for(lambda w=worker: (w.readiness() or (0, {}))[0] == 200, timeout=120,
+                        what=f"{worker.name} ready", workers=workers)  # fmt: skip
+        assert worker.readiness() == (200, {"ready": True, "not_ready": {}})
     report = import_file(path, settings, SOURCE)
     assert (report.rows, report.published, report.rejected) == (6, 4, 2)
 

@@ -201,6 +201,8 @@ def _repeated_kills(settings: Settings, erp: Any, tmp_path: Path, count: int, ki
     """Feed ``count`` claims in waves while ``kill_count`` SIGKILLs hit the streams worker, the
     sink or both (and, on a ``cluster``, a broker: half the kills), then check every claim was
     posted and booked exactly once."""
+    if cluster is not None:
+        cluster.up()  # every broker up before it starts (a no-op when they are)
     seed = int(os.environ.get("ERPBRIDGE_CHAOS_SEED") or random.SystemRandom().randrange(10**6))
     rng = random.Random(seed)
     run = f"{seed:06d}"
