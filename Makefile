@@ -64,14 +64,14 @@ unit: install
 
 # Integration tests start (and stop) the broker, Redis and Tryton they need themselves.
 # `make test` runs the repeated-kill tests once each, with fresh seeds: on one broker and on the
-# 3-broker cluster (brokers killed too), at a bounded size here (CI's budget, about 2 and 3
-# minutes); `make chaos` runs them at full size (1,000 claims and 12 kills; 400 and 6 on the
+# 3-broker cluster (brokers killed too), at a bounded size here (CI's budget, about 1.5 minutes
+# each); `make chaos` runs them at full size (1,000 claims and 12 kills; 400 and 6 on the
 # cluster, 10 waves) as many times as CHAOS_RUNS says.
 test: lint
 	ERPBRIDGE_CHAOS_CLAIMS=$${ERPBRIDGE_CHAOS_CLAIMS:-500} ERPBRIDGE_CHAOS_KILLS=$${ERPBRIDGE_CHAOS_KILLS:-6} \
 	ERPBRIDGE_CLUSTER_CHAOS_CLAIMS=$${ERPBRIDGE_CLUSTER_CHAOS_CLAIMS:-300} \
 	ERPBRIDGE_CLUSTER_CHAOS_KILLS=$${ERPBRIDGE_CLUSTER_CHAOS_KILLS:-4} \
-	ERPBRIDGE_CHAOS_WAVES=$${ERPBRIDGE_CHAOS_WAVES:-7} \
+	ERPBRIDGE_CHAOS_WAVES=$${ERPBRIDGE_CHAOS_WAVES:-5} \
 	  $(PYTHON) -m pytest -q --durations=12
 
 # The repeated-kill test CHAOS_RUNS times in a row, each with a new seed (printed; replay one

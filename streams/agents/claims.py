@@ -76,6 +76,12 @@ def build(raw: bytes, invoices: Mapping[str, Mapping[str, Any]]) -> dict[str, An
     return build_posting(_claim(raw), RULES, reference.data, invoices)
 
 
+@app.task  # type: ignore[misc]
+async def _read_reference() -> None:
+    """Read the reference data at start-up, not at the first event: /readyz waits for it."""
+    await reference.ready()
+
+
 @app.agent(claim_inputs)
 async def claims_agent(stream: Any) -> None:
     async for event in stream.events():

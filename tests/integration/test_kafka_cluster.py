@@ -100,11 +100,11 @@ def test_with_two_brokers_gone_a_write_is_refused_not_kept_in_one_copy(kafka_clu
     topic = Topics(settings.topic_prefix).postings
     cluster.kill(2)
     cluster.kill(3)
-    producer = durable_producer(settings, request_timeout_ms=5_000, delivery_timeout_ms=20_000,
-                                max_block_ms=20_000)  # fmt: skip
+    producer = durable_producer(settings, request_timeout_ms=3_000, delivery_timeout_ms=8_000,
+                                max_block_ms=8_000)  # fmt: skip
     try:
         with pytest.raises(KafkaError):  # refused (or no leader to take it): never acknowledged
-            producer.send(topic, key=b"k", value=b"alone").get(timeout=60)
+            producer.send(topic, key=b"k", value=b"alone").get(timeout=30)
     finally:
         cluster.up()  # the two back first: the quorum needs them
         with contextlib.suppress(KafkaError):  # the record it could not deliver
