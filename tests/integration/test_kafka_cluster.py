@@ -42,8 +42,11 @@ def test_the_projects_topics_take_their_replication_from_settings(kafka_cluster)
     admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap)
     try:
         for name in (topics.claims_raw, topics.postings, topics.reference):
-            (described,) = admin.describe_topics([name])
-            assert {len(p["replica_nodes"]) for p in described["partitions"]} == {3}
+            deadline = time.monotonic() + 30
+            while not (partitions := admin.describe_topics([name])[0]["partitions"]):
+                assert time.monotonic() < deadline, f"{name} has no partitions after 30 s"
+                time.sleep(0.5)  # a new topic's metadata reaches every broker in a moment
+            assert {len(p["replica_nodes"]) for p in partitions} == {3}
         resource = ConfigResource(ConfigResourceType.TOPIC, topics.postings)
         answer = admin.describe_configs([resource])  # {type: {name: {key: {data}}}}
         (configs,) = (named[topics.postings] for named in answer.values())
