@@ -46,6 +46,14 @@ class ErpWriter(Protocol):
     def close(self) -> None: ...
 
 
+def book_one(writer: ErpWriter, posting: Posting) -> Booking:
+    """``book`` for ERPs whose batch call is the primitive: a batch of one."""
+    (outcome,) = writer.book_many([posting])
+    if isinstance(outcome, ErpError):
+        raise outcome
+    return outcome
+
+
 def book_each(writer: ErpWriter, postings: Sequence[Posting]) -> list[Booking | ErpError]:
     """``book_many`` for ERPs without a batch API: one call per posting, each its own outcome."""
     outcomes: list[Booking | ErpError] = []

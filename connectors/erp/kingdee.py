@@ -23,7 +23,6 @@ becomes a red voucher the same way.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,9 +31,9 @@ import httpx
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from connectors.erp.base import Booking
+from connectors.erp.base import Booking, book_one
 from connectors.erp.errors import ErpError, PermanentErpError, RetryableErpError
-from connectors.erp.rest import call_gateway, json_answer, render
+from connectors.erp.rest import TemplateGateway, call_gateway, json_answer, render
 from erpbridge.model import Posting
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -66,29 +65,16 @@ class KingdeeSettings(BaseSettings):
     timeout_s: float = Field(30.0, gt=0)
 
 
-class KingdeeWriter:
+class KingdeeWriter(TemplateGateway):
     name = "kingdee"
 
     def __init__(self, config: KingdeeSettings, http: httpx.Client | None = None) -> None:
+        super().__init__(config.template_file, config.base_url, config.timeout_s, http)
         self._config = config
-        self._template = json.loads(config.template_file.read_text(encoding="utf-8"))
-        self._http = http or httpx.Client(base_url=config.base_url, timeout=config.timeout_s)
         self._logged_in = False
 
-    def close(self) -> None:
-        self._http.close()
-
-    def probe(self) -> bool:
-        try:
-            return self._http.get("").status_code < 500
-        except httpx.HTTPError:
-            return False
-
     def book(self, posting: Posting) -> Booking:
-        (outcome,) = self.book_many([posting])
-        if isinstance(outcome, ErpError):
-            raise outcome
-        return outcome
+        return book_one(self, posting)
 
     def book_many(self, postings: Sequence[Posting]) -> list[Booking | ErpError]:
         """Look the keys up, save the rest (BatchSave: one request), read each item's outcome."""

@@ -306,6 +306,25 @@ class RestErpWriter:
         )
 
 
+class TemplateGateway:
+    """What the ready adapters (Kingdee, Yonyou) share: a body template from a file, one HTTP
+    client to the gateway, and a probe that any answer but a server error passes."""
+
+    def __init__(self, template_file: Path, base_url: str, timeout_s: float,
+                 http: httpx.Client | None = None) -> None:  # fmt: skip
+        self._template = json.loads(template_file.read_text(encoding="utf-8"))
+        self._http = http or httpx.Client(base_url=base_url, timeout=timeout_s)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def probe(self) -> bool:
+        try:
+            return self._http.get("").status_code < 500
+        except httpx.HTTPError:
+            return False
+
+
 def call_gateway(http: httpx.Client, name: str, method: str, path: str, *,
                  ok: Collection[int] = frozenset({200, 201, 202}),
                  retry_on: frozenset[int] = RETRYABLE_STATUSES,

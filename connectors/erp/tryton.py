@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from connectors.erp.base import Booking
+from connectors.erp.base import Booking, book_one
 from connectors.erp.errors import ErpError, PermanentErpError, RetryableErpError
 from connectors.erp.tryton_rpc import TrytonRpc
 from erpbridge.archive import Archive, ArchiveError
@@ -83,10 +83,7 @@ class TrytonWriter:
 
     # -- booking ---------------------------------------------------------------------------
     def book(self, posting: Posting) -> Booking:
-        (outcome,) = self.book_many([posting])
-        if isinstance(outcome, ErpError):
-            raise outcome
-        return outcome
+        return book_one(self, posting)
 
     def book_many(self, postings: Sequence[Posting]) -> list[Booking | ErpError]:
         """One search, one create and one post for the whole batch (SQLite-backed Tryton spends

@@ -21,7 +21,6 @@ becomes a red voucher the same way.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.erp.base import Booking, book_each
 from connectors.erp.errors import ErpError, PermanentErpError, RetryableErpError
-from connectors.erp.rest import call_gateway, json_answer, render
+from connectors.erp.rest import TemplateGateway, call_gateway, json_answer, render
 from erpbridge.model import Posting
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -56,23 +55,13 @@ class YonyouSettings(BaseSettings):
     timeout_s: float = Field(30.0, gt=0)
 
 
-class YonyouWriter:
+class YonyouWriter(TemplateGateway):
     name = "yonyou"
 
     def __init__(self, config: YonyouSettings, http: httpx.Client | None = None) -> None:
+        super().__init__(config.template_file, config.base_url, config.timeout_s, http)
         self._config = config
-        self._template = json.loads(config.template_file.read_text(encoding="utf-8"))
-        self._http = http or httpx.Client(base_url=config.base_url, timeout=config.timeout_s)
         self._token: str | None = None
-
-    def close(self) -> None:
-        self._http.close()
-
-    def probe(self) -> bool:
-        try:
-            return self._http.get("").status_code < 500
-        except httpx.HTTPError:
-            return False
 
     def book_many(self, postings: Sequence[Posting]) -> list[Booking | ErpError]:
         return book_each(self, postings)  # the platform adds one voucher a request
