@@ -41,6 +41,12 @@ STREAM_TABLE_KEYS = Gauge(
     "Keys held in a processor's table on this worker (claims, invoices, reference.<kind>).",
     ["table"],
 )
+STREAM_ASSIGNED_PARTITIONS = Gauge(
+    "erpbridge_stream_assigned_partitions",
+    "Partitions assigned to this worker (1 each) since its last rebalance, by topic: its inputs,"
+    " and the changelogs of the table partitions it holds.",
+    ["topic", "partition"],
+)
 STREAM_OPEN_CLAIMS = Gauge(
     "erpbridge_stream_open_claims",
     "Claims waiting on this worker for an approval or invoices, by whether they have stalled.",

@@ -20,9 +20,17 @@ def main(log_level: str = "info") -> None:
     # fails fast when the registry is missing
     codecs.register_all("postings", "claim_status", "claim_events", "invoice_refs")
     metrics.readiness_check("streams", lambda: _not_ready(app))
+    app.on_partitions_assigned.connect(_note_assignment)
     metrics.serve_from(settings)
     sys.argv = [sys.argv[0], "worker", "--loglevel", log_level, "--without-web"]
     app.main()
+
+
+async def _note_assignment(sender: Any, assigned: Any, **_: Any) -> None:
+    """After each rebalance, which partitions this worker holds (its gauge, one series each)."""
+    metrics.STREAM_ASSIGNED_PARTITIONS.clear()
+    for tp in assigned:
+        metrics.STREAM_ASSIGNED_PARTITIONS.labels(tp.topic, str(tp.partition)).set(1)
 
 
 def _not_ready(app: Any) -> str | None:

@@ -37,11 +37,14 @@ def make_settings(
     kafka_bootstrap: str, registry_url: str, redis_url: str, workdir: Path, **overrides: Any
 ) -> Settings:
     prefix = f"t{uuid.uuid4().hex[:10]}"
-    defaults: dict[str, Any] = {"sink_retry_max_s": 2.0, "archive_dir": str(workdir / "archive")}
+    defaults: dict[str, Any] = {
+        "sink_retry_max_s": 2.0,
+        "archive_dir": str(workdir / "archive"),
+        "topic_partitions": 3,
+    }
     return Settings(
         kafka_bootstrap=kafka_bootstrap,
         topic_prefix=prefix,
-        topic_partitions=3,
         streams_app_id=f"{prefix}-streams",
         streams_datadir=str(workdir / "faust"),
         schema_registry_url=registry_url,
@@ -100,6 +103,27 @@ def tryton_settings(erp: Any) -> TrytonSettings:
     return TrytonSettings(url=erp.url, database=erp.database)
 
 
+def pipeline_workers(settings: Settings, workdir: Path, *, streams: bool = True,
+                     sink: bool = True, erp: TrytonSettings | None = None,
+                     suffix: str = "") -> list[Worker]:  # fmt: skip
+    """A streams worker and a Tryton sink (not started), logging in ``workdir``. Give each
+    extra worker of a kind its own ``suffix``: its name, and its own table directory (one RocksDB
+    store per worker, as on separate machines)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    cli = [sys.executable, "-m", "erpbridge"]
+    env = {**pipeline_env(settings), **(env_of(erp) if erp is not None else {})}
+    if suffix:
+        env["ERPBRIDGE_STREAMS_DATADIR"] = str(workdir / f"faust{suffix}")
+    workers = []
+    if streams:
+        workers.append(Worker(f"streams{suffix}", [*cli, "streams"], env,
+                              workdir / f"streams{suffix}.log"))  # fmt: skip
+    if sink:
+        workers.append(Worker(f"sink{suffix}", [*cli, "sink", "tryton"], env,
+                              workdir / f"sink{suffix}.log"))  # fmt: skip
+    return workers
+
+
 @contextmanager
 def running_workers(
     settings: Settings,
@@ -108,18 +132,18 @@ def running_workers(
     streams: bool = True,
     sink: bool = True,
     erp: TrytonSettings | None = None,
+    suffix: str = "",
+    prepare: bool = True,
 ) -> Iterator[list[Worker]]:
-    ensure_topics(settings)
-    for path in sorted(SAMPLE_REFERENCE.glob("*.csv")):
-        publish_reference(path, settings)
-    workdir.mkdir(parents=True, exist_ok=True)
-    cli = [sys.executable, "-m", "erpbridge"]
-    env = {**pipeline_env(settings), **(env_of(erp) if erp is not None else {})}
-    workers = []
-    if streams:
-        workers.append(Worker("streams", [*cli, "streams"], env, workdir / "streams.log"))
-    if sink:
-        workers.append(Worker("sink", [*cli, "sink", "tryton"], env, workdir / "sink.log"))
+    """Start a streams worker and a sink (after creating the topics and publishing the sample
+    reference data, unless ``prepare`` is false: a second set joining running ones); stop them
+    at the end."""
+    if prepare:
+        ensure_topics(settings)
+        for path in sorted(SAMPLE_REFERENCE.glob("*.csv")):
+            publish_reference(path, settings)
+    workers = pipeline_workers(settings, workdir, streams=streams, sink=sink, erp=erp,
+                               suffix=suffix)  # fmt: skip
     for worker in workers:
         worker.start()
     try:
@@ -127,6 +151,22 @@ def running_workers(
     finally:
         for worker in workers:
             worker.stop()
+
+
+def assigned_partitions(worker: Worker, topic: str) -> set[int] | None:
+    """The partitions of ``topic`` a streams worker holds (its gauge), or None while its
+    /metrics does not answer."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        text = worker.metrics()
+    except httpx.HTTPError:
+        return None
+    return {int(sample.labels["partition"])
+            for family in text_string_to_metric_families(text)
+            if family.name == "erpbridge_stream_assigned_partitions"
+            for sample in family.samples
+            if sample.labels.get("topic") == topic and sample.value == 1}  # fmt: skip
 
 
 def wait_for(
