@@ -26,10 +26,11 @@ def main(log_level: str = "info") -> None:
     app.main()
 
 
-async def _note_assignment(sender: Any, assigned: Any, **_: Any) -> None:
-    """After each rebalance, which partitions this worker holds (its gauge, one series each)."""
+async def _note_assignment(sender: Any, *args: Any, **kwargs: Any) -> None:
+    """After each rebalance, which partitions this worker holds (its gauge, one series each):
+    the signal's argument is the whole assignment."""
     metrics.STREAM_ASSIGNED_PARTITIONS.clear()
-    for tp in assigned:
+    for tp in args[0] if args else kwargs.get("assigned", ()):
         metrics.STREAM_ASSIGNED_PARTITIONS.labels(tp.topic, str(tp.partition)).set(1)
 
 
