@@ -26,7 +26,7 @@ def main(log_level: str = "info") -> None:
     app.main()
 
 
-async def _note_assignment(sender: Any, *args: Any, **kwargs: Any) -> None:
+def _note_assignment(sender: Any, *args: Any, **kwargs: Any) -> None:
     """After each rebalance, which partitions this worker holds (its gauge, one series each):
     the signal's argument is the whole assignment."""
     metrics.STREAM_ASSIGNED_PARTITIONS.clear()
