@@ -33,6 +33,18 @@ class Settings(BaseSettings):
     # answers (a cluster of 3: 3 and 2, so a write survives one lost broker)
     topic_replication_factor: int = Field(1, ge=1)
     topic_min_insync_replicas: int = Field(1, ge=1)
+    # How every client of the project (kafka-python, aiokafka, Faust, the registry) reaches the
+    # brokers: TLS (SSL, SASL_SSL) verifies the brokers against ``kafka_ssl_cafile`` (empty: the
+    # system's trust store) and their host name; SASL logs in as ``kafka_sasl_username``, the
+    # principal whose ACLs say what this component may read and write (erpbridge.access). A
+    # client certificate and key (mutual TLS) are optional. See erpbridge.kafka_security.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: SecretStr = SecretStr("")
+    kafka_ssl_cafile: str = ""
+    kafka_ssl_certfile: str = ""
+    kafka_ssl_keyfile: str = ""
 
     # Stream processors (Faust). Short timeouts make a single worker join its group in seconds.
     streams_app_id: str = "erpbridge-streams"
@@ -108,8 +120,9 @@ class Settings(BaseSettings):
     schema_registry_url: str = "http://127.0.0.1:8081"
     schema_registry_topic: str = "_erpbridge_schemas"
 
-    # Webhook source: per-source HMAC secrets (JSON map), replay window, idempotency memory
-    webhook_secrets: dict[str, SecretStr] = Field(default_factory=dict)
+    # Webhook source: per-source HMAC secrets (JSON map; a source's value is one secret or, while
+    # it rotates, a list of two, each accepted), replay window, idempotency memory
+    webhook_secrets: dict[str, list[SecretStr]] = Field(default_factory=dict)
     webhook_max_skew_s: float = Field(300.0, gt=0)
     webhook_idempotency_ttl_s: int = Field(7 * 24 * 3600, gt=0)
     webhook_max_body_bytes: int = Field(1_000_000, gt=0)
@@ -134,6 +147,20 @@ class Settings(BaseSettings):
                 raise ValueError(f"expected host:port[,host:port], got {value!r}")
         return value
 
+    @field_validator("webhook_secrets", mode="before")
+    @classmethod
+    def _secret_lists(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = json.loads(value)
+        if isinstance(value, dict):
+            value = {source: [s] if isinstance(s, str | SecretStr) else s
+                     for source, s in value.items()}  # fmt: skip
+            for source, secrets in value.items():
+                if not isinstance(secrets, list) or not 1 <= len(secrets) <= 2:
+                    raise ValueError(f"webhook source {source!r}: give one secret, or two while "
+                                     "rotating")  # fmt: skip
+        return value
+
     @field_validator("source_time_zones")
     @classmethod
     def _known_zones(cls, value: dict[str, str]) -> dict[str, str]:
@@ -146,6 +173,13 @@ class Settings(BaseSettings):
     def _known_zone(cls, value: str) -> str:
         _zone(value)
         return value
+
+    @model_validator(mode="after")
+    def _kafka_security(self) -> Settings:
+        from erpbridge.kafka_security import check
+
+        check(self)  # a half-configured login or a missing certificate fails at start-up
+        return self
 
     @model_validator(mode="after")
     def _replication(self) -> Settings:
@@ -196,12 +230,19 @@ def env_of(settings: BaseSettings) -> dict[str, str]:
         elif isinstance(value, list | tuple | frozenset | set):
             value = json.dumps(sorted(value) if isinstance(value, frozenset | set) else value)
         elif isinstance(value, dict):
-            value = json.dumps({k: v.get_secret_value() if isinstance(v, SecretStr) else v
-                                for k, v in value.items()})  # fmt: skip
+            value = json.dumps({k: _reveal(v) for k, v in value.items()})
         elif isinstance(value, Enum):
             value = value.value
         env[f"{prefix}{name}".upper()] = str(value)
     return env
+
+
+def _reveal(value: object) -> object:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, list):
+        return [_reveal(v) for v in value]
+    return value
 
 
 @lru_cache(maxsize=1)

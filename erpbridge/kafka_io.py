@@ -3,20 +3,24 @@ end offsets and a group's committed offsets."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import TopicAlreadyExistsError, TopicAuthorizationFailedError
 
 from erpbridge.config import Settings
+from erpbridge.kafka_security import kafka_python_options
 from erpbridge.topics import Topics
+
+log = logging.getLogger(__name__)
 
 
 def durable_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
     """acks=all + idempotence: a retried send is written once, in order, per partition."""
     options: dict[str, Any] = dict(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_python_options(settings),
         acks="all",
         enable_idempotence=True,
         linger_ms=10,
@@ -31,7 +35,7 @@ def manual_commit_consumer(
     settings: Settings, group_id: str, *topics: str, **overrides: Any
 ) -> KafkaConsumer:
     options: dict[str, Any] = dict(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_python_options(settings),
         group_id=group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -46,16 +50,25 @@ def manual_commit_consumer(
 
 def ensure_topics(settings: Settings) -> list[str]:
     """Create the pipeline's topics (idempotent); return the ones created now."""
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = KafkaAdminClient(**kafka_python_options(settings))
     try:
         topics = Topics(settings.topic_prefix)
         existing = set(admin.list_topics())
         wanted = [name for name in topics.all() if name not in existing]
-        if wanted:
-            try:
-                admin.create_topics([_new_topic(topics, name, settings) for name in wanted])
-            except TopicAlreadyExistsError:
-                pass
+        if not wanted:
+            return []
+        try:
+            admin.create_topics([_new_topic(topics, name, settings) for name in wanted])
+        except TopicAlreadyExistsError:
+            pass
+        except TopicAuthorizationFailedError:
+            # a component's principal sees and may create only its own topics (erpbridge.access):
+            # where the broker authorizes, an operator creates them, and a client that needs
+            # one it cannot see fails on its first use, naming the topic
+            log.info("not allowed to create topics here (%d not visible to %s); they are an "
+                     "operator's to create", len(wanted),
+                     settings.kafka_sasl_username or "this client")  # fmt: skip
+            return []
         return wanted
     finally:
         admin.close()
@@ -74,7 +87,7 @@ def _new_topic(topics: Topics, name: str, settings: Settings) -> NewTopic:
 
 def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
     """Per partition, the offset the next record will get (read_committed: the last stable)."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
+    consumer = KafkaConsumer(**kafka_python_options(settings),
                              isolation_level="read_committed")  # fmt: skip
     try:
         tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
@@ -86,7 +99,7 @@ def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
 def committed_offsets(settings: Settings, group: str, topic: str) -> dict[int, int]:
     """Per partition, the consumer group's committed offset (partitions it never committed:
     absent)."""
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = KafkaAdminClient(**kafka_python_options(settings))
     try:
         offsets = admin.list_group_offsets({group: None}).get(group, {})
     finally:

@@ -30,6 +30,12 @@ SOURCE_PUBLISH_SECONDS = Histogram(
     "erpbridge_source_publish_seconds", "Time from reading a batch to the broker's ack.", ["source"]
 )
 
+WEBHOOK_SECRET_USED = Counter(
+    "erpbridge_webhook_secret_used",
+    "Authentic webhook requests, by source and by which of its secrets signed them (0: the"
+    " first listed); while rotating, remove the old secret once its count stops growing.",
+    ["source", "slot"],
+)
 STREAM_EVENTS = Counter(
     "erpbridge_stream_events",
     "Events through a stream agent, by outcome (in, out, duplicate, rejected, held, stalled,"

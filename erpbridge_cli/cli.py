@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from erpbridge import metrics
+from erpbridge import metrics, redaction
 from erpbridge.archive import Archive
 from erpbridge.config import get_settings
 from erpbridge.contracts.compatibility import Mode
@@ -29,6 +29,7 @@ def stop_on_signals(stop: threading.Event) -> threading.Event:
 
 
 def _setup_logging(level: str) -> None:
+    redaction.install()  # no secret setting's value in any log line, whoever logs it
     logging.basicConfig(
         level=level.upper(),
         stream=sys.stderr,
@@ -115,7 +116,7 @@ def registry_serve(host: str, port: int) -> None:
 
     settings = get_settings()
     serve(
-        settings.kafka_bootstrap,
+        settings,
         settings.schema_registry_topic,
         host,
         port,

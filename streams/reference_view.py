@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -19,9 +20,11 @@ log = logging.getLogger(__name__)
 
 
 class ReferenceView:
-    def __init__(self, bootstrap: str, topic: str, rate_max_age_days: int) -> None:
+    def __init__(self, client_options: dict[str, Any], topic: str,
+                 rate_max_age_days: int) -> None:  # fmt: skip
+        """``client_options``: the aiokafka client's (bootstrap servers and security)."""
         self.data = ReferenceData(rate_max_age_days=rate_max_age_days)
-        self._bootstrap, self._topic = bootstrap, topic
+        self._client_options, self._topic = client_options, topic
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -44,7 +47,7 @@ class ReferenceView:
 
     async def _run(self) -> None:
         # No group: every worker reads every partition from the beginning, and nothing commits.
-        consumer = AIOKafkaConsumer(self._topic, bootstrap_servers=self._bootstrap,
+        consumer = AIOKafkaConsumer(self._topic, **self._client_options,
                                     enable_auto_commit=False, auto_offset_reset="earliest",
                                     isolation_level="read_committed")  # fmt: skip
         await consumer.start()

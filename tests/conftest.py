@@ -20,6 +20,7 @@ from deploy.local import kafka as local_kafka
 from deploy.local import redis as local_redis
 from deploy.local import tryton as local_tryton
 from deploy.local.kafka_cluster import KafkaCluster
+from deploy.local.kafka_secure import SecureKafka
 from deploy.local.process import free_port, port_open
 
 pytest_plugins = ["tests.integration.webhook_server"]  # the webhook fixture
@@ -161,6 +162,18 @@ def _free_base() -> int:
         if base < 60000 and not any(port_open("127.0.0.1", base + n) for n in range(6)):
             return base
     raise RuntimeError("no six consecutive free ports")
+
+
+@pytest.fixture(scope="session")
+def secure_kafka() -> Iterator[SecureKafka]:
+    """A broker of our own that authenticates (SASL_SSL, SCRAM-SHA-512, a CA made for it) and
+    authorizes (ACLs), on free loopback ports; wiped at the end."""
+    broker = SecureKafka(port=_free_base())
+    print("\n".join(broker.up()))
+    try:
+        yield broker
+    finally:
+        broker.down(wipe=True)
 
 
 @pytest.fixture(scope="session")

@@ -25,16 +25,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
-from pydantic import Field, SecretStr
+from pydantic import AfterValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.erp.base import Booking, book_one
 from connectors.erp.errors import ErpError, PermanentErpError, RetryableErpError
 from connectors.erp.rest import TemplateGateway, call_gateway, json_answer, render
 from erpbridge.model import Posting
+from erpbridge.tls import check_ca_file
 
 TEMPLATES = Path(__file__).parent / "templates"
 SERVICE = "Kingdee.BOS.WebApi.ServicesStub"
@@ -63,13 +64,16 @@ class KingdeeSettings(BaseSettings):
     batch_save: bool = True  # BatchSave for a batch of postings, else one Save each
     template_file: Path = TEMPLATES / "kingdee_gl_voucher.json"
     timeout_s: float = Field(30.0, gt=0)
+    # the CA that signed an https gateway's certificate (empty: the system's trust store)
+    ca_file: Annotated[str, AfterValidator(check_ca_file)] = ""
 
 
 class KingdeeWriter(TemplateGateway):
     name = "kingdee"
 
     def __init__(self, config: KingdeeSettings, http: httpx.Client | None = None) -> None:
-        super().__init__(config.template_file, config.base_url, config.timeout_s, http)
+        super().__init__(config.template_file, config.base_url, config.timeout_s, http,
+                         config.ca_file)  # fmt: skip
         self._config = config
         self._logged_in = False
 

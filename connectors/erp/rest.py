@@ -33,17 +33,18 @@ import re
 from collections.abc import Collection, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 import httpx
-from pydantic import Field, SecretStr, model_validator
+from pydantic import AfterValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.erp.base import Booking, book_each
 from connectors.erp.errors import ErpError, PermanentErpError, RetryableErpError
 from erpbridge.failures.classify import RETRYABLE_STATUSES, http_failure
 from erpbridge.model import InputVat, Posting, PostingLine
+from erpbridge.tls import check_ca_file, http_verify
 
 DEFAULT_TEMPLATE: dict[str, Any] = {
     "external_ref": "$posting.posting_id",
@@ -115,6 +116,8 @@ class RestErpSettings(BaseSettings):
     exists_statuses: frozenset[int] = frozenset({409})
     retry_statuses: frozenset[int] = RETRYABLE_STATUSES
     timeout_s: float = Field(30.0, gt=0)
+    # the CA that signed an https gateway's certificate (empty: the system's trust store)
+    ca_file: Annotated[str, AfterValidator(check_ca_file)] = ""
 
     @model_validator(mode="after")
     def _credentials(self) -> RestErpSettings:
@@ -156,7 +159,8 @@ class RestErpWriter:
         elif config.auth == "bearer":
             headers["Authorization"] = f"Bearer {config.token.get_secret_value()}"
         self._http = httpx.Client(base_url=config.base_url, auth=auth, headers=headers,
-                                  timeout=config.timeout_s)  # fmt: skip
+                                  timeout=config.timeout_s,
+                                  verify=http_verify(config.ca_file))  # fmt: skip
 
     def close(self) -> None:
         self._http.close()
@@ -311,9 +315,10 @@ class TemplateGateway:
     client to the gateway, and a probe that any answer but a server error passes."""
 
     def __init__(self, template_file: Path, base_url: str, timeout_s: float,
-                 http: httpx.Client | None = None) -> None:  # fmt: skip
+                 http: httpx.Client | None = None, ca_file: str = "") -> None:  # fmt: skip
         self._template = json.loads(template_file.read_text(encoding="utf-8"))
-        self._http = http or httpx.Client(base_url=base_url, timeout=timeout_s)
+        self._http = http or httpx.Client(base_url=base_url, timeout=timeout_s,
+                                          verify=http_verify(ca_file))  # fmt: skip
 
     def close(self) -> None:
         self._http.close()

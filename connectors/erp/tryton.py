@@ -13,9 +13,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import SecretStr
+from pydantic import AfterValidator, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.erp.base import Booking, book_one
@@ -23,6 +23,7 @@ from connectors.erp.errors import ErpError, PermanentErpError, RetryableErpError
 from connectors.erp.tryton_rpc import TrytonRpc
 from erpbridge.archive import Archive, ArchiveError
 from erpbridge.model import InputVat, Posting, PostingLine
+from erpbridge.tls import check_ca_file
 
 INVOICE_FIELDS = [
     "reference",
@@ -53,6 +54,8 @@ class TrytonSettings(BaseSettings):
     payable_account: str = "2.1.4"
     # Account of the ERP's input VAT taxes (进项税额): deductible VAT is booked on its taxes
     input_vat_account: str = "1.4.4"
+    # the CA that signed an https server's certificate (empty: the system's trust store)
+    ca_file: Annotated[str, AfterValidator(check_ca_file)] = ""
 
 
 class TrytonWriter:
@@ -72,7 +75,7 @@ class TrytonWriter:
     @classmethod
     def from_settings(cls, config: TrytonSettings, archive: Archive | None = None) -> TrytonWriter:
         rpc = TrytonRpc(config.url, config.database, config.user,
-                        config.password.get_secret_value())  # fmt: skip
+                        config.password.get_secret_value(), ca_file=config.ca_file)  # fmt: skip
         return cls(rpc, config.payable_account, config.input_vat_account, archive)
 
     def close(self) -> None:

@@ -13,6 +13,7 @@ import httpx
 
 from connectors.erp.errors import PermanentErpError, RetryableErpError
 from erpbridge.failures.classify import http_failure
+from erpbridge.tls import http_verify
 
 # Tryton errors that mean "try again": row locks and concurrent updates.
 # Lock conflicts and "database is locked" (SQLite under concurrent bookings) pass with a retry.
@@ -75,12 +76,18 @@ class TrytonRpc:
     """A logged-in JSON-RPC session to one Tryton database; re-logs in when the session expires."""
 
     def __init__(
-        self, url: str, database: str, user: str, password: str, timeout: float = 30.0
+        self,
+        url: str,
+        database: str,
+        user: str,
+        password: str,
+        timeout: float = 30.0,
+        ca_file: str = "",
     ) -> None:
         self._endpoint = f"{url.rstrip('/')}/{database}/rpc/"
         self._user = user
         self._password = password
-        self._http = httpx.Client(timeout=timeout)
+        self._http = httpx.Client(timeout=timeout, verify=http_verify(ca_file))
         self._auth: str | None = None
         self._ids = itertools.count(1)
         self.context: dict[str, Any] = {}

@@ -23,16 +23,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
-from pydantic import Field, SecretStr
+from pydantic import AfterValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.erp.base import Booking, book_each
 from connectors.erp.errors import ErpError, PermanentErpError, RetryableErpError
 from connectors.erp.rest import TemplateGateway, call_gateway, json_answer, render
 from erpbridge.model import Posting
+from erpbridge.tls import check_ca_file
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -53,13 +54,16 @@ class YonyouSettings(BaseSettings):
     # the errcodes meaning "the token is no longer valid": fetch a new one and ask again once
     token_errcodes: frozenset[str] = frozenset({"20001", "20002"})
     timeout_s: float = Field(30.0, gt=0)
+    # the CA that signed an https gateway's certificate (empty: the system's trust store)
+    ca_file: Annotated[str, AfterValidator(check_ca_file)] = ""
 
 
 class YonyouWriter(TemplateGateway):
     name = "yonyou"
 
     def __init__(self, config: YonyouSettings, http: httpx.Client | None = None) -> None:
-        super().__init__(config.template_file, config.base_url, config.timeout_s, http)
+        super().__init__(config.template_file, config.base_url, config.timeout_s, http,
+                         config.ca_file)  # fmt: skip
         self._config = config
         self._token: str | None = None
 

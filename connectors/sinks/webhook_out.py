@@ -24,16 +24,17 @@ import datetime
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 from kafka import KafkaProducer
-from pydantic import Field, SecretStr
+from pydantic import AfterValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.sources.signatures import signed_headers
 from erpbridge.contracts.bindings import TopicCodecs
 from erpbridge.failures import RetryableError, Stage, http_failure
+from erpbridge.tls import check_ca_file, http_verify
 
 NAME = "feedback_webhook"
 
@@ -46,6 +47,8 @@ class FeedbackWebhookSettings(BaseSettings):
     secret: SecretStr = SecretStr("")  # the HMAC secret we share with it
     source: str = "erpbridge"  # our X-Erpbridge-Source
     timeout_s: float = Field(30.0, gt=0)
+    # the CA that signed the endpoint's https certificate (empty: the system's trust store)
+    ca_file: Annotated[str, AfterValidator(check_ca_file)] = ""
     template_file: Path | None = None  # a JSON body template (see the module doc)
     only_statuses: frozenset[str] = frozenset()  # empty: every status
 
@@ -64,7 +67,8 @@ class FeedbackWebhook:
             raise ValueError("the feedback webhook needs its HMAC secret "
                              "(ERPBRIDGE_FEEDBACK_WEBHOOK_SECRET)")  # fmt: skip
         self.config, self.codecs = config, codecs
-        self.http = http or httpx.Client(timeout=config.timeout_s)
+        self.http = http or httpx.Client(timeout=config.timeout_s,
+                                         verify=http_verify(config.ca_file))  # fmt: skip
         self.template = (None if config.template_file is None else
                          json.loads(config.template_file.read_text(encoding="utf-8")))  # fmt: skip
         if self.template is not None:  # an unknown field fails at start-up

@@ -34,13 +34,14 @@ from connectors.sources.ledger import namespace
 from connectors.sources.models import problems_of
 from connectors.sources.openapi import openapi_document
 from connectors.sources.originals import keep_original
-from connectors.sources.signatures import SignatureRefused, verify
+from connectors.sources.signatures import SignatureRefused, verify_slot
 from erpbridge.archive import Archive
 from erpbridge.config import Settings
 from erpbridge.contracts.bindings import TopicCodecs
 from erpbridge.contracts.serde import SerializationError
 from erpbridge.failures import FailureRecord, Stage
-from erpbridge.metrics import SOURCE_PUBLISH_SECONDS, SOURCE_RECORDS
+from erpbridge.kafka_security import aiokafka_options
+from erpbridge.metrics import SOURCE_PUBLISH_SECONDS, SOURCE_RECORDS, WEBHOOK_SECRET_USED
 
 SOURCE = "webhook"
 log = logging.getLogger(__name__)
@@ -79,7 +80,8 @@ class WebhookSource:
         self.settings = settings
         self.codecs = TopicCodecs(settings)
         self.archive = Archive(settings.archive_dir)
-        self.secrets = {k: v.get_secret_value() for k, v in settings.webhook_secrets.items()}
+        self.secrets = {source: [s.get_secret_value() for s in secrets]
+                        for source, secrets in settings.webhook_secrets.items()}  # fmt: skip
         self.producer: AIOKafkaProducer | None = None
         self.redis: aioredis.Redis | None = None
         self.idempotency: IdempotencyStore | None = None
@@ -87,7 +89,7 @@ class WebhookSource:
     async def start(self, _: web.Application) -> None:
         self.codecs.register_all(*{e.kind.role for e in ENDPOINTS})
         self.producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka_bootstrap, acks="all", enable_idempotence=True
+            **aiokafka_options(self.settings), acks="all", enable_idempotence=True
         )
         await self.producer.start()
         self.redis = aioredis.Redis.from_url(self.settings.redis_url)
@@ -177,9 +179,11 @@ class WebhookSource:
         SOURCE_RECORDS.labels(SOURCE, "read").inc()
         _json_only(request)
         try:
-            source = verify(request.headers, body, self.secrets, self.settings.webhook_max_skew_s)
+            source, slot = verify_slot(request.headers, body, self.secrets,
+                                       self.settings.webhook_max_skew_s)  # fmt: skip
         except SignatureRefused as exc:
             raise Refusal(401, exc.code, exc.message) from exc
+        WEBHOOK_SECRET_USED.labels(source, str(slot)).inc()
         try:
             payload = parse_json(body)
         except InputRefused as exc:

@@ -1,11 +1,20 @@
 """``python -m deploy.local up|down|status|workers-up|workers-down|serve-tryton|postgres-up|
-postgres-down|cluster-up [N]|cluster-down [N] [--wipe]``."""
+postgres-down|cluster-up [N]|cluster-down [N] [--wipe]|secure-up|secure-down [--wipe]``."""
 
 from __future__ import annotations
 
 import sys
 
-from deploy.local import kafka, kafka_cluster, postgres, redis, registry, tryton, workers
+from deploy.local import (
+    kafka,
+    kafka_cluster,
+    kafka_secure,
+    postgres,
+    redis,
+    registry,
+    tryton,
+    workers,
+)
 from deploy.local.process import LaunchError
 
 
@@ -35,6 +44,10 @@ def main(argv: list[str]) -> int:
         elif command == "cluster-down":
             cluster = kafka_cluster.KafkaCluster(int(argv[1]) if len(argv) > 1 else 3)
             lines = cluster.down(wipe="--wipe" in argv)
+        elif command == "secure-up":  # SASL_SSL + ACLs, beside the plaintext broker
+            lines = kafka_secure.SecureKafka().up()
+        elif command == "secure-down":
+            lines = kafka_secure.SecureKafka().down(wipe="--wipe" in argv)
         elif command == "serve-tryton":  # foreground, for containers
             tryton.serve_foreground()
             return 0
@@ -42,7 +55,7 @@ def main(argv: list[str]) -> int:
             print(
                 f"unknown command {command!r}: up | down | status | workers-up | workers-down"
                 " | serve-tryton | postgres-up | postgres-down | cluster-up [N] | cluster-down [N]"
-                " [--wipe]",
+                " [--wipe] | secure-up | secure-down [--wipe]",
                 file=sys.stderr,
             )
             return 2

@@ -12,7 +12,9 @@ import fastavro
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from erpbridge.config import Settings
 from erpbridge.contracts.compatibility import Mode, check_evolution
+from erpbridge.kafka_security import aiokafka_options, kafka_python_options
 from erpbridge.registry.store import (
     RegistryState,
     canonical,
@@ -39,9 +41,10 @@ def _ok(payload: Any) -> web.Response:
 class Registry:
     """Log-backed registry state plus the writes that extend the log."""
 
-    def __init__(self, bootstrap: str, topic: str, default_level: Mode,
+    def __init__(self, kafka: Settings, topic: str, default_level: Mode,
                  replication: tuple[int, int] = (1, 1)) -> None:  # fmt: skip
-        self.bootstrap, self.topic, self.replication = bootstrap, topic, replication
+        """``kafka``: the settings its clients connect with (bootstrap servers, security)."""
+        self.kafka, self.topic, self.replication = kafka, topic, replication
         self.state = RegistryState(default_level.value)
         self._applied = asyncio.Condition()
         self._write_lock = asyncio.Lock()
@@ -50,13 +53,13 @@ class Registry:
         self._reader: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await asyncio.to_thread(_ensure_topic, self.bootstrap, self.topic, self.replication)
+        await asyncio.to_thread(_ensure_topic, self.kafka, self.topic, self.replication)
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True
+            **aiokafka_options(self.kafka), acks="all", enable_idempotence=True
         )
         await self._producer.start()
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False
+            **aiokafka_options(self.kafka), group_id=None, enable_auto_commit=False
         )
         await self._consumer.start()
         tp = TopicPartition(self.topic, 0)
@@ -123,13 +126,13 @@ class Registry:
         return check_evolution(json.loads(schema), previous, Mode(self.state.level(subject)))
 
 
-def _ensure_topic(bootstrap: str, topic: str, replication: tuple[int, int]) -> None:
+def _ensure_topic(kafka: Settings, topic: str, replication: tuple[int, int]) -> None:
     """The registry's log: compacted, one partition; (copies, min.insync.replicas)."""
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = KafkaAdminClient(**kafka_python_options(kafka))
     try:
         if topic not in admin.list_topics():
             try:
@@ -321,10 +324,10 @@ def build_app(registry: Registry) -> web.Application:
     return app
 
 
-def serve(bootstrap: str, topic: str, host: str, port: int, level: Mode,
+def serve(kafka: Settings, topic: str, host: str, port: int, level: Mode,
           replication: tuple[int, int] = (1, 1)) -> None:  # fmt: skip
     web.run_app(
-        build_app(Registry(bootstrap, topic, level, replication)),
+        build_app(Registry(kafka, topic, level, replication)),
         host=host,
         port=port,
         print=lambda *_: log.info("schema registry listening on %s:%d", host, port),

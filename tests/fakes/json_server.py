@@ -5,6 +5,7 @@ headers)``."""
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,7 +15,10 @@ Answer = tuple[int, Any, dict[str, str]]
 Handle = Callable[[str, str, dict[str, str], Any], Answer]
 
 
-def serve(handle: Handle) -> tuple[ThreadingHTTPServer, str]:
+def serve(handle: Handle, tls: ssl.SSLContext | None = None) -> tuple[ThreadingHTTPServer, str]:
+    """Serve ``handle`` on a free loopback port; over https when given a server ``tls``
+    context."""
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         disable_nagle_algorithm = True
@@ -42,5 +46,8 @@ def serve(handle: Handle) -> tuple[ThreadingHTTPServer, str]:
         do_GET = do_POST = _answer  # noqa: N815
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_port}"
+    scheme = "https" if tls is not None else "http"
+    return server, f"{scheme}://127.0.0.1:{server.server_port}"
