@@ -290,6 +290,29 @@ def streams_audit(as_json: bool, every: float | None) -> None:
 
 
 @main.group()
+def access() -> None:
+    """Who may read and write what on Kafka (each component's ACLs)."""
+
+
+@access.command("plan")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable: grants and bindings.")
+def access_plan(as_json: bool) -> None:
+    """Print each component's grants for this deployment's topics, groups and transactional
+    ids, to apply as ACLs on a broker that authorizes."""
+    import json
+
+    from erpbridge.access import bindings, plan, render
+
+    grants = plan(get_settings())
+    if as_json:
+        click.echo(json.dumps([{**grant.to_dict(), "bindings": [
+            dict(zip(("resource_type", "name", "pattern_type", "operation"), b, strict=True))
+            for b in bindings(grant)]} for grant in grants], ensure_ascii=False))  # fmt: skip
+    else:
+        click.echo(render(grants))
+
+
+@main.group()
 def archive() -> None:
     """The archive of original e-invoice documents, kept so that tampering shows."""
 

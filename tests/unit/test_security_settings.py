@@ -105,3 +105,23 @@ def test_the_access_plan_keeps_each_component_to_its_own_topics() -> None:
     assert topics.postings in writes["streams"] and topics.claims_raw not in writes["streams"]
     assert ("TRANSACTIONAL_ID", "acme-streams-", "PREFIXED", "WRITE") in bindings(
         grants["streams"])  # fmt: skip
+
+
+def test_the_access_plan_command_prints_grants_and_bindings() -> None:
+    from click.testing import CliRunner
+
+    from erpbridge_cli.cli import main
+
+    from erpbridge.config import get_settings
+
+    get_settings.cache_clear()  # read again, with this environment
+    try:
+        result = CliRunner().invoke(main, ["access", "plan", "--json"],
+                                    env={"ERPBRIDGE_TOPIC_PREFIX": "acme"})  # fmt: skip
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    grants = {g["component"]: g for g in json.loads(result.output)}
+    assert set(grants) == {"source", "streams", "sink", "registry", "operator"}
+    assert {"resource_type": "TOPIC", "name": "acme.postings", "pattern_type": "LITERAL",
+            "operation": "READ"} in grants["sink"]["bindings"]  # fmt: skip
