@@ -110,9 +110,8 @@ def test_the_access_plan_keeps_each_component_to_its_own_topics() -> None:
 def test_the_access_plan_command_prints_grants_and_bindings() -> None:
     from click.testing import CliRunner
 
-    from erpbridge_cli.cli import main
-
     from erpbridge.config import get_settings
+    from erpbridge_cli.cli import main
 
     get_settings.cache_clear()  # read again, with this environment
     try:
