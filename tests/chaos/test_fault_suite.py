@@ -104,7 +104,7 @@ class RedisProcess:
             self.proc.wait(timeout=10)
 
 
-@dataclass
+@dataclass(eq=False)  # a thread is hashed by identity
 class Load(threading.Thread):
     """Signed claims and approvals at a steady pace, retried until accepted or refused."""
 
