@@ -113,3 +113,23 @@ def test_a_worker_refuses_to_recover_a_changelog_whose_end_it_does_not_know() ->
     assert highwaters[tp] == 1034
     asyncio.run(recovery._build_highwaters(_FakeConsumer(None, 0, 0), {tp}, highwaters, "active"))
     assert highwaters[tp] == -1
+
+
+def test_a_standby_copy_may_trail_a_changelog_its_owner_keeps_writing() -> None:
+    import asyncio
+    from collections import Counter
+
+    from faust.types import TP
+
+    from streams.app import app
+    from streams.recovery import RecoveryRefused
+
+    recovery, tp = app.tables.recovery, TP("app-claims-changelog", 1)
+    highwaters: Counter = Counter()
+    # the other worker wrote 7 more records between the two asks (the fault suite's case)
+    asyncio.run(recovery._build_highwaters(_FakeConsumer(62, 0, 69), {tp}, highwaters,
+                                           "standby"))  # fmt: skip
+    assert highwaters[tp] == 61
+    with pytest.raises(RecoveryRefused, match=r"would read to 61, the changelog holds 0..68"):
+        asyncio.run(recovery._build_highwaters(_FakeConsumer(62, 0, 69), {tp}, highwaters,
+                                               "active"))  # fmt: skip
