@@ -206,7 +206,7 @@ class SecureKafka:
                 f"{seconds:.1f}s (pid {started.pid}); CA {self.ca_file}"]  # fmt: skip
 
     def down(self, wipe: bool = False) -> list[str]:
-        stopped = self.process().stop(timeout=45)
+        stopped = self.process().stop(timeout=0 if wipe else 45)  # wiped: no need to be kind
         if wipe:
             shutil.rmtree(self.home, ignore_errors=True)
         return [f"secure kafka: {'stopped' if stopped else 'not running'}"]
