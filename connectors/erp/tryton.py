@@ -260,32 +260,35 @@ class TrytonWriter:
             return self._find_or_create_party(posting)
 
     def _find_or_create_party(self, posting: Posting) -> tuple[int, int]:
-        found = self._rpc.call(
-            "model.party.party.search_read",
-            [("code", "=", posting.employee_id)],
-            0,
-            1,
-            None,
-            ["addresses"],
-        )
-        if found and found[0]["addresses"]:
-            return int(found[0]["id"]), int(found[0]["addresses"][0])
-        if found:
-            party = int(found[0]["id"])
-            address = self._rpc.call("model.party.address.create", [{"party": party}])[0]
-            return party, int(address)
-        party = self._rpc.call(
-            "model.party.party.create",
-            [
-                {
-                    "name": posting.employee_name,
-                    "code": posting.employee_id,
-                    "addresses": [["create", [{}]]],
-                }
-            ],
-        )[0]
-        address = self._rpc.call("model.party.address.search", [("party", "=", party)], 0, 1, None)
-        return int(party), int(address[0])
+        found = self._find_party(posting.employee_id)
+        if found is None:
+            try:
+                party = self._rpc.call("model.party.party.create", [{
+                    "name": posting.employee_name, "code": posting.employee_id,
+                    "addresses": [["create", [{}]]]}])[0]  # fmt: skip
+            except PermanentErpError as exc:
+                # Another sink process (several share a group) created it between our search
+                # and our create: the party's code is unique, so it is there now. The fault
+                # suite sent a posting to the DLQ over this before.
+                found = self._find_party(posting.employee_id)
+                if found is None or "unique" not in str(exc):
+                    raise
+            else:
+                address = self._rpc.call("model.party.address.search", [("party", "=", party)],
+                                         0, 1, None)  # fmt: skip
+                return int(party), int(address[0])
+        party, addresses = found
+        if addresses:
+            return party, addresses[0]
+        return party, int(self._rpc.call("model.party.address.create", [{"party": party}])[0])
+
+    def _find_party(self, code: str) -> tuple[int, list[int]] | None:
+        """The party with this code and its addresses, or None."""
+        found = self._rpc.call("model.party.party.search_read", [("code", "=", code)], 0, 1, None,
+                               ["addresses"])  # fmt: skip
+        if not found:
+            return None
+        return int(found[0]["id"]), [int(a) for a in found[0]["addresses"]]
 
     def _company(self) -> int:
         if not self._rpc.context:

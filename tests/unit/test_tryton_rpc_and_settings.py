@@ -64,3 +64,29 @@ def test_a_login_tryton_could_not_complete_is_retried_not_refused() -> None:
     with pytest.raises(PermanentErpError):
         rpc.call("model.account.invoice.read", [1])
     rpc.close()
+
+
+def test_a_party_another_sink_created_meanwhile_is_used_not_refused() -> None:
+    """Two sink processes book the first claims of a new employee at once: both find no party,
+    one creates it and the other's create is refused (the code is unique). That one must use the
+    party now there, not send its posting to the dead-letter topic (the fault suite's case)."""
+    from types import SimpleNamespace
+
+    from connectors.erp.tryton import TrytonWriter
+
+    class RacingRpc:
+        def __init__(self) -> None:
+            self.searches = 0
+
+        def call(self, method: str, *args: object) -> object:
+            if method == "model.party.party.search_read":
+                self.searches += 1
+                return [] if self.searches == 1 else [{"id": 7, "addresses": [70]}]
+            if method == "model.party.party.create":
+                raise PermanentErpError("Tryton UserError on model.party.party.create: The code "
+                                        "on party must be unique.")  # fmt: skip
+            raise AssertionError(method)
+
+    writer = TrytonWriter(RacingRpc(), "2.1.4")  # type: ignore[arg-type]
+    employee = SimpleNamespace(employee_id="E1001", employee_name="张伟")
+    assert writer._employee_party(employee) == (7, 70)  # type: ignore[arg-type]
