@@ -44,7 +44,7 @@ from deploy.local.kafka_cluster import KafkaCluster
 from deploy.local.process import free_port
 from erpbridge.config import Settings
 from erpbridge.kafka_io import committed_offsets, end_offsets
-from erpbridge.topic_reader import read_rejections
+from erpbridge.topic_reader import read_failures, read_rejections
 from erpbridge.topics import Topics
 from tests.integration.claim_load import postings_of
 from tests.integration.pipeline import (
@@ -303,10 +303,7 @@ def test_fault_trials_lose_nothing_book_nothing_twice_and_drain(
             assert load.error is None, f"seed {seed}: the load failed: {load.error!r}"
             fed = time.monotonic()
             accepted = list(load.accepted)
-            booked = wait_for(
-                lambda: (found := posted_in_tryton(erp.settings, accepted)) and
-                len({inv["reference"] for inv in found}) >= len(accepted) and found,
-                DRAIN_TIMEOUT_S, "every accepted claim to be booked", everyone)  # fmt: skip
+            _drain(settings, erp, accepted, everyone, seed)
             lags = wait_for(lambda: (lag := _lags(settings)) and not any(lag.values()) and lag,
                             120, "the consumer lag to return to 0", everyone)  # fmt: skip
             time.sleep(3)
@@ -331,6 +328,27 @@ def test_fault_trials_lose_nothing_book_nothing_twice_and_drain(
     assert not unrecorded, f"seed {seed}: refused claims not on the rejection topic {unrecorded}"
     assert {refused_on_topic[rid] for rid in load.refused.values()} <= {"invalid_event"}
     assert len(done) == TRIALS
+
+
+def _drain(settings: Settings, erp: Any, accepted: list[str], workers: list[Worker],
+           seed: int) -> None:  # fmt: skip
+    """Wait until every accepted claim is booked; else fail naming the missing ones and those
+    of them on the ERP dead-letter topic (refused by the ERP: visible, but not booked)."""
+    deadline = time.monotonic() + DRAIN_TIMEOUT_S
+    while time.monotonic() < deadline:
+        booked = {inv["reference"] for inv in posted_in_tryton(erp.settings, accepted)}
+        if booked >= set(accepted):
+            return
+        dead = [w.name for w in workers if w.proc is not None and w.proc.poll() is not None]
+        assert not dead, f"seed {seed}: {dead} exited\n" + "\n".join(w.tail() for w in workers)
+        time.sleep(3)
+    missing = sorted(set(accepted) - booked)
+    dead_letters = {(f.key or b"").decode(): f.message
+                    for f in read_failures(settings, "erp_dead_letter")}  # fmt: skip
+    raise AssertionError(
+        f"seed {seed}: {len(missing)} accepted claims not booked after {DRAIN_TIMEOUT_S:.0f} s: "
+        f"{missing[:20]}; on the ERP dead-letter topic: "
+        f"{ {k: v for k, v in dead_letters.items() if k in missing} }")  # fmt: skip
 
 
 def _answers(url: str) -> bool:
