@@ -9,7 +9,8 @@ while seeded faults hit it one trial after another, each undone a little later:
 - ``erp``: stop Tryton for 60 s (the sinks' breakers open, then close).
 
 The load: signed webhook requests (a claim, then its final approval 1-3 s later), spread over
-the two webhook sources, retried on 503 and connection errors as an upstream system would;
+the two webhook sources, retried on 503, on 409 ``request_in_progress`` (a killed source's
+idempotency key stays claimed for 60 s) and on connection errors, as an upstream system would;
 about one claim in twenty is invalid and must be refused. Afterwards every valid claim is booked
 in Tryton exactly once (counted by reference) and posted exactly once (read_committed), every
 refused claim is on the rejection topic with its reason, and the consumer groups' lag is 0.
@@ -67,6 +68,7 @@ CLAIMS_PER_S = 3.0
 INVALID_SHARE = 0.05
 SECRET = "fault-suite-webhook-secret"
 DRAIN_TIMEOUT_S = 300.0
+RETRY_FOR_S = 240.0  # an upstream system retries a request this long (503s, 409 in progress)
 
 
 def plan_faults(rng: random.Random, trials: int) -> list[str]:
@@ -128,7 +130,7 @@ class Load(threading.Thread):
 
     def _post(self, path: str, payload: dict[str, Any], key: str) -> httpx.Response:
         body = json.dumps(payload, ensure_ascii=False).encode()
-        delay = 0.2
+        delay, give_up = 0.2, time.monotonic() + RETRY_FOR_S
         while True:
             url = self.rng.choice(self.urls)
             headers = {**signed_headers("travel-platform", SECRET, body),
@@ -138,9 +140,13 @@ class Load(threading.Thread):
             except httpx.HTTPError:
                 self.retries["unreachable"] += 1
             else:
-                if reply.status_code < 500:
+                in_progress = reply.status_code == 409  # a killed source's key, held 60 s
+                if reply.status_code < 500 and not in_progress:
                     return reply
                 self.retries[f"{reply.status_code} {reply.json().get('error')}"] += 1
+                if time.monotonic() > give_up:
+                    raise AssertionError(f"{path} {key}: still {reply.status_code} after "
+                                         f"{RETRY_FOR_S:.0f} s: {reply.text}")  # fmt: skip
             time.sleep(delay)
             delay = min(delay * 2, 3.0)
 
