@@ -18,7 +18,7 @@ from books.store import BooksSettings, Store
 from erpbridge.codec import DecodeError
 from erpbridge.config import Settings
 from erpbridge.contracts.bindings import TopicCodecs
-from erpbridge.kafka_security import kafka_python_options
+from erpbridge.kafka_security import client_options
 from erpbridge.metrics import BOOKS_RECORDS
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def _sync_topic(settings: Settings, config: BooksSettings, store: Store, codecs:
                 role: str, stop: threading.Event | None, follow: bool,
                 progress: Callable[[str, int], None] | None) -> tuple[int, int]:  # fmt: skip
     topic = codecs.topic(role)
-    consumer = KafkaConsumer(**kafka_python_options(settings), enable_auto_commit=False,
+    consumer = KafkaConsumer(**client_options(settings), enable_auto_commit=False,
                              isolation_level="read_committed",
                              max_poll_records=config.batch_records)  # fmt: skip
     read = unreadable = 0

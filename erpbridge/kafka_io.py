@@ -11,7 +11,7 @@ from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError, TopicAuthorizationFailedError
 
 from erpbridge.config import Settings
-from erpbridge.kafka_security import kafka_python_options
+from erpbridge.kafka_security import client_options
 from erpbridge.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 def durable_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
     """acks=all + idempotence: a retried send is written once, in order, per partition."""
     options: dict[str, Any] = dict(
-        **kafka_python_options(settings),
+        **client_options(settings),
         acks="all",
         enable_idempotence=True,
         linger_ms=10,
@@ -35,7 +35,7 @@ def manual_commit_consumer(
     settings: Settings, group_id: str, *topics: str, **overrides: Any
 ) -> KafkaConsumer:
     options: dict[str, Any] = dict(
-        **kafka_python_options(settings),
+        **client_options(settings),
         group_id=group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -50,7 +50,7 @@ def manual_commit_consumer(
 
 def ensure_topics(settings: Settings) -> list[str]:
     """Create the pipeline's topics (idempotent); return the ones created now."""
-    admin = KafkaAdminClient(**kafka_python_options(settings))
+    admin = KafkaAdminClient(**client_options(settings))
     try:
         topics = Topics(settings.topic_prefix)
         existing = set(admin.list_topics())
@@ -87,7 +87,7 @@ def _new_topic(topics: Topics, name: str, settings: Settings) -> NewTopic:
 
 def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
     """Per partition, the offset the next record will get (read_committed: the last stable)."""
-    consumer = KafkaConsumer(**kafka_python_options(settings),
+    consumer = KafkaConsumer(**client_options(settings),
                              isolation_level="read_committed")  # fmt: skip
     try:
         tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
@@ -99,7 +99,7 @@ def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
 def committed_offsets(settings: Settings, group: str, topic: str) -> dict[int, int]:
     """Per partition, the consumer group's committed offset (partitions it never committed:
     absent)."""
-    admin = KafkaAdminClient(**kafka_python_options(settings))
+    admin = KafkaAdminClient(**client_options(settings))
     try:
         offsets = admin.list_group_offsets({group: None}).get(group, {})
     finally:

@@ -59,8 +59,9 @@ def _sasl(settings: Settings) -> dict[str, Any]:
     }
 
 
-def kafka_python_options(settings: Settings) -> dict[str, Any]:
-    """``bootstrap_servers`` and the security options of a kafka-python client."""
+def client_options(settings: Settings) -> dict[str, Any]:
+    """``bootstrap_servers`` and the security options of a kafka-python or an aiokafka client
+    (both take the same names)."""
     options: dict[str, Any] = {
         "bootstrap_servers": settings.kafka_bootstrap,
         "security_protocol": settings.kafka_security_protocol,
@@ -69,19 +70,6 @@ def kafka_python_options(settings: Settings) -> dict[str, Any]:
     context = ssl_context(settings)
     if context is not None:
         options["ssl_context"] = context  # kafka-python then ignores its ssl_* file options
-    return options
-
-
-def aiokafka_options(settings: Settings) -> dict[str, Any]:
-    """``bootstrap_servers`` and the security options of an aiokafka client."""
-    options: dict[str, Any] = {
-        "bootstrap_servers": settings.kafka_bootstrap,
-        "security_protocol": settings.kafka_security_protocol,
-        **_sasl(settings),
-    }
-    context = ssl_context(settings)
-    if context is not None:
-        options["ssl_context"] = context
     return options
 
 

@@ -12,7 +12,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from erpbridge.config import Settings
 from erpbridge.contracts.bindings import TopicCodecs
 from erpbridge.failures import FailureRecord
-from erpbridge.kafka_security import kafka_python_options
+from erpbridge.kafka_security import client_options
 from erpbridge.topics import Topics
 
 
@@ -22,7 +22,7 @@ def read_all(settings: Settings, topic: str, timeout_s: float = 10.0,
     now, or to the offsets ``until`` names per partition (exclusive; a partition not named: to
     its end)."""
     consumer = KafkaConsumer(
-        **kafka_python_options(settings),
+        **client_options(settings),
         enable_auto_commit=False,
         isolation_level="read_committed",
     )
@@ -48,7 +48,7 @@ def read_all(settings: Settings, topic: str, timeout_s: float = 10.0,
 
 def read_last(settings: Settings, topic: str, partition: int = 0) -> ConsumerRecord | None:
     """The last committed record of one partition (None when it has none)."""
-    consumer = KafkaConsumer(**kafka_python_options(settings), enable_auto_commit=False,
+    consumer = KafkaConsumer(**client_options(settings), enable_auto_commit=False,
                              isolation_level="read_committed")  # fmt: skip
     try:
         tp = TopicPartition(topic, partition)

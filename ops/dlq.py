@@ -24,7 +24,7 @@ from erpbridge.codec import DecodeError
 from erpbridge.config import Settings
 from erpbridge.contracts.bindings import TopicCodecs
 from erpbridge.failures import FailureRecord
-from erpbridge.kafka_security import kafka_python_options
+from erpbridge.kafka_security import client_options
 from erpbridge.registry.client import RegistryUnavailable
 from erpbridge.topic_reader import read_all
 from erpbridge.topics import CONTRACTS, Topics
@@ -271,7 +271,7 @@ def purge(settings: Settings, role: str) -> int:
 
     topic = Topics(settings.topic_prefix).failure_topics()[role]
     ends = end_offsets(settings, topic)
-    admin = KafkaAdminClient(**kafka_python_options(settings))
+    admin = KafkaAdminClient(**client_options(settings))
     try:
         starts = _start_offsets(settings, topic)
         admin.delete_records({TopicPartition(topic, p): end for p, end in ends.items()})
@@ -283,7 +283,7 @@ def purge(settings: Settings, role: str) -> int:
 def _start_offsets(settings: Settings, topic: str) -> dict[int, int]:
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(**kafka_python_options(settings))
+    consumer = KafkaConsumer(**client_options(settings))
     try:
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         return {

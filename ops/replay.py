@@ -33,7 +33,7 @@ from kafka.structs import OffsetAndMetadata
 from erpbridge.config import Settings
 from erpbridge.contracts.bindings import TopicCodecs
 from erpbridge.kafka_io import durable_producer
-from erpbridge.kafka_security import kafka_python_options
+from erpbridge.kafka_security import client_options
 from erpbridge.topics import CONTRACTS, Topics
 from ops.audit import Actor, AuditTrail, new_action_id
 from ops.dlq import Failed, Selection, matches, read_failed
@@ -109,7 +109,7 @@ def _replay_topic(settings: Settings, plan: ReplayPlan, actor: Actor, role: str,
                   report: ReplayReport,
                   progress: Callable[[int, int], None] | None) -> None:  # fmt: skip
     group = f"{settings.topic_prefix}-dlq-replay-{plan.action_id}"
-    consumer = KafkaConsumer(**kafka_python_options(settings), group_id=group,
+    consumer = KafkaConsumer(**client_options(settings), group_id=group,
                              enable_auto_commit=False, auto_offset_reset="earliest",
                              isolation_level="read_committed")  # fmt: skip
     codecs = TopicCodecs(settings)

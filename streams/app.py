@@ -12,7 +12,7 @@ import faust
 from erpbridge.config import Settings, get_settings
 from erpbridge.contracts.bindings import TopicCodecs
 from erpbridge.contracts.faust_codec import AvroCodec
-from erpbridge.kafka_security import aiokafka_options, faust_credentials
+from erpbridge.kafka_security import client_options, faust_credentials
 from streams import disk_state
 from streams.recovery import CheckedTableManager
 from streams.reference_view import ReferenceView
@@ -90,5 +90,5 @@ invoice_refs = _output_topic("invoice_refs")
 postings = _output_topic("postings")
 rejected = _internal_topic("rejected")  # failure records: original bytes, context in headers
 claim_status = _output_topic("claim_status")
-reference = ReferenceView(aiokafka_options(settings), codecs.topic("reference"),
+reference = ReferenceView(client_options(settings), codecs.topic("reference"),
                           settings.rate_max_age_days)  # fmt: skip

@@ -37,7 +37,7 @@ from erpbridge.failures import (
     Stopped,
     http_failure,
 )
-from erpbridge.kafka_security import kafka_python_options
+from erpbridge.kafka_security import client_options
 from erpbridge.metrics import SOURCE_PUBLISH_SECONDS, SOURCE_RECORDS
 from erpbridge.topic_reader import read_all
 
@@ -107,7 +107,7 @@ class Poller:
     def run(self, once: bool = False) -> int:
         """Poll until stopped (or, with ``once``, until caught up); return records published."""
         producer = KafkaProducer(
-            **kafka_python_options(self.settings),
+            **client_options(self.settings),
             acks="all",
             enable_idempotence=True,
             transactional_id=f"erpbridge-poll-{self.settings.topic_prefix}-{self.source_name}",

@@ -40,7 +40,7 @@ from erpbridge.config import Settings
 from erpbridge.contracts.bindings import TopicCodecs
 from erpbridge.contracts.serde import SerializationError
 from erpbridge.failures import FailureRecord, Stage
-from erpbridge.kafka_security import aiokafka_options
+from erpbridge.kafka_security import client_options
 from erpbridge.metrics import SOURCE_PUBLISH_SECONDS, SOURCE_RECORDS, WEBHOOK_SECRET_USED
 
 SOURCE = "webhook"
@@ -89,7 +89,7 @@ class WebhookSource:
     async def start(self, _: web.Application) -> None:
         self.codecs.register_all(*{e.kind.role for e in ENDPOINTS})
         self.producer = AIOKafkaProducer(
-            **aiokafka_options(self.settings), acks="all", enable_idempotence=True
+            **client_options(self.settings), acks="all", enable_idempotence=True
         )
         await self.producer.start()
         self.redis = aioredis.Redis.from_url(self.settings.redis_url)

@@ -173,10 +173,10 @@ class SecureKafka:
         from kafka.errors import KafkaError
 
         from erpbridge.config import Settings
-        from erpbridge.kafka_security import kafka_python_options
+        from erpbridge.kafka_security import client_options
 
         try:
-            admin = KafkaAdminClient(**kafka_python_options(Settings(
+            admin = KafkaAdminClient(**client_options(Settings(
                 **self.client_settings("admin"))), request_timeout_ms=3000)  # fmt: skip
         except (KafkaError, OSError, ValueError):
             return False
@@ -229,7 +229,7 @@ class SecureKafka:
 
         from erpbridge.access import bindings, plan
         from erpbridge.config import Settings
-        from erpbridge.kafka_security import kafka_python_options
+        from erpbridge.kafka_security import client_options
 
         acls = [
             ACL(f"User:{grant.principal}", "*", ACLOperation[operation],
@@ -238,7 +238,7 @@ class SecureKafka:
             for grant in plan(settings)
             for kind, name, pattern, operation in bindings(grant)
         ]  # fmt: skip
-        admin = KafkaAdminClient(**kafka_python_options(Settings(**self.client_settings("admin"))))
+        admin = KafkaAdminClient(**client_options(Settings(**self.client_settings("admin"))))
         try:
             result = admin.create_acls(acls)
             if result.get("failed"):

@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from erpbridge.config import Settings
 from erpbridge.contracts.compatibility import Mode, check_evolution
-from erpbridge.kafka_security import aiokafka_options, kafka_python_options
+from erpbridge.kafka_security import client_options
 from erpbridge.registry.store import (
     RegistryState,
     canonical,
@@ -55,11 +55,11 @@ class Registry:
     async def start(self) -> None:
         await asyncio.to_thread(_ensure_topic, self.kafka, self.topic, self.replication)
         self._producer = AIOKafkaProducer(
-            **aiokafka_options(self.kafka), acks="all", enable_idempotence=True
+            **client_options(self.kafka), acks="all", enable_idempotence=True
         )
         await self._producer.start()
         self._consumer = AIOKafkaConsumer(
-            **aiokafka_options(self.kafka), group_id=None, enable_auto_commit=False
+            **client_options(self.kafka), group_id=None, enable_auto_commit=False
         )
         await self._consumer.start()
         tp = TopicPartition(self.topic, 0)
@@ -132,7 +132,7 @@ def _ensure_topic(kafka: Settings, topic: str, replication: tuple[int, int]) -> 
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    admin = KafkaAdminClient(**kafka_python_options(kafka))
+    admin = KafkaAdminClient(**client_options(kafka))
     try:
         if topic not in admin.list_topics():
             try:

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from erpbridge.kafka_security import aiokafka_options
+from erpbridge.kafka_security import client_options
 from streams.app import app, codecs, settings
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ _producer: list[AIOKafkaProducer] = []
 
 async def _plain_producer() -> AIOKafkaProducer:
     if not _producer:
-        producer = AIOKafkaProducer(**aiokafka_options(settings), acks="all")
+        producer = AIOKafkaProducer(**client_options(settings), acks="all")
         await producer.start()
         _producer.append(producer)
     return _producer[0]

@@ -28,7 +28,7 @@ from deploy.local.process import ManagedProcess, free_port
 from deploy.local.tls import Authority
 from erpbridge.config import Settings
 from erpbridge.kafka_io import durable_producer, ensure_topics
-from erpbridge.kafka_security import kafka_python_options
+from erpbridge.kafka_security import client_options
 from erpbridge.topics import Topics
 from tests.contract_samples import SAMPLES
 from tests.integration.pipeline import (
@@ -129,14 +129,14 @@ def _connects(**options: Any) -> str:
 def test_a_wrong_password_or_an_untrusted_certificate_is_refused(
     secure_kafka: SecureKafka, tmp_path: Path
 ) -> None:
-    right = kafka_python_options(_settings(secure_kafka, "erpbridge-operator", "x"))
+    right = client_options(_settings(secure_kafka, "erpbridge-operator", "x"))
     assert _connects(**right) == "connected"
-    wrong = kafka_python_options(_settings(secure_kafka, "erpbridge-operator", "x",
+    wrong = client_options(_settings(secure_kafka, "erpbridge-operator", "x",
                                            kafka_sasl_password="not-the-password"))  # fmt: skip
     assert _connects(**wrong).startswith("refused")
     # a client that trusts another CA does not accept the broker's certificate
     rogue = Authority(tmp_path / "rogue")
-    untrusting = kafka_python_options(_settings(secure_kafka, "erpbridge-operator", "x",
+    untrusting = client_options(_settings(secure_kafka, "erpbridge-operator", "x",
                                                 kafka_ssl_cafile=str(rogue.cert_path)))  # fmt: skip
     assert _connects(**untrusting).startswith("refused")
     # on the brokers' mutual-TLS listener, a client certificate from another CA is refused and

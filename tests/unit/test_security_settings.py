@@ -17,7 +17,7 @@ from deploy.local.tls import Authority
 from erpbridge import redaction
 from erpbridge.access import bindings, plan
 from erpbridge.config import Settings
-from erpbridge.kafka_security import aiokafka_options, faust_credentials, kafka_python_options
+from erpbridge.kafka_security import client_options, faust_credentials
 from erpbridge.topics import Topics
 
 BODY = b'{"claim_id": "C1"}'
@@ -55,17 +55,17 @@ def test_kafka_logins_are_checked_at_start_up_and_reach_every_client(tmp_path: P
     settings = Settings(kafka_security_protocol="SASL_SSL", kafka_sasl_username="erpbridge-sink",
                         kafka_sasl_password="s3cret-password",
                         kafka_ssl_cafile=str(ca.cert_path))  # fmt: skip
-    for options in (kafka_python_options(settings), aiokafka_options(settings)):
-        assert options["security_protocol"] == "SASL_SSL"
-        assert options["sasl_mechanism"] == "SCRAM-SHA-512"
-        assert options["sasl_plain_username"] == "erpbridge-sink"
-        context = options["ssl_context"]
-        assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    options = client_options(settings)  # kafka-python's and aiokafka's alike
+    assert options["security_protocol"] == "SASL_SSL"
+    assert options["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert options["sasl_plain_username"] == "erpbridge-sink"
+    context = options["ssl_context"]
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
     credentials = faust_credentials(settings)
     assert (credentials.username, credentials.mechanism.value, credentials.protocol.value) == (
         "erpbridge-sink", "SCRAM-SHA-512", "SASL_SSL")  # fmt: skip
     assert "s3cret-password" not in repr(settings)
-    assert kafka_python_options(Settings())["security_protocol"] == "PLAINTEXT"
+    assert client_options(Settings())["security_protocol"] == "PLAINTEXT"
     assert faust_credentials(Settings()) is None
 
 
