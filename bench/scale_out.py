@@ -129,12 +129,13 @@ def main() -> None:
             cluster.down()
     cores = os.cpu_count()
     print(f"\nscale-out on a 3-broker cluster, {args.partitions} partitions, {cores} cores")
-    print(f"{'kind':<8} {'1 worker':>14} {'2 workers':>14} {'2 / 1':>7}")
-    for kind, unit in (("streams", "events/s"), ("sink", "bookings/s")):
+    print(f"{'kind':<8} {'unit':<18} {'1 worker':>9} {'2 workers':>10} {'2 / 1':>7}")
+    for kind, unit in (("streams", "input events/s"), ("sink", "bookings/s")):
         one, two = rates[kind][1], rates[kind][2]
-        print(f"{kind:<8} {one:>10,.0f} {unit[:3]} {two:>10,.0f} {unit[:3]} {two / one:>6.2f}x")
+        print(f"{kind:<8} {unit:<18} {one:>9,.0f} {two:>10,.0f} {two / one:>6.2f}x")
     peaks = rss.stop()
-    print(f"peak RSS: {', '.join(f'{k} {v:.0f} MiB' for k, v in peaks.items())}")
+    print("peak RSS (with children): "
+          f"{', '.join(f'{k} {v:.0f} MiB' for k, v in peaks.items())}")  # fmt: skip
 
 
 if __name__ == "__main__":
