@@ -112,7 +112,7 @@ def _connects(**options: Any) -> str:
     logger.addHandler(causes)
     level, logger.level = logger.level, logging.DEBUG
     try:
-        admin = KafkaAdminClient(request_timeout_ms=5000, bootstrap_timeout_ms=8000, **options)
+        admin = KafkaAdminClient(request_timeout_ms=5000, bootstrap_timeout_ms=5000, **options)
         try:
             admin.list_topics()
             return "connected"
