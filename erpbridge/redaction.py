@@ -60,7 +60,10 @@ def install(secrets: Iterable[str] | None = None) -> None:
 
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = previous(*args, **kwargs)
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001  a malformed call: its handler reports it, as ever
+            return record
         clean = redact(message, known)
         if clean != message:
             record.msg, record.args = clean, None
