@@ -4,11 +4,12 @@ end offsets and a group's committed offsets."""
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError, TopicAuthorizationFailedError
+from kafka.errors import KafkaError, TopicAlreadyExistsError, TopicAuthorizationFailedError
 
 from erpbridge.config import Settings
 from erpbridge.kafka_security import client_options
@@ -101,7 +102,14 @@ def committed_offsets(settings: Settings, group: str, topic: str) -> dict[int, i
     absent)."""
     admin = KafkaAdminClient(**client_options(settings))
     try:
-        offsets = admin.list_group_offsets({group: None}).get(group, {})
+        for attempt in range(10):
+            try:
+                offsets = admin.list_group_offsets({group: None}).get(group, {})
+                break
+            except KafkaError as exc:  # the group's coordinator moving or loading: ask again
+                if not exc.retriable or attempt == 9:
+                    raise
+                time.sleep(0.5)
     finally:
         admin.close()
     return {tp.partition: meta.offset for tp, meta in offsets.items()

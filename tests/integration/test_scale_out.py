@@ -35,8 +35,8 @@ pytestmark = pytest.mark.integration
 
 CLAIMS = int(os.environ.get("ERPBRIDGE_SCALE_CLAIMS", "400"))
 PARTITIONS = 4
-WAVES, WAVE_GAP_S = 6, 8.0  # claims come for 48 s
-JOIN_AT_S, KILL_AT_S = 10.0, 28.0
+WAVES, WAVE_GAP_S = 5, 7.0  # claims come for 35 s
+JOIN_AT_S, KILL_AT_S = 8.0, 22.0
 
 
 def _partition(claim_id: str) -> int:
