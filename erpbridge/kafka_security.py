@@ -11,11 +11,10 @@ are handed only to the client libraries, never to a log line.
 from __future__ import annotations
 
 import ssl
-from pathlib import Path
 from typing import Any
 
 from erpbridge.config import Settings
-from erpbridge.tls import client_context
+from erpbridge.tls import client_context, readable_file
 
 
 def check(settings: Settings) -> None:
@@ -31,9 +30,7 @@ def check(settings: Settings) -> None:
         raise ValueError("kafka_ssl_certfile and kafka_ssl_keyfile go together (mutual TLS)")
     if protocol in ("SSL", "SASL_SSL"):
         for name in ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile"):
-            path = getattr(settings, name)
-            if path and not Path(path).is_file():
-                raise ValueError(f"{name} {path!r} is not a readable file")
+            readable_file(getattr(settings, name), name)
 
 
 def uses_tls(settings: Settings) -> bool:
@@ -80,13 +77,12 @@ def faust_credentials(settings: Settings) -> Any:
     context = ssl_context(settings)
     protocol = settings.kafka_security_protocol
     if protocol.startswith("SASL_"):
-        credentials = faust.SASLCredentials(
+        return faust.SASLCredentials(
             username=settings.kafka_sasl_username,
             password=settings.kafka_sasl_password.get_secret_value(),
             ssl_context=context,
             mechanism=settings.kafka_sasl_mechanism,
         )
-        return credentials
     if context is not None:
         return faust.SSLCredentials(context)
     return None

@@ -27,8 +27,13 @@ def http_verify(ca_file: str) -> ssl.SSLContext | bool:
     return client_context(ca_file) if ca_file else True
 
 
-def check_ca_file(value: str) -> str:
-    """A settings validator: an empty value, or a file that is there."""
+def readable_file(value: str, what: str) -> str:
+    """A settings check: an empty value, or a file that is there (``what`` names it)."""
     if value and not Path(value).is_file():
-        raise ValueError(f"CA file {value!r} is not a readable file")
+        raise ValueError(f"{what} {value!r} is not a readable file")
     return value
+
+
+def check_ca_file(value: str) -> str:
+    """The ``*_CA_FILE`` settings' validator."""
+    return readable_file(value, "CA file")

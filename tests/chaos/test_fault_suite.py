@@ -55,6 +55,7 @@ from tests.integration.pipeline import (
     pipeline_workers,
     posted_in_tryton,
     running_workers,
+    serving,
     wait_for,
 )
 
@@ -283,12 +284,12 @@ def test_fault_trials_lose_nothing_book_nothing_twice_and_drain(
         second = pipeline_workers(settings, tmp_path / "b", erp=erp.settings, suffix="-b")
         hooks = _webhooks(settings, tmp_path / "hooks")
         webhooks = list(hooks.values())
-        for worker in [*second, *webhooks]:
+        for worker in second:
             worker.start()
         everyone = [*first, *second, *webhooks]
         try:
             for url, hook in hooks.items():
-                wait_for(lambda u=url: _answers(u), 60, hook.name, everyone)  # type: ignore[misc]
+                serving(hook, url, hook.name)  # started, and its /healthz answers
             stack = Stack(kafka_cluster, suite_redis, erp, {
                 "streams": [w for w in everyone if w.name.startswith("streams")],
                 "sink": [w for w in everyone if w.name.startswith("sink")],
@@ -356,10 +357,3 @@ def _drain(settings: Settings, erp: Any, accepted: list[str], workers: list[Work
         f"seed {seed}: {len(missing)} accepted claims not booked after {DRAIN_TIMEOUT_S:.0f} s: "
         f"{missing[:20]}; on the ERP dead-letter topic: "
         f"{ {k: v for k, v in dead_letters.items() if k in missing} }")  # fmt: skip
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
