@@ -8,13 +8,12 @@ APPROVALS ?= samples/approvals.jsonl
 INVOICES ?= samples/einvoices.xml
 REFERENCE ?= $(wildcard samples/reference/*.csv)
 
-.PHONY: install system-deps browser-deps up down status workers run demo test unit chaos bench lint clean
+.PHONY: install system-deps browser browser-deps up down status workers run demo test unit chaos bench lint clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@command -v java >/dev/null && command -v mvn >/dev/null || $(MAKE) system-deps
-	@command -v chromium >/dev/null || $(MAKE) browser-deps
 	$(PYTHON) -m pip install -q --disable-pip-version-check -e ".[dev,erp,postgres]"
 	@mkdir -p $(STATE) && touch $@
 
@@ -23,8 +22,12 @@ system-deps:
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq openjdk-17-jre-headless maven redis-server
 
-# Debian's Chromium (and CJK fonts, for the console's Chinese): the ops console's browser test
-# drives it headless (playwright, with the system executable; no browser download works offline).
+# Debian's Chromium (and CJK fonts, for the console's Chinese): the browser tests drive it
+# headless (playwright, with the system executable; no browser download works offline). Only the
+# tests need it, so `make test` installs it when missing and `make run` never does.
+browser:
+	@command -v chromium >/dev/null && dpkg -s fonts-noto-cjk >/dev/null 2>&1 || $(MAKE) browser-deps
+
 browser-deps:
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium fonts-noto-cjk
@@ -69,7 +72,7 @@ unit: install
 # left to `make chaos`, as the fault suite kills brokers, processors and sinks on the cluster.
 # `make chaos` runs them all at full size (1,000 claims and 12 kills; 400 and 6 on the cluster;
 # 20 fault trials with 60 s ERP outages) as many times as CHAOS_RUNS says.
-test: lint
+test: lint browser
 	ERPBRIDGE_CHAOS_CLAIMS=$${ERPBRIDGE_CHAOS_CLAIMS:-300} ERPBRIDGE_CHAOS_KILLS=$${ERPBRIDGE_CHAOS_KILLS:-3} \
 	ERPBRIDGE_CHAOS_WAVES=$${ERPBRIDGE_CHAOS_WAVES:-5} \
 	ERPBRIDGE_FAULT_TRIALS=$${ERPBRIDGE_FAULT_TRIALS:-3} \

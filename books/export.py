@@ -9,6 +9,7 @@ import csv
 import io
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from decimal import Decimal
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -47,8 +48,10 @@ REPORT_COLUMNS = ("group", "currency", "postings", "booked", "refused", "total",
                   "avg_latency_s")  # fmt: skip
 
 
-def _money(minor: int | None) -> str:
-    return "" if minor is None else f"{minor / 100:.2f}"
+def _money(minor: int | None) -> Decimal | str:
+    """Minor units as a number of yuan (a credit note's negative amount stays a number: the
+    formula guard only touches text)."""
+    return "" if minor is None else Decimal(minor).scaleb(-2)
 
 
 def reconciliation_csv(result: Reconciliation) -> str:

@@ -69,15 +69,20 @@ def ticket_vat(ticket: Ticket) -> TicketVat:
 def not_deductible_ticket(
     traveller: Mapping[str, Any] | None, is_employee: Callable[[str, str | None], bool]
 ) -> str | None:
-    """Why a ticket deducts nothing (its traveller is not an employee), or None when it does.
+    """Why a ticket deducts nothing (its traveller is not an employee, or has an employee's name
+    but not their ID number), or None when it does.
     ``traveller``: ``{"name", "id_masked"}``; ``is_employee(name, id_masked)`` asks the
     company's employee list."""
     name = (traveller or {}).get("name")
+    id_masked = (traveller or {}).get("id_masked")
     if not name:
         return "the ticket names no traveller"
-    if not is_employee(name, (traveller or {}).get("id_masked")):
-        return f"the traveller {name} is not an employee of the company"
-    return None
+    if is_employee(name, id_masked):
+        return None
+    if id_masked and is_employee(name, None):  # an employee has the name, not this ID number
+        return (f"the traveller's ID number {id_masked} does not match that of the employee "
+                f"{name} (a namesake is not the employee)")
+    return f"the traveller {name} is not an employee of the company"
 
 
 def ticket_taxes(kind: str, fare: Decimal, fuel_surcharge: Decimal, development_fund: Decimal,

@@ -64,6 +64,12 @@ class IdempotencyStore:
         stored = json.loads(text)
         return Stored(int(stored["status"]), stored["body"], stored.get("request_hash"))
 
+    async def pending_for(self, scope: str, key: str) -> int:
+        """Whole seconds until a pending key lapses (its holder may have died): what a client
+        should wait before it asks again (at least 1)."""
+        remaining_ms = await self._redis.pttl(self._key(scope, key))
+        return max(1, -(-int(remaining_ms) // 1000)) if remaining_ms and remaining_ms > 0 else 1
+
     async def complete(self, scope: str, key: str, status: int, body: dict[str, Any],
                        request_hash: str | None = None) -> None:  # fmt: skip
         value = {"status": status, "body": body, "request_hash": request_hash}

@@ -16,7 +16,8 @@ _ERRORS = {
     "invalid_idempotency_key",
     "401": "signature_missing | unknown_source | timestamp_invalid | timestamp_expired | "
     "signature_invalid",
-    "409": "request_in_progress: the same Idempotency-Key is being processed",
+    "409": "request_in_progress: the same Idempotency-Key is being processed; send it again "
+    "after the seconds the Retry-After header gives",
     "413": "body_too_large",
     "415": "unsupported_media_type: only application/json (UTF-8) is accepted",
     "422": "invalid_event: `problems` lists each field and what is wrong with it | "
@@ -71,6 +72,9 @@ def openapi_document(endpoints: Iterable[Endpoint]) -> dict[str, Any]:
                 "description": text,
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
             }
+        responses["409"]["headers"] = {"Retry-After": {
+            "description": "Seconds to wait before sending the request again",
+            "schema": {"type": "integer", "minimum": 1}}}  # fmt: skip
         paths[endpoint.path] = {"post": {
             "summary": endpoint.summary, "operationId": endpoint.path.strip("/").replace("/", "_"),
             "parameters": parameters,

@@ -65,11 +65,12 @@ ENDPOINTS = tuple(Endpoint(f"/v1/{name}", kind) for name, kind in KINDS.items())
 
 
 class Refusal(Exception):
-    def __init__(
-        self, status: int, code: str, message: str, problems: list[dict[str, str]] | None = None
-    ) -> None:
+    def __init__(self, status: int, code: str, message: str,
+                 problems: list[dict[str, str]] | None = None,
+                 retry_after_s: int | None = None) -> None:  # fmt: skip
         super().__init__(message)
         self.status, self.code, self.message, self.problems = status, code, message, problems or []
+        self.retry_after_s = retry_after_s  # sent as Retry-After: when asking again makes sense
 
     def body(self) -> dict[str, Any]:
         return {"error": self.code, "message": self.message, "problems": self.problems}
@@ -237,8 +238,10 @@ class WebhookSource:
                     return web.json_response(found.body, status=found.status,
                                              headers={"Idempotent-Replayed": "true"})  # fmt: skip
                 if found == PENDING:
+                    wait_s = min(await self.idempotency.pending_for(scope, name), 10)
                     raise Refusal(409, "request_in_progress", "the same request is being "
-                                  "processed")  # fmt: skip
+                                  f"processed; send it again in {wait_s} s",
+                                  retry_after_s=wait_s)  # fmt: skip
                 claimed.append(name)
             metadata = await self.producer.send_and_wait(
                 self.codecs.topic(endpoint.kind.role), value=value, key=key.encode()
@@ -281,7 +284,9 @@ class WebhookSource:
             unavailable = Refusal(503, "broker_unavailable", f"{refusal.message} (and the "
                                   f"refusal could not be recorded: {exc})")  # fmt: skip
             return web.json_response(unavailable.body(), status=503)
-        return web.json_response(refusal.body(), status=refusal.status)
+        headers = {} if refusal.retry_after_s is None else {
+            "Retry-After": str(refusal.retry_after_s)}  # fmt: skip
+        return web.json_response(refusal.body(), status=refusal.status, headers=headers)
 
 
 JSON_TYPES = ("application/json",)

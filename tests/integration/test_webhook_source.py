@@ -8,7 +8,10 @@ import uuid
 
 import httpx
 import pytest
+import redis
 
+from connectors.sources.idempotency import PENDING
+from connectors.sources.ledger import namespace
 from connectors.sources.signatures import signed_headers
 from erpbridge.config import Settings
 from erpbridge.contracts.bindings import TopicCodecs
@@ -144,6 +147,25 @@ def test_a_retried_request_is_written_once(webhook) -> None:
     assert [r.status_code for r in replies] == [202, 202]
     assert replies[1].headers.get("Idempotent-Replayed") == "true"
     assert len(_records(settings, "claims_raw", other_id)) == 1
+
+
+def test_a_request_still_in_flight_elsewhere_says_when_to_ask_again(webhook) -> None:
+    """A source killed mid-request leaves its key pending (60 s): the 409 carries Retry-After."""
+    url, settings, _ = webhook
+    claim_id = f"EXP-{uuid.uuid4().hex[:8]}"
+    key = f"{namespace('idem', settings.topic_prefix)}:travel-platform:/v1/claims:{claim_id}"
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        client.set(key, PENDING, ex=7)
+        reply = post_signed(url, "/v1/claims", _claim(claim_id),
+                            headers={"Idempotency-Key": claim_id})  # fmt: skip
+        assert reply.status_code == 409 and reply.json()["error"] == "request_in_progress"
+        assert 1 <= int(reply.headers["Retry-After"]) <= 7
+        client.delete(key)
+        assert post_signed(url, "/v1/claims", _claim(claim_id),
+                           headers={"Idempotency-Key": claim_id}).status_code == 202  # fmt: skip
+    finally:
+        client.close()
 
 
 def test_the_openapi_document_describes_the_endpoints(webhook) -> None:

@@ -11,8 +11,8 @@ import io
 import pytest
 
 from books import export
-from books.reconcile import ErpDocument, reconcile
-from books.report import DIMENSIONS, report
+from books.reconcile import Difference, ErpDocument, Reconciliation, reconcile
+from books.report import DIMENSIONS, Report, ReportRow, report
 from books.scheduled import ReconcileSettings, summary
 from books.store import BooksSettings, Store
 from connectors.erp.rest import RestErpSettings, RestErpWriter
@@ -194,3 +194,16 @@ def test_the_rest_ledger_reads_the_gateway_back_by_reference_and_by_date() -> No
         RestErpSettings(list_path="/vouchers?day={day}")
     with pytest.raises(ValueError, match="batch_lookup_path"):
         RestErpSettings(batch_lookup_path="/vouchers?refs=all")
+
+
+def test_credit_notes_stay_numbers_in_csv_exports() -> None:
+    """A reversal (a credit note) is negative: the CSV cell is the number -1280.00, not the text
+    '-1280.00 that the formula guard makes of a string starting with a minus."""
+    credit = Difference("amount_mismatch", "C9-RED-1", "CC-1", -128000, -127900, "CN-1", "x")
+    result = Reconciliation(DAY, DAY, "cost_centre", differences=[credit])
+    (row,) = _cells(export.reconciliation_csv(result))[1:]
+    assert row[4:6] == ["-1280.00", "-1279.00"]
+    rows = export.report_csv(Report(DAY, DAY, "employee", [
+        ReportRow("E1", "CNY", 1, 1, 0, -128000, -10547, None)]))  # fmt: skip
+    assert _cells(rows)[1][5:7] == ["-1280.00", "-105.47"]
+    assert export.safe_cell("-1280.00") == "'-1280.00"  # text from upstream is still guarded
