@@ -34,23 +34,51 @@ def clean_text(value: object) -> str:
 # Unicode categories an id may not hold: control (Cc, e.g. ESC), format (Cf: zero-width space,
 # BOM, bidi marks), surrogates, private use and unassigned code points; and line separators.
 _NOT_IN_IDS = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+# Marks (Mn non-spacing, Mc spacing combining, Me enclosing) left after normalisation: an id is
+# NFC (NFKC) and holds none, so 'E10\u030101' cannot pose as a second claim beside 'E1001' (a
+# letter with its accent composes first, so 'é' written as 'e' + U+0301 is the id 'é').
+_MARKS = frozenset({"Mn", "Mc", "Me"})
+
+
+def _mark_ranges() -> str:
+    """The Basic Multilingual Plane's marks as character-class ranges (``\\uXXXX-\\uYYYY``)."""
+    ranges: list[list[int]] = []
+    for code in range(0x10000):
+        if unicodedata.category(chr(code)) in _MARKS:
+            if ranges and ranges[-1][1] == code - 1:
+                ranges[-1][1] = code
+            else:
+                ranges.append([code, code])
+    return "".join(f"\\u{a:04x}" if a == b else f"\\u{a:04x}-\\u{b:04x}" for a, b in ranges)
+
+
 # The same rule for the OpenAPI document, as ranges both JSON Schema (ECMA-262) and Python read:
-# control, format, line/paragraph separator, surrogate and private-use characters (unassigned
-# code points are refused too, but cannot be listed).
+# control, format, line/paragraph separator, surrogate and private-use characters and the
+# marks of the Basic Multilingual Plane (unassigned code points and marks beyond U+FFFF are
+# refused too, but a pattern without the u flag cannot list them).
 ID_PATTERN = (
     "^[^\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u0890-\\u0891\\u08e2\\u180e"
-    "\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u206f\\ud800-\\uf8ff\\ufeff\\ufff9-\\ufffb]+$"
+    "\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u206f\\ud800-\\uf8ff\\ufeff\\ufff9-\\ufffb"
+    + _mark_ranges()
+    + "]+$"
 )
 
 
 def identifier(value: str) -> str:
-    """An id as :func:`clean_text` gives it, refused if it holds a character that is not
-    printable (``ValueError`` naming the character's code point)."""
+    """An id as :func:`clean_text` gives it (NFKC, so composed), refused if it holds a character
+    that is not printable or a mark that composes with nothing (``ValueError`` naming the
+    character's code point)."""
     for char in value:
         if unicodedata.category(char) in _NOT_IN_IDS:
             raise ValueError(f"holds the non-printable character U+{ord(char):04X}; ids are "
                              "printable characters only")  # fmt: skip
-    return clean_text(value)
+    cleaned = clean_text(value)
+    for char in cleaned:
+        if unicodedata.category(char) in _MARKS:
+            raise ValueError(f"holds the combining mark U+{ord(char):04X} "
+                             f"({unicodedata.name(char, 'unnamed')}); ids may not hold "
+                             "combining or non-spacing marks")  # fmt: skip
+    return cleaned
 
 
 def parse_amount(text: str, *, signed: bool = False) -> Decimal:

@@ -87,8 +87,9 @@ Text = Annotated[str, BeforeValidator(_text), Field(min_length=1, max_length=200
 # zero-width space, BOM or terminal escape), at most 64 (see connectors.sources.fields.identifier)
 _ID_SCHEMA = {
     "pattern": ID_PATTERN,
-    "description": "Printable characters only: no control, "
-    "format (zero-width, BOM, bidi), surrogate, private-use or unassigned ones.",
+    "description": "Printable characters only, in NFC: no control, "
+    "format (zero-width, BOM, bidi), surrogate, private-use or unassigned ones, and no "
+    "combining or non-spacing marks.",
 }
 Id = Annotated[str, BeforeValidator(lambda v: identifier(v) if isinstance(v, str) else v),
                Field(min_length=1, max_length=64, json_schema_extra=_ID_SCHEMA)]  # fmt: skip

@@ -1,5 +1,7 @@
 import datetime
+import re
 import time
+import unicodedata
 
 import pytest
 from pydantic import ValidationError
@@ -118,3 +120,23 @@ def test_signatures() -> None:
     old = signed_headers("oa", "secret", body, now=time.time() - 301)
     with pytest.raises(SignatureRefused, match="s away from now; at most 300s is accepted"):
         verify(old, body, {"oa": "secret"}, 300)
+
+
+@pytest.mark.parametrize("claim_id", ["E10\u030101", "\u0301E1001", "E1001\u20dd", "E1\ufe0f001",
+                                      "E1\u0903001"])  # fmt: skip
+def test_an_id_with_a_combining_mark_is_refused_not_a_second_claim(claim_id: str) -> None:
+    """A look-alike of E1001 with a combining (U+0301, U+20DD enclosing), variation-selector or
+    spacing mark is refused by the model and by the OpenAPI document's pattern alike."""
+    line = {"amount": "1.00", "currency": "CNY", "expense_date": "2026-11-02"}
+    (problem,) = _problems(ClaimIn, {"claim_id": claim_id, "employee_id": "E",
+                                     "employee_name": "N", "lines": [line]})  # fmt: skip
+    assert problem["field"] == "claim_id" and "combining" in problem["message"]
+    pattern = re.compile(ClaimIn.model_json_schema()["properties"]["claim_id"]["pattern"])
+    assert pattern.match(claim_id) is None and pattern.match("E1001")
+
+
+def test_an_id_is_composed_first_so_an_accent_written_apart_is_the_same_id() -> None:
+    line = {"amount": "1.00", "currency": "CNY", "expense_date": "2026-11-02"}
+    decomposed = ClaimIn.model_validate({"claim_id": "Jose\u0301-1", "employee_id": "E",
+                                         "employee_name": "N", "lines": [line]})  # fmt: skip
+    assert decomposed.claim_id == "Jos\u00e9-1" == unicodedata.normalize("NFC", "Jose\u0301-1")
