@@ -75,8 +75,9 @@ def plan(settings: Settings, principals: dict[str, str] | None = None) -> list[G
               read_topic_prefixes=(f"{settings.topic_prefix}.", f"{app}-"),
               write_topic_prefixes=(f"{settings.topic_prefix}.",),
               group_prefixes=(f"{settings.topic_prefix}-", app),
+              transactional_id_prefixes=(f"{settings.topic_prefix}-dlq-replay-",),
               notes=("inspect, replay and reconcile: reads every topic, writes the project's "
-                     "(replays go back to where a record came from)",)),
+                     "(replays go back to where a record came from, in transactions)",)),
     ]  # fmt: skip
 
 

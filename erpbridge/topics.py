@@ -98,6 +98,12 @@ class Topics:
                 "feedback_dead_letter": self.feedback_dead_letter,
                 "quarantine": self.quarantine}  # fmt: skip
 
+    def replay_targets(self) -> dict[str, str]:
+        """The topics a failure record may be replayed to, by role: the inputs of a stage."""
+        return {"claims_raw": self.claims_raw, "approvals_raw": self.approvals_raw,
+                "invoices_raw": self.invoices_raw, "postings": self.postings,
+                "erp_feedback": self.erp_feedback}  # fmt: skip
+
     def all(self) -> tuple[str, ...]:
         return (self.claims_raw, self.approvals_raw, self.invoices_raw, self.postings,
                 self.rejected, self.erp_dead_letter, self.source_offsets, self.claim_status,

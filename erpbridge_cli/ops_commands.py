@@ -182,7 +182,7 @@ def dlq_replay(target: str | None, set_fields: tuple[str, ...], dry_run: bool,
     settings = get_settings()
     plan = ReplayPlan(_selection(**filters), action_id or new_action_id(), target,
                       dict(_pair(text) for text in set_fields), dry_run, rate,
-                      max_replays)  # fmt: skip
+                      max_replays, resume=action_id is not None)  # fmt: skip
     if not dry_run and not yes:
         click.confirm(f"replay {plan.selection.describe()} (action {plan.action_id})?",
                       abort=True)  # fmt: skip
@@ -215,8 +215,13 @@ def dlq_replay(target: str | None, set_fields: tuple[str, ...], dry_run: bool,
     click.echo(
         f"action {report.action_id}: {report.selected} selected, {verb} "
         f"{report.replayed if not dry_run else report.selected - report.not_replayable}, "
-        f"quarantined {report.quarantined}, not replayable {report.not_replayable}"
+        f"quarantined {report.quarantined}, not replayable {report.not_replayable}, "
+        f"unfixable {report.unfixable}"
     )
+    if report.earlier is not None:
+        earlier = report.earlier
+        click.echo(f"  earlier runs of this action: {earlier.selected} selected, replayed "
+                   f"{earlier.replayed}, quarantined {earlier.quarantined}")  # fmt: skip
     for name, counts in (("to", report.destinations), ("reasons", report.reasons)):
         for key, count in counts.most_common():
             click.echo(f"  {name} {key}: {count}")
@@ -300,13 +305,22 @@ def audit_list(as_json: bool) -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Verify an export (audit export) instead of the topic.",
 )
-def audit_verify(path: Path | None) -> None:
-    """Check the hash chain; name the first record that was changed or removed."""
-    from ops.audit import AuditTrail, from_json_lines, verify
+@click.option("--offline", is_flag=True,
+              help="With --file: check the export's chain and end anchor only, not that it "
+              "holds every record the live trail had when it was made.")  # fmt: skip
+def audit_verify(path: Path | None, offline: bool) -> None:
+    """Check the hash chain; name the first record that was changed or removed. An export is
+    also checked for records cut from its end: its end anchor, and the live trail."""
+    from ops.audit import AuditTrail, read_export, verify_export
 
-    records = (from_json_lines(path.read_text(encoding="utf-8")) if path
-               else AuditTrail(get_settings()).records())  # fmt: skip
-    verdict = verify(records)
+    trail = AuditTrail(get_settings())
+    if path is None:
+        verdict = trail.verify(trail.records())
+    else:
+        records, anchor = read_export(path.read_text(encoding="utf-8"))
+        verdict = verify_export(records, anchor, None if offline else trail.records())
+        if offline and verdict.ok:
+            click.echo("not checked against the live trail (--offline)", err=True)
     click.echo(verdict.describe())
     if not verdict.ok:
         sys.exit(1)
@@ -315,11 +329,15 @@ def audit_verify(path: Path | None) -> None:
 @audit.command("export")
 @click.option("--file", "path", required=True, type=click.Path(dir_okay=False, path_type=Path))
 def audit_export(path: Path) -> None:
-    """Write the trail as JSON Lines, for auditors (``audit verify --file`` checks it)."""
+    """Write the trail as JSON Lines, for auditors, anchored at its end (``audit verify --file``
+    checks it)."""
+    import datetime
+
     from ops.audit import AuditTrail, to_json_lines
 
     records = AuditTrail(get_settings()).records()
-    path.write_text(to_json_lines(records), encoding="utf-8")
+    path.write_text(to_json_lines(records, datetime.datetime.now(datetime.UTC)),
+                    encoding="utf-8")  # fmt: skip
     click.echo(f"exported {len(records)} audit record(s) to {path}")
 
 

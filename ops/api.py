@@ -6,35 +6,61 @@
 - operator: and dry runs and replays;
 - admin: and purge, and unmasked views.
 
-Every call is audited, refusals included (``api.denied``). The console (``/``) is server-rendered
-HTML, no build step: sign in with a token (kept in a same-site, HTTP-only cookie), list and filter
-failures, open one, preview a replay (dry run), replay with confirmation, read the audit trail.
+Requests are read by :mod:`ops.requests` (typed, strict JSON) and refused in one shape with a
+4xx; a service that does not answer is a 503. Every call that reaches a handler is audited,
+refusals included (``api.denied``, or the action with outcome ``refused``), and a request refused
+before any handler (malformed, too long, unknown path) by :mod:`ops.request_audit`.
+
+The console (``/``) is server-rendered HTML, no build step: sign in with a token (kept in a
+same-site, HTTP-only cookie), list and filter failures, open one, preview a replay (dry run),
+replay with confirmation, read the audit trail.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import functools
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from kafka.errors import KafkaError
+from redis.exceptions import RedisError
 
 from erpbridge.config import Settings
-from ops.audit import Actor, AuditTrail, Role, verify
+from erpbridge.registry.client import RegistryUnavailable
+from erpbridge.topics import Topics
+from ops.audit import Actor, AuditTrail, Role, new_action_id
 from ops.auth import Authenticator, Forbidden, OpsSettings, Unauthorized, require
-from ops.dlq import Selection, Summary, describe, failures, find, purge, row
+from ops.dlq import Failed, Selection, Summary, describe, failures, find, purge, row
+from ops.locks import Busy
 from ops.masking import mask
-from ops.replay import ReplayPlan, replay
+from ops.openapi import openapi_document
+from ops.replay import ReplayPlan, ReplayReport, replay
+from ops.request_audit import AUDITED, RefusalRecorder, access_log_auditing
+from ops.requests import (
+    MAX_BODY_BYTES,
+    FailuresQuery,
+    PurgeBody,
+    ReplayBody,
+    RequestRefused,
+    ShowQuery,
+    read_body,
+    read_form,
+    read_query,
+)
 
 COOKIE = "erpbridge_ops"
 TEMPLATES = Environment(loader=FileSystemLoader(Path(__file__).parent / "console"),
                         autoescape=select_autoescape(["html"]))  # fmt: skip
 Handler = Callable[[web.Request, Actor], Awaitable[web.StreamResponse]]
+log = logging.getLogger("erpbridge.ops")
 
 
 class OpsApi:
@@ -42,9 +68,10 @@ class OpsApi:
         self.settings, self.config = settings, config
         self.auth = Authenticator(config)
         self.trail = AuditTrail(settings)
+        self.refusals = RefusalRecorder(self.trail.append)
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[_answer_errors], client_max_size=MAX_BODY_BYTES + 1)
         guarded = self._guarded
         app.router.add_get("/api/failures", guarded(Role.VIEWER, "api.failures")(self.failures))
         app.router.add_get("/api/failures/{where}",
@@ -77,6 +104,10 @@ class OpsApi:
     # -- authentication, roles and the audit of every call -------------------------------------
     def _guarded(self, role: Role, action: str,
                  html: bool = False) -> Callable[[Handler], Callable[..., Any]]:  # fmt: skip
+        """Sign-in and role first; then the handler, which audits what it did. A refusal (no or
+        a bad credential, a short role, a request that does not read) or a failure is audited
+        here, so every call leaves a record."""
+
         def wrap(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
             @functools.wraps(handler)
             async def guarded(request: web.Request) -> web.StreamResponse:
@@ -84,6 +115,8 @@ class OpsApi:
                 if header is None and COOKIE in request.cookies:
                     header = f"Bearer {request.cookies[COOKIE]}"
                 actor: Actor | None = None
+                request[AUDITED] = True
+                where = {"path": request.path[:200], "needs": role}
                 try:
                     actor = self.auth.actor(header)
                     require(actor, role)
@@ -93,13 +126,26 @@ class OpsApi:
                 except (Unauthorized, Forbidden) as exc:
                     status = 401 if isinstance(exc, Unauthorized) else 403
                     await self._audit(actor or Actor("anonymous", Role.NONE), "api.denied",
-                                      {"path": request.path, "needs": role}, outcome="refused",
+                                      where, outcome="refused",
                                       detail=f"{status}: {exc}")  # fmt: skip
                     if html and status == 401:
                         raise web.HTTPSeeOther("/?error=sign+in+first") from None
-                    return web.json_response({"error": "unauthorized" if status == 401
-                                              else "forbidden", "message": str(exc)},
-                                             status=status)  # fmt: skip
+                    raise RequestRefused(status, "unauthorized" if status == 401
+                                         else "forbidden", str(exc)) from None  # fmt: skip
+                except RequestRefused as refused:
+                    assert actor is not None
+                    await self._audit(actor, action, where, outcome="refused",
+                                      detail=f"{refused.status} {refused.code}: "
+                                      f"{refused.message}"[:500])  # fmt: skip
+                    raise
+                except web.HTTPException:
+                    raise
+                except Exception as exc:
+                    with contextlib.suppress(Exception):  # the trail may be what is down
+                        await self._audit(actor or Actor("anonymous", Role.NONE), action, where,
+                                          outcome="failed",
+                                          detail=f"{type(exc).__name__}: {exc}"[:500])  # fmt: skip
+                    raise
 
             return guarded
 
@@ -114,9 +160,10 @@ class OpsApi:
 
     # -- the API --------------------------------------------------------------------------------
     async def failures(self, request: web.Request, actor: Actor) -> web.Response:
-        selection, unmask = _selection(request.query), _unmask(request.query, actor)
-        listed = await asyncio.to_thread(self._list, selection, unmask,
-                                         int(request.query.get("limit", "100")))  # fmt: skip
+        query = read_query(FailuresQuery, request.query)
+        unmask = _unmask(query.unmask, actor)
+        selection = query.selection()
+        listed = await asyncio.to_thread(self._list, selection, unmask, query.limit)
         await self._audit(
             actor,
             "api.failures",
@@ -135,11 +182,9 @@ class OpsApi:
         return {"summary": summary.to_json(), "records": rows}
 
     async def failure(self, request: web.Request, actor: Actor) -> web.Response:
-        where, unmask = request.match_info["where"], _unmask(request.query, actor)
-        try:
-            found = await asyncio.to_thread(find, self.settings, where)
-        except ValueError as exc:
-            return web.json_response({"error": "bad_request", "message": str(exc)}, status=400)
+        where = request.match_info["where"]
+        unmask = _unmask(read_query(ShowQuery, request.query).unmask, actor)
+        found = await self._find(where)
         await self._audit(
             actor,
             "api.failure",
@@ -147,32 +192,38 @@ class OpsApi:
             {"found": int(found is not None), "unmasked": int(unmask)},
         )
         if found is None:
-            return web.json_response({"error": "not_found", "message": where}, status=404)
+            raise RequestRefused(404, "not_found", f"no failure record at {where}")
         return _ok(describe(found, unmask))
 
-    async def replay(self, request: web.Request, actor: Actor) -> web.Response:
+    async def _find(self, where: str) -> Failed | None:
         try:
-            body = await request.json()
-            plan = _plan(body)
-        except (ValueError, TypeError) as exc:
-            return web.json_response({"error": "bad_request", "message": str(exc)}, status=400)
-        report = await asyncio.to_thread(replay, self.settings, plan, actor)  # audits itself
+            return await asyncio.to_thread(find, self.settings, where)
+        except ValueError as exc:
+            raise RequestRefused(400, "bad_request", str(exc)) from None
+
+    async def replay(self, request: web.Request, actor: Actor) -> web.Response:
+        body = read_body(ReplayBody, await request.read())
+        plan = _plan(body, self.settings)
+        report = await self._replay(plan, actor)  # audits itself
         return _ok({"action_id": report.action_id, "dry_run": plan.dry_run, **report.counts(),
                     "destinations": dict(report.destinations), "reasons": dict(report.reasons),
                     "plan": report.plan if plan.dry_run else []})  # fmt: skip
 
+    async def _replay(self, plan: ReplayPlan, actor: Actor) -> ReplayReport:
+        try:
+            return await asyncio.to_thread(replay, self.settings, plan, actor)
+        except Busy as exc:
+            raise RequestRefused(409, "replay_in_progress", str(exc), retry_after_s=5) from None
+
     async def purge(self, request: web.Request, actor: Actor) -> web.Response:
-        body = await request.json()
-        topic = str(body.get("topic", ""))
-        if topic not in ("rejected", "erp_dead_letter", "feedback_dead_letter", "quarantine"):
-            return web.json_response({"error": "bad_request", "message": "topic?"}, status=400)
-        deleted = await asyncio.to_thread(purge, self.settings, topic)
-        await self._audit(actor, "api.purge", {"topic": topic}, {"deleted": deleted})
+        body = read_body(PurgeBody, await request.read())
+        deleted = await asyncio.to_thread(purge, self.settings, body.topic)
+        await self._audit(actor, "api.purge", {"topic": body.topic}, {"deleted": deleted})
         return _ok({"deleted": deleted})
 
     async def audit(self, request: web.Request, actor: Actor) -> web.Response:
         records = await asyncio.to_thread(self.trail.records)
-        verdict = verify(records)
+        verdict = await asyncio.to_thread(self.trail.verify, records)
         await self._audit(actor, "api.audit", {}, {"records": len(records)})
         return _ok({"verified": verdict.ok, "verdict": verdict.describe(),
                     "records": [{**r, "at": r["at"].isoformat()} for r in records]})  # fmt: skip
@@ -188,6 +239,7 @@ class OpsApi:
         return _page("login.html", error=request.query.get("error"))
 
     async def login(self, request: web.Request) -> web.Response:
+        request[AUDITED] = True
         form = await request.post()
         token = str(form.get("token", ""))
         try:
@@ -208,7 +260,8 @@ class OpsApi:
         raise response
 
     async def console_failures(self, request: web.Request, actor: Actor) -> web.Response:
-        selection, unmask = _selection(request.query), _unmask(request.query, actor)
+        query = read_query(FailuresQuery, _filled(request.query))
+        unmask, selection = _unmask(query.unmask, actor), query.selection()
         listed = await asyncio.to_thread(self._list, selection, unmask, 200)
         await self._audit(
             actor,
@@ -220,28 +273,100 @@ class OpsApi:
                      can_replay=actor.role.allows(Role.OPERATOR))  # fmt: skip
 
     async def console_failure(self, request: web.Request, actor: Actor) -> web.Response:
-        where, unmask = request.match_info["where"], _unmask(request.query, actor)
-        found = await asyncio.to_thread(find, self.settings, where)
+        where = request.match_info["where"]
+        unmask = _unmask(read_query(ShowQuery, request.query).unmask, actor)
+        found = await self._find(where)
         await self._audit(
             actor, "console.failure", {"where": where}, {"found": int(found is not None)}
         )
         if found is None:
-            raise web.HTTPNotFound(text=f"no failure record at {where}")
+            raise RequestRefused(404, "not_found", f"no failure record at {where}")
         shown = describe(found, unmask)
         original = json.dumps(shown["original"], ensure_ascii=False, indent=2, default=str)
         return _page("failure.html", actor=actor, where=where, shown=shown, original=original)
 
     async def console_replay(self, request: web.Request, actor: Actor) -> web.Response:
-        form = dict(await request.post())
-        plan = _plan({**form, "dry_run": form.get("confirm") != "yes"})
-        report = await asyncio.to_thread(replay, self.settings, plan, actor)
+        """The console's form: a replay is a dry run unless its confirmation says ``yes``."""
+        form = {k: str(v) for k, v in (await request.post()).items()}
+        fields = {k: v for k, v in _filled(form).items() if k not in ("confirm", "dry_run")}
+        if "set" in fields:
+            fields["set"] = _fix_ups(fields["set"])
+        body = read_form(ReplayBody, {**fields, "dry_run": form.get("confirm") != "yes"})
+        plan = _plan(body, self.settings)
+        report = await self._replay(plan, actor)
         return _page("replay.html", actor=actor, plan=plan, report=report, form=form)
 
     async def console_audit(self, request: web.Request, actor: Actor) -> web.Response:
         records = await asyncio.to_thread(self.trail.records)
+        verdict = await asyncio.to_thread(self.trail.verify, records)
         await self._audit(actor, "console.audit", {}, {"records": len(records)})
         return _page("audit.html", actor=actor, records=list(reversed(records)),
-                     verdict=verify(records))  # fmt: skip
+                     verdict=verdict)  # fmt: skip
+
+
+@web.middleware
+async def _answer_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every refusal in the documented shape (an HTML page on the console), and never a 5xx
+    with a traceback: the broker, Redis or the registry not answering is a 503 to retry."""
+    console = request.path.startswith("/console/")
+    try:
+        return await handler(request)
+    except RequestRefused as refused:
+        return _refusal(refused, console)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(
+            exc.status, "bad_request")  # fmt: skip
+        return _refusal(RequestRefused(exc.status, code, exc.reason), console)
+    except (KafkaError, RedisError, RegistryUnavailable) as exc:
+        log.error("a service did not answer stage=ops path=%s error=%s: %s", request.path[:200],
+                  type(exc).__name__, exc)  # fmt: skip
+        return _refusal(RequestRefused(503, "unavailable", f"{type(exc).__name__}: {exc}"[:300],
+                                       retry_after_s=5), console)  # fmt: skip
+    except Exception as exc:  # our bug: logged whole, answered without a trace
+        log.exception("internal error stage=ops path=%s", request.path[:200])
+        bug = RequestRefused(500, "internal_error", f"{type(exc).__name__}; the ops server's "
+                             "log has the details")  # fmt: skip
+        return _refusal(bug, console)
+
+
+def _refusal(refused: RequestRefused, console: bool) -> web.Response:
+    headers = {} if refused.retry_after_s is None else {
+        "Retry-After": str(refused.retry_after_s)}  # fmt: skip
+    if console:
+        page = TEMPLATES.get_template("error.html").render(refused=refused)
+        return web.Response(text=page, status=refused.status, content_type="text/html",
+                            headers=headers)  # fmt: skip
+    return web.json_response(refused.body(), status=refused.status, headers=headers)
+
+
+def _plan(body: ReplayBody, settings: Settings) -> ReplayPlan:
+    targets = Topics(settings.topic_prefix).replay_targets()
+    if body.to is not None and body.to not in targets.values():
+        raise RequestRefused(422, "unknown_topic", f"to: {body.to!r} is not a topic this "
+                             f"pipeline replays to ({', '.join(sorted(targets.values()))})",
+                             [{"field": "to", "message": "not a replay target"}])  # fmt: skip
+    fix_ups = {k: "null" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
+               for k, v in body.set.items()}  # fmt: skip
+    return ReplayPlan(selection=body.selection(), action_id=body.action_id or new_action_id(),
+                      target=body.to, set_fields=fix_ups, dry_run=body.dry_run, rate=body.rate,
+                      max_replays=body.max_replays, resume=body.action_id is not None)  # fmt: skip
+
+
+def _filled(form: Any) -> dict[str, Any]:
+    """A console form's fields that were filled in (an empty input means no filter)."""
+    found: dict[str, Any] = {}
+    for key in set(form.keys()):
+        values = [v for v in (form.getall(key) if hasattr(form, "getall") else [form[key]]) if v]
+        if values:
+            found[key] = values if key == "header" else values[-1]
+    return found
+
+
+def _fix_ups(text: str) -> dict[str, str]:
+    """``lines.0.account_code=5.2.2, other=x``, as the console's fix-up field takes them."""
+    return dict(part.strip().split("=", 1) for part in text.split(",") if "=" in part)
 
 
 def _ok(body: Any) -> web.Response:
@@ -261,94 +386,13 @@ def _same_origin(request: web.Request) -> None:
         raise Forbidden(f"a form from {origin} may not act here")
 
 
-def _unmask(query: Any, actor: Actor) -> bool:
-    wanted = str(query.get("unmask", "")).lower() in ("1", "true", "yes")
+def _unmask(wanted: bool, actor: Actor) -> bool:
     if wanted:
         require(actor, Role.ADMIN)
     return wanted
 
 
-def _selection(query: Any) -> Selection:
-    def moment(name: str) -> datetime.datetime | None:
-        text = query.get(name)
-        if not text:
-            return None
-        value = datetime.datetime.fromisoformat(str(text))
-        return value if value.tzinfo else value.replace(tzinfo=datetime.UTC)
-
-    headers = {}
-    for text in query.getall("header", []) if hasattr(query, "getall") else []:
-        name, _, value = str(text).partition("=")
-        headers[name] = value
-    return Selection(topic=str(query.get("topic") or "all"),
-                     reason=query.get("reason") or None, stage=query.get("stage") or None,
-                     claim_id=query.get("claim_id") or None,
-                     employee=query.get("employee") or None,
-                     source_system=query.get("source_system") or None,
-                     since=moment("since"), until=moment("until"), headers=headers)  # fmt: skip
-
-
-def _plan(body: dict[str, Any]) -> ReplayPlan:
-    selection = _selection(_Query(body))
-    changes = body.get("set") or {}
-    if isinstance(changes, str):
-        changes = dict(part.split("=", 1) for part in changes.split(",") if "=" in part)
-    rate = body.get("rate")
-    return ReplayPlan(selection=selection, target=body.get("to") or None,
-                      set_fields={str(k): str(v) for k, v in changes.items()},
-                      dry_run=str(body.get("dry_run", "false")).lower() in ("1", "true", "yes"),
-                      rate=float(rate) if rate not in (None, "") else None,
-                      max_replays=int(body.get("max_replays") or 3))  # fmt: skip
-
-
-class _Query(dict[str, Any]):
-    def getall(self, name: str, default: list[Any]) -> list[Any]:
-        value = self.get(name)
-        return default if value is None else value if isinstance(value, list) else [value]
-
-
-def openapi_document() -> dict[str, Any]:
-    bearer: list[dict[str, list[str]]] = [{"bearer": []}]
-    filters = [{"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
-               for name in ("topic", "reason", "stage", "claim_id", "employee", "source_system",
-                            "since", "until", "header", "unmask", "limit")]  # fmt: skip
-    errors = {"401": {"description": "no or unknown credential"},
-              "403": {"description": "the role is short of what this needs"}}  # fmt: skip
-    return {
-        "openapi": "3.1.0",
-        "info": {"title": "erpbridge ops API", "version": "1",
-                 "description": "Failure records, replay and the audit trail, by role."},
-        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
-        "security": bearer,
-        "paths": {
-            "/api/failures": {"get": {"summary": "List failure records (viewer; unmask: admin)",
-                                      "parameters": filters,
-                                      "responses": {"200": {"description": "summary, records"},
-                                                    **errors}}},
-            "/api/failures/{where}": {"get": {
-                "summary": "One failure record, topic[partition]@offset (viewer)",
-                "parameters": [{"name": "where", "in": "path", "required": True,
-                                "schema": {"type": "string"}}],
-                "responses": {"200": {"description": "the record"}, "404": {
-                    "description": "none there"}, **errors}}},
-            "/api/replay": {"post": {
-                "summary": "Replay a selection (operator); dry_run previews it",
-                "requestBody": {"content": {"application/json": {"schema": {
-                    "type": "object", "properties": {
-                        "topic": {"type": "string"}, "reason": {"type": "string"},
-                        "stage": {"type": "string"}, "claim_id": {"type": "string"},
-                        "to": {"type": "string"}, "set": {"type": "object"},
-                        "dry_run": {"type": "boolean"}, "rate": {"type": "number"},
-                        "max_replays": {"type": "integer"}}}}}},
-                "responses": {"200": {"description": "counts"}, **errors}}},
-            "/api/purge": {"post": {"summary": "Delete a failure topic's records so far (admin)",
-                                    "responses": {"200": {"description": "deleted"}, **errors}}},
-            "/api/audit": {"get": {"summary": "The audit trail and its verification (viewer)",
-                                   "responses": {"200": {"description": "records"}, **errors}}},
-        },
-    }  # fmt: skip
-
-
 def serve(settings: Settings, config: OpsSettings) -> None:
-    web.run_app(OpsApi(settings, config).app(), host=config.host, port=config.port,
-                print=lambda *_: None)  # fmt: skip
+    api = OpsApi(settings, config)
+    web.run_app(api.app(), host=config.host, port=config.port, print=lambda *_: None,
+                access_log_class=access_log_auditing(api.refusals))  # fmt: skip

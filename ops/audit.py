@@ -15,7 +15,7 @@ import getpass
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -27,6 +27,7 @@ from erpbridge.topic_reader import read_all, read_last
 from ops.locks import held
 
 GENESIS = "0" * 64
+ANCHOR = "anchor"  # an export's last line: {"anchor": {count, head_seq, head_hash, exported_at}}
 
 
 class Role(StrEnum):
@@ -104,6 +105,11 @@ class AuditTrail:
             producer.close()
             codecs.close()
 
+    def verify(self, records: Sequence[Mapping[str, Any]]) -> Verdict:
+        """The live trail's chain (Kafka keeps a topic's end; deleting records cuts only its
+        start, which the sequence shows)."""
+        return verify(records)
+
     def records(self) -> list[dict[str, Any]]:
         codecs = TopicCodecs(self.settings)
         try:
@@ -143,19 +149,75 @@ def verify(records: Iterable[Mapping[str, Any]]) -> Verdict:
     return Verdict(True, checked)
 
 
-def to_json_lines(records: Iterable[Mapping[str, Any]]) -> str:
-    """The trail as JSON Lines (an export for auditors; :func:`from_json_lines` reads it)."""
-    return "".join(json.dumps(dict(r), ensure_ascii=False, default=_iso) + "\n" for r in records)
+def to_json_lines(records: Sequence[Mapping[str, Any]],
+                  anchored_at: datetime.datetime | None = None) -> str:  # fmt: skip
+    """The trail as JSON Lines (an export for auditors; :func:`read_export` reads it). With
+    ``anchored_at`` (an export), a last line anchors its end: how many records, the head's seq
+    and hash, and when it was made, so that records cut from the end are caught."""
+    text = "".join(json.dumps(dict(r), ensure_ascii=False, default=_iso) + "\n" for r in records)
+    if anchored_at is not None:
+        head_seq, head_hash = (int(records[-1]["seq"]), records[-1]["hash"]) if records else (
+            0, GENESIS)  # fmt: skip
+        anchor = {"count": len(records), "head_seq": head_seq, "head_hash": head_hash,
+                  "exported_at": anchored_at.isoformat()}  # fmt: skip
+        text += json.dumps({ANCHOR: anchor}) + "\n"
+    return text
 
 
-def from_json_lines(text: str) -> list[dict[str, Any]]:
-    records = []
+def read_export(text: str) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """An export's records and its end anchor (None: it has none)."""
+    records, anchor = [], None
     for line in text.splitlines():
         if line.strip():
             record = json.loads(line)
+            if ANCHOR in record and len(record) == 1:
+                anchor = record[ANCHOR]
+                continue
             record["at"] = datetime.datetime.fromisoformat(record["at"])
             records.append(record)
-    return records
+    return records, anchor
+
+
+def from_json_lines(text: str) -> list[dict[str, Any]]:
+    return read_export(text)[0]
+
+
+def verify_export(records: Sequence[Mapping[str, Any]], anchor: Mapping[str, Any] | None,
+                  live: Sequence[Mapping[str, Any]] | None) -> Verdict:  # fmt: skip
+    """An export's chain, its end anchor, and (``live``: the trail's records now) that it holds
+    every record the trail had when it was made, each as the trail has it. The chain alone
+    cannot see records cut from its end: the anchor (count and head) and the live trail can."""
+    verdict = verify(records)
+    if not verdict.ok:
+        return verdict
+    last_seq = int(records[-1]["seq"]) if records else 0
+    last_hash = records[-1]["hash"] if records else GENESIS
+    if anchor is None:
+        return Verdict(False, verdict.checked, last_seq + 1, "the export has no end anchor: "
+                       "records may have been cut from its end")  # fmt: skip
+    if (anchor.get("count"), anchor.get("head_seq"), anchor.get("head_hash")) != (
+            len(records), last_seq, last_hash):  # fmt: skip
+        return Verdict(False, verdict.checked, last_seq + 1, f"the export ends at seq "
+                       f"{last_seq} with {len(records)} record(s), its anchor says "
+                       f"{anchor.get('count')} ending at seq {anchor.get('head_seq')}: "
+                       "records were cut from its end")  # fmt: skip
+    if live is None:
+        return verdict
+    made = datetime.datetime.fromisoformat(str(anchor["exported_at"])).replace(microsecond=0)
+    exported = {int(r["seq"]): r["hash"] for r in records}
+    for record in live:
+        seq = int(record["seq"])
+        if seq in exported and exported[seq] != record["hash"]:
+            return Verdict(False, verdict.checked, seq, "differs from the live trail")
+        if seq > last_seq and record["at"] < made:
+            return Verdict(False, verdict.checked, seq, f"the live trail had this record "
+                           f"({record['at'].isoformat()}) before the export was made "
+                           f"({anchor['exported_at']}), and the export ends at seq "
+                           f"{last_seq}: it was cut short")  # fmt: skip
+    if live and int(live[-1]["seq"]) < last_seq or not live and last_seq:
+        return Verdict(False, verdict.checked, last_seq, "the export holds records the live "
+                       "trail does not")  # fmt: skip
+    return verdict
 
 
 def _iso(value: Any) -> Any:

@@ -5,7 +5,7 @@ Each reader streams its file and yields :class:`Entry` items: where the entity i
 or file and entry number), its payload for the shared models, or the reasons it could not even
 be parsed. CSV and JSON Lines are decoded line by line (UTF-8 with or without BOM, else
 GBK/GB18030, see :func:`choose_encoding`): a line that does not decode, is too long, or holds
-something the boundary refuses (:mod:`connectors.sources.boundary`) is an entry with its
+something the boundary refuses (:mod:`erpbridge.boundary`) is an entry with its
 problem and raw bytes, and the rest of the file goes on. XML is decoded as its declaration says.
 """
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from connectors.sources.boundary import LIMITS, InputLimits, InputRefused, parse_json
+from erpbridge.boundary import LIMITS, InputLimits, InputRefused, parse_json
 
 # Column names as upstream systems export them (English and Chinese) -> our field names.
 HEADER_ALIASES: dict[str, str] = {

@@ -27,7 +27,6 @@ from pydantic import (
     model_validator,
 )
 
-from connectors.sources.boundary import LIMITS
 from connectors.sources.fields import (
     ID_PATTERN,
     clean_text,
@@ -37,6 +36,7 @@ from connectors.sources.fields import (
     parse_date,
     to_minor_units,
 )
+from erpbridge.boundary import LIMITS
 from erpbridge.model import (
     TICKET_TYPES,
     InvoiceStatus,

@@ -20,9 +20,9 @@ import httpx
 from kafka import KafkaProducer
 from pydantic import ValidationError
 
-from connectors.sources.boundary import InputRefused, parse_json
 from connectors.sources.kinds import KINDS
 from connectors.sources.models import problems_of
+from erpbridge.boundary import InputRefused, parse_json
 from erpbridge.codec import encode_key
 from erpbridge.config import Settings
 from erpbridge.contracts.bindings import TopicCodecs

@@ -27,7 +27,6 @@ from aiokafka.errors import KafkaError
 from pydantic import BaseModel, ValidationError
 from redis.exceptions import RedisError
 
-from connectors.sources.boundary import InputRefused, parse_json
 from connectors.sources.idempotency import PENDING, IdempotencyStore, Stored
 from connectors.sources.kinds import KINDS, Kind
 from connectors.sources.ledger import namespace
@@ -36,6 +35,7 @@ from connectors.sources.openapi import openapi_document
 from connectors.sources.originals import keep_original
 from connectors.sources.signatures import SignatureRefused, verify_slot
 from erpbridge.archive import Archive
+from erpbridge.boundary import InputRefused, parse_json
 from erpbridge.config import Settings
 from erpbridge.contracts.bindings import TopicCodecs
 from erpbridge.contracts.serde import SerializationError

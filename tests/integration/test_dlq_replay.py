@@ -161,7 +161,18 @@ def test_fix_then_replay_books_each_once_and_a_second_replay_books_nothing(
     assert all(r["actor"].startswith("cli:") and r["outcome"] == "ok" for r in replays)
     exported = tmp_path / "audit.jsonl"
     assert _cli(settings, "audit", "export", "--file", str(exported))[0] == 0
-    altered = from_json_lines(exported.read_text(encoding="utf-8"))
+    whole = exported.read_text(encoding="utf-8")
+    assert _cli(settings, "audit", "verify", "--file", str(exported))[0] == 0
+    # its last records cut off: caught by the anchor, and (the anchor re-made) by the live trail
+    lines = whole.splitlines(keepends=True)
+    exported.write_text("".join(lines[:-3] + lines[-1:]), encoding="utf-8")
+    code, out = _cli(settings, "audit", "verify", "--file", str(exported))
+    assert code == 1 and "cut from its end" in out, out
+    kept = from_json_lines(whole)[:-2]
+    exported.write_text(to_json_lines(kept, datetime.datetime.now(datetime.UTC)), encoding="utf-8")
+    code, out = _cli(settings, "audit", "verify", "--file", str(exported))
+    assert code == 1 and f"broken at seq {kept[-1]['seq'] + 1}" in out and "cut short" in out, out
+    altered = from_json_lines(whole)
     altered[2]["counts"] = {**altered[2]["counts"], "replayed": 0}  # someone "corrects" it
     exported.write_text(to_json_lines(altered), encoding="utf-8")
     code, out = _cli(settings, "audit", "verify", "--file", str(exported))

@@ -73,12 +73,55 @@ def test_an_interrupted_replay_resumes_and_a_busy_topic_waits(
     # only the tail not yet acknowledged was redone: at most the one in flight twice
     assert report["replayed"] == 6 - interrupted or report["replayed"] == 7 - interrupted
     assert len(replayed) <= 7
-    outcomes = [r["outcome"] for r in AuditTrail(settings).records()
+    outcomes = [(r["action"], r["outcome"]) for r in AuditTrail(settings).records()
                 if r["action_id"] == action]  # fmt: skip
-    assert outcomes == ["interrupted", "ok"]
+    assert outcomes == [("dlq.replay.start", "ok"), ("dlq.replay", "interrupted"),
+                        ("dlq.replay.start", "ok"), ("dlq.replay", "ok")]  # fmt: skip
+    assert report["replayed"] + report["replayed_earlier"] == 6
 
     purged = _cli(settings, "dlq", "purge", "--topic", "erp_dead_letter", "--yes")
     assert purged.wait(60) == 0 and "purged 6" in (purged.stdout.read() if purged.stdout else "")
     time.sleep(1)
     assert read_failures(settings, "erp_dead_letter") == []
     assert [r["action"] for r in AuditTrail(settings).records()][-1] == "dlq.purge"
+
+
+def test_a_replay_killed_outright_is_in_the_trail_and_its_resume_takes_over_at_once(
+    kafka_bootstrap, schema_registry_url, redis_url, tmp_path: Path
+) -> None:
+    """SIGKILL leaves no chance to audit or to release the lock: the start was audited before
+    the first republish, the resume takes the dead run's lock over without waiting for it to
+    lapse, and the trail counts exactly what went out (republish and progress are one
+    transaction, so nothing went out twice)."""
+    settings = make_settings(kafka_bootstrap, schema_registry_url, redis_url, tmp_path)
+    ensure_topics(settings)
+    ids = write_dead_letters(settings, 8)
+    action = uuid.uuid4().hex[:12]
+    first = _cli(settings, "dlq", "replay", "--topic", "erp_dead_letter", "--yes", "--rate", "2",
+                 "--action-id", action)  # fmt: skip
+    wait_for(lambda: len(_replayed(settings, action)) >= 2, timeout=60, what="two replayed")
+    first.send_signal(signal.SIGKILL)
+    first.wait(30)
+    gone_out = len(_replayed(settings, action))
+    trail = [r for r in AuditTrail(settings).records() if r["action_id"] == action]
+    assert [r["action"] for r in trail] == ["dlq.replay.start"]  # the start, before any write
+
+    started = time.monotonic()
+    again = _cli(settings, "dlq", "replay", "--topic", "erp_dead_letter", "--yes",
+                 "--action-id", action, "--json")  # fmt: skip
+    assert again.wait(120) == 0, again.stderr.read() if again.stderr else ""
+    took = time.monotonic() - started
+    report = json.loads(again.stdout.read() if again.stdout else "{}")
+    replayed = [k.decode() for k in _replayed(settings, action)]
+    assert sorted(replayed) == sorted(ids)  # each once: nothing lost, nothing twice
+    assert report["replayed_earlier"] == gone_out and report["replayed"] == 8 - gone_out
+    assert 2 <= gone_out < 8
+    trail = [r for r in AuditTrail(settings).records() if r["action_id"] == action]
+    assert [(r["action"], r["outcome"]) for r in trail] == [
+        ("dlq.replay.start", "ok"), ("dlq.replay.start", "ok"), ("dlq.replay", "ok")]
+    final = trail[-1]["counts"]
+    assert final["replayed"] + final["replayed_earlier"] == len(replayed) == 8
+    assert not [r for r in AuditTrail(settings).records() if r["outcome"] == "refused"]
+    print(f"killed after {gone_out} of 8 went out; the resume took over and finished in "
+          f"{took:.1f} s (the lock's time-to-live is 30 s)")
+    assert took < 25

@@ -2,7 +2,6 @@ from pathlib import Path
 
 import pytest
 
-from connectors.sources.boundary import InputLimits
 from connectors.sources.file_formats import (
     FileFormatError,
     choose_encoding,
@@ -10,6 +9,7 @@ from connectors.sources.file_formats import (
     jsonl_entries,
     read_rows,
 )
+from erpbridge.boundary import InputLimits
 
 HEADER = "claim_id,employee_id,employee_name,expense_date,category,description,amount,currency"
 

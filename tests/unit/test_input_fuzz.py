@@ -19,7 +19,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from connectors.sources.boundary import InputRefused, parse_json
 from connectors.sources.file_formats import (
     Entry,
     FileFormatError,
@@ -30,6 +29,7 @@ from connectors.sources.file_formats import (
 )
 from connectors.sources.kinds import KINDS
 from connectors.sources.signatures import SignatureRefused, verify
+from erpbridge.boundary import InputRefused, parse_json
 from erpbridge.contracts.catalog import contract
 from erpbridge.contracts.serde import AvroSerializer
 from erpbridge.topics import CONTRACTS

@@ -2,7 +2,16 @@ import datetime
 
 import pytest
 
-from ops.audit import GENESIS, Role, digest, from_json_lines, to_json_lines, verify
+from ops.audit import (
+    GENESIS,
+    Role,
+    digest,
+    from_json_lines,
+    read_export,
+    to_json_lines,
+    verify,
+    verify_export,
+)
 from ops.masking import mask
 from ops.replay import _like, _set
 
@@ -67,3 +76,36 @@ def test_a_fix_up_sets_a_field_as_its_type() -> None:
     }
     with pytest.raises(ValueError):
         _like(1, "not a number")
+
+
+def test_an_export_cut_short_at_its_end_is_caught() -> None:
+    """The chain alone verifies any prefix of itself: the end anchor and the live trail do not."""
+    trail = _trail(6)
+    made = trail[-1]["at"] + datetime.timedelta(seconds=5)
+    full = to_json_lines(trail, made)
+    assert verify_export(*read_export(full), trail).ok
+    records, anchor = read_export(full)
+    assert verify(records[:4]).ok  # what the chain alone says of a cut export
+    cut_with_anchor = verify_export(records[:4], anchor, None)
+    assert not cut_with_anchor.ok and cut_with_anchor.first_bad_seq == 5
+    assert "cut from its end" in cut_with_anchor.describe()
+    no_anchor = verify_export(records[:4], None, None)
+    assert not no_anchor.ok and "no end anchor" in no_anchor.describe()
+    # a forger who also rewrites the anchor is caught by the live trail
+    forged = to_json_lines(trail[:4], made)
+    against_live = verify_export(*read_export(forged), trail)
+    assert not against_live.ok and against_live.first_bad_seq == 5
+    assert "cut short" in against_live.describe()
+    # records the trail gained after the export was made are not the export's to hold
+    later = _trail(8)
+    for record in later[6:]:
+        record["at"] = made + datetime.timedelta(minutes=1)
+    assert verify_export(*read_export(full), _rechained(later)).ok
+
+
+def _rechained(records: list[dict]) -> list[dict]:
+    prev = GENESIS
+    for record in records:
+        record["prev_hash"] = prev
+        record["hash"] = prev = digest(prev, record)
+    return records
