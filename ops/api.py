@@ -138,7 +138,15 @@ class OpsApi:
                                       detail=f"{refused.status} {refused.code}: "
                                       f"{refused.message}"[:500])  # fmt: skip
                     raise
-                except web.HTTPException:
+                except web.HTTPException as exc:  # a body over the limit (413), a redirect
+                    if exc.status >= 400:
+                        await self._audit(
+                            actor or Actor("anonymous", Role.NONE),
+                            action,
+                            where,
+                            outcome="refused",
+                            detail=f"{exc.status}: {exc.reason}",
+                        )
                     raise
                 except Exception as exc:
                     with contextlib.suppress(Exception):  # the trail may be what is down

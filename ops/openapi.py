@@ -52,7 +52,8 @@ def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
 def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
     properties = model.model_json_schema()["properties"]
     return [{"name": name, "in": "query", "required": False,
-             "schema": {k: v for k, v in _not_null(schema).items() if k != "title"},
+             "schema": {k: v for k, v in _not_null(schema).items()
+                        if k != "title" and not (k == "default" and v is None)},
              **({"style": "form", "explode": True} if name == "header" else {})}
             for name, schema in properties.items()]  # fmt: skip
 

@@ -98,7 +98,8 @@ def read_query(model: type[M], query: Any) -> M:
     """A query string as ``model`` (lax: text is read as the field's type)."""
     values: dict[str, Any] = {}
     for name in set(query.keys()):
-        found = query.getall(name)
+        found = query.getall(name) if hasattr(query, "getall") else query[name]
+        found = found if isinstance(found, list) else [found]
         values[name] = found if name == "header" else found[-1]
     try:
         return model.model_validate(values)

@@ -23,7 +23,10 @@ from deploy.local.kafka_cluster import KafkaCluster
 from deploy.local.kafka_secure import SecureKafka
 from deploy.local.process import free_port, port_open
 
-pytest_plugins = ["tests.integration.webhook_server"]  # the webhook fixture
+pytest_plugins = [
+    "tests.integration.webhook_server",
+    "tests.integration.ops_server",
+]  # their fixtures
 
 
 def _docker_engine_answers() -> bool:

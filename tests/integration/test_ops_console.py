@@ -7,74 +7,20 @@ from __future__ import annotations
 
 import datetime
 import json
-import sys
-import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from joserfc import jwt
 from joserfc.jwk import RSAKey
 
-from deploy.local.process import free_port
-from erpbridge.config import Settings
-from erpbridge.kafka_io import ensure_topics
 from erpbridge.topic_reader import read_all
 from ops.audit import AuditTrail, Role, verify
-from ops.auth import new_token
 from tests.browser import chromium_page, screenshot
-from tests.integration.dead_letters import write_dead_letters
-from tests.integration.pipeline import Worker, pipeline_env, serving, topics_of
+from tests.integration.ops_server import sso_jwt
+from tests.integration.pipeline import topics_of
 
 pytestmark = pytest.mark.integration
-ISSUER = "https://sso.example.test"
-
-
-def _jwt(key: RSAKey, role: str, *, issuer: str = ISSUER, expires_in: int = 600) -> str:
-    claims = {"iss": issuer, "sub": "u-1", "preferred_username": "li.na", "aud": "erpbridge-ops",
-              "erpbridge_role": role, "exp": int(time.time()) + expires_in}  # fmt: skip
-    return jwt.encode({"alg": "RS256", "kid": "sso-1"}, claims, key)
-
-
-@pytest.fixture(scope="module")
-def ops_server(kafka_bootstrap, schema_registry_url, redis_url, tmp_path_factory):
-    prefix = f"o{uuid.uuid4().hex[:10]}"
-    settings = Settings(
-        kafka_bootstrap=kafka_bootstrap,
-        topic_prefix=prefix,
-        schema_registry_url=schema_registry_url,
-        redis_url=redis_url,
-    )
-    ensure_topics(settings)
-    tokens, stored = {}, {}
-    for role in (Role.VIEWER, Role.OPERATOR, Role.ADMIN):
-        tokens[role], entry = new_token(role)
-        stored[str(role)] = entry.model_dump(mode="json")
-    key = RSAKey.generate_key(2048, parameters={"kid": "sso-1"})
-    folder = tmp_path_factory.mktemp("ops")
-    jwks = folder / "jwks.json"
-    jwks.write_text(json.dumps({"keys": [key.as_dict(private=False)]}), encoding="utf-8")
-    port = free_port()
-    env = {**pipeline_env(settings), "ERPBRIDGE_OPS_TOKENS": json.dumps(stored),
-           "ERPBRIDGE_OPS_PORT": str(port), "ERPBRIDGE_OPS_OIDC_ISSUER": ISSUER,
-           "ERPBRIDGE_OPS_OIDC_AUDIENCE": "erpbridge-ops",
-           "ERPBRIDGE_OPS_OIDC_JWKS_FILE": str(jwks)}  # fmt: skip
-    worker = Worker("ops", [sys.executable, "-m", "erpbridge", "ops", "serve"], env,
-                    folder / "ops.log")  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        serving(worker, url, "the ops API")
-        yield (
-            url,
-            settings,
-            tokens,
-            key,
-            write_dead_letters(settings, 2, "UI", employee_name="张伟 13812345678"),
-        )
-    finally:
-        worker.stop()
 
 
 def _get(url: str, path: str, token: str | None, **params: Any) -> httpx.Response:
@@ -108,13 +54,13 @@ def test_roles_refuse_what_they_must_and_every_call_is_audited(ops_server) -> No
     assert _post(url, "/api/purge", operator, {"topic": "quarantine"}).status_code == 403
 
     # single sign-on: a JWT from the configured issuer, its role from a claim
-    assert _post(url, "/api/replay", _jwt(key, "operator"), dry).status_code == 200
-    assert _post(url, "/api/replay", _jwt(key, "viewer"), dry).status_code == 403
-    assert _get(url, "/api/failures", _jwt(key, "admin", issuer="https://evil.test")
+    assert _post(url, "/api/replay", sso_jwt(key, "operator"), dry).status_code == 200
+    assert _post(url, "/api/replay", sso_jwt(key, "viewer"), dry).status_code == 403
+    assert _get(url, "/api/failures", sso_jwt(key, "admin", issuer="https://evil.test")
                 ).status_code == 401  # fmt: skip
-    assert _get(url, "/api/failures", _jwt(key, "admin", expires_in=-60)).status_code == 401
+    assert _get(url, "/api/failures", sso_jwt(key, "admin", expires_in=-60)).status_code == 401
     other = RSAKey.generate_key(2048, parameters={"kid": "sso-1"})
-    assert _get(url, "/api/failures", _jwt(other, "admin")).status_code == 401  # not its key
+    assert _get(url, "/api/failures", sso_jwt(other, "admin")).status_code == 401  # not its key
 
     trail = AuditTrail(settings).records()
     denied = [r for r in trail if r["action"] == "api.denied"]
