@@ -3,8 +3,9 @@
 Differences, each naming the posting (the ERP document's reference) and its kind:
 
 - ``missing_in_erp``: sent, and the ERP has no document with its reference;
-- ``unexpected_in_erp``: a document in the integration's scope of the ERP (its expense journal)
-  in the period, that we never sent;
+- ``unexpected_in_erp``: a live document in the integration's scope of the ERP (its expense
+  journal) in the period, that we never sent (one we never sent that finance cancelled is no
+  difference: it is listed apart, ``cancelled_unsent``);
 - ``amount_mismatch`` / ``tax_mismatch``: the document's total or tax is not what was sent;
 - ``not_posted``: the document is there but draft, cancelled or otherwise not posted;
 - ``duplicate_in_erp``: more than one live (not cancelled) document carries the reference: the
@@ -78,6 +79,8 @@ class Reconciliation:
     per_group: dict[str, dict[str, int]] = field(default_factory=dict)
     per_day: dict[str, dict[str, int]] = field(default_factory=dict)  # sent vs booked, by day
     scope_checked: bool = True  # False: the ledger cannot list its documents by date
+    # documents in scope we never sent that were cancelled in the ERP: reported apart
+    cancelled_unsent: list[ErpDocument] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -93,7 +96,11 @@ class Reconciliation:
                 "booked_minor": self.booked_minor, "ok": self.ok, "counts": self.counts(),
                 "scope_checked": self.scope_checked, "per_group": self.per_group,
                 "per_day": self.per_day,
-                "differences": [d.__dict__ for d in self.differences]}  # fmt: skip
+                "differences": [d.__dict__ for d in self.differences],
+                "cancelled_unsent": [{"reference": d.reference, "document": d.number,
+                                      "erp_minor": d.total_minor,
+                                      "date": d.date.isoformat() if d.date else None}
+                                     for d in self.cancelled_unsent]}  # fmt: skip
 
 
 def _tally(table: dict[str, dict[str, int]], key: str) -> dict[str, int]:
@@ -151,6 +158,9 @@ def reconcile(store: Store, ledger: ErpLedger, start: datetime.date, end: dateti
     result.scope_checked = in_scope is not None
     for document in in_scope or ():
         if document.reference not in sent:
+            if document.state == "cancelled":  # never ours and void: not a difference
+                result.cancelled_unsent.append(document)
+                continue
             if document.date is not None:
                 _tally(result.per_day, str(document.date))["differences"] += 1
             result.differences.append(

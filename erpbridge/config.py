@@ -111,8 +111,11 @@ class Settings(BaseSettings):
     posting_default_account: str = "5.2.2"
     posting_category_accounts: dict[str, str] = Field(default_factory=dict)
     # Input VAT the company deducts instead of expensing: VAT on invoices of these kinds, issued
-    # to this taxpayer id (统一社会信用代码; when unset, the buyer is not checked)
+    # to one of the company's taxpayer ids (统一社会信用代码): these, the single company_tax_id
+    # (kept for older deployments) and the reference data's company entries. With none known,
+    # nothing deducts (the buyer cannot be checked) and the stream processors say so at start.
     company_tax_id: str | None = None
+    company_tax_ids: tuple[str, ...] = ()
     posting_deductible_invoice_types: tuple[InvoiceType, ...] = DEDUCTIBLE_INVOICE_TYPES
 
     # Event contracts and the schema registry (Confluent REST API)
@@ -204,9 +207,17 @@ class Settings(BaseSettings):
     @field_validator("company_tax_id")
     @classmethod
     def _uscc(cls, value: str | None) -> str | None:
-        if value is not None and not valid_uscc(value.strip().upper()):
-            raise ValueError(f"{value!r} is not a valid unified social credit code")
-        return None if value is None else value.strip().upper()
+        return None if value is None else _checked_uscc(value)
+
+    @field_validator("company_tax_ids")
+    @classmethod
+    def _usccs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_checked_uscc(v) for v in value)
+
+    def all_company_tax_ids(self) -> frozenset[str]:
+        """The company's taxpayer ids these settings name (the reference data may add more)."""
+        return frozenset(self.company_tax_ids) | (
+            {self.company_tax_id} if self.company_tax_id else set())  # fmt: skip
 
     @field_validator("posting_category_accounts")
     @classmethod
@@ -216,6 +227,12 @@ class Settings(BaseSettings):
     def to_env(self) -> dict[str, str]:
         """Every setting as the ``ERPBRIDGE_*`` variable it is read from (to start workers)."""
         return env_of(self)
+
+
+def _checked_uscc(value: str) -> str:
+    if not valid_uscc(value.strip().upper()):
+        raise ValueError(f"{value!r} is not a valid unified social credit code")
+    return value.strip().upper()
 
 
 def env_of(settings: BaseSettings) -> dict[str, str]:

@@ -11,6 +11,8 @@ key                        value (JSON)
                            masked ID: optional, to know a ticket's traveller)
 ``department:D10``         ``{"erp_code": "SALES"}``
 ``cost_centre:CC01``       ``{"erp_code": "CC-SH-01"}``
+``company:91310000...``    ``{"name": "..."}``: a taxpayer id (统一社会信用代码) of the company
+                           itself: VAT invoices and tickets issued to it deduct input VAT
 =========================  ==============================================================
 
 A tombstone (null value) removes an entry. Writers (``erpbridge reference load``) and readers
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-KINDS = ("rate", "employee", "department", "cost_centre")
+KINDS = ("rate", "employee", "department", "cost_centre", "company")
 
 
 class BadReferenceEntry(ValueError):
@@ -137,6 +139,10 @@ class ReferenceData:
         """Is someone of this name (and masked ID number, when both sides know it) listed?"""
         return any(same_person(id_masked, self._codes[key].get("id_masked"))
                    for key in self._names.get(person_name(name), ()))  # fmt: skip
+
+    def company_tax_ids(self) -> frozenset[str]:
+        """The company's own taxpayer ids the reference data lists."""
+        return frozenset(key.partition(":")[2] for key in self._codes if key.startswith("company:"))
 
     def erp_code(self, kind: str, code: str) -> str | None:
         data = self._codes.get(code_key(kind, code))

@@ -1,9 +1,12 @@
 """Deductible input VAT (进项税额) of a claim's lines, from the VAT invoices they cite.
 
 The company deducts the VAT of a special invoice (增值税专用发票, 数电票（增值税专用发票）) issued
-to it, and of a passenger ticket naming one of its employees (see :mod:`streams.passenger_vat`),
-so that VAT is booked apart from the expense. The VAT of any other invoice (普票, an invoice to
-another buyer, a red-letter invoice, a stranger's ticket) stays part of the expense.
+to it (its buyer taxpayer id is one of the company's), and of a passenger ticket naming one of
+its employees (and the company, where the ticket names a buyer; see
+:mod:`streams.passenger_vat`), so that VAT is booked apart from the expense. With no company
+taxpayer id known, nothing is deducted: the buyer cannot be checked. The VAT of any other
+invoice (普票, an invoice to another buyer, a red-letter invoice, a stranger's ticket) stays part
+of the expense.
 
 Allocation goes line by line, in claim order. A line's amount covers its cited invoices in turn,
 each up to what is left of that invoice's total. An invoice cited by two lines is split between
@@ -27,7 +30,17 @@ _VAT_CURRENCY = "CNY"  # VAT invoices state CNY
 @dataclass(frozen=True)
 class VatPolicy:
     deductible_types: frozenset[str]
-    company_tax_id: str | None  # None: the buyer is not checked
+    company_tax_ids: frozenset[str]  # the buyers whose VAT is ours; none: nothing deducts
+
+    def with_tax_ids(self, more: frozenset[str]) -> VatPolicy:
+        return self if more <= self.company_tax_ids else VatPolicy(
+            self.deductible_types, self.company_tax_ids | more)  # fmt: skip
+
+
+NO_COMPANY_TAX_ID = (
+    "no company taxpayer id is configured (ERPBRIDGE_COMPANY_TAX_IDS, or a "
+    "tax_id file in the reference data), so the buyer cannot be checked"
+)
 
 
 @dataclass(frozen=True)
@@ -52,8 +65,11 @@ def not_deductible(facts: Mapping[str, Any], policy: VatPolicy,
         return f"a {facts['type']} invoice is not deductible"
     buyer = facts.get("buyer_tax_id")
     ticket = facts["type"] in TICKET_KINDS
-    if policy.company_tax_id and buyer != policy.company_tax_id and (buyer or not ticket):
-        return f"issued to {buyer or 'no taxpayer id'}, not to {policy.company_tax_id}"
+    if not policy.company_tax_ids:
+        return NO_COMPANY_TAX_ID
+    if buyer not in policy.company_tax_ids and (buyer or not ticket):
+        ours = ", ".join(sorted(policy.company_tax_ids))
+        return f"issued to {buyer or 'no taxpayer id'}, not to the company ({ours})"
     if Decimal(facts["total"]) <= 0:
         return "a red-letter (negative) invoice"
     if ticket:

@@ -80,8 +80,10 @@ def not_deductible_ticket(
     if is_employee(name, id_masked):
         return None
     if id_masked and is_employee(name, None):  # an employee has the name, not this ID number
-        return (f"the traveller's ID number {id_masked} does not match that of the employee "
-                f"{name} (a namesake is not the employee)")
+        return (
+            f"the traveller's ID number {id_masked} does not match that of the employee "
+            f"{name} (a namesake is not the employee)"
+        )
     return f"the traveller {name} is not an employee of the company"
 
 

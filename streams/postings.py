@@ -35,7 +35,7 @@ class PostingRules:
     default_account: str
     category_accounts: Mapping[str, str]
     require_employee_mapping: bool = True
-    vat: VatPolicy = VatPolicy(frozenset(DEDUCTIBLE_INVOICE_TYPES), None)
+    vat: VatPolicy = VatPolicy(frozenset(DEDUCTIBLE_INVOICE_TYPES), frozenset())
 
     def account_for(self, category: str) -> str:
         return self.category_accounts.get(category.lower(), self.default_account)
@@ -77,9 +77,10 @@ def build_posting(claim: Mapping[str, Any], rules: PostingRules, reference: Refe
     ]
     invoices = invoices or {}
     is_employee = _employees(claim["employee"], reference)
+    vat = rules.vat.with_tax_ids(reference.company_tax_ids())  # settings and master data
     for line, input_vat in zip(
         booked,
-        allocate(claimed, invoices, rules.vat, rules.company_currency, is_employee),
+        allocate(claimed, invoices, vat, rules.company_currency, is_employee),
         strict=True,
     ):
         line["input_vat"] = input_vat
@@ -99,7 +100,7 @@ def build_posting(claim: Mapping[str, Any], rules: PostingRules, reference: Refe
         "tax_minor": sum(vat["tax_minor"] for line in booked for vat in line["input_vat"]),
         "kind": "BOOKING",
         "reverses": None,
-        "vat_notes": vat_notes(invoices, rules.vat, is_employee),
+        "vat_notes": vat_notes(invoices, vat, is_employee),
         "originals": [
             {"invoice_ref": key, "sha256": facts["original_sha256"]}
             for key, facts in sorted(invoices.items())

@@ -6,6 +6,8 @@ The kind is told by the header row:
 - ``employee_id,party[,department,cost_centre,name,id_masked]``  employee mapping (name and
   masked ID number: to tell whether a ticket's traveller is an employee)
 - ``department,erp_code`` / ``cost_centre,erp_code``  department / cost-centre mapping
+- ``tax_id[,name]``  the company's own taxpayer ids (统一社会信用代码): the buyer an invoice or a
+  ticket must name for its input VAT to be deducted
 
 A file is checked whole before anything is published: one bad row and nothing is sent, with
 every bad row named (file:line). Published entries replace earlier ones with the same key.
@@ -21,7 +23,7 @@ from pathlib import Path
 
 from erpbridge.config import Settings
 from erpbridge.kafka_io import durable_producer, ensure_topics
-from erpbridge.model import CURRENCY_EXPONENTS
+from erpbridge.model import CURRENCY_EXPONENTS, valid_uscc
 from erpbridge.reference import code_key, rate_key
 from erpbridge.topics import Topics
 
@@ -59,9 +61,11 @@ def _kind_of(header: set[str], path: Path) -> str:
     for kind in ("department", "cost_centre"):
         if {kind, "erp_code"} <= header:
             return kind
+    if "tax_id" in header:
+        return "company"
     raise ReferenceFileError(f"{path.name}: header {sorted(header)} is none of: currency,date,"
                              "rate / employee_id,party / department,erp_code / "
-                             "cost_centre,erp_code")  # fmt: skip
+                             "cost_centre,erp_code / tax_id")  # fmt: skip
 
 
 def _entry(kind: str, row: dict[str, str]) -> Entry:
@@ -84,6 +88,11 @@ def _entry(kind: str, row: dict[str, str]) -> Entry:
             raise ValueError("id_masked must be masked (e.g. 3101**********1234): full ID "
                              "numbers are not kept")  # fmt: skip
         return code_key("employee", row["employee_id"]), value
+    if kind == "company":
+        tax_id = row["tax_id"].upper()
+        if not valid_uscc(tax_id):
+            raise ValueError(f"{row['tax_id']!r} is not a valid unified social credit code")
+        return code_key("company", tax_id), {"name": row.get("name") or ""}
     if not row[kind] or not row["erp_code"]:
         raise ValueError(f"{kind} and erp_code are required")
     return code_key(kind, row[kind]), {"erp_code": row["erp_code"]}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import logging
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -38,18 +39,20 @@ from streams.app import (
 )
 from streams.claim_case import Attach, ClaimCase, Detach, Effect, Policy, Post, Reject, Status
 from streams.disk_state import key_count, partition_items, sweep_items
-from streams.input_vat import VatPolicy
+from streams.input_vat import NO_COMPANY_TAX_ID, VatPolicy
 from streams.open_cases import SWEEP_PER_TICK, OpenCases
 from streams.postings import PostingRules, build_posting, reversal
 from streams.table_writes import put
 from streams.transactions import TRACE
 
 AGENT = "claims"
+log = logging.getLogger(__name__)
 ROLES = {codecs.topic(role): role for role in ("claims_raw", "approvals_raw", "claim_events")}
 
 
 def rules_from(config: Settings) -> PostingRules:
-    vat = VatPolicy(frozenset(config.posting_deductible_invoice_types), config.company_tax_id)
+    vat = VatPolicy(frozenset(config.posting_deductible_invoice_types),
+                    config.all_company_tax_ids())  # fmt: skip
     return PostingRules(config.company_currency, config.posting_default_account,
                         config.posting_category_accounts,
                         config.streams_require_employee_mapping, vat)  # fmt: skip
@@ -78,8 +81,13 @@ def build(raw: bytes, invoices: Mapping[str, Mapping[str, Any]]) -> dict[str, An
 
 @app.task  # type: ignore[misc]
 async def _read_reference() -> None:
-    """Read the reference data at start-up, not at the first event: /readyz waits for it."""
-    await reference.ready()
+    """Read the reference data at start-up, not at the first event: /readyz waits for it; then
+    say so when no company taxpayer id is known (no invoice's VAT can be deducted)."""
+    data = await reference.ready()
+    if not RULES.vat.company_tax_ids and not data.company_tax_ids():
+        log.warning("no company taxpayer id is set stage=streams: %s; no input VAT is deducted "
+                    "until one is (the claims still post, their VAT in the expense)",
+                    NO_COMPANY_TAX_ID)  # fmt: skip
 
 
 @app.agent(claim_inputs)

@@ -90,6 +90,10 @@ def test_reconcile_agrees_then_names_what_was_changed_by_hand(
         rpc.call("model.account.invoice.write", [again["id"]], {"reference": ids[1]})
         by_hand = f"HAND{run}"  # booked in the expense journal, never sent by us
         writer.book(Posting.from_record(plain_posting(by_hand, day, 555)[1]))
+        void = f"VOID{run}"  # entered by hand too, then cancelled properly: no difference
+        writer.book(Posting.from_record(plain_posting(void, day, 666)[1]))
+        (voided,) = writer.find_invoices([void])
+        rpc.call("model.account.invoice.cancel", [voided["id"]])
     finally:
         rpc.close()
         writer.close()
@@ -100,6 +104,7 @@ def test_reconcile_agrees_then_names_what_was_changed_by_hand(
                                    ("not_posted", ids[0], invoices[ids[0]]["number"]),
                                    ("unexpected_in_erp", by_hand, found[-1][2])]  # fmt: skip
     assert result["counts"]["not_posted"] == 1 and (result["sent"], result["booked"]) == (5, 3)
+    assert [(d["reference"], d["erp_minor"]) for d in result["cancelled_unsent"]] == [(void, 666)]
 
     # the same answer as finance reads it: CSV, the HTML page in a real browser, the summary
     # event on <prefix>.reconciliation, and the report by cost centre

@@ -3,15 +3,22 @@
 import datetime
 from decimal import Decimal
 
+from erpbridge.config import Settings
 from erpbridge.model import Posting
 from erpbridge.reference import ReferenceData, code_key
-from streams.input_vat import ClaimedLine, VatPolicy, allocate, not_deductible
+from streams.input_vat import (
+    NO_COMPANY_TAX_ID,
+    ClaimedLine,
+    VatPolicy,
+    allocate,
+    not_deductible,
+)
 from streams.invoice_checks import vat_facts
 from streams.postings import PostingRules, build_posting
 from tests.contract_samples import SAMPLES
 
 COMPANY = "91110108MA01ABCDEN"
-POLICY = VatPolicy(frozenset({"VAT_SPECIAL", "DIGITAL_SPECIAL"}), COMPANY)
+POLICY = VatPolicy(frozenset({"VAT_SPECIAL", "DIGITAL_SPECIAL"}), frozenset({COMPANY}))
 HOTEL = "24442000000012345678"
 
 
@@ -41,10 +48,44 @@ def test_only_special_invoices_to_the_company_are_deductible() -> None:
     assert not_deductible(_facts("DIGITAL_GENERAL"), POLICY) == (
         "a DIGITAL_GENERAL invoice is not deductible")  # fmt: skip
     assert not_deductible(_facts(buyer="91310000132211111P"), POLICY) == (
-        f"issued to 91310000132211111P, not to {COMPANY}")  # fmt: skip
+        f"issued to 91310000132211111P, not to the company ({COMPANY})")  # fmt: skip
     assert not_deductible(_facts(total="-1280.00"), POLICY) == "a red-letter (negative) invoice"
-    unchecked = VatPolicy(POLICY.deductible_types, None)
-    assert not_deductible(_facts(buyer=None), unchecked) is None
+
+
+def test_without_a_company_tax_id_nothing_deducts_and_the_reason_says_why() -> None:
+    """No company taxpayer id known: the buyer cannot be checked, so a 专票 to anyone (or a
+    ticket) deducts nothing, rather than any buyer's VAT being booked as ours."""
+    unchecked = VatPolicy(POLICY.deductible_types, frozenset())
+    for facts in (_facts(), _facts(buyer="91310000132211111P"), _facts(buyer=None)):
+        assert not_deductible(facts, unchecked) == NO_COMPANY_TAX_ID
+    ticket = dict(_facts("RAILWAY_TICKET", buyer=None), traveller={"name": "张伟"})
+    tickets = VatPolicy(frozenset({"RAILWAY_TICKET"}), frozenset())
+    assert not_deductible(ticket, tickets, lambda *_: True) == NO_COMPANY_TAX_ID
+    assert not_deductible(ticket, tickets.with_tax_ids(frozenset({COMPANY})),
+                          lambda *_: True) is None  # fmt: skip
+    to_another = dict(ticket, buyer_tax_id="91310000132211111P")
+    assert "not to the company" in (not_deductible(
+        to_another, tickets.with_tax_ids(frozenset({COMPANY})), lambda *_: True) or "")  # fmt: skip
+
+
+def test_the_company_tax_ids_come_from_the_settings_and_the_reference_data() -> None:
+    """A 专票 to the second company of the group deducts once the master data names it; until
+    then the posting says why it did not."""
+    other = "91310000132211111P"
+    claim = dict(SAMPLES["expense_claim"], employee={"id": "E1001", "name": "张伟"})
+    claim["lines"] = [dict(claim["lines"][0], category="lodging", amount=Decimal("1280.0000"),
+                           expense_date=datetime.date(2026, 11, 5),
+                           invoice_refs=[HOTEL])]  # fmt: skip
+    rules = PostingRules("CNY", "5.2.2", {}, require_employee_mapping=False, vat=POLICY)
+    reference = ReferenceData()
+    invoices = {HOTEL: _facts(buyer=other)}
+    before = build_posting(claim, rules, reference, invoices)
+    assert before["tax_minor"] == 0 and "not to the company" in before["vat_notes"][0]
+    reference.apply(code_key("company", other), {"name": "Group Co. Shanghai"})
+    after = build_posting(claim, rules, reference, invoices)
+    assert after["tax_minor"] == 7245 and after["vat_notes"] == []
+    assert Settings(company_tax_ids=(other,), company_tax_id=COMPANY).all_company_tax_ids() == {
+        other, COMPANY}  # fmt: skip
 
 
 def test_an_invoice_claimed_in_full_yields_exactly_its_tax_and_a_part_its_share() -> None:

@@ -14,7 +14,9 @@ from connectors.sources.file_formats import einvoice_entries
 from connectors.sources.models import InvoiceIn
 from erpbridge.contracts.catalog import contract
 from erpbridge.contracts.serde import AvroDeserializer, AvroSerializer
+from erpbridge.model import DEDUCTIBLE_INVOICE_TYPES
 from erpbridge.reference import ReferenceData, code_key
+from streams.input_vat import VatPolicy
 from streams.invoice_checks import tax_problems, vat_facts
 from streams.postings import PostingRules, build_posting
 from tests.contract_samples import RAILWAY_TICKET, SAMPLES
@@ -130,7 +132,13 @@ def _reference() -> ReferenceData:
     return data
 
 
-RULES = PostingRules("CNY", "5.2.2", {}, require_employee_mapping=False)
+RULES = PostingRules(
+    "CNY",
+    "5.2.2",
+    {},
+    require_employee_mapping=False,
+    vat=VatPolicy(frozenset(DEDUCTIBLE_INVOICE_TYPES), frozenset({COMPANY})),
+)
 
 
 def test_a_claim_with_a_railway_ticket_and_a_colleagues_air_itinerary_deducts_both() -> None:

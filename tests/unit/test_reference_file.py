@@ -14,7 +14,10 @@ def test_the_sample_files_are_read_as_their_kinds() -> None:
         "employees.csv": "employee",
         "departments.csv": "department",
         "cost_centres.csv": "cost_centre",
+        "companies.csv": "company",
     }
+    assert read_reference(SAMPLES / "companies.csv")[1] == [
+        ("company:91110108MA01ABCDEN", {"name": "ERPBridge Demo Co. Ltd."})]  # fmt: skip
     kind, entries = read_reference(SAMPLES / "rates.csv")
     assert entries[0] == ("rate:USD:2026-11-09", {"rate": "7.1105"})
 
@@ -35,4 +38,11 @@ def test_an_unknown_header_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "x.csv"
     path.write_text("name,colour\na,b\n", encoding="utf-8")
     with pytest.raises(ReferenceFileError, match="header"):
+        read_reference(path)
+
+
+def test_a_company_tax_id_must_be_a_valid_unified_social_credit_code(tmp_path: Path) -> None:
+    path = tmp_path / "companies.csv"
+    path.write_text("tax_id,name\n91110108MA01ABCDEX,typo\n", encoding="utf-8")
+    with pytest.raises(ReferenceFileError, match="not a valid unified social credit code"):
         read_reference(path)
