@@ -12,6 +12,7 @@ import os
 import random
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -22,6 +23,7 @@ import pytest
 
 from connectors.erp.tryton import TrytonWriter
 from connectors.sources.batch_file import import_file
+from connectors.sources.reference_file import publish_reference
 from erpbridge.archive import Archive
 from erpbridge.config import Settings
 from erpbridge.topic_reader import read_records
@@ -57,10 +59,11 @@ def _number() -> str:
 
 
 def _einvoice(number: str, kind: str, body: str, net: str, tax: str, total: str,
-              seller: str = "中国铁路上海局集团有限公司", extra: str = "") -> str:  # fmt: skip
+              seller: str = "中国铁路上海局集团有限公司", extra: str = "",
+              buyer: str = COMPANY) -> str:  # fmt: skip
     return f"""<EInvoice><EInvoiceData>
   <SellerInformation><SellerIdNum>91310000132211111P</SellerIdNum><SellerName>{seller}</SellerName></SellerInformation>
-  <BuyerInformation><BuyerIdNum>{COMPANY}</BuyerIdNum><BuyerName>ERPBridge Demo Co., Ltd.</BuyerName></BuyerInformation>
+  <BuyerInformation><BuyerIdNum>{buyer}</BuyerIdNum><BuyerName>ERPBridge Demo Co., Ltd.</BuyerName></BuyerInformation>
   <BasicInformation><InvoiceType>{kind}</InvoiceType><TotalAmWithoutTax>{net}</TotalAmWithoutTax>
     <TotalTaxAm>{tax}</TotalTaxAm><TotalTax-includedAmount>{total}</TotalTax-includedAmount>{extra}</BasicInformation>
   {body}
@@ -174,6 +177,51 @@ def test_tickets_book_their_input_vat_with_the_originals_attached(stack, tryton,
     assert [p["where"] for p in report["problems"]] == [f"document {path.name}"]
     path.write_bytes(original)
     assert _archive_verify(settings)[0] == 0  # restored
+
+
+def test_input_vat_follows_the_buyer_and_the_travellers_id_number(stack, tryton, tmp_path):
+    """A 数电专票 to a second company of the group deducts once the master data names it (not
+    the settings); one to an outside buyer does not; a ticket of 李娜's namesake (another ID
+    number) does not, and says the ID number does not match rather than that 李娜 is no
+    employee."""
+    settings, workers = stack
+    group, outsider = "91310000MA1FL8XQ37", "91440300MA5DC6QX9C"
+    (tmp_path / "companies.csv").write_text(f"tax_id,name\n{group},上海分公司\n",
+                                            encoding="utf-8")  # fmt: skip
+    publish_reference(tmp_path / "companies.csv", settings)
+    ours, theirs, namesake = _number(), _number(), _number()
+    hotel = ("<IssuItemInformation><ItemName>*住宿服务*住宿费</ItemName><Amount>{net}</Amount>"
+             "<TaxRate>0.06</TaxRate><ComTaxAm>{tax}</ComTaxAm></IssuItemInformation>")  # fmt: skip
+    ticket = ("<PassengerTransportInformation><TravellerName>李娜</TravellerName>"
+              f"<TravellerIdNum>4401**********0002</TravellerIdNum><TravelDate>{TODAY}</TravelDate>"
+              "<DeparturePlace>上海虹桥</DeparturePlace><DestinationPlace>杭州东</DestinationPlace>"
+              "<CarrierNumber>G7311</CarrierNumber><Fare>73.00</Fare>"
+              "</PassengerTransportInformation>")  # fmt: skip
+    _import_xml(settings, tmp_path / "buyers.xml",
+        _einvoice(ours, "数电票（增值税专用发票）", hotel.format(net="1207.55", tax="72.45"),
+                  "1207.55", "72.45", "1280.00", seller="深圳市某某酒店管理有限公司", buyer=group),
+        _einvoice(theirs, "数电票（增值税专用发票）", hotel.format(net="500.00", tax="30.00"),
+                  "500.00", "30.00", "530.00", seller="深圳市某某酒店管理有限公司",
+                  buyer=outsider),
+        _einvoice(namesake, "电子发票（铁路电子客票）", ticket, "66.97", "6.03", "73.00"),
+    )  # fmt: skip
+    time.sleep(3)  # the processors read the reference topic as it grows
+    claim_id = f"B{uuid.uuid4().hex[:8].upper()}"
+    publish(settings, "claims_raw", [(claim_id.encode(), _claim(claim_id, [
+        ("lodging", "1280.00", ours), ("lodging", "530.00", theirs),
+        ("travel", "73.00", namesake)]))])  # fmt: skip
+    _approve(settings, claim_id)
+    invoice = wait_for(lambda: _invoice_of(tryton, claim_id), timeout=120,
+                       what="the claim booked in Tryton", workers=workers)  # fmt: skip
+    assert invoice["total_amount"] == Decimal("1883.00")
+    assert invoice["tax_amount"] == Decimal("72.45")  # only the group company's invoice
+    why = {namesake: "the traveller's ID number 4401**********0002 does not match that of the "
+                     "employee 李娜 (a namesake is not the employee)",
+           theirs: f"issued to {outsider}, not to the company "
+                   f"({', '.join(sorted({COMPANY, group}))})"}  # fmt: skip
+    assert invoice["comment"].splitlines() == [
+        f"invoice {number}: input VAT not deducted: {why[number]}" for number in sorted(why)
+    ]
 
 
 def _attachments(tryton: Any, invoice_id: int, count: int) -> list[dict] | None:
