@@ -118,10 +118,15 @@ def test_a_replay_killed_outright_is_in_the_trail_and_its_resume_takes_over_at_o
     assert 2 <= gone_out < 8
     trail = [r for r in AuditTrail(settings).records() if r["action_id"] == action]
     assert [(r["action"], r["outcome"]) for r in trail] == [
-        ("dlq.replay.start", "ok"), ("dlq.replay.start", "ok"), ("dlq.replay", "ok")]
+        ("dlq.replay.start", "ok"),
+        ("dlq.replay.start", "ok"),
+        ("dlq.replay", "ok"),
+    ]
     final = trail[-1]["counts"]
     assert final["replayed"] + final["replayed_earlier"] == len(replayed) == 8
     assert not [r for r in AuditTrail(settings).records() if r["outcome"] == "refused"]
-    print(f"killed after {gone_out} of 8 went out; the resume took over and finished in "
-          f"{took:.1f} s (the lock's time-to-live is 30 s)")
+    print(
+        f"killed after {gone_out} of 8 went out; the resume took over and finished in "
+        f"{took:.1f} s (the lock's time-to-live is 30 s)"
+    )
     assert took < 25
