@@ -6,19 +6,16 @@ from __future__ import annotations
 import json
 import sys
 import time
-import uuid
 
 import pytest
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
 from deploy.local.process import free_port
-from erpbridge.config import Settings
-from erpbridge.kafka_io import ensure_topics
 from ops.audit import Role
 from ops.auth import new_token
 from tests.integration.dead_letters import write_dead_letters
-from tests.integration.pipeline import Worker, pipeline_env, serving
+from tests.integration.pipeline import Worker, fresh_topics, pipeline_env, serving
 
 ISSUER = "https://sso.example.test"
 
@@ -31,14 +28,7 @@ def sso_jwt(key: RSAKey, role: str, *, issuer: str = ISSUER, expires_in: int = 6
 
 @pytest.fixture(scope="module")
 def ops_server(kafka_bootstrap, schema_registry_url, redis_url, tmp_path_factory):
-    prefix = f"o{uuid.uuid4().hex[:10]}"
-    settings = Settings(
-        kafka_bootstrap=kafka_bootstrap,
-        topic_prefix=prefix,
-        schema_registry_url=schema_registry_url,
-        redis_url=redis_url,
-    )
-    ensure_topics(settings)
+    settings = fresh_topics(kafka_bootstrap, schema_registry_url, redis_url, "o")
     tokens, stored = {}, {}
     for role in (Role.VIEWER, Role.OPERATOR, Role.ADMIN):
         tokens[role], entry = new_token(role)

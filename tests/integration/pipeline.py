@@ -33,6 +33,17 @@ def pipeline_env(settings: Settings) -> dict[str, str]:
     return settings.to_env()
 
 
+def fresh_topics(kafka_bootstrap: str, registry_url: str, redis_url: str,
+                 letter: str) -> Settings:  # fmt: skip
+    """Settings of a pipeline of its own (a new topic prefix starting with ``letter``), its
+    topics created."""
+    settings = Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=f"{letter}"
+                        f"{uuid.uuid4().hex[:10]}", schema_registry_url=registry_url,
+                        redis_url=redis_url)  # fmt: skip
+    ensure_topics(settings)
+    return settings
+
+
 def make_settings(
     kafka_bootstrap: str, registry_url: str, redis_url: str, workdir: Path, **overrides: Any
 ) -> Settings:

@@ -30,6 +30,7 @@ from schemathesis.openapi import from_dict
 from erpbridge.topic_reader import read_all
 from ops.audit import AuditTrail, Role
 from ops.openapi import openapi_document
+from tests.integration.http_checks import documented_answer
 from tests.integration.pipeline import topics_of, wait_for
 
 pytestmark = pytest.mark.integration
@@ -40,19 +41,6 @@ SCHEMA = from_dict(openapi_document())
 OPERATIONS = [(path, method.upper()) for path, methods in openapi_document()["paths"].items()
               for method in methods]  # fmt: skip
 ROLES = [None, Role.VIEWER, Role.OPERATOR, Role.ADMIN]
-
-
-def _answered_as_documented(reply: httpx.Response) -> dict[str, Any]:
-    assert reply.status_code < 500, f"{reply.status_code}: {reply.text[:500]}"
-    assert "Traceback" not in reply.text
-    assert reply.headers.get("Content-Type", "").startswith("application/json"), (
-        f"{reply.status_code} {reply.headers.get('Content-Type')}: {reply.text[:300]}"
-    )
-    answer = reply.json()
-    if reply.status_code >= 400:
-        assert isinstance(answer["error"], str) and isinstance(answer["message"], str), answer
-        assert isinstance(answer["problems"], list)
-    return dict(answer)
 
 
 def _query(values: Any) -> list[tuple[str, str]]:
@@ -96,7 +84,7 @@ def test_generated_requests_by_every_role_are_answered_as_documented_and_audited
             headers["Content-Type"] = "application/json"
         reply = httpx.request(method, f"{url}{case.formatted_path}", params=_query(case.query),
                               content=body, headers=headers, timeout=60)  # fmt: skip
-        _answered_as_documented(reply)
+        documented_answer(reply)
         seen[(str(role), reply.status_code)] += 1
 
     run()
@@ -170,7 +158,7 @@ def test_hostile_requests_get_their_documented_refusal_and_a_dry_run_never_runs(
             headers["Content-Type"] = "application/json"
         reply = httpx.request(method, f"{url}{path}", params=params, content=content,
                               headers=headers, timeout=60)  # fmt: skip
-        answer = _answered_as_documented(reply)
+        answer = documented_answer(reply)
         assert (reply.status_code, answer["error"]) == (status, code), f"{name}: {reply.text}"
     assert _replayed(settings_) == replayed_before  # "dry_run": "on" and the rest: nothing
     wait_for(lambda: len(trail.records()) - before >= len(_hostile()), timeout=30,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import uuid
 from collections.abc import Iterator
 
 import httpx
@@ -13,8 +12,7 @@ import pytest
 from connectors.sources.signatures import signed_headers
 from deploy.local.process import free_port
 from erpbridge.config import Settings
-from erpbridge.kafka_io import ensure_topics
-from tests.integration.pipeline import Worker, pipeline_env, serving
+from tests.integration.pipeline import Worker, fresh_topics, pipeline_env, serving
 
 SECRET = "s3cr3t-for-tests"
 
@@ -22,14 +20,7 @@ SECRET = "s3cr3t-for-tests"
 @pytest.fixture(scope="module")
 def webhook(kafka_bootstrap, schema_registry_url, redis_url,
             tmp_path_factory) -> Iterator[tuple[str, Settings, Worker]]:  # fmt: skip
-    prefix = f"w{uuid.uuid4().hex[:10]}"
-    settings = Settings(
-        kafka_bootstrap=kafka_bootstrap,
-        topic_prefix=prefix,
-        schema_registry_url=schema_registry_url,
-        redis_url=redis_url,
-    )
-    ensure_topics(settings)
+    settings = fresh_topics(kafka_bootstrap, schema_registry_url, redis_url, "w")
     port = free_port()
     env = {**pipeline_env(settings), "ERPBRIDGE_REDIS_URL": redis_url,
            "ERPBRIDGE_WEBHOOK_SECRETS": json.dumps({"travel-platform": SECRET}),
