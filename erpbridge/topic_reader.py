@@ -46,10 +46,12 @@ def read_all(settings: Settings, topic: str, timeout_s: float = 10.0,
         consumer.close()
 
 
-def read_last(settings: Settings, topic: str, partition: int = 0) -> ConsumerRecord | None:
-    """The last committed record of one partition (None when it has none)."""
-    consumer = KafkaConsumer(**client_options(settings), enable_auto_commit=False,
-                             isolation_level="read_committed")  # fmt: skip
+def read_last(settings: Settings, topic: str, partition: int = 0,
+              reader: KafkaConsumer | None = None) -> ConsumerRecord | None:  # fmt: skip
+    """The last committed record of one partition (None when it has none). ``reader``: a
+    read_committed consumer without a group to use (and keep), instead of a new one."""
+    consumer = reader or KafkaConsumer(**client_options(settings), enable_auto_commit=False,
+                                       isolation_level="read_committed")  # fmt: skip
     try:
         tp = TopicPartition(topic, partition)
         consumer.assign([tp])
@@ -64,7 +66,8 @@ def read_last(settings: Settings, topic: str, partition: int = 0) -> ConsumerRec
                 return records[-1]
         return None
     finally:
-        consumer.close()
+        if reader is None:
+            consumer.close()
 
 
 def read_rejections(settings: Settings) -> list[FailureRecord]:

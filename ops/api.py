@@ -67,7 +67,7 @@ class OpsApi:
     def __init__(self, settings: Settings, config: OpsSettings) -> None:
         self.settings, self.config = settings, config
         self.auth = Authenticator(config)
-        self.trail = AuditTrail(settings)
+        self.trail = AuditTrail(settings, keep_clients=True)  # it appends at every call
         self.refusals = RefusalRecorder(self.trail.append)
 
     def app(self) -> web.Application:
@@ -81,6 +81,7 @@ class OpsApi:
         app.router.add_get("/api/audit", guarded(Role.VIEWER, "api.audit")(self.audit))
         app.router.add_get("/openapi.json", self.openapi)
         app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/favicon.ico", self.no_icon)  # every browser asks: not a refusal
         app.router.add_get("/", self.console_home)
         app.router.add_post("/login", self.login)
         app.router.add_post("/logout", self.logout)
@@ -238,6 +239,9 @@ class OpsApi:
 
     async def healthz(self, _: web.Request) -> web.Response:
         return _ok({"status": "ok"})
+
+    async def no_icon(self, _: web.Request) -> web.Response:
+        return web.Response(status=204)
 
     async def openapi(self, _: web.Request) -> web.Response:
         return _ok(openapi_document())

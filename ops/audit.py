@@ -10,20 +10,26 @@ serialised by a lock, so two writers never fork it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import getpass
 import hashlib
 import json
+import threading
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from kafka import KafkaConsumer
+
 from erpbridge.config import Settings
 from erpbridge.contracts.bindings import TopicCodecs
 from erpbridge.kafka_io import durable_producer
+from erpbridge.kafka_security import client_options
 from erpbridge.topic_reader import read_all, read_last
+from erpbridge.topics import Topics
 from ops.locks import held
 
 GENESIS = "0" * 64
@@ -69,41 +75,59 @@ def _jsonable(value: Any) -> Any:
 
 
 class AuditTrail:
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.topic = TopicCodecs(settings).topic("audit")
+    """The trail of one pipeline. ``keep_clients``: hold one producer, reader and codecs for the
+    trail's life (a server appending often; :meth:`close` lets them go) instead of making them
+    anew for each append (a command that appends once)."""
+
+    def __init__(self, settings: Settings, keep_clients: bool = False) -> None:
+        self.settings, self.keep_clients = settings, keep_clients
+        self.topic = Topics(settings.topic_prefix).audit
+        self._local = threading.Lock()  # this process's appends, one at a time
+        self._clients: _Clients | None = None
 
     def append(self, actor: Actor, action: str, *, action_id: str | None = None,
                dry_run: bool = False, selection: Mapping[str, Any] | None = None,
                counts: Mapping[str, int] | None = None, outcome: str = "ok",
                detail: str | None = None) -> dict[str, Any]:  # fmt: skip
         """Append one record (acknowledged before returning) and return it."""
-        codecs = TopicCodecs(self.settings)
-        producer = durable_producer(self.settings)
         lock = f"erpbridge:lock:{self.settings.topic_prefix}:audit"
-        try:
-            with held(self.settings.redis_url, lock, wait_s=30):
-                last = read_last(self.settings, self.topic)
-                before = codecs.deserializer("audit")(last.value) if last is not None else None
-                record: dict[str, Any] = {
-                    "seq": (before["seq"] + 1) if before else 1,
-                    "action_id": action_id or new_action_id(),
-                    "action": action, "actor": actor.name, "role": str(actor.role),
-                    "at": datetime.datetime.now(datetime.UTC).replace(microsecond=0),
-                    "dry_run": dry_run,
-                    "selection": {str(k): str(v) for k, v in (selection or {}).items()
-                                  if v is not None},
-                    "counts": {str(k): int(v) for k, v in (counts or {}).items()},
-                    "outcome": outcome, "detail": detail,
-                    "prev_hash": before["hash"] if before else GENESIS,
-                }  # fmt: skip
-                record["hash"] = digest(record["prev_hash"], record)
-                producer.send(self.topic, key=record["action_id"].encode(),
-                              value=codecs.serializer("audit")(record)).get(timeout=30)  # fmt: skip
-            return record
-        finally:
-            producer.close()
-            codecs.close()
+        with self._local:
+            clients = self._clients or _Clients(self.settings)
+            failed = True
+            try:
+                with held(self.settings.redis_url, lock, wait_s=30):
+                    last = read_last(self.settings, self.topic, reader=clients.reader)
+                    before = clients.codecs.deserializer("audit")(last.value) if last else None
+                    record: dict[str, Any] = {
+                        "seq": (before["seq"] + 1) if before else 1,
+                        "action_id": action_id or new_action_id(),
+                        "action": action, "actor": actor.name, "role": str(actor.role),
+                        "at": datetime.datetime.now(datetime.UTC).replace(microsecond=0),
+                        "dry_run": dry_run,
+                        "selection": {str(k): str(v) for k, v in (selection or {}).items()
+                                      if v is not None},
+                        "counts": {str(k): int(v) for k, v in (counts or {}).items()},
+                        "outcome": outcome, "detail": detail,
+                        "prev_hash": before["hash"] if before else GENESIS,
+                    }  # fmt: skip
+                    record["hash"] = digest(record["prev_hash"], record)
+                    clients.producer.send(self.topic, key=record["action_id"].encode(),
+                                          value=clients.codecs.serializer("audit")(record)
+                                          ).get(timeout=30)  # fmt: skip
+                failed = False
+                return record
+            finally:
+                if self.keep_clients and not failed:
+                    self._clients = clients
+                else:  # one append only, or clients that failed: made anew next time
+                    self._clients = None
+                    clients.close()
+
+    def close(self) -> None:
+        with self._local:
+            if self._clients is not None:
+                self._clients.close()
+                self._clients = None
 
     def verify(self, records: Sequence[Mapping[str, Any]]) -> Verdict:
         """The live trail's chain (Kafka keeps a topic's end; deleting records cuts only its
@@ -118,6 +142,19 @@ class AuditTrail:
             ]
         finally:
             codecs.close()
+
+
+class _Clients:
+    def __init__(self, settings: Settings) -> None:
+        self.codecs = TopicCodecs(settings)
+        self.producer = durable_producer(settings)
+        self.reader = KafkaConsumer(**client_options(settings), enable_auto_commit=False,
+                                    isolation_level="read_committed")  # fmt: skip
+
+    def close(self) -> None:
+        for close in (self.producer.close, self.reader.close, self.codecs.close):
+            with contextlib.suppress(Exception):
+                close()
 
 
 @dataclass(frozen=True)

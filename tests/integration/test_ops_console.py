@@ -101,6 +101,10 @@ def test_an_operator_works_the_console_in_a_real_browser(ops_server) -> None:
         assert "intact" in page.locator("#verdict").inner_text()
         assert "dlq.replay" in page.locator("#audit").inner_text()
         shots.append(_shot(page, "audit"))
+        page.goto(f"{url}/console/failures?since=yesterday")  # a filter that does not read
+        refusal = page.locator("#refusal").inner_text()
+        assert "422 invalid_request" in refusal and "since" in refusal
+        shots.append(_shot(page, "refused"))
     print("console screenshots:", ", ".join(str(s) for s in shots))
     replayed = [
         r
