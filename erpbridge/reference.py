@@ -93,7 +93,7 @@ class ReferenceData:
             self._names.get(person_name(old["name"]), set()).discard(key)
         if data is not None:
             self._codes[key] = dict(data)
-            if data.get("name"):
+            if kind == "employee" and data.get("name"):  # a company's name is no traveller's
                 self._names.setdefault(person_name(str(data["name"])), set()).add(key)
 
     def _apply_rate(self, rest: str, data: Mapping[str, Any] | None) -> None:

@@ -82,6 +82,7 @@ def test_the_company_tax_ids_come_from_the_settings_and_the_reference_data() -> 
     before = build_posting(claim, rules, reference, invoices)
     assert before["tax_minor"] == 0 and "not to the company" in before["vat_notes"][0]
     reference.apply(code_key("company", other), {"name": "Group Co. Shanghai"})
+    assert not reference.is_employee("Group Co. Shanghai", None)  # a company is no traveller
     after = build_posting(claim, rules, reference, invoices)
     assert after["tax_minor"] == 7245 and after["vat_notes"] == []
     assert Settings(company_tax_ids=(other,), company_tax_id=COMPANY).all_company_tax_ids() == {
