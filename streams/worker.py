@@ -36,13 +36,20 @@ def _note_assignment(sender: Any, *args: Any, **kwargs: Any) -> None:
 
 
 def _not_ready(app: Any) -> str | None:
-    """Why the worker is not processing yet: rebalancing, restoring its tables, or reading the
-    reference data (read from the metrics thread: plain flags only)."""
+    """Why the worker is not processing yet: starting, rebalancing, restoring its tables, or
+    reading the reference data. It runs on the metrics thread, so it reads plain attributes
+    only and creates nothing: ``app.tables.recovery`` is made on first use, and made from this
+    thread (a probe before the worker made it) it was bound to the wrong event loop and the
+    worker hung at "Recovery: Starting" for good (seen in the end-to-end test, which probes
+    /readyz from the first second)."""
     from streams.app import reference
 
+    recovery = app.tables._recovery  # None until the worker made it (checked in framework)
+    if recovery is None:
+        return "starting"
     if app.rebalancing:
         return "rebalancing"
-    if not app.tables.recovery.completed.is_set():
+    if not recovery.completed.is_set():
         return "restoring its tables from their changelogs"
     if not reference.loaded:
         return "reading the reference data"

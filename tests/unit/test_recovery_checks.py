@@ -133,3 +133,24 @@ def test_a_standby_copy_may_trail_a_changelog_its_owner_keeps_writing() -> None:
     with pytest.raises(RecoveryRefused, match=r"would read to 61, the changelog holds 0..68"):
         asyncio.run(recovery._build_highwaters(_FakeConsumer(62, 0, 69), {tp}, highwaters,
                                                "active"))  # fmt: skip
+
+
+def test_the_readiness_probe_creates_nothing_on_the_metrics_thread() -> None:
+    """/readyz is answered on the metrics thread. Asked before the worker made its table
+    recovery, it must say "starting", not make the recovery service there (bound to that
+    thread's loop, the worker then hung at "Recovery: Starting")."""
+    import threading
+
+    from streams.app import app
+    from streams.worker import _not_ready
+
+    made, app.tables._recovery = app.tables._recovery, None  # as before a worker starts
+    try:
+        answers: list[str | None] = []
+        probe = threading.Thread(target=lambda: answers.append(_not_ready(app)))
+        probe.start()
+        probe.join(10)
+        assert answers == ["starting"]
+        assert app.tables._recovery is None
+    finally:
+        app.tables._recovery = made
