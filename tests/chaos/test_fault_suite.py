@@ -290,6 +290,11 @@ def test_fault_trials_lose_nothing_book_nothing_twice_and_drain(
         try:
             for url, hook in hooks.items():
                 serving(hook, url, hook.name)  # started, and its /healthz answers
+            # the faults hit a steady pipeline: both sets in their groups, tables and reference
+            # data read, before the load starts (a worker joining under load is the scale-out
+            # test's subject)
+            wait_for(lambda: all((w.readiness() or (0, {}))[0] == 200 for w in [*first, *second]),
+                     180, "every streams worker and sink ready", everyone)  # fmt: skip
             stack = Stack(kafka_cluster, suite_redis, erp, {
                 "streams": [w for w in everyone if w.name.startswith("streams")],
                 "sink": [w for w in everyone if w.name.startswith("sink")],
