@@ -79,6 +79,7 @@ class ReferenceData:
     _rate_days: dict[str, list[datetime.date]] = field(default_factory=dict)
     _codes: dict[str, dict[str, Any]] = field(default_factory=dict)
     _names: dict[str, set[str]] = field(default_factory=dict)  # employee name -> their keys
+    _company_ids: frozenset[str] = frozenset()  # kept as entries come: read at every posting
 
     def apply(self, key: str, value: bytes | Mapping[str, Any] | None) -> None:
         kind, _, rest = key.partition(":")
@@ -95,6 +96,9 @@ class ReferenceData:
             self._codes[key] = dict(data)
             if kind == "employee" and data.get("name"):  # a company's name is no traveller's
                 self._names.setdefault(person_name(str(data["name"])), set()).add(key)
+        if kind == "company":
+            self._company_ids = (self._company_ids | {rest} if data is not None
+                                 else self._company_ids - {rest})  # fmt: skip
 
     def _apply_rate(self, rest: str, data: Mapping[str, Any] | None) -> None:
         currency, _, day_text = rest.partition(":")
@@ -142,7 +146,7 @@ class ReferenceData:
 
     def company_tax_ids(self) -> frozenset[str]:
         """The company's own taxpayer ids the reference data lists."""
-        return frozenset(key.partition(":")[2] for key in self._codes if key.startswith("company:"))
+        return self._company_ids
 
     def erp_code(self, kind: str, code: str) -> str | None:
         data = self._codes.get(code_key(kind, code))

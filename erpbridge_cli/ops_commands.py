@@ -311,11 +311,11 @@ def audit_list(as_json: bool) -> None:
 def audit_verify(path: Path | None, offline: bool) -> None:
     """Check the hash chain; name the first record that was changed or removed. An export is
     also checked for records cut from its end: its end anchor, and the live trail."""
-    from ops.audit import AuditTrail, read_export, verify_export
+    from ops.audit import AuditTrail, read_export, verify, verify_export
 
     trail = AuditTrail(get_settings())
     if path is None:
-        verdict = trail.verify(trail.records())
+        verdict = verify(trail.records())
     else:
         records, anchor = read_export(path.read_text(encoding="utf-8"))
         verdict = verify_export(records, anchor, None if offline else trail.records())

@@ -34,22 +34,22 @@ from kafka.errors import KafkaError
 from redis.exceptions import RedisError
 
 from erpbridge.config import Settings
+from erpbridge.refusal import Refusal
 from erpbridge.registry.client import RegistryUnavailable
 from erpbridge.topics import Topics
-from ops.audit import Actor, AuditTrail, Role, new_action_id
+from ops.audit import ANONYMOUS, Actor, AuditTrail, Role, new_action_id, verify
 from ops.auth import Authenticator, Forbidden, OpsSettings, Unauthorized, require
 from ops.dlq import Failed, Selection, Summary, describe, failures, find, purge, row
 from ops.locks import Busy
 from ops.masking import mask
 from ops.openapi import openapi_document
-from ops.replay import ReplayPlan, ReplayReport, replay
+from ops.replay import ReplayPlan, ReplayReport, not_a_target, replay
 from ops.request_audit import AUDITED, RefusalRecorder, access_log_auditing
 from ops.requests import (
     MAX_BODY_BYTES,
     FailuresQuery,
     PurgeBody,
     ReplayBody,
-    RequestRefused,
     ShowQuery,
     read_body,
     read_form,
@@ -126,33 +126,20 @@ class OpsApi:
                     return await handler(request, actor)
                 except (Unauthorized, Forbidden) as exc:
                     status = 401 if isinstance(exc, Unauthorized) else 403
-                    await self._audit(actor or Actor("anonymous", Role.NONE), "api.denied",
-                                      where, outcome="refused",
+                    await self._audit(actor or ANONYMOUS, "api.denied", where, outcome="refused",
                                       detail=f"{status}: {exc}")  # fmt: skip
                     if html and status == 401:
                         raise web.HTTPSeeOther("/?error=sign+in+first") from None
-                    raise RequestRefused(status, "unauthorized" if status == 401
-                                         else "forbidden", str(exc)) from None  # fmt: skip
-                except RequestRefused as refused:
-                    assert actor is not None
-                    await self._audit(actor, action, where, outcome="refused",
-                                      detail=f"{refused.status} {refused.code}: "
-                                      f"{refused.message}"[:500])  # fmt: skip
-                    raise
-                except web.HTTPException as exc:  # a body over the limit (413), a redirect
+                    raise Refusal(status, "unauthorized" if status == 401 else "forbidden",
+                                  str(exc)) from None  # fmt: skip
+                except (Refusal, web.HTTPException) as exc:  # a 413 reading the body, a redirect
                     if exc.status >= 400:
-                        await self._audit(
-                            actor or Actor("anonymous", Role.NONE),
-                            action,
-                            where,
-                            outcome="refused",
-                            detail=f"{exc.status}: {exc.reason}",
-                        )
+                        await self._audit(actor or ANONYMOUS, action, where, outcome="refused",
+                                          detail=_refused(exc))  # fmt: skip
                     raise
                 except Exception as exc:
                     with contextlib.suppress(Exception):  # the trail may be what is down
-                        await self._audit(actor or Actor("anonymous", Role.NONE), action, where,
-                                          outcome="failed",
+                        await self._audit(actor or ANONYMOUS, action, where, outcome="failed",
                                           detail=f"{type(exc).__name__}: {exc}"[:500])  # fmt: skip
                     raise
 
@@ -201,14 +188,14 @@ class OpsApi:
             {"found": int(found is not None), "unmasked": int(unmask)},
         )
         if found is None:
-            raise RequestRefused(404, "not_found", f"no failure record at {where}")
+            raise Refusal(404, "not_found", f"no failure record at {where}")
         return _ok(describe(found, unmask))
 
     async def _find(self, where: str) -> Failed | None:
         try:
             return await asyncio.to_thread(find, self.settings, where)
         except ValueError as exc:
-            raise RequestRefused(400, "bad_request", str(exc)) from None
+            raise Refusal(400, "bad_request", str(exc)) from None
 
     async def replay(self, request: web.Request, actor: Actor) -> web.Response:
         body = read_body(ReplayBody, await request.read())
@@ -222,7 +209,7 @@ class OpsApi:
         try:
             return await asyncio.to_thread(replay, self.settings, plan, actor)
         except Busy as exc:
-            raise RequestRefused(409, "replay_in_progress", str(exc), retry_after_s=5) from None
+            raise Refusal(409, "replay_in_progress", str(exc), retry_after_s=5) from None
 
     async def purge(self, request: web.Request, actor: Actor) -> web.Response:
         body = read_body(PurgeBody, await request.read())
@@ -232,7 +219,7 @@ class OpsApi:
 
     async def audit(self, request: web.Request, actor: Actor) -> web.Response:
         records = await asyncio.to_thread(self.trail.records)
-        verdict = await asyncio.to_thread(self.trail.verify, records)
+        verdict = await asyncio.to_thread(verify, records)
         await self._audit(actor, "api.audit", {}, {"records": len(records)})
         return _ok({"verified": verdict.ok, "verdict": verdict.describe(),
                     "records": [{**r, "at": r["at"].isoformat()} for r in records]})  # fmt: skip
@@ -257,7 +244,7 @@ class OpsApi:
         try:
             actor = self.auth.actor(f"Bearer {token}")
         except (Unauthorized, Forbidden) as exc:
-            await self._audit(Actor("anonymous", Role.NONE), "console.login", {},
+            await self._audit(ANONYMOUS, "console.login", {},
                               outcome="refused", detail=str(exc))  # fmt: skip
             raise web.HTTPSeeOther("/?error=that+token+is+not+accepted") from None
         await self._audit(actor, "console.login", {})
@@ -292,7 +279,7 @@ class OpsApi:
             actor, "console.failure", {"where": where}, {"found": int(found is not None)}
         )
         if found is None:
-            raise RequestRefused(404, "not_found", f"no failure record at {where}")
+            raise Refusal(404, "not_found", f"no failure record at {where}")
         shown = describe(found, unmask)
         original = json.dumps(shown["original"], ensure_ascii=False, indent=2, default=str)
         return _page("failure.html", actor=actor, where=where, shown=shown, original=original)
@@ -310,7 +297,7 @@ class OpsApi:
 
     async def console_audit(self, request: web.Request, actor: Actor) -> web.Response:
         records = await asyncio.to_thread(self.trail.records)
-        verdict = await asyncio.to_thread(self.trail.verify, records)
+        verdict = await asyncio.to_thread(verify, records)
         await self._audit(actor, "console.audit", {}, {"records": len(records)})
         return _page("audit.html", actor=actor, records=list(reversed(records)),
                      verdict=verdict)  # fmt: skip
@@ -323,42 +310,45 @@ async def _answer_errors(request: web.Request, handler: Any) -> web.StreamRespon
     console = request.path.startswith("/console/")
     try:
         return await handler(request)
-    except RequestRefused as refused:
+    except Refusal as refused:
         return _refusal(refused, console)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(
             exc.status, "bad_request")  # fmt: skip
-        return _refusal(RequestRefused(exc.status, code, exc.reason), console)
+        return _refusal(Refusal(exc.status, code, exc.reason), console)
     except (KafkaError, RedisError, RegistryUnavailable) as exc:
         log.error("a service did not answer stage=ops path=%s error=%s: %s", request.path[:200],
                   type(exc).__name__, exc)  # fmt: skip
-        return _refusal(RequestRefused(503, "unavailable", f"{type(exc).__name__}: {exc}"[:300],
+        return _refusal(Refusal(503, "unavailable", f"{type(exc).__name__}: {exc}"[:300],
                                        retry_after_s=5), console)  # fmt: skip
     except Exception as exc:  # our bug: logged whole, answered without a trace
         log.exception("internal error stage=ops path=%s", request.path[:200])
-        bug = RequestRefused(500, "internal_error", f"{type(exc).__name__}; the ops server's "
+        bug = Refusal(500, "internal_error", f"{type(exc).__name__}; the ops server's "
                              "log has the details")  # fmt: skip
         return _refusal(bug, console)
 
 
-def _refusal(refused: RequestRefused, console: bool) -> web.Response:
-    headers = {} if refused.retry_after_s is None else {
-        "Retry-After": str(refused.retry_after_s)}  # fmt: skip
+def _refusal(refused: Refusal, console: bool) -> web.Response:
     if console:
         page = TEMPLATES.get_template("error.html").render(refused=refused)
         return web.Response(text=page, status=refused.status, content_type="text/html",
-                            headers=headers)  # fmt: skip
-    return web.json_response(refused.body(), status=refused.status, headers=headers)
+                            headers=refused.headers())  # fmt: skip
+    return web.json_response(refused.body(), status=refused.status, headers=refused.headers())
+
+
+def _refused(exc: Refusal | web.HTTPException) -> str:
+    """A refusal as the audit trail's detail."""
+    if isinstance(exc, Refusal):
+        return f"{exc.status} {exc.code}: {exc.message}"[:500]
+    return f"{exc.status}: {exc.reason}"
 
 
 def _plan(body: ReplayBody, settings: Settings) -> ReplayPlan:
-    targets = Topics(settings.topic_prefix).replay_targets()
-    if body.to is not None and body.to not in targets.values():
-        raise RequestRefused(422, "unknown_topic", f"to: {body.to!r} is not a topic this "
-                             f"pipeline replays to ({', '.join(sorted(targets.values()))})",
-                             [{"field": "to", "message": "not a replay target"}])  # fmt: skip
+    if why := not_a_target(Topics(settings.topic_prefix), body.to):
+        raise Refusal(422, "unknown_topic", f"to: {why}",
+                      [{"field": "to", "message": "not a replay target"}])  # fmt: skip
     fix_ups = {k: "null" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
                for k, v in body.set.items()}  # fmt: skip
     return ReplayPlan(selection=body.selection(), action_id=body.action_id or new_action_id(),

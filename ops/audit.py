@@ -58,6 +58,9 @@ class Actor:
         return cls(f"cli:{getpass.getuser()}", role)
 
 
+ANONYMOUS = Actor("anonymous", Role.NONE)  # not signed in: refusals are audited as it
+
+
 def new_action_id() -> str:
     return uuid.uuid4().hex[:16]
 
@@ -128,11 +131,6 @@ class AuditTrail:
             if self._clients is not None:
                 self._clients.close()
                 self._clients = None
-
-    def verify(self, records: Sequence[Mapping[str, Any]]) -> Verdict:
-        """The live trail's chain (Kafka keeps a topic's end; deleting records cuts only its
-        start, which the sequence shows)."""
-        return verify(records)
 
     def records(self) -> list[dict[str, Any]]:
         codecs = TopicCodecs(self.settings)

@@ -6,8 +6,7 @@ A lock names its holder (``owner``: the action it runs, with host and pid). A re
 action takes the lock over at once instead of waiting for a dead holder's time-to-live: it is
 fenced, not waited for. What keeps an earlier holder that is still alive from doing harm is the
 fencing of its writes (the replay's transactional producer: the resume's ``init_transactions``
-fences it), and its renewals fail from then on, which :func:`held` reports through the
-``lost`` event it yields.
+fences it); its renewals find the lock no longer its own and stop.
 """
 
 from __future__ import annotations
@@ -47,15 +46,15 @@ def _holder(value: bytes | None) -> dict[str, object]:
 @contextmanager
 def held(redis_url: str, name: str, ttl_s: float = 30.0, wait_s: float = 0.0,
          owner: str | None = None,
-         take_over: bool = False) -> Iterator[threading.Event]:  # fmt: skip
+         take_over: bool = False) -> Iterator[None]:  # fmt: skip
     """Hold ``name`` for the duration of the block (renewed every third of ``ttl_s``); raise
     :class:`Busy` when it stays taken for ``wait_s``. With ``take_over``, a lock held for the
-    same ``owner`` is taken at once. Yields an event that is set if the lock is lost."""
+    same ``owner`` is taken at once."""
     client = redis.Redis.from_url(redis_url)
     token = json.dumps({"token": uuid.uuid4().hex, "owner": owner, "host": socket.gethostname(),
                         "pid": os.getpid()})  # fmt: skip
     ttl_ms = int(ttl_s * 1000)
-    stop, lost = threading.Event(), threading.Event()
+    stop = threading.Event()
     try:
         waits = max(int(wait_s / 0.1), 0)
         for attempt in range(waits + 1):
@@ -77,13 +76,12 @@ def held(redis_url: str, name: str, ttl_s: float = 30.0, wait_s: float = 0.0,
         def renew() -> None:
             while not stop.wait(ttl_s / 3):
                 if not client.eval(_RENEW, 1, name, token, ttl_ms):
-                    lost.set()  # taken over (or expired): whoever holds it now decides
-                    return
+                    return  # taken over (or expired): whoever holds it now decides
 
         renewer = threading.Thread(target=renew, daemon=True, name=f"lock-{name}")
         renewer.start()
         try:
-            yield lost
+            yield
         finally:
             stop.set()
             renewer.join(timeout=5)

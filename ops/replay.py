@@ -120,8 +120,8 @@ def replay(settings: Settings, plan: ReplayPlan, actor: Actor,
     outcome, detail = "ok", None
     try:
         topics = Topics(settings.topic_prefix)
-        if plan.target is not None and plan.target not in topics.replay_targets().values():
-            raise ValueError(f"{plan.target!r} is not a topic this pipeline replays to")
+        if why := not_a_target(topics, plan.target):
+            raise ValueError(why)
         for role in plan.selection.roles(topics):
             if role == "quarantine" and plan.selection.topic != "quarantine":
                 continue  # quarantined records go back only when asked for by name
@@ -142,6 +142,15 @@ def replay(settings: Settings, plan: ReplayPlan, actor: Actor,
                          selection=selection, counts=report.counts(), outcome=outcome,
                          detail=detail)  # fmt: skip
     return report
+
+
+def not_a_target(topics: Topics, target: str | None) -> str | None:
+    """Why a replay may not send to ``target``; None when it may (or sends to each record's
+    origin): only the inputs of a stage are replay targets."""
+    targets = sorted(topics.replay_targets().values())
+    if target is None or target in targets:
+        return None
+    return f"{target!r} is not a topic this pipeline replays to ({', '.join(targets)})"
 
 
 TRANSACTION_RECORDS, TRANSACTION_SECONDS = 100, 1.0
@@ -198,18 +207,22 @@ class _TopicRun:
                         pending.discard(tp)
                         break
                     found = read_failed(self.role, record, codecs)
-                    if matches(found, self.plan.selection):
+                    selected = matches(found, self.plan.selection)
+                    if selected:
                         if self.plan.due is not None and not self.plan.due(found):
                             waiting.add(tp)  # later ones failed later still: next pass
                             pending.discard(tp)
                             break
+                        if pace.due_in() > TRANSACTION_SECONDS:  # no long wait in a transaction
+                            self._commit(batch, tp, report)
+                            batch = _Batch(self.plan.action_id, producer)
                         pace.wait()
                         if producer is not None:
                             self.before_first_write()
-                        batch.open()
+                    batch.open()  # selected or not, the record moves the progress
+                    if selected:
                         _one(found, self.plan, self.actor, codecs, producer, self.quarantine,
                              batch.report)  # fmt: skip
-                    batch.open()  # a record not selected is passed: progress all the same
                     batch.last = record.offset
                     if progress is not None:
                         progress(record.offset + 1, total)
@@ -380,6 +393,10 @@ class _Pace:
     def __init__(self, rate: float | None) -> None:
         self.gap = 1.0 / rate if rate else 0.0
         self.next = time.monotonic()
+
+    def due_in(self) -> float:
+        """Seconds until the next record may go."""
+        return max(0.0, self.next - time.monotonic()) if self.gap else 0.0
 
     def wait(self) -> None:
         if self.gap:

@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import BaseRequest, StreamResponse
 
-from ops.audit import Actor, Role
+from ops.audit import ANONYMOUS
 
 AUDITED = "erpbridge.audited"  # request key: a handler audited this call
 log = logging.getLogger("erpbridge.ops")
@@ -43,26 +43,16 @@ class RefusalRecorder:
             with self._lock:
                 self._overflow += 1
 
-    def drain(self, timeout_s: float = 30.0) -> None:
-        """Wait until every queued refusal is appended (tests; shutdown)."""
-        done = threading.Event()
-        self._queue.put({"done": done})
-        done.wait(timeout_s)
-
     def _run(self) -> None:
-        anonymous = Actor("anonymous", Role.NONE)
         while True:
             item = self._queue.get()
-            if "done" in item:
-                item["done"].set()
-                continue
             try:
-                self._append(anonymous, "api.refused", selection=item["selection"],
+                self._append(ANONYMOUS, "api.refused", selection=item["selection"],
                              outcome="refused", detail=item["detail"])  # fmt: skip
                 with self._lock:
                     lost, self._overflow = self._overflow, 0
                 if lost:
-                    self._append(anonymous, "api.refused.unrecorded", outcome="refused",
+                    self._append(ANONYMOUS, "api.refused.unrecorded", outcome="refused",
                                  counts={"requests": lost},
                                  detail="refusals the queue could not hold")  # fmt: skip
             except Exception:  # the trail is unavailable: say so where an operator looks

@@ -1,10 +1,10 @@
-"""What the ops API accepts, typed and validated before anything runs, and its one error shape.
+"""What the ops API accepts, typed and validated before anything runs.
 
 Every request is read here: a query string (lax: ``limit=5``, ``unmask=true``) or a JSON body
 (strict: ``dry_run`` is a JSON boolean, ``rate`` a JSON number, never text that happens to look
 like one, so ``"dry_run": "on"`` is refused instead of read as a replay). Whatever is wrong is a
-:class:`RequestRefused` with an HTTP status, a machine-readable code and, for field errors, one
-problem per field: the documented error shape ``{"error", "message", "problems"}``.
+:class:`~erpbridge.refusal.Refusal` (the shape every HTTP surface of ours answers in), with one
+problem per field for field errors.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from erpbridge.boundary import InputRefused, parse_json
+from erpbridge.refusal import Refusal
 from ops.dlq import Selection
 
 FailureTopic = Literal["all", "rejected", "erp_dead_letter", "feedback_dead_letter", "quarantine"]
@@ -26,20 +27,6 @@ FixUpPath = Annotated[str, Field(pattern=r"^[A-Za-z0-9_]{1,64}(\.[A-Za-z0-9_]{1,
 ActionId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 MAX_BODY_BYTES = 64 * 1024
 M = TypeVar("M", bound=BaseModel)
-
-
-class RequestRefused(Exception):
-    """A request answered with a 4xx (or 503) and the documented error shape."""
-
-    def __init__(self, status: int, code: str, message: str,
-                 problems: list[dict[str, str]] | None = None,
-                 retry_after_s: int | None = None) -> None:  # fmt: skip
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-        self.problems, self.retry_after_s = problems or [], retry_after_s
-
-    def body(self) -> dict[str, Any]:
-        return {"error": self.code, "message": self.message, "problems": self.problems}
 
 
 class SelectionIn(BaseModel):
@@ -110,16 +97,16 @@ def read_query(model: type[M], query: Any) -> M:
 def read_body(model: type[M], raw: bytes) -> M:
     """A JSON body as ``model``: within the boundary's limits, an object, strictly typed."""
     if len(raw) > MAX_BODY_BYTES:
-        raise RequestRefused(413, "body_too_large", f"the body exceeds {MAX_BODY_BYTES} bytes")
+        raise Refusal(413, "body_too_large", f"the body exceeds {MAX_BODY_BYTES} bytes")
     if not raw.strip():
-        raise RequestRefused(400, "malformed_body", "the body must be a JSON object")
+        raise Refusal(400, "malformed_body", "the body must be a JSON object")
     try:
         parsed = parse_json(raw)
     except InputRefused as exc:
-        raise RequestRefused(400, exc.code, f"the body is not acceptable JSON: {exc.message}"
+        raise Refusal(400, exc.code, f"the body is not acceptable JSON: {exc.message}"
                              ) from None  # fmt: skip
     if not isinstance(parsed, dict):
-        raise RequestRefused(400, "malformed_body", "the body must be a JSON object, not "
+        raise Refusal(400, "malformed_body", "the body must be a JSON object, not "
                              f"{_json_type(parsed)}")  # fmt: skip
     try:
         return model.model_validate_json(raw, strict=True)
@@ -135,11 +122,11 @@ def read_form(model: type[M], form: Mapping[str, Any]) -> M:
         raise _invalid(exc) from None
 
 
-def _invalid(exc: ValidationError) -> RequestRefused:
+def _invalid(exc: ValidationError) -> Refusal:
     problems = [{"field": ".".join(str(p) for p in error["loc"]) or "(body)",
                  "message": error["msg"]} for error in exc.errors(include_url=False)]  # fmt: skip
     summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems[:5])
-    return RequestRefused(422, "invalid_request", summary, problems)
+    return Refusal(422, "invalid_request", summary, problems)
 
 
 def _json_type(value: object) -> str:

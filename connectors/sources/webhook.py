@@ -42,6 +42,7 @@ from erpbridge.contracts.serde import SerializationError
 from erpbridge.failures import FailureRecord, Stage
 from erpbridge.kafka_security import client_options
 from erpbridge.metrics import SOURCE_PUBLISH_SECONDS, SOURCE_RECORDS, WEBHOOK_SECRET_USED
+from erpbridge.refusal import Refusal
 
 SOURCE = "webhook"
 log = logging.getLogger(__name__)
@@ -62,18 +63,6 @@ class Endpoint:
 
 
 ENDPOINTS = tuple(Endpoint(f"/v1/{name}", kind) for name, kind in KINDS.items())
-
-
-class Refusal(Exception):
-    def __init__(self, status: int, code: str, message: str,
-                 problems: list[dict[str, str]] | None = None,
-                 retry_after_s: int | None = None) -> None:  # fmt: skip
-        super().__init__(message)
-        self.status, self.code, self.message, self.problems = status, code, message, problems or []
-        self.retry_after_s = retry_after_s  # sent as Retry-After: when asking again makes sense
-
-    def body(self) -> dict[str, Any]:
-        return {"error": self.code, "message": self.message, "problems": self.problems}
 
 
 class WebhookSource:
@@ -284,9 +273,7 @@ class WebhookSource:
             unavailable = Refusal(503, "broker_unavailable", f"{refusal.message} (and the "
                                   f"refusal could not be recorded: {exc})")  # fmt: skip
             return web.json_response(unavailable.body(), status=503)
-        headers = {} if refusal.retry_after_s is None else {
-            "Retry-After": str(refusal.retry_after_s)}  # fmt: skip
-        return web.json_response(refusal.body(), status=refusal.status, headers=headers)
+        return web.json_response(refusal.body(), status=refusal.status, headers=refusal.headers())
 
 
 JSON_TYPES = ("application/json",)

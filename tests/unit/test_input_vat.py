@@ -85,6 +85,9 @@ def test_the_company_tax_ids_come_from_the_settings_and_the_reference_data() -> 
     assert not reference.is_employee("Group Co. Shanghai", None)  # a company is no traveller
     after = build_posting(claim, rules, reference, invoices)
     assert after["tax_minor"] == 7245 and after["vat_notes"] == []
+    reference.apply(code_key("company", other), None)  # a tombstone takes it away again
+    assert reference.company_tax_ids() == frozenset()
+    assert build_posting(claim, rules, reference, invoices)["tax_minor"] == 0
     assert Settings(company_tax_ids=(other,), company_tax_id=COMPANY).all_company_tax_ids() == {
         other, COMPANY}  # fmt: skip
 
