@@ -8,7 +8,8 @@ APPROVALS ?= samples/approvals.jsonl
 INVOICES ?= samples/einvoices.xml
 REFERENCE ?= $(wildcard samples/reference/*.csv)
 
-.PHONY: install system-deps browser browser-deps up down status workers run demo test unit chaos bench lint clean
+.PHONY: install system-deps browser browser-deps up down status workers run demo test unit chaos bench lint clean \
+	container-deps image compose-up compose-demo compose-down test-containers
 
 install: $(STAMP)
 
@@ -31,6 +32,34 @@ browser:
 browser-deps:
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium fonts-noto-cjk
+
+# Containers without a registry (README, Deploying): podman, buildah and mmdebstrap from Debian;
+# `make image` builds the base from Debian's archive, then the app, Kafka and Redis images on it.
+container-deps:
+	@command -v podman >/dev/null && command -v mmdebstrap >/dev/null || { \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+	    podman buildah mmdebstrap runc uidmap slirp4netns netavark aardvark-dns \
+	    containernetworking-plugins iptables; }
+	@$(PYTHON) -c "import podman_compose" 2>/dev/null || \
+	  $(PYTHON) -m pip install -q --disable-pip-version-check -e ".[containers]"
+
+image: install container-deps
+	$(PYTHON) -m deploy.images build
+
+compose-up: image
+	$(PYTHON) -m deploy.images compose up
+
+compose-demo: compose-up
+	$(PYTHON) -m deploy.images compose demo
+
+compose-down:
+	$(PYTHON) -m deploy.images compose down
+
+# The containers suite (tests/containers): the images, the compose stack booking the demo, the
+# Kubernetes manifests played with podman. Not in `make test`: a fresh machine spends about 5
+# minutes installing podman and building the images before the first test.
+test-containers: install container-deps
+	$(PYTHON) -m pytest -q --durations=5 -m containers tests/containers
 
 up: install
 	$(PYTHON) -m deploy.local up
@@ -77,7 +106,7 @@ test: lint browser
 	ERPBRIDGE_CHAOS_WAVES=$${ERPBRIDGE_CHAOS_WAVES:-5} \
 	ERPBRIDGE_FAULT_TRIALS=$${ERPBRIDGE_FAULT_TRIALS:-3} \
 	ERPBRIDGE_FAULT_ERP_OUTAGE_S=$${ERPBRIDGE_FAULT_ERP_OUTAGE_S:-20} \
-	  $(PYTHON) -m pytest -q --durations=12 \
+	  $(PYTHON) -m pytest -q --durations=12 -m "not containers" \
 	  --deselect tests/integration/test_repeated_kills.py::test_repeated_kills_on_a_replicated_cluster_with_brokers_killed_too
 
 # The repeated-kill tests and the fault suite CHAOS_RUNS times in a row, each with a new seed

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     # where tables live: on disk (RocksDB, only committed state; a restart reads only the
     # changelog written since) or in memory (rebuilt from the whole changelog at each start)
     streams_store: Literal["rocksdb", "memory"] = "rocksdb"
+    # warm copies of each table partition other workers keep, to take over without a full
+    # restore (Faust's table_standby_replicas)
+    streams_standby_replicas: int = Field(1, ge=0)
     streams_processing_guarantee: Literal["at_least_once", "exactly_once"] = "exactly_once"
     # Throughput against latency (make bench measures both): how long the producer waits to
     # fill a batch, a batch's size, and how often offsets (and, under exactly_once, each input

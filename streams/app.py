@@ -28,6 +28,7 @@ def build_app(settings: Settings) -> App:
         store=f"{disk_state.ALIAS}://" if settings.streams_store == "rocksdb" else "memory://",
         datadir=f"{settings.streams_datadir}/{settings.streams_app_id}",
         topic_partitions=settings.topic_partitions,
+        table_standby_replicas=settings.streams_standby_replicas,
         topic_replication_factor=settings.topic_replication_factor,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.streams_session_timeout_s,
