@@ -79,3 +79,57 @@ def test_a_revoked_transaction_s_writes_are_never_sent() -> None:
     pending.record(claims, (0, 2), b"C-2", {"state": "approved"})
     pending.forget([(0, 1)])
     assert [s[2] for s in _send_all(pending, {(0, 1), (0, 2)})] == [b"C-2"]
+
+
+def test_a_commit_leaves_out_a_partition_whose_transaction_is_not_open(monkeypatch) -> None:
+    """A worker joining under load fenced this one's transaction of partition 1 before the
+    rebalance reached it: the periodic commit sent that partition's changelog into it and the
+    broker client refused (IllegalOperation "Can't send messages while not in transaction"),
+    crashing the consumer. Partition 1 now takes nothing (its records wait, its offsets stay
+    uncommitted) while partition 0 commits and its store takes its writes."""
+    from types import SimpleNamespace
+
+    from faust.transport.drivers.aiokafka import Consumer as FaustConsumer
+
+    import streams.transactions as transactions
+    from streams.transactions import Consumer
+
+    class Tp(SimpleNamespace):
+        def __hash__(self) -> int:
+            return hash((self.topic, self.partition))
+
+    tp0, tp1 = Tp(topic="claims", partition=0), Tp(topic="claims", partition=1)
+    claims = _Table("claims")
+    pending = PendingChangelog()
+    pending.record(claims, (0, 0), b"C-0", {"state": "approved"})
+    pending.record(claims, (0, 1), b"C-1", {"state": "approved"})
+    sent, committed, flushed = [], [], []
+
+    async def send(self: Any, group: Any, topic: str, key: bytes, value: Any,
+                   partition: int) -> Any:  # fmt: skip
+        if group == (0, 1):
+            raise RuntimeError("Can't send messages while not in transaction")
+        sent.append(key)
+        future = asyncio.get_running_loop().create_future()
+        future.set_result(None)
+        return future
+
+    async def faust_commit(self: Any, offsets: Any, start_new_transaction: bool = True) -> bool:
+        committed.append(dict(offsets))
+        return True
+
+    async def flush(app: Any, tps: Any) -> None:
+        flushed.extend(tps)
+
+    monkeypatch.setattr(FaustConsumer, "_commit_offsets", faust_commit)
+    monkeypatch.setattr(Consumer, "_send_changelog", send)
+    monkeypatch.setattr(transactions, "flush_committed", flush)
+    consumer: Any = Consumer.__new__(Consumer)
+    consumer.app = SimpleNamespace(changelog=pending,
+                                   assignor=SimpleNamespace(group_for_topic=lambda _: 0))  # fmt: skip
+    consumer.assignment = lambda: {tp0, tp1}
+    consumer.transactions = SimpleNamespace(is_open=lambda tp: tp.partition == 0)
+    monkeypatch.setattr(Consumer, "in_transaction", True, raising=False)
+    assert asyncio.run(consumer._commit_offsets({tp0: 10, tp1: 20})) is True
+    assert (sent, committed, flushed) == ([b"C-0"], [{tp0: 10}], [tp0])
+    assert len(pending) == 1  # partition 1's record waits: its next owner, or its next commit
