@@ -144,6 +144,10 @@ class Settings(BaseSettings):
     metrics_port: int = Field(-1, ge=-1, le=65535)
     metrics_host: str = "127.0.0.1"
 
+    # A stop (SIGTERM): how long an HTTP server (the webhook source, the ops API) lets requests
+    # in flight finish before it closes them; inside the 30 s a deploy waits before SIGKILL
+    shutdown_grace_s: float = Field(20.0, gt=0, le=25)
+
     @field_validator("kafka_bootstrap")
     @classmethod
     def _bootstrap_has_port(cls, value: str) -> str:

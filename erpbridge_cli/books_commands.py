@@ -57,6 +57,10 @@ def books_sync(follow: bool, as_json: bool) -> None:
     from books.store import BooksSettings, Store
 
     settings, config = get_settings(), BooksSettings()
+    if follow:  # a long-running worker: its metrics, /healthz and /readyz, as every worker's
+        from erpbridge.metrics import serve_from
+
+        serve_from(settings)
     store = Store(config)
     bar = tqdm(unit=" records", disable=as_json or not sys.stderr.isatty(), file=sys.stderr)
     seen: dict[str, int] = {}

@@ -397,4 +397,5 @@ def _unmask(wanted: bool, actor: Actor) -> bool:
 def serve(settings: Settings, config: OpsSettings) -> None:
     api = OpsApi(settings, config)
     web.run_app(api.app(), host=config.host, port=config.port, print=lambda *_: None,
-                access_log_class=access_log_auditing(api.refusals))  # fmt: skip
+                access_log_class=access_log_auditing(api.refusals),
+                shutdown_timeout=settings.shutdown_grace_s)  # fmt: skip

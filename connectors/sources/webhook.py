@@ -322,4 +322,5 @@ def serve(settings: Settings, host: str, port: int) -> None:
         host=host,
         port=port,
         print=lambda *_: log.info("webhook source listening on %s:%d", host, port),
+        shutdown_timeout=settings.shutdown_grace_s,
     )
