@@ -75,6 +75,22 @@ def ensure_topics(settings: Settings) -> list[str]:
         admin.close()
 
 
+def wait_for_topics(settings: Settings, names: list[str], timeout_s: float) -> list[str]:
+    """Wait until every topic of ``names`` exists (at most ``timeout_s``); return the ones still
+    missing then (empty: all there)."""
+    deadline = time.monotonic() + timeout_s
+    admin = KafkaAdminClient(**client_options(settings))
+    try:
+        while True:
+            missing = sorted(set(names) - set(admin.list_topics()))
+            if not missing or time.monotonic() >= deadline:
+                return missing
+            log.info("waiting for %d topic(s) to be created: %s", len(missing), missing)
+            time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
+    finally:
+        admin.close()
+
+
 def _new_topic(topics: Topics, name: str, settings: Settings) -> NewTopic:
     copies = settings.topic_replication_factor
     if name in topics.compacted():

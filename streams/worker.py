@@ -15,6 +15,7 @@ def main(log_level: str = "info") -> None:
     )
     from streams.app import app, codecs, settings
 
+    _wait_for_inputs(settings)
     framework.check()  # the repairs' framework members are there (or the worker refuses)
     framework.check_when_started(app)  # and the consumer's, once the worker made it
     # fails fast when the registry is missing
@@ -25,6 +26,22 @@ def main(log_level: str = "info") -> None:
     metrics.serve_from(settings)
     sys.argv = [sys.argv[0], "worker", "--loglevel", log_level, "--without-web"]
     app.main()
+
+
+def _wait_for_inputs(settings: Any) -> None:
+    """Start only once the input topics exist: a consumer that subscribed before they did
+    learns of them at its next metadata refresh, five minutes later, and meanwhile holds no
+    input partition and says it is ready (measured: a Kubernetes pod started before the topics
+    Job finished processed nothing for minutes)."""
+    from erpbridge.kafka_io import wait_for_topics
+    from streams.app import claim_inputs, invoice_inputs
+
+    inputs = [*claim_inputs.topics, *invoice_inputs.topics]
+    missing = wait_for_topics(settings, inputs, settings.streams_topics_wait_s)
+    if missing:
+        raise SystemExit(f"the input topics {missing} do not exist after "
+                         f"{settings.streams_topics_wait_s:.0f} s: create them with "
+                         "`erpbridge topics` (exiting, to be started again)")  # fmt: skip
 
 
 def _note_assignment(sender: Any, *args: Any, **kwargs: Any) -> None:

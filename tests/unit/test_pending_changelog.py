@@ -125,8 +125,8 @@ def test_a_commit_leaves_out_a_partition_whose_transaction_is_not_open(monkeypat
     monkeypatch.setattr(Consumer, "_send_changelog", send)
     monkeypatch.setattr(transactions, "flush_committed", flush)
     consumer: Any = Consumer.__new__(Consumer)
-    consumer.app = SimpleNamespace(changelog=pending,
-                                   assignor=SimpleNamespace(group_for_topic=lambda _: 0))  # fmt: skip
+    assignor = SimpleNamespace(group_for_topic=lambda _: 0)
+    consumer.app = SimpleNamespace(changelog=pending, assignor=assignor)
     consumer.assignment = lambda: {tp0, tp1}
     consumer.transactions = SimpleNamespace(is_open=lambda tp: tp.partition == 0)
     monkeypatch.setattr(Consumer, "in_transaction", True, raising=False)
