@@ -9,7 +9,7 @@ INVOICES ?= samples/einvoices.xml
 REFERENCE ?= $(wildcard samples/reference/*.csv)
 
 .PHONY: install system-deps browser browser-deps up down status workers run demo test unit chaos bench lint clean \
-	container-deps image compose-up compose-demo compose-down test-containers
+	container-deps image compose-up compose-demo compose-down test-containers test-testcontainers
 
 install: $(STAMP)
 
@@ -60,6 +60,14 @@ compose-down:
 # minutes installing podman and building the images before the first test.
 test-containers: install container-deps
 	$(PYTHON) -m pytest -q --durations=5 -m containers tests/containers
+
+# The contract and end-to-end tests on a broker from testcontainers, through podman's Docker API
+# (the run's header says which broker path it took: make test takes the local launcher).
+test-testcontainers: image
+	$(PYTHON) -m deploy.images docker-api up
+	DOCKER_HOST=unix://$(CURDIR)/$(STATE)/run/podman.sock TESTCONTAINERS_RYUK_DISABLED=true \
+	  $(PYTHON) -m pytest -q tests/integration/test_contracts_on_kafka.py \
+	  tests/integration/test_pipeline_end_to_end.py
 
 up: install
 	$(PYTHON) -m deploy.local up

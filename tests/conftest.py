@@ -1,16 +1,23 @@
 """Session fixtures for the real services.
 
-Broker choice: ``KAFKA_BOOTSTRAP`` if set, else testcontainers when a Docker engine answers,
-else the project's local launcher (Kafka from Maven). Redis and Tryton come from the launcher.
+Broker choice: ``KAFKA_BOOTSTRAP`` if set, else testcontainers when a Docker engine answers
+(``DOCKER_HOST``: podman's Docker API from ``python -m deploy.images docker-api up`` does), else
+the project's local launcher (Kafka from Maven). The header of the run says which. On
+testcontainers the broker image is ``ERPBRIDGE_TEST_KAFKA_IMAGE``: by default the one `make image`
+built here when it is there, else Docker Hub's apache/kafka (configured the same way). Redis and
+Tryton come from the launcher.
 A service these fixtures started is stopped at the end; one that was already up is reused.
 """
 
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -39,16 +46,54 @@ def _docker_engine_answers() -> bool:
         return False
 
 
+def _broker_path() -> str:
+    if os.environ.get("KAFKA_BOOTSTRAP"):
+        return "KAFKA_BOOTSTRAP"
+    return "testcontainers" if _docker_engine_answers() else "local launcher"
+
+
+def _test_kafka_image() -> str:
+    if os.environ.get("ERPBRIDGE_TEST_KAFKA_IMAGE"):
+        return os.environ["ERPBRIDGE_TEST_KAFKA_IMAGE"]
+    import docker
+
+    from deploy.images.build import KAFKA, KAFKA_VERSION
+
+    try:
+        docker.from_env(timeout=5).images.get(KAFKA)
+        return KAFKA
+    except docker.errors.ImageNotFound:
+        return f"docker.io/apache/kafka:{KAFKA_VERSION}"
+
+
+def _broker_line() -> str:
+    path = _broker_path()
+    if path == "KAFKA_BOOTSTRAP":
+        return f"broker: KAFKA_BOOTSTRAP ({os.environ['KAFKA_BOOTSTRAP']})"
+    if path == "testcontainers":
+        engine = os.environ.get("DOCKER_HOST", "the Docker socket")
+        return f"broker: testcontainers ({_test_kafka_image()} on {engine})"
+    return "broker: local launcher (Kafka from Maven on 127.0.0.1)"
+
+
+def pytest_report_header() -> str:
+    return _broker_line()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The broker path again at the end, where `make test` (pytest -q, no header) shows it."""
+    terminalreporter.write_line(_broker_line())
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
-    if os.environ.get("KAFKA_BOOTSTRAP"):
+    path = _broker_path()
+    if path == "KAFKA_BOOTSTRAP":
         yield os.environ["KAFKA_BOOTSTRAP"]
         return
-    if _docker_engine_answers():
-        from testcontainers.community.kafka import KafkaContainer
-
-        with KafkaContainer("confluentinc/cp-kafka:8.0.0").with_kraft() as container:
-            yield container.get_bootstrap_server()
+    if path == "testcontainers":
+        with _kafka_container(_test_kafka_image()) as bootstrap:
+            yield bootstrap
         return
     cfg = local_kafka.KafkaConfig()
     started = not local_kafka.broker_answers(cfg.bootstrap)
@@ -56,6 +101,48 @@ def kafka_bootstrap() -> Iterator[str]:
     yield cfg.bootstrap
     if started:
         local_kafka.down()
+
+
+@contextmanager
+def _kafka_container(image: str) -> Iterator[str]:
+    """One KRaft broker in a container, advertised on a host port chosen before it starts (the
+    broker must name the port clients reach it on)."""
+    from testcontainers.core.container import DockerContainer
+
+    port = free_port()
+    container = (
+        DockerContainer(image)
+        .with_bind_ports(9094, port)
+        .with_env("KAFKA_NODE_ID", "1")
+        .with_env("KAFKA_PROCESS_ROLES", "broker,controller")
+        .with_env("KAFKA_LISTENERS", "INSIDE://:9092,CONTROLLER://:9093,HOST://:9094")
+        .with_env("KAFKA_ADVERTISED_LISTENERS", f"INSIDE://localhost:9092,HOST://127.0.0.1:{port}")
+        .with_env(
+            "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP",
+            "INSIDE:PLAINTEXT,CONTROLLER:PLAINTEXT,HOST:PLAINTEXT",
+        )  # fmt: skip
+        .with_env("KAFKA_INTER_BROKER_LISTENER_NAME", "INSIDE")
+        .with_env("KAFKA_CONTROLLER_LISTENER_NAMES", "CONTROLLER")
+        .with_env("KAFKA_CONTROLLER_QUORUM_VOTERS", "1@localhost:9093")
+        .with_env("KAFKA_NUM_PARTITIONS", "3")
+        .with_env("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "1")
+        .with_env("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1")
+        .with_env("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1")
+        .with_env("KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR", "1")
+        .with_env("KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR", "1")
+        .with_env("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0")
+    )
+    bootstrap = f"127.0.0.1:{port}"
+    with container:
+        deadline = time.monotonic() + 120
+        while not local_kafka.broker_answers(bootstrap):
+            assert time.monotonic() < deadline, (
+                "the Kafka container did not answer in 120 s:\n"
+                + (container.get_logs()[0].decode(errors="replace")[-3000:])
+            )
+            time.sleep(1)
+        print(f"kafka: testcontainers, {image} at {bootstrap}")
+        yield bootstrap
 
 
 @pytest.fixture(scope="session")

@@ -2,13 +2,16 @@
 (all three by default) and print each one's size and build time;
 ``python -m deploy.images env``: the environment the container engine runs with here;
 ``python -m deploy.images compose up|demo|down [--volumes]``: the compose stack
-(:mod:`deploy.images.compose`)."""
+(:mod:`deploy.images.compose`);
+``python -m deploy.images docker-api up|down``: podman's Docker API socket (testcontainers);
+``python -m deploy.images kube check``: the Kubernetes manifests against the API schema."""
 
 from __future__ import annotations
 
 import json
 import sys
 
+from deploy.images import docker_api
 from deploy.images.build import IMAGES, build
 from deploy.images.compose import Stack
 from deploy.images.engine import Engine, engine
@@ -17,6 +20,8 @@ from deploy.local.process import LaunchError
 
 def main(argv: list[str]) -> int:
     command, *rest = argv or ["build"]
+    if command == "kube":
+        return _kube_check()
     try:
         found = engine()
         if command == "env":
@@ -25,6 +30,9 @@ def main(argv: list[str]) -> int:
             return 0
         if command == "compose":
             return _compose(found, rest)
+        if command == "docker-api":
+            print(docker_api.up(found) if rest[:1] != ["down"] else docker_api.down())
+            return 0
         if command != "build":
             print("usage: python -m deploy.images build [base|app|kafka ...] [--rebuild] "
                   "[--json] | env", file=sys.stderr)  # fmt: skip
@@ -47,6 +55,19 @@ def main(argv: list[str]) -> int:
     except LaunchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+
+
+def _kube_check() -> int:
+    from deploy.images.kube_schema import manifests, problems
+
+    found = 0
+    for name, doc in manifests():
+        for problem in problems(doc):
+            print(f"{name}: {problem}")
+            found += 1
+    print(f"{found} problem(s) in the Kubernetes manifests" if found else
+          "the Kubernetes manifests fit the API schema")  # fmt: skip
+    return 1 if found else 0
 
 
 def _compose(found: Engine, rest: list[str]) -> int:

@@ -5,9 +5,10 @@
 their own /healthz). Exit 0 when the answer is 200, 1 otherwise, with the reason on stderr: what
 a HEALTHCHECK, a compose healthcheck and a Kubernetes exec probe expect.
 
-``python3 -m deploy.images.probe wait [--timeout S] kafka://host:port http://...``: wait until
-each answers (a broker: a metadata request; a URL: 200), for one-shot jobs started before their
-dependencies are ready (podman before 4.6 ignores compose's ``condition: service_healthy``).
+``python3 -m deploy.images.probe wait [--timeout S] kafka http://...``: wait until each answers
+(``kafka``: the configured brokers, ERPBRIDGE_KAFKA_* with its TLS and SASL settings, answer a
+metadata request; a URL: 200), for one-shot jobs started before their dependencies are ready
+(podman before 4.6 ignores compose's ``condition: service_healthy``).
 """
 
 from __future__ import annotations
@@ -27,10 +28,8 @@ def url_of(target: str) -> str:
 
 
 def answers(target: str, quiet: bool = False) -> bool:
-    if target.startswith("kafka://"):
-        from deploy.local.kafka import broker_answers
-
-        return broker_answers(target.removeprefix("kafka://"))
+    if target == "kafka":
+        return _brokers_answer()
     url = url_of(target)
     try:
         with urllib.request.urlopen(url, timeout=3) as answer:  # noqa: S310 - our own URL
@@ -42,6 +41,14 @@ def answers(target: str, quiet: bool = False) -> bool:
     if not quiet:
         print(f"{url}: {why}", file=sys.stderr)
     return False
+
+
+def _brokers_answer() -> bool:
+    from deploy.local.kafka import metadata_answers
+    from erpbridge.config import get_settings
+    from erpbridge.kafka_security import client_options
+
+    return metadata_answers(request_timeout_ms=5000, **client_options(get_settings()))
 
 
 def wait(targets: list[str], timeout: float) -> int:

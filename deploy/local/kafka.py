@@ -10,6 +10,7 @@ import subprocess
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from deploy.local.process import (
     PROJECT_ROOT,
@@ -67,20 +68,26 @@ class KafkaConfig:
 
 def broker_answers(bootstrap: str, timeout_ms: int = 2000) -> bool:
     """True when a Kafka broker answers a metadata request at ``bootstrap``."""
-    from kafka import KafkaConsumer
-    from kafka.errors import KafkaError
-
     host, _, port = bootstrap.rpartition(":")
     if not port_open(host, int(port)):
         return False
+    return metadata_answers(
+        bootstrap_servers=bootstrap,
+        request_timeout_ms=timeout_ms,
+        session_timeout_ms=timeout_ms - 500,
+        heartbeat_interval_ms=(timeout_ms - 500) // 3,
+        connections_max_idle_ms=timeout_ms + 5000,
+    )
+
+
+def metadata_answers(**options: Any) -> bool:
+    """True when the brokers a kafka-python client with ``options`` reaches answer a metadata
+    request."""
+    from kafka import KafkaConsumer
+    from kafka.errors import KafkaError
+
     try:
-        consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap,
-            request_timeout_ms=timeout_ms,
-            session_timeout_ms=timeout_ms - 500,
-            heartbeat_interval_ms=(timeout_ms - 500) // 3,
-            connections_max_idle_ms=timeout_ms + 5000,
-        )
+        consumer = KafkaConsumer(**options)
     except (KafkaError, OSError, ValueError):
         return False
     try:
