@@ -112,23 +112,16 @@ class InputPartitionTransactions(TransactionManager):  # type: ignore[misc]
             # consumer's stop fails, and its thread keeps the worker alive (measured: a worker
             # that did not exit within 60 s of SIGTERM). A transaction that has ended takes
             # nothing more: what its partitions processed since is read again after a restart.
-            offsets = {tp: offset for tp, offset in offsets.items() if self.is_open(tp)}
+            offsets = {tp: offset for tp, offset in offsets.items() if self._in_transaction(tp)}
         if TRACE.isEnabledFor(logging.INFO):
             TRACE.info("commit offsets %s", sorted((_short(tp), tp.partition, o)
                                                    for tp, o in offsets.items()))  # fmt: skip
         return bool(await super().commit(offsets, start_new_transaction=start_new_transaction))
 
-    def is_open(self, tp: Any) -> bool:
-        """Whether the transaction ``tp``'s offsets commit in is open: not when it has ended
-        (a shutdown), nor when the broker fenced its producer (a new owner of the partition
-        started the same transactional id) and the rebalance that takes the partition away
-        has not reached this worker yet."""
-        producers = cast(Any, self.producer)._transaction_producers  # checked at start
-        producer = producers.get(self._tid(tp))
-        if producer is None:
-            return False  # none started for it (yet)
-        # aiokafka's, set by its constructor: gone, every commit would be held back for good
-        return bool(producer._txn_manager.is_in_transaction())
+    def _in_transaction(self, tp: Any) -> bool:
+        producer = getattr(self.producer, "_transaction_producers", {}).get(self._tid(tp))
+        manager = getattr(producer, "_txn_manager", None)
+        return manager is not None and bool(manager.is_in_transaction())
 
 
 class EventGate:
@@ -326,23 +319,6 @@ class Consumer(AIOKafkaConsumer):  # type: ignore[misc]
         those writes."""
         assignment = self.assignment()
         committing = [tp for tp in offsets if tp in assignment]  # Faust drops the others
-        if self.in_transaction:
-            # A partition whose transaction is not open takes nothing: sending into it fails
-            # (IllegalOperation "Can't send messages while not in transaction": seen when a
-            # worker joined under load and fenced this one's transaction before the rebalance
-            # reached it, and the periodic commit crashed the consumer). Its changelog records
-            # stay pending and its offsets uncommitted: a revocation forgets both, and the
-            # partition's next owner processes those events again.
-            manager = cast(InputPartitionTransactions, self.transactions)
-            closed = {tp for tp in committing if not manager.is_open(tp)}
-            if closed:
-                log.info("not committing %d partition(s) whose transaction is not open: %s",
-                         len(closed), sorted((tp.topic, tp.partition)
-                                             for tp in closed))  # fmt: skip
-                offsets = {tp: offset for tp, offset in offsets.items() if tp not in closed}
-                committing = [tp for tp in committing if tp not in closed]
-                if not committing:
-                    return False
         await cast(Any, self.app).changelog.send(
             {transaction_of(self.app, tp) for tp in committing}, self._send_changelog
         )
