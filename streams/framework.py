@@ -61,6 +61,7 @@ METHODS: tuple[tuple[Any, str, tuple[str, ...] | None], ...] = (
     (AIOKafkaConsumerThread, "_ensure_consumer", ("self",)),
     (AIOKafkaConsumerThread, "call_thread", None),
     (Recovery, "_build_highwaters", ("self", "consumer", "tps", "destination", "title")),
+    (Recovery, "_seek_offsets", ("self", "consumer", "tps", "offsets", "title")),
     (TableManager, "_recovery", None),
     (AIOKafkaProducer, "_transaction_producers", None),
 )

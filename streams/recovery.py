@@ -31,6 +31,7 @@ Two mechanisms here:
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
@@ -102,6 +103,18 @@ class CheckedRecovery(Recovery):  # type: ignore[misc]
                          "their changelog holds: %s", title, details)  # fmt: skip
             raise RecoveryRefused(f"{title} table recovery would start short of its changelog "
                                   f"({details}); restart the worker")  # fmt: skip
+
+    async def _seek_offsets(self, consumer: Any, tps: Any, offsets: Any, title: str) -> None:
+        """Faust seeks offset -1 (its "nothing read yet") as 0, and passes any other value on:
+        a standby partition's offset came as None (nothing known of it), aiokafka refused the
+        seek (ValueError 'Offset must be a positive integer'), the recovery crashed and the
+        worker exited (the fault suite, seed 469216, starting standby partitions on the
+        3-broker cluster; then, with None handled as a number, TypeError). None, or any offset
+        below -1, means the same as -1 here: read the changelog from its start (more reading,
+        never less)."""
+        clamped = Counter({tp: -1 if offsets[tp] is None else max(int(offsets[tp]), -1)
+                           for tp in tps})  # fmt: skip
+        await super()._seek_offsets(consumer, tps, clamped, title)
 
 
 class CheckedTableManager(TableManager):  # type: ignore[misc]

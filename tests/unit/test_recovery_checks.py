@@ -135,6 +135,33 @@ def test_a_standby_copy_may_trail_a_changelog_its_owner_keeps_writing() -> None:
                                                "active"))  # fmt: skip
 
 
+def test_a_recovery_never_seeks_a_changelog_to_a_negative_offset() -> None:
+    """A standby partition's offset came as None; aiokafka refused the seek (ValueError 'Offset
+    must be a positive integer') and the worker exited while starting its standby partitions
+    (the fault suite, seed 469216). None, or any offset below -1, now reads the changelog from
+    its start, as -1 does."""
+    import asyncio
+    from collections import Counter
+
+    from faust.types import TP
+
+    from streams.app import app
+
+    seeks = []
+
+    async def seek_wait(offsets):
+        seeks.append(dict(offsets))
+
+    recovery = app.tables.recovery
+    unknown, known, fresh, none = (TP("app-claims-changelog", p) for p in (2, 3, 4, 5))
+    offsets = Counter({unknown: -2, known: 41, fresh: -1, none: None})
+    consumer = SimpleNamespace(seek_wait=seek_wait)
+    tps = {unknown, known, fresh, none}
+    asyncio.run(recovery._seek_offsets(consumer, tps, offsets, "standby"))
+    assert seeks == [{unknown: 0, known: 41, fresh: 0, none: 0}]
+    assert offsets[unknown] == -2  # Faust's own bookkeeping is left as it was
+
+
 def test_the_readiness_probe_creates_nothing_on_the_metrics_thread() -> None:
     """/readyz is answered on the metrics thread. Asked before the worker made its table
     recovery, it must say "starting", not make the recovery service there (bound to that
