@@ -207,8 +207,9 @@ def format_storage(cfg: KafkaConfig, cluster_id: str | None = None) -> None:
             "kafka.tools.StorageTool",
             "format",
             *alone,
-            "-t",
-            cluster_id or new_cluster_id(),
+            # one argument: an id may start with "-" (URL-safe base64), which as a separate
+            # argument the tool reads as an option ("--cluster-id/-t: expected one argument")
+            f"--cluster-id={cluster_id or new_cluster_id()}",
             "-c",
             str(cfg.properties),
         ),

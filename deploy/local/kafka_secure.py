@@ -158,8 +158,9 @@ class SecureKafka:
         for user, password in self.passwords().items():
             scram += ["--add-scram", f"{MECHANISM}=[name={user},password={password}]"]
         result = subprocess.run(
-            java_command(cfg, "kafka.tools.StorageTool", "format", "--standalone", "-t",
-                         new_cluster_id(), "-c", str(cfg.properties), *scram),
+            java_command(cfg, "kafka.tools.StorageTool", "format", "--standalone",
+                         f"--cluster-id={new_cluster_id()}",  # it may start with "-"
+                         "-c", str(cfg.properties), *scram),
             capture_output=True, text=True, check=False,
         )  # fmt: skip
         if result.returncode != 0:  # the output names no password: StorageTool does not echo
