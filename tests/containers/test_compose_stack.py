@@ -12,7 +12,7 @@ from collections import Counter
 import pytest
 
 from connectors.erp.tryton import TrytonSettings
-from deploy.images.compose import Stack
+from deploy.images.compose import PORTS, Stack
 from deploy.images.engine import Engine
 from deploy.local.process import free_port
 from tests.integration.pipeline import posted_in_tryton
@@ -26,17 +26,7 @@ NOT_BOOKED = ["EXP-2026-0005", "EXP-2026-0007", "EXP-2026-0008", "EXP-2026-0009"
 
 @pytest.fixture
 def stack(container_engine: Engine) -> Stack:
-    ports = {
-        name: str(free_port())
-        for name in (
-            "ERPBRIDGE_KAFKA_PORT",
-            "ERPBRIDGE_REGISTRY_PORT",
-            "ERPBRIDGE_REDIS_PORT",
-            "ERPBRIDGE_ERP_PORT",
-            "ERPBRIDGE_STREAMS_METRICS_PORT",
-            "ERPBRIDGE_SINK_METRICS_PORT",
-        )
-    }
+    ports = {name: str(free_port()) for name in PORTS}  # every published port, moved
     stack = Stack(container_engine, project="erpbridge-test", env=ports)
     stack.down(volumes=True)  # what an earlier run left
     yield stack
