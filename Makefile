@@ -114,7 +114,7 @@ test: lint browser
 	ERPBRIDGE_CHAOS_WAVES=$${ERPBRIDGE_CHAOS_WAVES:-5} \
 	ERPBRIDGE_FAULT_TRIALS=$${ERPBRIDGE_FAULT_TRIALS:-2} \
 	ERPBRIDGE_FAULT_ERP_OUTAGE_S=$${ERPBRIDGE_FAULT_ERP_OUTAGE_S:-20} \
-	  $(PYTHON) -m pytest -q --durations=12 -m "not containers" \
+	  $(PYTHON) -m pytest -q --durations=12 -m "not containers and not long" \
 	  --deselect tests/integration/test_repeated_kills.py::test_repeated_kills_on_a_replicated_cluster_with_brokers_killed_too
 
 # The repeated-kill tests and the fault suite CHAOS_RUNS times in a row, each with a new seed
@@ -129,7 +129,7 @@ bench: install
 chaos: install
 	@for run in $$(seq $(CHAOS_RUNS)); do \
 	  echo "chaos run $$run of $(CHAOS_RUNS)"; \
-	  $(PYTHON) -m pytest -q -s -m chaos tests/integration tests/chaos || exit 1; \
+	  $(PYTHON) -m pytest -q -s -m "chaos or long" tests/integration tests/chaos || exit 1; \
 	done
 
 clean: down

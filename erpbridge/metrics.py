@@ -68,6 +68,11 @@ STREAM_AUDIT_COMPLETE_NOT_POSTED = Gauge(
     "Cases with every input in and valid but no posting, as of the last audit.",
 )
 STREAM_AUDIT_RUNS = Counter("erpbridge_stream_audit_runs", "Audits run, by outcome.", ["outcome"])
+STREAM_TRANSACTIONS_BROKEN = Counter(
+    "erpbridge_stream_transactions_broken",
+    "Partition groups whose transaction could no longer commit (the worker then stops, exits"
+    " with status 1 and replays them once started again).",
+)
 STREAM_PROCESS_SECONDS = Histogram(
     "erpbridge_stream_process_seconds", "Processing time of one event in an agent.", ["agent"]
 )

@@ -17,6 +17,10 @@ from collections.abc import Iterable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from aiokafka import AIOKafkaProducer as AIOKafka
+from aiokafka.producer.transaction_manager import (
+    TransactionManager as AIOKafkaTransactionManager,
+)
 from faust.stores.rocksdb import Store as RocksDBStore
 from faust.tables import TableManager
 from faust.tables.recovery import Recovery
@@ -64,6 +68,7 @@ METHODS: tuple[tuple[Any, str, tuple[str, ...] | None], ...] = (
     (Recovery, "_seek_offsets", ("self", "consumer", "tps", "offsets", "title")),
     (TableManager, "_recovery", None),
     (AIOKafkaProducer, "_transaction_producers", None),
+    (AIOKafkaTransactionManager, "is_in_transaction", ("self",)),
 )
 # Read on the app's consumer and flow control (instance attributes, set by their constructors).
 CONSUMER_ATTRIBUTES = ("callback", "flow_active", "_read_offset", "_acked", "_gap",
@@ -87,6 +92,10 @@ def problems(methods: Iterable[tuple[Any, str, tuple[str, ...] | None]] = METHOD
             actual = tuple(inspect.signature(member).parameters)
             if actual[: len(params)] != params:
                 found.append(f"{where} takes {actual}, the repairs call it with {params}")
+    # instance attributes set by constructors that need a running loop: read from their code
+    for owner, name in ((AIOKafkaTransactionManager, "state"), (AIOKafka, "_txn_manager")):
+        if f"self.{name} =" not in inspect.getsource(owner.__init__):
+            found.append(f"{owner.__module__}.{owner.__name__}.{name} is no longer set")
     if app is not None:
         for target, names in ((app.consumer, CONSUMER_ATTRIBUTES),
                               (app.flow_control, FLOW_CONTROL_ATTRIBUTES)):  # fmt: skip

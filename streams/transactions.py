@@ -70,6 +70,7 @@ from mode.utils.futures import notify
 from mode.utils.objects import cached_property
 from mode.utils.queues import FlowControlEvent
 
+from streams.broken_transactions import BrokenTransactions, transaction_state
 from streams.delivery_ledger import DeliveryLedger
 from streams.disk_state import Group, flush_committed, transaction_of
 from streams.recovery import ConsumerThread
@@ -98,30 +99,26 @@ class InputPartitionTransactions(TransactionManager):  # type: ignore[misc]
         if event is None:
             return await super().send(topic, key, value, partition, timestamp, headers,
                                       transactional_id=transactional_id)  # fmt: skip
-        return await self.producer.send(topic, key, value, partition, timestamp, headers,
-                                        transactional_id=self._tid(event.message.tp))  # fmt: skip
+        tid = self._tid(event.message.tp)
+        try:
+            return await self.producer.send(topic, key, value, partition, timestamp, headers,
+                                            transactional_id=tid)  # fmt: skip
+        except Exception as exc:
+            app: Any = self.app
+            state = transaction_state(self.producer, tid)
+            if state is not None and event.message.tp in app.consumer.assignment():
+                app.broken.report(tid, f"{state}; a send raised {exc!r}")
+            raise  # a revoked partition's producer is gone: its next owner replays the event
 
     def _tid(self, tp: Any) -> str:
         """The transactional id Faust commits ``tp``'s offsets in."""
         return transactional_id(self.app, transaction_of(self.app, tp))
 
     async def commit(self, offsets: Any, start_new_transaction: bool = True) -> bool:
-        if not start_new_transaction:
-            # Faust's shutdown commits once more after its last commit already ended every
-            # transaction; aiokafka refuses offsets outside a transaction (IllegalOperation), the
-            # consumer's stop fails, and its thread keeps the worker alive (measured: a worker
-            # that did not exit within 60 s of SIGTERM). A transaction that has ended takes
-            # nothing more: what its partitions processed since is read again after a restart.
-            offsets = {tp: offset for tp, offset in offsets.items() if self._in_transaction(tp)}
         if TRACE.isEnabledFor(logging.INFO):
             TRACE.info("commit offsets %s", sorted((_short(tp), tp.partition, o)
                                                    for tp, o in offsets.items()))  # fmt: skip
         return bool(await super().commit(offsets, start_new_transaction=start_new_transaction))
-
-    def _in_transaction(self, tp: Any) -> bool:
-        producer = getattr(self.producer, "_transaction_producers", {}).get(self._tid(tp))
-        manager = getattr(producer, "_txn_manager", None)
-        return manager is not None and bool(manager.is_in_transaction())
 
 
 class EventGate:
@@ -317,15 +314,53 @@ class Consumer(AIOKafkaConsumer):  # type: ignore[misc]
         """The table writes of the committing transactions send their changelog records into
         them (:mod:`streams.table_writes`); once offsets are committed, the on-disk tables take
         those writes."""
+        app: Any = self.app
+        if self.in_transaction:
+            offsets = self._open_transactions_only(offsets, start_new_transaction)
         assignment = self.assignment()
         committing = [tp for tp in offsets if tp in assignment]  # Faust drops the others
-        await cast(Any, self.app).changelog.send(
-            {transaction_of(self.app, tp) for tp in committing}, self._send_changelog
-        )
-        committed = bool(await super()._commit_offsets(offsets, start_new_transaction))
+        if not committing:
+            return False
+        await app.changelog.send({transaction_of(app, tp) for tp in committing},
+                                 self._send_changelog)  # fmt: skip
+        try:
+            committed = bool(await super()._commit_offsets(offsets, start_new_transaction))
+        except Exception as exc:
+            if not self.in_transaction or not self._report_closed(committing, f"{exc!r}"):
+                raise
+            return False  # the worker stops; these groups replay from their last commit
         if committed:
-            await flush_committed(self.app, committing)
+            await flush_committed(app, committing)
         return committed
+
+    def _open_transactions_only(self, offsets: Any, start_new_transaction: bool) -> Any:
+        """The offsets whose transaction is open. At shutdown Faust commits once more after
+        its last commit already ended every transaction; aiokafka refuses offsets outside a
+        transaction (IllegalOperation), the consumer's stop failed, and its thread kept the
+        worker alive (measured: a worker that did not exit within 60 s of SIGTERM): what a
+        partition processed since its transaction ended is read again after a restart. Any
+        other commit finding a transaction closed reports it broken
+        (:mod:`streams.broken_transactions`) and leaves its offsets and table writes out."""
+        closed = [tp for tp in offsets if self._closed(tp) is not None]
+        if start_new_transaction:
+            self._report_closed(closed, "found at a commit")
+        return {tp: offset for tp, offset in offsets.items() if tp not in closed}
+
+    def _closed(self, tp: Any) -> str | None:
+        return transaction_state(self.app.producer, transactional_id(self.app, transaction_of(
+            self.app, tp)))  # fmt: skip
+
+    def _report_closed(self, tps: Any, why: str) -> bool:
+        """Report the closed transactions of ``tps``; whether there was one."""
+        app: Any = self.app
+        found = False
+        for tp in tps:
+            state = self._closed(tp)
+            if state is not None:
+                app.broken.report(transactional_id(app, transaction_of(app, tp)),
+                                  f"{state}; {why}")  # fmt: skip
+                found = True
+        return found
 
     async def _send_changelog(self, group: Group, topic: str, key: bytes, value: bytes | None,
                               partition: int) -> Awaitable[Any]:  # fmt: skip
@@ -379,6 +414,7 @@ class App(faust.App):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         self.gate = EventGate()
         self.changelog = PendingChangelog()
+        self.broken = BrokenTransactions()
 
     @cached_property
     def flow_control(self) -> FlowControl:

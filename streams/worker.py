@@ -25,7 +25,12 @@ def main(log_level: str = "info") -> None:
     app.on_partitions_assigned.connect(_note_assignment)  # type: ignore[arg-type]
     metrics.serve_from(settings)
     sys.argv = [sys.argv[0], "worker", "--loglevel", log_level, "--without-web"]
-    app.main()
+    try:
+        app.main()
+    finally:
+        broken = app.broken.exit_reason()  # see streams.broken_transactions
+        if broken:
+            raise SystemExit(broken)  # status 1: its supervisor starts it again
 
 
 def _wait_for_inputs(settings: Any) -> None:
