@@ -103,17 +103,21 @@ unit: install
 	$(PYTHON) -m pytest -q tests/unit
 
 # Integration tests start (and stop) the broker, Redis and Tryton they need themselves.
-# `make test` runs the long suites at a bounded size (CI's budget): the repeated-kill test once on
-# one broker (300 claims, 3 kills: about 1.3 minutes), and the fault suite (tests/chaos) for 2
-# trials (the ERP outage, 20 s, and one other kind) on the 3-broker cluster (about 1 minute); the repeated-kill test's cluster variant is
-# left to `make chaos`, as the fault suite kills brokers, processors and sinks on the cluster.
+# `make test` runs the long suites (marker chaos) at a bounded size, CI's budget: the repeated-kill
+# test once on one broker (200 claims, 3 kills), the scale-out (150 claims) and rolling-restart
+# (120 claims) tests, the broken-transaction test's fenced variant, and the fault suite
+# (tests/chaos) for 2 trials (the ERP outage, 20 s, and one other kind) on the 3-broker cluster.
+# The repeated-kill test's cluster variant and the tests marked long are left to `make chaos`.
 # `make chaos` runs them all at full size (1,000 claims and 12 kills; 400 and 6 on the cluster;
-# 20 fault trials with 60 s ERP outages) as many times as CHAOS_RUNS says.
+# 400 and 300 claims for the scale-out and rolling restart; 20 fault trials with 60 s ERP
+# outages) as many times as CHAOS_RUNS says.
 test: lint browser
-	ERPBRIDGE_CHAOS_CLAIMS=$${ERPBRIDGE_CHAOS_CLAIMS:-300} ERPBRIDGE_CHAOS_KILLS=$${ERPBRIDGE_CHAOS_KILLS:-3} \
+	ERPBRIDGE_CHAOS_CLAIMS=$${ERPBRIDGE_CHAOS_CLAIMS:-200} ERPBRIDGE_CHAOS_KILLS=$${ERPBRIDGE_CHAOS_KILLS:-3} \
 	ERPBRIDGE_CHAOS_WAVES=$${ERPBRIDGE_CHAOS_WAVES:-5} \
 	ERPBRIDGE_FAULT_TRIALS=$${ERPBRIDGE_FAULT_TRIALS:-2} \
 	ERPBRIDGE_FAULT_ERP_OUTAGE_S=$${ERPBRIDGE_FAULT_ERP_OUTAGE_S:-20} \
+	ERPBRIDGE_SCALE_CLAIMS=$${ERPBRIDGE_SCALE_CLAIMS:-150} \
+	ERPBRIDGE_ROLLING_CLAIMS=$${ERPBRIDGE_ROLLING_CLAIMS:-120} \
 	  $(PYTHON) -m pytest -q --durations=12 -m "not containers and not long" \
 	  --deselect tests/integration/test_repeated_kills.py::test_repeated_kills_on_a_replicated_cluster_with_brokers_killed_too
 

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     # warm copies of each table partition other workers keep, to take over without a full
     # restore (Faust's table_standby_replicas)
     streams_standby_replicas: int = Field(1, ge=0)
+    # how long a starting worker waits for a broker to answer before it exits, for its
+    # supervisor to start it again
+    kafka_start_wait_s: float = Field(180.0, ge=0)
     # how long a starting worker waits for its input topics (created by `erpbridge topics`, a
     # compose job or a Kubernetes Job) before it exits, for its supervisor to start it again
     streams_topics_wait_s: float = Field(120.0, ge=0)

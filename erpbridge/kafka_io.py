@@ -75,11 +75,29 @@ def ensure_topics(settings: Settings) -> list[str]:
         admin.close()
 
 
+def admin_when_broker_answers(settings: Settings) -> KafkaAdminClient:
+    """An admin client, once a broker answers (at most ``settings.kafka_start_wait_s``): a
+    worker started before its broker (a compose or Kubernetes start, where every pod starts at
+    once) waits instead of exiting at once and being restarted over and over. Raises
+    ``SystemExit`` with the reason after that, for its supervisor to start it again."""
+    deadline = time.monotonic() + settings.kafka_start_wait_s
+    while True:
+        try:
+            return KafkaAdminClient(**client_options(settings))
+        except KafkaError as exc:  # kafka-python gives up bootstrapping after about 30 s
+            if time.monotonic() >= deadline:
+                raise SystemExit(f"no Kafka broker answers at {settings.kafka_bootstrap} after "
+                                 f"{settings.kafka_start_wait_s:.0f} s ({exc}): exiting, to be "
+                                 "started again") from exc  # fmt: skip
+            log.info("waiting for a Kafka broker at %s: %s", settings.kafka_bootstrap, exc)
+            time.sleep(2.0)
+
+
 def wait_for_topics(settings: Settings, names: list[str], timeout_s: float) -> list[str]:
-    """Wait until every topic of ``names`` exists (at most ``timeout_s``); return the ones still
-    missing then (empty: all there)."""
+    """Wait until every topic of ``names`` exists (at most ``timeout_s``, once a broker
+    answers); return the ones still missing then (empty: all there)."""
+    admin = admin_when_broker_answers(settings)
     deadline = time.monotonic() + timeout_s
-    admin = KafkaAdminClient(**client_options(settings))
     try:
         while True:
             missing = sorted(set(names) - set(admin.list_topics()))

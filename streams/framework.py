@@ -50,6 +50,7 @@ METHODS: tuple[tuple[Any, str, tuple[str, ...] | None], ...] = (
     (Consumer, "ack", ("self", "message")),
     (Consumer, "force_commit", ("self", "topics", "start_new_transaction")),
     (Consumer, "_commit_offsets", ("self", "offsets", "start_new_transaction")),
+    (Consumer, "commit_and_end_transactions", ("self",)),
     (RocksDBStore, "_set", ("self", "key", "value")),
     (RocksDBStore, "_get", ("self", "key")),
     (RocksDBStore, "_del", ("self", "key")),

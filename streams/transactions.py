@@ -315,10 +315,11 @@ class Consumer(AIOKafkaConsumer):  # type: ignore[misc]
         them (:mod:`streams.table_writes`); once offsets are committed, the on-disk tables take
         those writes."""
         app: Any = self.app
-        if self.in_transaction:
-            offsets = self._open_transactions_only(offsets, start_new_transaction)
         assignment = self.assignment()
         committing = [tp for tp in offsets if tp in assignment]  # Faust drops the others
+        if self.in_transaction:
+            offsets = self._open_transactions_only(committing, offsets, start_new_transaction)
+            committing = [tp for tp in committing if tp in offsets]
         if not committing:
             return False
         await app.changelog.send({transaction_of(app, tp) for tp in committing},
@@ -326,25 +327,39 @@ class Consumer(AIOKafkaConsumer):  # type: ignore[misc]
         try:
             committed = bool(await super()._commit_offsets(offsets, start_new_transaction))
         except Exception as exc:
-            if not self.in_transaction or not self._report_closed(committing, f"{exc!r}"):
+            if not self.in_transaction:
+                raise
+            if self._transactions_ended:  # closed meanwhile: read again after the restart
+                log.info("not committing %s while stopping: %r", sorted(committing), exc)
+                return False
+            if not self._report_closed(committing, f"{exc!r}"):
                 raise
             return False  # the worker stops; these groups replay from their last commit
         if committed:
             await flush_committed(app, committing)
         return committed
 
-    def _open_transactions_only(self, offsets: Any, start_new_transaction: bool) -> Any:
-        """The offsets whose transaction is open. At shutdown Faust commits once more after
-        its last commit already ended every transaction; aiokafka refuses offsets outside a
-        transaction (IllegalOperation), the consumer's stop failed, and its thread kept the
-        worker alive (measured: a worker that did not exit within 60 s of SIGTERM): what a
-        partition processed since its transaction ended is read again after a restart. Any
-        other commit finding a transaction closed reports it broken
-        (:mod:`streams.broken_transactions`) and leaves its offsets and table writes out."""
-        closed = [tp for tp in offsets if self._closed(tp) is not None]
-        if start_new_transaction:
+    _transactions_ended = False  # the worker is stopping: its last commit ended them
+
+    async def commit_and_end_transactions(self) -> None:
+        self._transactions_ended = True
+        await super().commit_and_end_transactions()
+
+    def _open_transactions_only(self, assigned: Any, offsets: Any,
+                                start_new_transaction: bool) -> Any:  # fmt: skip
+        """The offsets of ``assigned`` partitions whose transaction is open. Once the stopping
+        worker's commit ended every transaction, Faust commits again (its last commit, and its
+        commit timer until the consumer stops); aiokafka refuses offsets outside a transaction
+        (IllegalOperation), the consumer crashed and the worker exited with status 1, or its
+        thread kept it alive (measured: a worker that did not exit within 60 s of SIGTERM):
+        what a partition processed since is read again after a restart. Before that, a commit
+        finding a transaction closed reports it broken (:mod:`streams.broken_transactions`)
+        and leaves its offsets and table writes out."""
+        closed = [tp for tp in assigned if self._closed(tp) is not None]
+        if start_new_transaction and not self._transactions_ended:
             self._report_closed(closed, "found at a commit")
-        return {tp: offset for tp, offset in offsets.items() if tp not in closed}
+        return {tp: offset for tp, offset in offsets.items()
+                if tp in assigned and tp not in closed}  # fmt: skip
 
     def _closed(self, tp: Any) -> str | None:
         return transaction_state(self.app.producer, transactional_id(self.app, transaction_of(

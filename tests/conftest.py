@@ -109,29 +109,21 @@ def _kafka_container(image: str) -> Iterator[str]:
     broker must name the port clients reach it on)."""
     from testcontainers.core.container import DockerContainer
 
+    from deploy.images.compose import service_environment
+
     port = free_port()
-    container = (
-        DockerContainer(image)
-        .with_bind_ports(9094, port)
-        .with_env("KAFKA_NODE_ID", "1")
-        .with_env("KAFKA_PROCESS_ROLES", "broker,controller")
-        .with_env("KAFKA_LISTENERS", "INSIDE://:9092,CONTROLLER://:9093,HOST://:9094")
-        .with_env("KAFKA_ADVERTISED_LISTENERS", f"INSIDE://localhost:9092,HOST://127.0.0.1:{port}")
-        .with_env(
-            "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP",
-            "INSIDE:PLAINTEXT,CONTROLLER:PLAINTEXT,HOST:PLAINTEXT",
-        )  # fmt: skip
-        .with_env("KAFKA_INTER_BROKER_LISTENER_NAME", "INSIDE")
-        .with_env("KAFKA_CONTROLLER_LISTENER_NAMES", "CONTROLLER")
-        .with_env("KAFKA_CONTROLLER_QUORUM_VOTERS", "1@localhost:9093")
-        .with_env("KAFKA_NUM_PARTITIONS", "3")
-        .with_env("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "1")
-        .with_env("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1")
-        .with_env("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1")
-        .with_env("KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR", "1")
-        .with_env("KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR", "1")
-        .with_env("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0")
-    )
+    env = {  # the compose file's broker, reached from the host on ``port``
+        **service_environment("kafka"),
+        "KAFKA_LISTENERS": "INSIDE://:9092,CONTROLLER://:9093,HOST://:9094",
+        "KAFKA_ADVERTISED_LISTENERS": f"INSIDE://localhost:9092,HOST://127.0.0.1:{port}",
+        "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP": "INSIDE:PLAINTEXT,CONTROLLER:PLAINTEXT,"
+        "HOST:PLAINTEXT",
+        "KAFKA_INTER_BROKER_LISTENER_NAME": "INSIDE",
+        "KAFKA_CONTROLLER_QUORUM_VOTERS": "1@localhost:9093",
+    }
+    container = DockerContainer(image).with_bind_ports(9094, port)
+    for key, value in env.items():
+        container = container.with_env(key, value)
     bootstrap = f"127.0.0.1:{port}"
     with container:
         deadline = time.monotonic() + 120

@@ -42,7 +42,11 @@ from erpbridge.failures import (
     Stage,
     ToleranceExceeded,
 )
-from erpbridge.kafka_io import durable_producer, manual_commit_consumer
+from erpbridge.kafka_io import (
+    admin_when_broker_answers,
+    durable_producer,
+    manual_commit_consumer,
+)
 from erpbridge.metrics import SINK_ERP_SECONDS, SINK_IN_FLIGHT, SINK_RECORDS, readiness_check
 from erpbridge.topics import Topics
 
@@ -87,6 +91,7 @@ class SinkRunner:
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> None:
+        admin_when_broker_answers(self.settings).close()  # started before the broker: waits
         consumer = manual_commit_consumer(
             self.settings,
             self.group,

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import erpbridge
 from deploy.images.engine import Engine
-from deploy.local.kafka import POM, KafkaConfig, resolve_libs
+from deploy.local.kafka import LOG4J, POM, KafkaConfig, resolve_libs
 from deploy.local.process import PROJECT_ROOT, LaunchError, state_dir
 
 SUITE = "bookworm"
@@ -98,6 +98,7 @@ def _kafka(engine: Engine) -> None:
         shutil.rmtree(context)
     shutil.copytree(PROJECT_ROOT / "deploy" / "images" / "kafka", context)
     shutil.copytree(libs, context / "libs", ignore=shutil.ignore_patterns(".resolved"))
+    shutil.copy(LOG4J, context / LOG4J.name)  # the local broker's logging, one file for both
     engine.run(_build_args(context, context / "Containerfile", KAFKA), timeout=1800)
 
 

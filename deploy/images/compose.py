@@ -10,11 +10,14 @@ without systemd it runs health checks only when asked, so here they are asked
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+
+import yaml
 
 from deploy.images.build import write_env
 from deploy.images.engine import Engine
@@ -35,6 +38,15 @@ PORTS = {
     "ERPBRIDGE_STREAMS_METRICS_PORT": "9464",
     "ERPBRIDGE_SINK_METRICS_PORT": "9465",
 }
+
+
+def service_environment(service: str) -> dict[str, str]:
+    """A service's environment as the compose file sets it, each ``${VAR:-default}`` at its
+    default: the settings that run that service, for whoever runs it without compose."""
+    compose = yaml.safe_load(COMPOSE_FILE.read_text())
+    environment = compose["services"][service].get("environment", {})
+    return {key: re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", str(value))
+            for key, value in environment.items()}  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -211,6 +211,12 @@ class KubePlay:
         spec = next(p for p in self.rendering.pods if p["metadata"]["name"] == pod)["spec"]
         return f"{pod}-{spec['containers'][0]['name']}"
 
+    def restarts(self, pod: str) -> int:
+        """How often its container was started again after exiting (restartPolicy Always)."""
+        out = self.engine.run(["inspect", "--format", "{{.RestartCount}}", self.container(pod)],
+                              check=False)  # fmt: skip
+        return int(out.stdout.strip() or 0)
+
     def logs(self, pod: str, lines: int = 80) -> str:
         out = self.engine.run(["logs", "--tail", str(lines), self.container(pod)], check=False)
         return f"--- {pod} ---\n{out.stdout}{out.stderr}"

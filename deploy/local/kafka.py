@@ -170,23 +170,17 @@ def write_properties(cfg: KafkaConfig) -> None:
     )
 
 
+# The broker's logging, warnings and up from Kafka itself; the broker image takes it too.
+LOG4J = Path(__file__).with_name("log4j2.properties")
+
+
 def java_command(cfg: KafkaConfig, main: str, *args: str) -> list[str]:
-    log4j = cfg.home / "log4j2.properties"
-    if not log4j.exists():
-        log4j.write_text(
-            "rootLogger.level=INFO\nrootLogger.appenderRef.out.ref=OUT\n"
-            "appender.out.type=Console\nappender.out.name=OUT\n"
-            "appender.out.layout.type=PatternLayout\n"
-            "appender.out.layout.pattern=[%d] %p %m (%c)%n\n"
-            "logger.kafka.name=kafka\nlogger.kafka.level=WARN\n"
-            "logger.apache.name=org.apache.kafka\nlogger.apache.level=WARN\n"
-        )
     return [
         "java",
         f"-Xmx{cfg.heap}",
         f"-Xms{cfg.heap}",
         "-XX:+UseG1GC",
-        f"-Dlog4j2.configurationFile={log4j}",
+        f"-Dlog4j2.configurationFile={LOG4J}",
         f"-Dkafka.logs.dir={cfg.home / 'logs'}",
         "-cp",
         f"{cfg.libs}/*",

@@ -118,6 +118,8 @@ def test_the_manifests_played_book_the_demo_and_a_deleted_streams_pod_loses_noth
           f"ready {time.monotonic() - started:.1f} s after the delete began")  # fmt: skip
     feeder.join()
     assert feeder.error is None, f"seed {seed}: feeding failed: {feeder.error!r}"
+    print("restarts after an exit (a broken transaction exits 1): "
+          + ", ".join(f"{pod} {played.restarts(pod)}" for pod in workers))  # fmt: skip
     # first what a stop must never cost, then how long it took
     drain_and_check(settings, SimpleNamespace(settings=erp), claims, [], seed,
                     f"streams-1 deleted ({stopped.seconds:.1f} s, exit {stopped.exit_code}) "

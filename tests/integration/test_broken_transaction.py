@@ -26,9 +26,9 @@ from erpbridge.kafka_security import client_options
 from tests.integration.claim_load import Feeder, drain_and_check, workload
 from tests.integration.pipeline import Worker, make_settings, running_workers, wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
-CLAIMS, WAVES, WAVE_GAP_S = 120, 6, 4.0
+CLAIMS, WAVES, WAVE_GAP_S = 80, 5, 3.0
 PAUSE_S = 75  # aiokafka's transaction timeout is 60 s; the broker checks every 10 s
 STOP_WITHIN_S = 90  # the next commit (or send) of the group finds it closed, then a clean stop
 PARTITIONS = 4
