@@ -17,6 +17,7 @@ PyPI's TLS verify, with that bundle mounted for pip at build time only.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 import subprocess
@@ -47,18 +48,48 @@ class Built:
     size_bytes: int
 
 
+# What each image is built from, below the project's root: an image whose label
+# SOURCE_LABEL differs from these files' digest is built again (the base: on --rebuild only).
+_APP_SOURCES = "Dockerfile pyproject.toml README.md erpbridge erpbridge_cli streams connectors"
+SOURCES = {
+    "app": (*_APP_SOURCES.split(), "deploy", "ops", "books", "avro_schemas", "samples"),
+    "kafka": ("deploy/images/kafka", "deploy/local/pom.xml", "deploy/local/log4j2.properties"),
+    "redis": ("deploy/images/redis",),
+}
+SOURCE_LABEL = "org.erpbridge.source"
+_NOT_SOURCE = ("__pycache__", ".egg-info", ".pyc")
+
+
+def source_digest(which: str) -> str:
+    """A digest of the files image ``which`` is built from (paths and contents)."""
+    digest = hashlib.sha256()
+    for top in SOURCES.get(which, ()):
+        root = PROJECT_ROOT / top
+        files = sorted(root.rglob("*")) if root.is_dir() else [root]
+        for path in files:
+            if path.is_file() and not any(part in str(path) for part in _NOT_SOURCE):
+                digest.update(str(path.relative_to(PROJECT_ROOT)).encode() + b"\0")
+                digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def build(engine: Engine, which: str, rebuild: bool = False) -> Built:
+    """Build image ``which`` unless it is there and built from the same files."""
     image = IMAGES[which]
-    if engine.has_image(image) and not rebuild:
+    source = source_digest(which) if which in SOURCES else None
+    current = engine.has_image(image) and (
+        source is None or engine.image_label(image, SOURCE_LABEL) == source)  # fmt: skip
+    if current and not rebuild:
         return Built(which, image, 0.0, engine.image_size(image))
     if which != "base":
         build(engine, "base")
     start = time.monotonic()
-    {"base": _base, "app": _app, "kafka": _kafka, "redis": _redis}[which](engine)
+    labels = ["--label", f"{SOURCE_LABEL}={source}"] if source else []
+    {"base": _base, "app": _app, "kafka": _kafka, "redis": _redis}[which](engine, labels)
     return Built(which, image, time.monotonic() - start, engine.image_size(image))
 
 
-def _base(engine: Engine) -> None:
+def _base(engine: Engine, labels: list[str]) -> None:
     if shutil.which("mmdebstrap") is None:
         raise LaunchError("mmdebstrap not found: make container-deps installs it")
     tarball = state_dir() / "images" / f"rootfs-{SUITE}.tar"
@@ -85,13 +116,13 @@ def _build_args(context: Path, dockerfile: Path, image: str, *extra: str) -> lis
     return [*args, str(context)]
 
 
-def _app(engine: Engine) -> None:
+def _app(engine: Engine, labels: list[str]) -> None:
     latest = APP.rsplit(":", 1)[0] + ":latest"
-    engine.run(_build_args(PROJECT_ROOT, PROJECT_ROOT / "Dockerfile", APP, "-t", latest),
-               timeout=1800)  # fmt: skip
+    engine.run(_build_args(PROJECT_ROOT, PROJECT_ROOT / "Dockerfile", APP, "-t", latest,
+                           *labels), timeout=1800)  # fmt: skip
 
 
-def _kafka(engine: Engine) -> None:
+def _kafka(engine: Engine, labels: list[str]) -> None:
     libs = resolve_libs(KafkaConfig())
     context = state_dir() / "images" / "kafka"
     if context.exists():
@@ -99,12 +130,12 @@ def _kafka(engine: Engine) -> None:
     shutil.copytree(PROJECT_ROOT / "deploy" / "images" / "kafka", context)
     shutil.copytree(libs, context / "libs", ignore=shutil.ignore_patterns(".resolved"))
     shutil.copy(LOG4J, context / LOG4J.name)  # the local broker's logging, one file for both
-    engine.run(_build_args(context, context / "Containerfile", KAFKA), timeout=1800)
+    engine.run(_build_args(context, context / "Containerfile", KAFKA, *labels), timeout=1800)
 
 
-def _redis(engine: Engine) -> None:
+def _redis(engine: Engine, labels: list[str]) -> None:
     context = PROJECT_ROOT / "deploy" / "images" / "redis"
-    engine.run(_build_args(context, context / "Containerfile", REDIS), timeout=900)
+    engine.run(_build_args(context, context / "Containerfile", REDIS, *labels), timeout=900)
 
 
 def write_env() -> Path:

@@ -52,6 +52,13 @@ class Engine:
         return self.run(["image", "exists" if self.is_podman else "inspect", name],
                         check=False).returncode == 0  # fmt: skip
 
+    def image_label(self, name: str, key: str) -> str | None:
+        """A label of image ``name`` (None: no such image or label)."""
+        out = self.run(["image", "inspect", "--format", f'{{{{index .Labels "{key}"}}}}', name],
+                       check=False)  # fmt: skip
+        value = out.stdout.strip()
+        return value if out.returncode == 0 and value and value != "<no value>" else None
+
     def image_size(self, name: str) -> int:
         out = self.run(["image", "inspect", "--format", "{{.Size}}", name]).stdout.strip()
         return int(out or 0)
