@@ -110,6 +110,27 @@ class InputPartitionTransactions(TransactionManager):  # type: ignore[misc]
                 app.broken.report(tid, f"{state}; a send raised {exc!r}")
             raise  # a revoked partition's producer is gone: its next owner replays the event
 
+    async def on_rebalance(self, assigned: Any, revoked: Any, newly_assigned: Any) -> None:
+        """Every assigned partition group's transaction starts on a new producer. Faust keeps the
+        producers of groups it still holds and only begins a transaction on them; when a
+        rebalance came without the revocation's final commit (measured: "Heartbeat failed:
+        local member_id was not recognized", then "Exception in begin_transaction ... Invalid
+        state transition IN_TRANSACTION -> IN_TRANSACTION"), such a producer kept its open
+        transaction with the outputs of events whose offsets were dropped and are read again
+        (posted twice once committed), or it had been fenced meanwhile by the worker that held
+        the group in between, and every send of the group failed from then on. A new producer's
+        init_transactions aborts what the old one left open and fences it (Kafka Streams starts
+        a task's producer the same way)."""
+        producer: Any = self.producer
+        for tid in sorted(producer._transaction_producers):
+            await producer.stop_transaction(tid)
+        await super().on_rebalance(assigned, revoked, newly_assigned)
+        app: Any = self.app
+        for tid in sorted(self._tps_to_transactional_ids(assigned)):
+            state = transaction_state(producer, tid)
+            if state is not None:  # begin_transaction only warns when it fails
+                app.broken.report(tid, f"{state} after the rebalance started it")
+
     def _tid(self, tp: Any) -> str:
         """The transactional id Faust commits ``tp``'s offsets in."""
         return transactional_id(self.app, transaction_of(self.app, tp))
@@ -329,7 +350,7 @@ class Consumer(AIOKafkaConsumer):  # type: ignore[misc]
         except Exception as exc:
             if not self.in_transaction:
                 raise
-            if self._transactions_ended:  # closed meanwhile: read again after the restart
+            if self._expected_closed():  # closed meanwhile: read again later
                 log.info("not committing %s while stopping: %r", sorted(committing), exc)
                 return False
             if not self._report_closed(committing, f"{exc!r}"):
@@ -339,12 +360,6 @@ class Consumer(AIOKafkaConsumer):  # type: ignore[misc]
             await flush_committed(app, committing)
         return committed
 
-    _transactions_ended = False  # the worker is stopping: its last commit ended them
-
-    async def commit_and_end_transactions(self) -> None:
-        self._transactions_ended = True
-        await super().commit_and_end_transactions()
-
     def _open_transactions_only(self, assigned: Any, offsets: Any,
                                 start_new_transaction: bool) -> Any:  # fmt: skip
         """The offsets of ``assigned`` partitions whose transaction is open. Once the stopping
@@ -352,14 +367,20 @@ class Consumer(AIOKafkaConsumer):  # type: ignore[misc]
         commit timer until the consumer stops); aiokafka refuses offsets outside a transaction
         (IllegalOperation), the consumer crashed and the worker exited with status 1, or its
         thread kept it alive (measured: a worker that did not exit within 60 s of SIGTERM):
-        what a partition processed since is read again after a restart. Before that, a commit
-        finding a transaction closed reports it broken (:mod:`streams.broken_transactions`)
-        and leaves its offsets and table writes out."""
+        what a partition processed since is read again after a restart. Otherwise (neither
+        stopping nor rebalancing) a commit finding a transaction closed reports it broken
+        (:mod:`streams.broken_transactions`) and leaves its offsets and table writes out."""
         closed = [tp for tp in assigned if self._closed(tp) is not None]
-        if start_new_transaction and not self._transactions_ended:
+        if start_new_transaction and not self._expected_closed():
             self._report_closed(closed, "found at a commit")
         return {tp: offset for tp, offset in offsets.items()
                 if tp in assigned and tp not in closed}  # fmt: skip
+
+    def _expected_closed(self) -> bool:
+        """Transactions close on purpose while the worker stops (its last commit ends them) and
+        while it rebalances (they end at the revocation and start again on new producers)."""
+        app: Any = self.app
+        return bool(app.should_stop or app.rebalancing)
 
     def _closed(self, tp: Any) -> str | None:
         return transaction_state(self.app.producer, transactional_id(self.app, transaction_of(

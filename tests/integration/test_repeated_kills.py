@@ -29,7 +29,7 @@ from erpbridge.config import Settings
 from tests.integration.claim_load import Feeder, drain_and_check, kill, straddling, workload
 from tests.integration.pipeline import make_settings, running_workers
 
-pytestmark = [pytest.mark.integration, pytest.mark.chaos]
+pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.long]
 
 CLAIMS = int(os.environ.get("ERPBRIDGE_CHAOS_CLAIMS", "1000"))
 KILLS = int(os.environ.get("ERPBRIDGE_CHAOS_KILLS", "12"))

@@ -22,7 +22,7 @@ import pytest
 from tests.integration.claim_load import Feeder, drain_and_check, straddling, workload
 from tests.integration.pipeline import Worker, make_settings, running_workers, wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.chaos]
+pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.long]
 
 CLAIMS = int(os.environ.get("ERPBRIDGE_ROLLING_CLAIMS", "300"))
 GRACE_S = 30.0

@@ -31,7 +31,7 @@ from tests.integration.pipeline import (
     wait_for,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.chaos]
+pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.long]
 
 CLAIMS = int(os.environ.get("ERPBRIDGE_SCALE_CLAIMS", "400"))
 PARTITIONS = 4
