@@ -353,8 +353,10 @@ class Consumer(AIOKafkaConsumer):  # type: ignore[misc]
             if self._expected_closed():  # closed meanwhile: read again later
                 log.info("not committing %s while stopping: %r", sorted(committing), exc)
                 return False
-            if not self._report_closed(committing, f"{exc!r}"):
+            closed = self._closed(committing)
+            if not closed:
                 raise
+            self._report(closed, f"{exc!r}")
             return False  # the worker stops; these groups replay from their last commit
         if committed:
             await flush_committed(app, committing)
@@ -370,11 +372,11 @@ class Consumer(AIOKafkaConsumer):  # type: ignore[misc]
         what a partition processed since is read again after a restart. Otherwise (neither
         stopping nor rebalancing) a commit finding a transaction closed reports it broken
         (:mod:`streams.broken_transactions`) and leaves its offsets and table writes out."""
-        closed = [tp for tp in assigned if self._closed(tp) is not None]
+        closed = self._closed(assigned)
         if start_new_transaction and not self._expected_closed():
-            self._report_closed(closed, "found at a commit")
+            self._report(closed, "found at a commit")
         return {tp: offset for tp, offset in offsets.items()
-                if tp in assigned and tp not in closed}  # fmt: skip
+                if tp in assigned and self._tid(tp) not in closed}  # fmt: skip
 
     def _expected_closed(self) -> bool:
         """Transactions close on purpose while the worker stops (its last commit ends them) and
@@ -382,21 +384,20 @@ class Consumer(AIOKafkaConsumer):  # type: ignore[misc]
         app: Any = self.app
         return bool(app.should_stop or app.rebalancing)
 
-    def _closed(self, tp: Any) -> str | None:
-        return transaction_state(self.app.producer, transactional_id(self.app, transaction_of(
-            self.app, tp)))  # fmt: skip
+    def _tid(self, tp: Any) -> str:
+        return transactional_id(self.app, transaction_of(self.app, tp))
 
-    def _report_closed(self, tps: Any, why: str) -> bool:
-        """Report the closed transactions of ``tps``; whether there was one."""
+    def _closed(self, tps: Any) -> dict[str, str]:
+        """The transactions of ``tps`` that are not open (each group's once), and what they are
+        instead."""
+        producer = self.app.producer
+        states = {tid: transaction_state(producer, tid) for tid in {self._tid(tp) for tp in tps}}
+        return {tid: state for tid, state in states.items() if state is not None}
+
+    def _report(self, closed: dict[str, str], why: str) -> None:
         app: Any = self.app
-        found = False
-        for tp in tps:
-            state = self._closed(tp)
-            if state is not None:
-                app.broken.report(transactional_id(app, transaction_of(app, tp)),
-                                  f"{state}; {why}")  # fmt: skip
-                found = True
-        return found
+        for tid, state in sorted(closed.items()):
+            app.broken.report(tid, f"{state}; {why}")
 
     async def _send_changelog(self, group: Group, topic: str, key: bytes, value: bytes | None,
                               partition: int) -> Awaitable[Any]:  # fmt: skip
