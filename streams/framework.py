@@ -53,6 +53,11 @@ METHODS: tuple[tuple[Any, str, tuple[str, ...] | None], ...] = (
     (TransactionManager, "on_rebalance", ("self", "assigned", "revoked", "newly_assigned")),
     (TransactionManager, "_tps_to_transactional_ids", ("self", "tps")),
     (AIOKafkaProducer, "stop_transaction", ("self", "transactional_id")),
+    (
+        AIOKafkaProducer,
+        "commit_transactions",
+        ("self", "tid_to_offset_map", "group_id", "start_new_transaction"),
+    ),
     (RocksDBStore, "_set", ("self", "key", "value")),
     (RocksDBStore, "_get", ("self", "key")),
     (RocksDBStore, "_del", ("self", "key")),

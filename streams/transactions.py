@@ -136,10 +136,20 @@ class InputPartitionTransactions(TransactionManager):  # type: ignore[misc]
         return transactional_id(self.app, transaction_of(self.app, tp))
 
     async def commit(self, offsets: Any, start_new_transaction: bool = True) -> bool:
+        """Faust's commit, except that a fenced producer's ``ProducerFenced`` is raised to the
+        consumer's commit (which reports the group's transaction broken and stops the worker,
+        saying which and why) instead of crashing the app with only aiokafka's message."""
         if TRACE.isEnabledFor(logging.INFO):
             TRACE.info("commit offsets %s", sorted((_short(tp), tp.partition, o)
                                                    for tp, o in offsets.items()))  # fmt: skip
-        return bool(await super().commit(offsets, start_new_transaction=start_new_transaction))
+        by_transactional_id: dict[str, dict[Any, int]] = {}
+        for tp, offset in offsets.items():
+            by_transactional_id.setdefault(self._tid(tp), {})[tp] = offset
+        if by_transactional_id:
+            await self.producer.commit_transactions(
+                by_transactional_id, self.app.conf.id, start_new_transaction=start_new_transaction
+            )
+        return True
 
 
 class EventGate:
@@ -343,9 +353,12 @@ class Consumer(AIOKafkaConsumer):  # type: ignore[misc]
             committing = [tp for tp in committing if tp in offsets]
         if not committing:
             return False
-        await app.changelog.send({transaction_of(app, tp) for tp in committing},
-                                 self._send_changelog)  # fmt: skip
         try:
+            # A group's transaction can close while another group's changelog records are sent
+            # (a send then raises IllegalOperation): these sends fail the way the commit does,
+            # reported, instead of crashing the worker without saying why.
+            await app.changelog.send({transaction_of(app, tp) for tp in committing},
+                                     self._send_changelog)  # fmt: skip
             committed = bool(await super()._commit_offsets(offsets, start_new_transaction))
         except Exception as exc:
             if not self.in_transaction:
