@@ -40,6 +40,7 @@ INVOICE_FIELDS = [
     "move.number",
 ]
 _OPEN_STATES = {"draft", "validated"}
+BOOKED_STATES = {"posted", "paid"}  # paid: posted, then settled in the ERP
 
 
 class TrytonSettings(BaseSettings):
@@ -93,10 +94,21 @@ class TrytonWriter:
         most of a booking committing; per call, not per invoice). A refusal in the batch's post
         is narrowed down invoice by invoice, and refused drafts are deleted: nothing is left
         half-written. Retryable errors abort the whole call (the runner retries the batch;
-        what was created is found as a draft and posted then)."""
+        what was created is found as a draft and posted then).
+
+        Another writer can book the same posting at the same time (a sink instance that held
+        its partition before a rebalance): what the ERP holds once the call is done decides.
+        A posting whose invoice is posted is booked, whoever posted it; Tryton refuses to post
+        a second invoice with the same reference (its "similar invoice" warning), and a
+        duplicate draft is deleted."""
         refs = [posting.posting_id for posting in postings]
-        existing = {inv["reference"]: inv for inv in self.find_invoices(refs)}
+        existing, duplicates = _one_per_reference(self.find_invoices(refs))
         refused: dict[str, ErpError] = {}
+        for ref, invoice_id in duplicates:
+            state = self._discard(invoice_id)
+            if state in BOOKED_STATES:  # the other writer posted its copy meanwhile
+                self._discard(int(existing[ref]["id"]))
+                existing[ref] = {"id": invoice_id, "reference": ref, "state": state}
         drafts = {ref: inv["id"] for ref, inv in existing.items() if inv["state"] in _OPEN_STATES}
         new: list[tuple[Posting, dict[str, Any]]] = []
         for posting in postings:  # the runner never batches one claim twice
@@ -111,17 +123,18 @@ class TrytonWriter:
             for (posting, _), invoice_id in zip(new, ids, strict=True):
                 drafts[posting.posting_id] = int(invoice_id)
         refused.update(self._post(drafts))
-        booked = {inv["reference"]: inv for inv in self.find_invoices(refs)}
+        booked, _ = _one_per_reference(self.find_invoices(refs))
         outcomes: list[Booking | ErpError] = []
         for posting in postings:
             ref, invoice = posting.posting_id, booked.get(posting.posting_id)
-            if ref in refused:
-                outcomes.append(refused[ref])
-            elif invoice is None or invoice["state"] != "posted":
-                outcomes.append(RetryableErpError(f"invoice {ref} is not posted yet"))
-            else:
+            if invoice is not None and invoice["state"] in BOOKED_STATES:
                 problem = self._attach_originals(posting, int(invoice["id"]))
-                outcomes.append(problem or _booking(invoice, already_booked=ref in existing))
+                already = ref in existing and existing[ref]["state"] in BOOKED_STATES
+                outcomes.append(problem or _booking(invoice, already_booked=already))
+            elif ref in refused:
+                outcomes.append(refused[ref])
+            else:
+                outcomes.append(RetryableErpError(f"invoice {ref} is not posted yet"))
         return outcomes
 
     def _attach_originals(self, posting: Posting, invoice_id: int) -> ErpError | None:
@@ -162,16 +175,49 @@ class TrytonWriter:
         except PermanentErpError as exc:
             if len(drafts) == 1:
                 ((ref, invoice_id),) = drafts.items()
-                self._rpc.call("model.account.invoice.delete", [invoice_id])
-                return {ref: exc}
+                return self._refused(ref, invoice_id, exc)
         refused: dict[str, ErpError] = {}
         for ref, invoice_id in drafts.items():
             try:
                 self._rpc.call("model.account.invoice.post", [invoice_id])
             except PermanentErpError as exc:
-                self._rpc.call("model.account.invoice.delete", [invoice_id])
-                refused[ref] = exc
+                refused.update(self._refused(ref, invoice_id, exc))
         return refused
+
+    def _refused(self, ref: str, invoice_id: int, error: PermanentErpError) -> dict[str, ErpError]:
+        """Tryton refused to post this draft: delete it, so nothing is left half-written. The
+        refusal stands unless another writer posted the invoice meanwhile; a draft that cannot
+        be deleted is named in it, for the operator."""
+        state = self._discard(invoice_id)
+        if state in BOOKED_STATES or state == "gone":
+            return {}  # the outcome is what find_invoices sees afterwards
+        if state == "deleted":
+            return {ref: error}
+        return {ref: PermanentErpError(f"{error}; its draft invoice {invoice_id} is left in the "
+                                       f"ERP ({state}): delete it there")}  # fmt: skip
+
+    def _discard(self, invoice_id: int) -> str:
+        """Delete a draft invoice unless it is no longer open. Returns ``deleted``, ``gone``
+        (deleted by another writer), the state that kept it (``posted``...), or why the delete
+        failed."""
+        state = self._state(invoice_id)
+        if state is None:
+            return "gone"
+        if state not in _OPEN_STATES:
+            return state
+        try:
+            self._rpc.call("model.account.invoice.delete", [invoice_id])
+        except PermanentErpError as exc:  # posted (or deleted) by another writer meanwhile?
+            state = self._state(invoice_id)
+            if state is None:
+                return "gone"
+            return state if state not in _OPEN_STATES else f"not deleted: {exc}"
+        return "deleted"
+
+    def _state(self, invoice_id: int) -> str | None:
+        found = self._rpc.call("model.account.invoice.search_read", [("id", "=", invoice_id)],
+                               0, 1, None, ["state"])  # fmt: skip
+        return str(found[0]["state"]) if found else None
 
     def find_invoices(self, references: Iterable[str]) -> list[dict[str, Any]]:
         refs = list(references)
@@ -337,6 +383,23 @@ def _suffix(media_type: str | None) -> str:
 def _line_text(line: PostingLine) -> str:
     refs = " ".join(line.invoice_refs)
     return f"{line.description} [{refs}]" if refs else line.description
+
+
+def _one_per_reference(invoices: Iterable[dict[str, Any]]
+                       ) -> tuple[dict[str, dict[str, Any]], list[tuple[str, int]]]:  # fmt: skip
+    """Each reference's invoice (a booked one first, else its oldest), and the open drafts
+    beside it: duplicates two writers created at the same time, as (reference, id)."""
+    by_ref: dict[str, list[dict[str, Any]]] = {}
+    for invoice in invoices:  # in id order
+        by_ref.setdefault(invoice["reference"], []).append(invoice)
+    chosen: dict[str, dict[str, Any]] = {}
+    duplicates: list[tuple[str, int]] = []
+    for ref, found in by_ref.items():
+        booked = [inv for inv in found if inv["state"] in BOOKED_STATES]
+        chosen[ref] = (booked or found)[0]
+        duplicates += [(ref, int(inv["id"])) for inv in found
+                       if inv is not chosen[ref] and inv["state"] in _OPEN_STATES]  # fmt: skip
+    return chosen, duplicates
 
 
 def _booking(invoice: dict[str, Any], already_booked: bool) -> Booking:

@@ -41,6 +41,7 @@ from erpbridge.failures import (
     RetryWithTolerance,
     Stage,
     ToleranceExceeded,
+    is_retryable,
 )
 from erpbridge.kafka_io import (
     admin_when_broker_answers,
@@ -263,7 +264,7 @@ class SinkRunner:
         try:
             answers: list[Any] = list(self.target.write_many(items))
         except Exception as exc:  # noqa: BLE001  the whole call failed (e.g. unreachable)
-            answers = [exc] * len(batch)
+            answers = self._narrowed(items, exc)
         finally:
             SINK_IN_FLIGHT.labels(self.name).dec(len(batch))
         SINK_ERP_SECONDS.labels(self.name).observe(time.perf_counter() - started)
@@ -279,6 +280,23 @@ class SinkRunner:
             SINK_RECORDS.labels(self.name, self.target.written(item, answer)).inc()
             results.append(_Result(record, done=True))
         return results
+
+    def _narrowed(self, items: list[Any], error: Exception) -> list[Any]:
+        """The outcomes of a batch whose call failed as a whole. A retryable failure (the
+        target is down) is every record's. One that is not may be a single record's (an ERP
+        refusing a batch for one bad item, a record that breaks the batch call): each record
+        is written alone, so that only what is refused on its own is dead-lettered."""
+        if len(items) < 2 or is_retryable(error):
+            return [error] * len(items)
+        log.warning("a batch of %d was refused as a whole (%s): writing each record alone",
+                    len(items), error)  # fmt: skip
+        answers: list[Any] = []
+        for item in items:
+            try:
+                answers += list(self.target.write_many([item]))
+            except Exception as exc:  # noqa: BLE001  this record's own outcome
+                answers.append(exc)
+        return answers
 
     def _after_write(self) -> None:
         """Test hook (``sink_test_exit_after_writes`` = N): die right after the Nth write,

@@ -5,7 +5,7 @@ document, refuse what the ERP refuses as permanent, and say whether the ERP answ
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 
 import pytest
@@ -211,3 +211,64 @@ def test_a_batch_gets_one_outcome_per_posting(writer: ErpWriter) -> None:
     assert writer.book(good).already_booked  # booked once, not twice
     with pytest.raises(PermanentErpError):  # the refused one left nothing behind
         writer.book(bad)
+
+
+class _Interleaved(TrytonRpc):
+    """A real Tryton connection that lets another writer act just before a given call: the
+    interleavings two sink instances booking one posting (around a rebalance) can meet."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)  # type: ignore[arg-type]
+        self.before: dict[str, Callable[[], None]] = {}
+
+    def call(self, method: str, *args: object) -> object:
+        step = self.before.pop(method, None)
+        if step is not None:
+            step()
+        return super().call(method, *args)
+
+
+def test_two_tryton_writers_booking_one_posting_at_once_book_it_once(erp) -> None:
+    """Writer A creates its draft; B creates one too (it searched before A's create), so
+    Tryton refuses A's post (a similar invoice: same reference and party). Before A deletes its
+    refused draft, B books the posting: it deletes its duplicate and posts A's draft. A's delete
+    then meets a posted invoice (the fault suite's "You cannot modify invoice ... because it is
+    posted", which refused a whole batch). Both must answer booked, and the ERP hold one
+    posted invoice for the posting."""
+    rpc = _Interleaved(erp.url, erp.database, erp.user, erp.password)
+    a = TrytonWriter(rpc, "2.1.4")
+    b = TrytonWriter(TrytonRpc(erp.url, erp.database, erp.user, erp.password), "2.1.4")
+    posting, other = _posting(), _posting()
+    answers: dict[str, object] = {}
+    rpc.before["model.account.invoice.post"] = lambda: b._rpc.call(
+        "model.account.invoice.create", [b.invoice_values(posting)])  # fmt: skip
+    rpc.before["model.account.invoice.delete"] = lambda: answers.update(b=b.book_many([posting]))
+    try:
+        outcomes = a.book_many([posting, other])
+        assert [type(o).__name__ for o in outcomes] == ["Booking", "Booking"], outcomes
+        (by_b,) = answers["b"]  # type: ignore[misc]
+        assert isinstance(by_b, Booking), by_b
+        invoices = a.find_invoices([posting.posting_id])
+        assert [i["state"] for i in invoices] == ["posted"], invoices
+        assert outcomes[0].document_id == by_b.document_id == str(invoices[0]["id"])
+        assert a.book(posting).already_booked
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_duplicate_draft_left_by_another_writer_is_deleted_and_the_posting_booked(erp) -> None:
+    """Two drafts for one posting (two writers created at once, then both stopped): Tryton
+    refuses to post either while the other exists. The next booking keeps the older draft,
+    deletes the other, and posts once."""
+    writer = TrytonWriter(TrytonRpc(erp.url, erp.database, erp.user, erp.password), "2.1.4")
+    posting = _posting()
+    try:
+        values = writer.invoice_values(posting)
+        first, second = writer._rpc.call("model.account.invoice.create", [values, values])
+        booking = writer.book(posting)
+        assert booking.document_id == str(first) and not booking.already_booked
+        invoices = writer.find_invoices([posting.posting_id])
+        assert [(i["id"], i["state"]) for i in invoices] == [(first, "posted")], second
+    finally:
+        writer.close()

@@ -187,3 +187,61 @@ def test_one_reading_of_retryable_http_statuses() -> None:
     slow_down = http_failure(429, {"Retry-After": "12"}, "busy")
     assert isinstance(slow_down, RetryableError) and slow_down.retry_after == 12.0
     assert isinstance(http_failure(422, {}, "bad"), PermanentError)
+
+
+class _AllOrNothing:
+    """A target whose batch call is refused as a whole when one item is bad (as some ERP batch
+    APIs answer): written alone, each item gets its own outcome."""
+
+    name, stage = "allornothing", Stage.PUT
+    input_role, dead_letter_role = "postings", "erp_dead_letter"
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+        self.written_items: list[str] = []
+        self.given_up_items: list[str] = []
+
+    def write_many(self, items):
+        self.calls.append(list(items))
+        if "bad" in items:
+            raise PermanentError(f"the batch holds a bad item ({len(items)} items)")
+        return [f"doc-{item}" for item in items]
+
+    def written(self, item, answer) -> str:
+        self.written_items.append(item)
+        return "booked"
+
+    def given_up(self, item, error) -> None:
+        self.given_up_items.append(item)
+
+
+class _Sent:
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, dict]] = []
+
+    def send(self, topic, **message):
+        self.messages.append((topic, message))
+        return self
+
+    def get(self, timeout=None):
+        return None
+
+
+def test_a_batch_refused_as_a_whole_is_written_record_by_record() -> None:
+    from kafka.consumer.fetcher import ConsumerRecord
+
+    from connectors.sinks.runner import SinkRunner
+
+    target = _AllOrNothing()
+    runner = SinkRunner(Settings(topic_prefix="acme"), target)
+    runner.producer = _Sent()
+    items = ["a", "bad", "c"]
+    batch = [(ConsumerRecord("acme.postings", 0, None, n, 0, 0, item.encode(), b"v", [], None,
+                             1, 1, 0), item) for n, item in enumerate(items)]  # fmt: skip
+    results = runner._write_batch(batch)
+    assert [r.done for r in results] == [True, True, True]
+    assert target.calls == [items, ["a"], ["bad"], ["c"]]
+    assert target.written_items == ["a", "c"] and target.given_up_items == ["bad"]
+    (dead,) = runner.producer.messages
+    assert dead[0] == runner.dead_letter_topic and dead[1]["key"] == b"bad"
+    runner._pool.shutdown()
