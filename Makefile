@@ -8,7 +8,7 @@ APPROVALS ?= samples/approvals.jsonl
 INVOICES ?= samples/einvoices.xml
 REFERENCE ?= $(wildcard samples/reference/*.csv)
 
-.PHONY: install system-deps browser browser-deps up down status workers run demo test unit chaos bench lint clean \
+.PHONY: install system-deps browser browser-deps prometheus prometheus-deps up down status workers run demo test unit chaos bench lint clean \
 	container-deps image compose-up compose-demo compose-down test-containers test-testcontainers
 
 install: $(STAMP)
@@ -32,6 +32,15 @@ browser:
 browser-deps:
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium fonts-noto-cjk
+
+# Debian's Prometheus: promtool unit-tests the alerting rules (deploy/prometheus), and the tests
+# run a real Prometheus that sees the breaker alert fire and resolve. `make test` installs it.
+prometheus:
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || $(MAKE) prometheus-deps
+
+prometheus-deps:
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus
 
 # Containers without a registry (README, Deploying): podman, buildah and mmdebstrap from Debian;
 # `make image` builds the base from Debian's archive, then the app, Kafka and Redis images on it.
@@ -112,7 +121,7 @@ unit: install
 # `make chaos`, which runs everything marked chaos or long at full size (1,000 claims and 12
 # kills; 400 and 6 on the cluster; 400 and 300 claims for the scale-out and the rolling
 # restart; 20 fault trials with 60 s ERP outages) as many times as CHAOS_RUNS says.
-test: lint browser
+test: lint browser prometheus
 	ERPBRIDGE_FAULT_TRIALS=$${ERPBRIDGE_FAULT_TRIALS:-2} \
 	ERPBRIDGE_FAULT_ERP_OUTAGE_S=$${ERPBRIDGE_FAULT_ERP_OUTAGE_S:-20} \
 	  $(PYTHON) -m pytest -q --durations=15 -m "not containers and not long"

@@ -102,6 +102,36 @@ SINK_ERP_SECONDS = Histogram(
     ["sink"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
 )
+SINK_LAG = Gauge(
+    "erpbridge_sink_lag_records",
+    "Records of the sink's input not yet written, on the partitions this worker holds (the"
+    " broker's end offsets less the consumer's positions; alert when it keeps growing).",
+    ["sink"],
+)
+SINK_RECORD_AGE_SECONDS = Histogram(
+    "erpbridge_sink_record_age_seconds",
+    "Time from a record's publication (its Kafka timestamp) to its write: how long a posting"
+    " waited before the ERP booked it.",
+    ["sink"],
+    buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600),
+)
+PAYMENTS_WATCHED = Gauge(
+    "erpbridge_payments_watched",
+    "Bookings the payment watcher waits to see paid in the ERP.",
+    ["erp"],
+)
+PAYMENTS_PAID = Counter(
+    "erpbridge_payments",
+    "Payment watcher outcomes: paid (a PAID answer published), lookup_failed (the ERP did not"
+    " answer a lookup; asked again next round).",
+    ["erp", "outcome"],
+)
+
+WEBHOOK_RESPONSES = Counter(
+    "erpbridge_webhook_responses",
+    "Answers of the inbound webhook, by path and HTTP status code (alert on 5xx).",
+    ["path", "code"],
+)
 
 
 BOOKS_RECORDS = Counter(

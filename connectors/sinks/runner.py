@@ -29,6 +29,7 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from connectors.sinks.target import Target
@@ -48,11 +49,19 @@ from erpbridge.kafka_io import (
     durable_producer,
     manual_commit_consumer,
 )
-from erpbridge.metrics import SINK_ERP_SECONDS, SINK_IN_FLIGHT, SINK_RECORDS, readiness_check
+from erpbridge.metrics import (
+    SINK_ERP_SECONDS,
+    SINK_IN_FLIGHT,
+    SINK_LAG,
+    SINK_RECORD_AGE_SECONDS,
+    SINK_RECORDS,
+    readiness_check,
+)
 from erpbridge.topics import Topics
 
 log = logging.getLogger(__name__)
 SinkStopped = ToleranceExceeded  # what ``errors.tolerance=none`` stops a sink with
+LAG_EVERY_S = 5.0
 
 
 @dataclass
@@ -112,11 +121,30 @@ class SinkRunner:
                 self.polled = True
                 if batches:
                     self._process(consumer, batches)
+                self._measure_lag(consumer)
         finally:
             consumer.close(autocommit=False)
             self._pool.shutdown(wait=True)
             self.producer.close()
             self.target.close()
+
+    _lag_due = 0.0
+
+    def _measure_lag(self, consumer: KafkaConsumer) -> None:
+        """Every 5 s: the records of the assigned partitions not written yet (the end offsets,
+        read_committed, less the consumer's positions, which a retry rewinds)."""
+        now = time.monotonic()
+        if now < self._lag_due:
+            return
+        self._lag_due = now + LAG_EVERY_S
+        assigned = list(consumer.assignment())
+        try:
+            ends = consumer.end_offsets(assigned) if assigned else {}
+            lag = sum(max(0, ends[tp] - consumer.position(tp)) for tp in assigned)
+        except KafkaError as exc:  # measured again next time
+            log.debug("lag not measured: %s", exc)
+            return
+        SINK_LAG.labels(self.name).set(lag)
 
     def not_ready(self) -> str | None:
         """Why the sink is not writing: not yet in its group, or the target is unreachable."""
@@ -278,6 +306,9 @@ class SinkRunner:
                               None)  # fmt: skip
             self._after_write()
             SINK_RECORDS.labels(self.name, self.target.written(item, answer)).inc()
+            if record.timestamp is not None and record.timestamp >= 0:
+                waited = max(0.0, time.time() - record.timestamp / 1000)
+                SINK_RECORD_AGE_SECONDS.labels(self.name).observe(waited)
             results.append(_Result(record, done=True))
         return results
 

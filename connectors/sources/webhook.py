@@ -41,7 +41,12 @@ from erpbridge.contracts.bindings import TopicCodecs
 from erpbridge.contracts.serde import SerializationError
 from erpbridge.failures import FailureRecord, Stage
 from erpbridge.kafka_security import client_options
-from erpbridge.metrics import SOURCE_PUBLISH_SECONDS, SOURCE_RECORDS, WEBHOOK_SECRET_USED
+from erpbridge.metrics import (
+    SOURCE_PUBLISH_SECONDS,
+    SOURCE_RECORDS,
+    WEBHOOK_RESPONSES,
+    WEBHOOK_SECRET_USED,
+)
 from erpbridge.refusal import Refusal
 
 SOURCE = "webhook"
@@ -158,6 +163,7 @@ class WebhookSource:
                     endpoint, Refusal(500, "internal_error", f"{type(exc).__name__}"), source,
                     body, request_id, declared)  # fmt: skip
             SOURCE_PUBLISH_SECONDS.labels(SOURCE).observe(time.perf_counter() - started)
+            WEBHOOK_RESPONSES.labels(endpoint.path, str(response.status)).inc()
             response.headers["X-Request-Id"] = request_id
             return response
 

@@ -1,5 +1,6 @@
 """``python -m deploy.local up|down|status|workers-up|workers-down|serve-tryton|postgres-up|
-postgres-down|cluster-up [N]|cluster-down [N] [--wipe]|secure-up|secure-down [--wipe]``."""
+postgres-down|prometheus-up|prometheus-down|cluster-up [N]|cluster-down [N] [--wipe]|secure-up|
+secure-down [--wipe]``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from deploy.local import (
     kafka_cluster,
     kafka_secure,
     postgres,
+    prometheus,
     redis,
     registry,
     tryton,
@@ -24,7 +26,8 @@ def main(argv: list[str]) -> int:
         if command == "up":
             lines = [kafka.up(), registry.up(), redis.up(), tryton.up()]
         elif command == "down":
-            lines = [*workers.down(), tryton.down(), redis.down(), registry.down(), kafka.down()]
+            lines = [*workers.down(), tryton.down(), redis.down(), registry.down(), kafka.down(),
+                     prometheus.down()]  # fmt: skip
         elif command == "status":
             lines = [
                 kafka.status(), registry.status(), redis.status(), tryton.status(),
@@ -38,6 +41,10 @@ def main(argv: list[str]) -> int:
             lines = [postgres.up(), f"ERPBRIDGE_BOOKS_URL={postgres.PostgresConfig().url}"]
         elif command == "postgres-down":
             lines = [postgres.down()]
+        elif command == "prometheus-up":  # scraping the workers, with the alerting rules
+            lines = [prometheus.up(), f"alerts: {prometheus.PrometheusConfig().url}/alerts"]
+        elif command == "prometheus-down":
+            lines = [prometheus.down()]
         elif command == "cluster-up":  # a replicated cluster, beside the single broker
             cluster = kafka_cluster.KafkaCluster(int(argv[1]) if len(argv) > 1 else 3)
             lines = [*cluster.up(), f"ERPBRIDGE_KAFKA_BOOTSTRAP={cluster.bootstrap}"]
@@ -54,7 +61,8 @@ def main(argv: list[str]) -> int:
         else:
             print(
                 f"unknown command {command!r}: up | down | status | workers-up | workers-down"
-                " | serve-tryton | postgres-up | postgres-down | cluster-up [N] | cluster-down [N]"
+                " | serve-tryton | postgres-up | postgres-down | prometheus-up | prometheus-down"
+                " | cluster-up [N] | cluster-down [N]"
                 " [--wipe] | secure-up | secure-down [--wipe]",
                 file=sys.stderr,
             )

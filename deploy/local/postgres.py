@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy.local.process import LaunchError, ManagedProcess, Service, state_dir
+from deploy.local.process import LaunchError, ManagedProcess, Service, debian_install, state_dir
 
 SERVER = ManagedProcess("postgres")
 USER = "erpbridge"
@@ -45,13 +45,7 @@ def binary(name: str) -> str:
                                                    reverse=True)), None)  # fmt: skip
     if found:
         return found
-    if os.geteuid() != 0:
-        raise LaunchError(f"{name} is missing and we are not root: apt-get install postgresql")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "postgresql"]):
-        done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-        if done.returncode != 0:
-            raise LaunchError(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
+    debian_install("postgresql")
     return binary(name)
 
 

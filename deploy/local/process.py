@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,6 +24,30 @@ def state_dir() -> Path:
 
 class LaunchError(RuntimeError):
     """A local service could not be installed or started; the message says why."""
+
+
+def debian_install(package: str) -> None:
+    """apt-get install ``package`` (as root, or with sudo)."""
+    if os.geteuid() != 0 and shutil.which("sudo") is None:
+        raise LaunchError(f"{package} is missing and we are not root: apt-get install {package}")
+    prefix = [] if os.geteuid() == 0 else ["sudo"]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", package]):
+        done = subprocess.run(prefix + cmd, capture_output=True, text=True, env=env, check=False)
+        if done.returncode != 0:
+            raise LaunchError(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
+
+
+def debian_binary(name: str, package: str) -> str:
+    """``name`` from PATH, installed from Debian's ``package`` when missing."""
+    found = shutil.which(name)
+    if found:
+        return found
+    debian_install(package)
+    found = shutil.which(name)
+    if not found:
+        raise LaunchError(f"{name} still missing after apt-get install {package}")
+    return found
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:

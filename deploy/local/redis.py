@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from dataclasses import dataclass
 
-from deploy.local.process import LaunchError, ManagedProcess, Service, port_open, state_dir
+from deploy.local.process import ManagedProcess, Service, debian_binary, port_open, state_dir
 
 SERVER = ManagedProcess("redis")
 
@@ -34,23 +32,7 @@ def redis_answers(cfg: RedisConfig) -> bool:
 
 
 def ensure_installed() -> str:
-    binary = shutil.which("redis-server")
-    if binary:
-        return binary
-    if os.geteuid() != 0 and shutil.which("sudo") is None:
-        raise LaunchError(
-            "redis-server is missing and we are not root: apt-get install redis-server"
-        )
-    prefix = [] if os.geteuid() == 0 else ["sudo"]
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "redis-server"]):
-        result = subprocess.run(prefix + cmd, capture_output=True, text=True, env=env, check=False)
-        if result.returncode != 0:
-            raise LaunchError(f"{' '.join(cmd)} failed:\n{result.stderr[-2000:]}")
-    binary = shutil.which("redis-server")
-    if not binary:
-        raise LaunchError("redis-server still missing after apt-get install redis-server")
-    return binary
+    return debian_binary("redis-server", "redis-server")
 
 
 def service(cfg: RedisConfig | None = None) -> Service:

@@ -5,6 +5,8 @@ after; a refused posting lands in the DLQ with every header; feedback matches th
 from __future__ import annotations
 
 import datetime
+import json
+import shutil
 import time
 import uuid
 from collections import Counter
@@ -13,8 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from connectors.erp.tryton_rpc import TrytonRpc
+from deploy.local import prometheus as local_prometheus
+from deploy.local.process import free_port
+from deploy.local.prometheus import RULES, PrometheusConfig
 from erpbridge.config import Settings
 from erpbridge.kafka_io import committed_offsets, end_offsets, ensure_topics
 from erpbridge.topic_reader import read_all, read_records
@@ -30,6 +36,7 @@ from tests.integration.pipeline import (
 )
 
 pytestmark = pytest.mark.integration
+GRAFANA = RULES.parents[1] / "grafana"
 
 
 def _settings(kafka_bootstrap, schema_registry_url, redis_url, erp, tmp_path, **extra) -> Settings:
@@ -148,38 +155,88 @@ def test_killed_between_erp_write_and_commit_books_each_posting_once(
     _assert_feedback_matches(settings, ids, booked)
 
 
+def _prometheus(sink: Worker, tmp_path: Path) -> PrometheusConfig:
+    """A real Prometheus scraping the sink every second with our rules, the breaker alert's
+    ``for: 5m`` shortened to 5 s (the same rule at a test's scale)."""
+    rules = yaml.safe_load(RULES.read_text())
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            if rule.get("alert") == "ErpbridgeSinkBreakerOpen":
+                rule["for"] = "5s"
+    path = tmp_path / "rules.yml"
+    path.write_text(yaml.safe_dump(rules, allow_unicode=True))
+    return PrometheusConfig(port=free_port(), name=f"prometheus-{tmp_path.name}", interval_s=1,
+                            jobs={"erpbridge-sink": [f"127.0.0.1:{sink.metrics_port}"]},
+                            rules=(path,))  # fmt: skip
+
+
+def _breaker_alert(prometheus: PrometheusConfig) -> str | None:
+    """The state of the sink's breaker alert (pending, firing), None when it is not raised."""
+    for alert in local_prometheus.alerts(prometheus):
+        if alert["labels"].get("alertname") == "ErpbridgeSinkBreakerOpen":
+            assert alert["labels"]["sink"] == "tryton" and alert["labels"]["severity"] == "page"
+            return str(alert["state"])
+    return None
+
+
+def _every_expression_is_accepted(prometheus: PrometheusConfig) -> None:
+    """Each expression of our dashboards and rules, queried: Prometheus accepts it."""
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    expressions = [rule["expr"] for group in groups for rule in group["rules"]]
+    for path in sorted(GRAFANA.glob("*.json")):
+        for panel in json.loads(path.read_text())["panels"]:
+            expressions += [target["expr"].replace("$sink", ".*") for target in panel["targets"]]
+    refused = {}
+    for expr in expressions:
+        answer = local_prometheus.query(prometheus, expr)
+        if answer.get("status") != "success":
+            refused[expr] = answer.get("error")
+    assert not refused, refused
+
+
 def test_an_erp_outage_opens_the_breaker_and_loses_nothing(
     kafka_bootstrap, schema_registry_url, redis_url, erp, tmp_path: Path
 ) -> None:
+    """... and a real Prometheus scraping the sink raises the breaker alert, then resolves it."""
     settings = _settings(kafka_bootstrap, schema_registry_url, redis_url, erp, tmp_path)
     ensure_topics(settings)
     before, during = _ids("O", 5), _ids("P", 15)
     with running_workers(settings, tmp_path / "sink", streams=False, erp=erp.settings) as (sink,):
-        _publish(settings, before)
-        wait_for(
-            lambda: len(posted_in_tryton(erp.settings, before)) == 5,
-            timeout=120,
-            what="the first 5 booked",
-            workers=[sink],
-        )
-        erp.stop()
+        prometheus = _prometheus(sink, tmp_path)
+        print(local_prometheus.up(prometheus))
         try:
-            _publish(settings, during)
-            opened = wait_for(
-                lambda: 'erpbridge_sink_breaker_state{sink="tryton"} 2.0' in sink.metrics(),
-                timeout=60,
-                what="the breaker open",
+            _publish(settings, before)
+            wait_for(
+                lambda: len(posted_in_tryton(erp.settings, before)) == 5,
+                timeout=120,
+                what="the first 5 booked",
                 workers=[sink],
             )
-            assert opened
-            time.sleep(30)  # the ERP stays down for 30 s; the sink must not give up
+            _every_expression_is_accepted(prometheus)
+            assert _breaker_alert(prometheus) is None
+            erp.stop()
+            try:
+                _publish(settings, during)
+                opened = wait_for(
+                    lambda: 'erpbridge_sink_breaker_state{sink="tryton"} 2.0' in sink.metrics(),
+                    timeout=60,
+                    what="the breaker open",
+                    workers=[sink],
+                )
+                assert opened
+                wait_for(lambda: _breaker_alert(prometheus) == "firing", 30, "the alert firing")
+                time.sleep(20)  # the ERP stays down for 30 s or more; the sink must not give up
+                metrics = sink.metrics()
+                assert 'erpbridge_sink_breaker_state{sink="tryton"} 2.0' in metrics
+                assert 'outcome="dead_lettered"' not in metrics
+            finally:
+                erp.start()
+            booked = _wait_booked_and_committed(settings, erp, before + during, sink)
             metrics = sink.metrics()
-            assert 'erpbridge_sink_breaker_state{sink="tryton"} 2.0' in metrics
-            assert 'outcome="dead_lettered"' not in metrics
+            wait_for(lambda: _breaker_alert(prometheus) is None, 30, "the alert resolved")
         finally:
-            erp.start()
-        booked = _wait_booked_and_committed(settings, erp, before + during, sink)
-        metrics = sink.metrics()
+            print(local_prometheus.down(prometheus))
+            shutil.rmtree(prometheus.folder, ignore_errors=True)
     assert Counter(inv["reference"] for inv in booked) == Counter(before + during)
     assert 'erpbridge_sink_breaker_state{sink="tryton"} 0.0' in metrics
     assert 'erpbridge_sink_breaker_transitions_total{sink="tryton",state="open"}' in metrics
