@@ -27,6 +27,9 @@ from books.store import Store
 
 KINDS = ("missing_in_erp", "unexpected_in_erp", "amount_mismatch", "tax_mismatch",
          "not_posted", "duplicate_in_erp", "no_feedback")  # fmt: skip
+# A document counts as booked once posted, and stays booked once paid (Tryton's ``paid``: the
+# payment reconciled with it)
+BOOKED_STATES = ("posted", "paid")
 GROUPS = {"day": "posting_date", "cost_centre": "cost_centre", "department": "department",
           "employee": "employee_id"}  # fmt: skip
 
@@ -145,7 +148,7 @@ def reconcile(store: Store, ledger: ErpLedger, start: datetime.date, end: dateti
         if answered is None and _aware(created) + feedback_after < now:
             found.append(Difference("no_feedback", reference, group, total, None, None,
                                     f"no answer from the sink since {created}"))  # fmt: skip
-        if document is not None and document.state == "posted":
+        if document is not None and document.state in BOOKED_STATES:
             result.booked += 1
             result.booked_minor += document.total_minor
             for tally in tallies:
@@ -183,7 +186,7 @@ def _compare(reference: str, group: str | None, total: int, tax: int,
         return [Difference("missing_in_erp", reference, group, total, None, None,
                            "the ERP has no document with this reference")]  # fmt: skip
     found = []
-    if document.state != "posted":
+    if document.state not in BOOKED_STATES:
         found.append(
             Difference(
                 "not_posted",
@@ -212,7 +215,7 @@ def _by_reference(documents: Iterable[ErpDocument]) -> dict[str, list[ErpDocumen
     found: dict[str, list[ErpDocument]] = {}
     for document in documents:
         found.setdefault(document.reference, []).append(document)
-    rank = {"posted": 0, "cancelled": 2}
+    rank = {**dict.fromkeys(BOOKED_STATES, 0), "cancelled": 2}
     for listed in found.values():
         listed.sort(key=lambda d: rank.get(d.state, 1))
     return found

@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     # Fault injection for tests only: exit(137) right after the Nth ERP write, before its offset
     # is committed (the crash the idempotent write must survive). 0 = off.
     sink_test_exit_after_writes: int = Field(0, ge=0)
+    # The payment watcher (connectors.payment_watch): how often it asks the ERP which bookings
+    # are paid
+    payments_poll_s: float = Field(300.0, gt=0)
 
     # ERP writers have their own settings sections (connectors.erp.registry): ERPBRIDGE_ERP_*
     # for Tryton, ERPBRIDGE_REST_ERP_* for a REST gateway; the feedback webhook's are

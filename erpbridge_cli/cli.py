@@ -408,6 +408,40 @@ def feedback_webhook(url: str | None, secret_env: str, source: str | None) -> No
 
 
 @main.group()
+def payments() -> None:
+    """The payment loop: booked postings watched in the ERP until paid."""
+
+
+@payments.command("watch")
+@click.argument("erp_name", metavar="ERP")
+@click.option(
+    "--poll-s",
+    type=float,
+    default=None,
+    help="Seconds between lookups (default: ERPBRIDGE_PAYMENTS_POLL_S, 300).",
+)
+def payments_watch(erp_name: str, poll_s: float | None) -> None:
+    """Publish an ErpFeedback PAID for each posting ERP booked once it is paid there (amount,
+    date, payment reference), for the feedback webhook to deliver. Runs until stopped."""
+    from connectors.erp.base import PaymentLookup
+    from connectors.erp.registry import build_writer
+    from connectors.payment_watch import PaymentWatcher
+    from erpbridge.contracts.bindings import TopicCodecs
+
+    settings = get_settings()
+    writer = build_writer(erp_name, archive=Archive(settings.archive_dir))
+    if not isinstance(writer, PaymentLookup):
+        raise click.ClickException(f"the {erp_name} writer cannot look up payments")
+    metrics.serve_from(settings)
+    watcher = PaymentWatcher(settings, writer, TopicCodecs(settings), poll_s=poll_s)
+    stop_on_signals(watcher.stop)
+    try:
+        watcher.run()
+    finally:
+        writer.close()
+
+
+@main.group()
 def erp() -> None:
     """Look into the ERP."""
 
@@ -466,3 +500,4 @@ main.add_command(ops_commands.ops)
 main.add_command(books_commands.books)
 main.add_command(books_commands.reconcile)
 main.add_command(books_commands.report)
+main.add_command(books_commands.trace)

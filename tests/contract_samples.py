@@ -137,6 +137,9 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "posting_date": dt.date(2026, 11, 2),
         "posting_kind": "BOOKING",
         "reverses": None,
+        "paid_minor": None,
+        "paid_on": None,
+        "payment_reference": None,
     },
     "claim_status": {
         "claim_id": "EXP-2026-0002",

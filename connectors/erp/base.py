@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from connectors.erp.errors import ErpError
 from erpbridge.model import Posting
@@ -63,3 +64,24 @@ def book_each(writer: ErpWriter, postings: Sequence[Posting]) -> list[Booking | 
         except ErpError as exc:
             outcomes.append(exc)
     return outcomes
+
+
+@dataclass(frozen=True)
+class Payment:
+    """How the ERP settled a booking: the amount paid (minor units), when, and its reference
+    (the payment voucher's number)."""
+
+    reference: str  # the posting id
+    paid_minor: int
+    paid_on: datetime.date
+    payment_reference: str
+
+
+@runtime_checkable
+class PaymentLookup(Protocol):
+    """An ERP writer that can say which of its bookings are paid."""
+
+    name: str
+
+    def payments(self, references: Sequence[str]) -> dict[str, Payment]:
+        """The paid ones among ``references`` (the posting ids), each with its payment."""

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from connectors.erp.base import Booking, book_one
+from connectors.erp.base import Booking, Payment, book_one
 from connectors.erp.errors import ErpError, PermanentErpError, RetryableErpError
 from connectors.erp.tryton_rpc import TrytonRpc
 from erpbridge.archive import Archive, ArchiveError
@@ -233,6 +233,37 @@ class TrytonWriter:
                 ["id", *INVOICE_FIELDS],
             )
         )
+
+    def payments(self, references: Sequence[str]) -> dict[str, Payment]:
+        """The paid ones among the invoices of ``references``: Tryton marks a supplier invoice
+        paid once the lines reconciled with its payable line settle it (the pay wizard, or a
+        payment move reconciled by hand). The payment is those lines: their amount, the last
+        one's date and their moves' numbers."""
+        refs = list(references)
+        if not refs:
+            return {}
+        paid = self._rpc.call("model.account.invoice.search_read",
+                              [("type", "=", "in"), ("reference", "in", refs),
+                               ("state", "=", "paid")], 0, None, [("id", "ASC")],
+                              ["reference", "reconciliation_lines", "currency.digits"])  # fmt: skip
+        line_ids = sorted({line for invoice in paid for line in invoice["reconciliation_lines"]})
+        lines = {line["id"]: line for line in self._rpc.call(
+            "model.account.move.line.search_read", [("id", "in", line_ids)], 0, None, None,
+            ["date", "debit", "credit", "move.number"])} if line_ids else {}  # fmt: skip
+        found: dict[str, Payment] = {}
+        for invoice in paid:
+            settled = [lines[i] for i in invoice["reconciliation_lines"] if i in lines]
+            if not settled:
+                continue
+            digits = int((invoice.get("currency.") or {}).get("digits") or 2)
+            amount = abs(sum((Decimal(line["debit"]) - Decimal(line["credit"]) for line in settled),
+                             Decimal(0)))  # fmt: skip
+            numbers = sorted({str((line.get("move.") or {}).get("number") or line["id"])
+                              for line in settled})  # fmt: skip
+            found[invoice["reference"]] = Payment(
+                invoice["reference"], int(amount.scaleb(digits)),
+                max(line["date"] for line in settled), ", ".join(numbers))  # fmt: skip
+        return found
 
     def invoices_between(self, start: Any, end: Any) -> list[dict[str, Any]]:
         """The supplier invoices of the expense-claim journal (ours) dated ``start``..``end``."""

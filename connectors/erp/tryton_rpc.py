@@ -115,15 +115,16 @@ class TrytonRpc:
             return False
         return reply.status_code < 500
 
-    def call(self, method: str, *args: Any) -> Any:
-        """Call ``method`` with ``args`` and the user's context appended, as Tryton expects."""
+    def call(self, method: str, *args: Any, context: dict[str, Any] | None = None) -> Any:
+        """Call ``method`` with ``args`` and the user's context appended, as Tryton expects
+        (with ``context``'s keys added: a wizard's ``active_id``, say)."""
         if self._auth is None:
             self.login()
         try:
-            return self._post(method, [*args, self.context])
+            return self._post(method, [*args, {**self.context, **(context or {})}])
         except _SessionExpired:
             self.login()
-            return self._post(method, [*args, self.context])
+            return self._post(method, [*args, {**self.context, **(context or {})}])
 
     def _post(self, method: str, params: list[Any], authenticated: bool = True) -> Any:
         headers = {"Content-Type": "application/json"}

@@ -41,5 +41,5 @@ def test_bad_bytes_raise_typed_decode_errors(mangle, error, message) -> None:
 
 def test_a_record_that_does_not_fit_its_contract_is_refused() -> None:
     record = dict(SAMPLES["erp_feedback"], status="MAYBE")
-    with pytest.raises(SerializationError, match="ErpFeedback v3"):
+    with pytest.raises(SerializationError, match="ErpFeedback v4"):
         AvroSerializer(MemoryRegistry(), "fb", contract("erp_feedback").latest)(record)  # type: ignore[arg-type]
