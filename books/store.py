@@ -45,6 +45,16 @@ SCHEMA = [
         posting_id varchar primary key, erp varchar, status varchar, document_number varchar,
         document_id varchar, voucher_number varchar, total_minor bigint, message varchar,
         answered_at timestamp)""",
+    """create table if not exists payments (
+        posting_id varchar primary key, erp varchar, paid_minor bigint, paid_on date,
+        payment_reference varchar, answered_at timestamp)""",
+    """create table if not exists journey (
+        src_topic varchar, src_partition integer, src_offset bigint, claim_id varchar,
+        happened_at timestamp, stage varchar, event varchar, summary varchar, reference varchar,
+        origin varchar, employee_id varchar,
+        primary key (src_topic, src_partition, src_offset))""",
+    "create index if not exists journey_by_claim on journey (claim_id)",
+    "create index if not exists journey_by_reference on journey (reference)",
     """create table if not exists claim_status (
         claim_id varchar primary key, claim_version integer, status varchar, reason varchar,
         occurred_at timestamp)""",
@@ -73,6 +83,13 @@ UPSERT = {
         voucher_number = excluded.voucher_number, total_minor = excluded.total_minor,
         message = excluded.message, answered_at = excluded.answered_at
         where excluded.answered_at >= feedback.answered_at""",
+    "payments": """insert into payments values (?, ?, ?, ?, ?, ?)
+        on conflict (posting_id) do update set erp = excluded.erp,
+        paid_minor = excluded.paid_minor, paid_on = excluded.paid_on,
+        payment_reference = excluded.payment_reference, answered_at = excluded.answered_at
+        where excluded.answered_at >= payments.answered_at""",
+    "journey": """insert into journey values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        on conflict (src_topic, src_partition, src_offset) do nothing""",
     "claim_status": """insert into claim_status values (?, ?, ?, ?, ?)
         on conflict (claim_id) do update set claim_version = excluded.claim_version,
         status = excluded.status, reason = excluded.reason, occurred_at = excluded.occurred_at
@@ -87,7 +104,8 @@ UPSERT = {
 # written (one statement may not update a row twice).
 KEYS: dict[str, tuple[tuple[int, ...], int | None]] = {
     "postings": ((0,), None), "posting_lines": ((0, 1), None), "feedback": ((0,), 8),
-    "claim_status": ((0,), 4), "progress": ((0, 1), None)}  # fmt: skip
+    "payments": ((0,), 5), "journey": ((0, 1, 2), None), "claim_status": ((0,), 4),
+    "progress": ((0, 1), None)}  # fmt: skip
 
 
 def newest_per_key(table: str, rows: Sequence[Sequence[Any]]) -> list[Sequence[Any]]:

@@ -240,3 +240,70 @@ def _report_table(result: Any) -> str:
             f"{t['total_minor'] / 100:>14,.2f} {t['input_vat_minor'] / 100:>12,.2f}"
         )
     return "\n".join(lines)
+
+
+@click.command()
+@click.argument("asked", required=False)
+@click.option("--employee", default=None, help="List the claims of this employee id instead.")
+@click.option("--from", "start", type=DAY, default=None, help="With --employee: first day.")
+@click.option("--to", "end", type=DAY, default=None, help="With --employee: last day, inclusive.")
+@click.option("--no-sync", is_flag=True, help="Do not bring the books up to date first.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def trace(asked: str | None, employee: str | None, start: datetime.datetime | None,
+          end: datetime.datetime | None, no_sync: bool, as_json: bool) -> None:  # fmt: skip
+    """Where is a claim? ASKED is a claim id, an invoice number, a posting id, an ERP document
+    number or an input's event id: every input (with its provenance), status, posting, ERP
+    answer (booked, paid) and failure of its claim, in order, with the time between them. With
+    --employee (and --from/--to): that employee's claims. Exit 1 when nothing is found."""
+    from books import journey
+    from books.ingest import sync
+    from books.store import BooksSettings, Store
+
+    if (asked is None) == (employee is None):
+        raise click.UsageError("name one claim (ASKED) or --employee")
+    settings, config = get_settings(), BooksSettings()
+    store = Store(config)
+    try:
+        if not no_sync:
+            sync(settings, config, store)
+        if employee is not None:
+            found = journey.search(store, employee, start and start.date(), end and end.date())
+            click.echo(json.dumps(found, ensure_ascii=False) if as_json else _claims_table(found))
+            sys.exit(0 if found else 1)
+        assert asked is not None
+        result = journey.trace(store, asked)
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(result.to_json(), ensure_ascii=False, default=str))
+    else:
+        click.echo(_journey_table(result))
+    sys.exit(0 if result.events else 1)
+
+
+def _journey_table(result: Any) -> str:
+    if not result.events:
+        return f"nothing found for {result.asked}"
+    lines = [f"claim {', '.join(result.claims) or '?'} ({len(result.events)} events)",
+             f"{'at (UTC)':<20} {'+s':>9}  {'stage':<8} {'event':<22} what"]  # fmt: skip
+    for event in result.events:
+        since = "" if event.since_previous_s is None else f"{event.since_previous_s:,.1f}"
+        origin = ""
+        if event.origin:
+            origin = "  [" + ", ".join(f"{k}={v}" for k, v in sorted(event.origin.items())) + "]"
+        lines.append(f"{event.at:%Y-%m-%d %H:%M:%S} {since:>9}  {event.stage:<8} "
+                     f"{event.event[:22]:<22} {event.summary}{origin}")  # fmt: skip
+    spans = ", ".join(f"{name.replace('_', ' ')} {s:,.1f} s" for name, s in
+                      result.stages().items() if s is not None)  # fmt: skip
+    return "\n".join(lines + ([f"time: {spans}"] if spans else []))
+
+
+def _claims_table(found: list[dict[str, Any]]) -> str:
+    if not found:
+        return "no claims found"
+    lines = [f"{'claim':<24} {'employee':<12} {'first (UTC)':<20} {'events':>6}  last status"]
+    for row in found:
+        lines.append(f"{row['claim_id'][:24]:<24} {(row['employee_id'] or '')[:12]:<12} "
+                     f"{row['first_at'][:19]:<20} {row['events']:>6}  "
+                     f"{row['last_status'] or ''}")  # fmt: skip
+    return "\n".join(lines)

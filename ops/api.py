@@ -27,12 +27,17 @@ import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+import duckdb
 from aiohttp import web
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from kafka.errors import KafkaError
 from redis.exceptions import RedisError
 
+from books.ingest import sync
+from books.journey import Journey, search, trace
+from books.store import BooksSettings, Store
 from erpbridge.config import Settings
 from erpbridge.refusal import Refusal
 from erpbridge.registry.client import RegistryUnavailable
@@ -47,6 +52,7 @@ from ops.replay import ReplayPlan, ReplayReport, not_a_target, replay
 from ops.request_audit import AUDITED, RefusalRecorder, access_log_auditing
 from ops.requests import (
     MAX_BODY_BYTES,
+    ClaimsQuery,
     FailuresQuery,
     PurgeBody,
     ReplayBody,
@@ -69,6 +75,7 @@ class OpsApi:
         self.auth = Authenticator(config)
         self.trail = AuditTrail(settings, keep_clients=True)  # it appends at every call
         self.refusals = RefusalRecorder(self.trail.append)
+        self._books_lock = asyncio.Lock()
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[_answer_errors], client_max_size=MAX_BODY_BYTES + 1)
@@ -79,6 +86,9 @@ class OpsApi:
         app.router.add_post("/api/replay", guarded(Role.OPERATOR, "api.replay")(self.replay))
         app.router.add_post("/api/purge", guarded(Role.ADMIN, "api.purge")(self.purge))
         app.router.add_get("/api/audit", guarded(Role.VIEWER, "api.audit")(self.audit))
+        app.router.add_get("/api/claims", guarded(Role.VIEWER, "api.claims")(self.claims))
+        app.router.add_get("/api/claims/{asked}",
+                           guarded(Role.VIEWER, "api.claim")(self.claim))  # fmt: skip
         app.router.add_get("/openapi.json", self.openapi)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/favicon.ico", self.no_icon)  # every browser asks: not a refusal
@@ -99,6 +109,14 @@ class OpsApi:
         )
         app.router.add_get(
             "/console/audit", guarded(Role.VIEWER, "console.audit", html=True)(self.console_audit)
+        )
+        app.router.add_get(
+            "/console/claims",
+            guarded(Role.VIEWER, "console.claims", html=True)(self.console_claims),
+        )
+        app.router.add_get(
+            "/console/claims/{asked}",
+            guarded(Role.VIEWER, "console.claim", html=True)(self.console_claim),
         )
         return app
 
@@ -223,6 +241,77 @@ class OpsApi:
         await self._audit(actor, "api.audit", {}, {"records": len(records)})
         return _ok({"verified": verdict.ok, "verdict": verdict.describe(),
                     "records": [{**r, "at": r["at"].isoformat()} for r in records]})  # fmt: skip
+
+    # -- claim journeys (books.journey) ---------------------------------------------------------
+    async def claim(self, request: web.Request, actor: Actor) -> web.Response:
+        asked = _asked(request)
+        found = await self._trace(asked)
+        await self._audit(actor, "api.claim", {"asked": asked}, {"events": len(found.events)})
+        if not found.events:
+            raise Refusal(404, "not_found", f"nothing in the books concerns {asked}")
+        return _ok(found.to_json())
+
+    async def claims(self, request: web.Request, actor: Actor) -> web.Response:
+        query = read_query(ClaimsQuery, request.query)
+        listed = await self._search(query)
+        await self._audit(actor, "api.claims", query.model_dump(mode="json", by_alias=True),
+                          {"claims": len(listed)})  # fmt: skip
+        return _ok({"claims": listed})
+
+    async def console_claims(self, request: web.Request, actor: Actor) -> web.Response:
+        asked = request.query.get("claim", "").strip()
+        if asked:
+            raise web.HTTPSeeOther(f"/console/claims/{quote(asked[:200], safe='')}")
+        query = read_query(ClaimsQuery, _filled(request.query))
+        listed = await self._search(query) if query.employee or query.start else None
+        await self._audit(actor, "console.claims", query.model_dump(mode="json", by_alias=True),
+                          {"claims": len(listed or ())})  # fmt: skip
+        return _page("claims.html", actor=actor, listed=listed, query=dict(request.query))
+
+    async def console_claim(self, request: web.Request, actor: Actor) -> web.Response:
+        asked = _asked(request)
+        found = await self._trace(asked)
+        await self._audit(actor, "console.claim", {"asked": asked},
+                          {"events": len(found.events)})  # fmt: skip
+        if not found.events:
+            raise Refusal(404, "not_found", f"nothing in the books concerns {asked}")
+        return _page("claim.html", actor=actor, journey=found, stages=found.stages())
+
+    async def _trace(self, asked: str) -> Journey:
+        def look() -> Journey:
+            with self._books() as store:
+                return trace(store, asked)
+
+        async with self._books_lock:
+            return await asyncio.to_thread(look)
+
+    async def _search(self, query: ClaimsQuery) -> list[dict[str, Any]]:
+        def look() -> list[dict[str, Any]]:
+            with self._books() as store:
+                return search(store, query.employee, query.start, query.end, query.limit)
+
+        async with self._books_lock:
+            return await asyncio.to_thread(look)
+
+    @contextlib.contextmanager
+    def _books(self) -> Any:
+        """The books brought up to date (an embedded store is this server's alone; a books
+        follower beside it needs PostgreSQL: ERPBRIDGE_BOOKS_URL)."""
+        config = BooksSettings()
+        try:
+            store = Store(config)
+        except duckdb.IOException as exc:
+            raise Refusal(
+                503,
+                "unavailable",
+                f"the books are held by another process ({exc}); "
+                "share them through PostgreSQL (ERPBRIDGE_BOOKS_URL)",
+            ) from None
+        try:
+            sync(self.settings, config, store)
+            yield store
+        finally:
+            store.close()
 
     async def healthz(self, _: web.Request) -> web.Response:
         return _ok({"status": "ok"})
@@ -386,6 +475,14 @@ def _same_origin(request: web.Request) -> None:
     origin = request.headers.get("Origin")
     if origin is not None and origin != f"{request.scheme}://{request.host}":
         raise Forbidden(f"a form from {origin} may not act here")
+
+
+def _asked(request: web.Request) -> str:
+    asked = request.match_info["asked"].strip()
+    if not asked or len(asked) > 200:
+        raise Refusal(400, "bad_request", "name a claim id, invoice number, posting id, document "
+                      "number or event id of at most 200 characters")  # fmt: skip
+    return asked
 
 
 def _unmask(wanted: bool, actor: Actor) -> bool:

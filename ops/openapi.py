@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ops.requests import FailuresQuery, PurgeBody, ReplayBody, ShowQuery
+from ops.requests import ClaimsQuery, FailuresQuery, PurgeBody, ReplayBody, ShowQuery
 
 _ERRORS = {
     "400": "malformed_json | malformed_body | not_utf8 | duplicate_key | too_deep | "
@@ -75,8 +75,8 @@ def openapi_document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "erpbridge ops API", "version": "2",
-                 "description": "Failure records, replay and the audit trail, by role. Every "
-                 "call is audited, refusals included."},
+                 "description": "Failure records, replay, claim journeys and the audit trail, "
+                 "by role. Every call is audited, refusals included."},
         "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
                        "schemas": schemas},
         "security": [{"bearer": []}],
@@ -101,6 +101,20 @@ def openapi_document() -> dict[str, Any]:
                 "summary": "Delete a failure topic's records so far (admin)",
                 "requestBody": _body(PurgeBody),
                 "responses": _responses("deleted", "400", "413", "422")}},
+            "/api/claims": {"get": {
+                "operationId": "list_claims",
+                "summary": "Claims by employee id and by the day their first record arrived "
+                           "(viewer)",
+                "parameters": _query_parameters(ClaimsQuery),
+                "responses": _responses("claims", "422")}},
+            "/api/claims/{asked}": {"get": {
+                "operationId": "claim_journey",
+                "summary": "A claim's journey: its inputs, statuses, postings, ERP answers and "
+                           "failures in order (viewer). Asked by claim id, invoice number, "
+                           "posting id, ERP document number or event id",
+                "parameters": [{"name": "asked", "in": "path", "required": True, "schema": {
+                    "type": "string", "minLength": 1, "maxLength": 200}}],
+                "responses": _responses("the journey", "400", "404")}},
             "/api/audit": {"get": {
                 "operationId": "audit_trail",
                 "summary": "The audit trail and its verification (viewer)",

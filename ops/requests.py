@@ -67,6 +67,16 @@ class ShowQuery(BaseModel):
     unmask: bool = False
 
 
+class ClaimsQuery(BaseModel):
+    """Claims of an employee, by the day their first record arrived (``from``..``to``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    employee: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    start: datetime.date | None = Field(None, alias="from")
+    end: datetime.date | None = Field(None, alias="to")
+    limit: int = Field(100, ge=1, le=1000)
+
+
 class ReplayBody(SelectionIn):
     to: Annotated[str, Field(min_length=1, max_length=249)] | None = None
     set: dict[FixUpPath, str | int | bool | None] = Field(default_factory=dict, max_length=50)

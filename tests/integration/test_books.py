@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import datetime
 import json
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -69,7 +71,10 @@ def test_the_books_hold_each_posting_once_however_often_they_are_read(
     store = Store(config)
     try:
         report = sync(settings, config, store)
-        assert report.read == {"postings": 5, "erp_feedback": 3, "claim_status": 0}
+        assert report.read == {"postings": 5, "erp_feedback": 3, "claim_status": 0,
+                               "claims_raw": 0, "approvals_raw": 0, "invoices_raw": 0,
+                               "rejected": 0, "erp_dead_letter": 0,
+                               "feedback_dead_letter": 0}  # fmt: skip
         assert _totals(store) == (5, 15000, 5, 3)
         assert sync(settings, config, store).read["postings"] == 0  # nothing new: nothing read
         # the same postings again (a replay), and an older answer arriving late
@@ -83,12 +88,38 @@ def test_the_books_hold_each_posting_once_however_often_they_are_read(
         assert store.positions(topics_of(settings).postings) == {
             p: o for p, o in ends.items() if o}  # fmt: skip
         assert sync(settings, config, store).read["postings"] == 0  # caught up
+        # a payment answer is kept beside the booking's, which stands
+        publish(settings, "erp_feedback", [(ids[1].encode(), dict(
+            _feedback(ids[1], "PAID", 90)[1], paid_minor=2000, paid_on=T0.date(),
+            payment_reference="付-0042"))])  # fmt: skip
+        # following: what arrives on any topic after the catch-up is read too
+        seen: dict[str, int] = {}
+        stop = threading.Event()
+        follower = threading.Thread(target=sync, args=(settings, config, store, stop, True,
+                                                       seen.__setitem__))  # fmt: skip
+        follower.start()
+        try:
+            time.sleep(2)
+            publish(settings, "postings", [_posting("BK-LATE", 700)])
+            publish(settings, "erp_feedback", [_feedback("BK-LATE", "BOOKED", 9)])
+            deadline = time.monotonic() + 30
+            while seen.get("postings", 0) < 1 or seen.get("erp_feedback", 0) < 2:
+                assert time.monotonic() < deadline, f"the follower read only {seen}"
+                time.sleep(0.2)
+        finally:
+            stop.set()
+            follower.join(timeout=30)
+        assert _totals(store) == (6, 15700, 6, 4)
+        assert store.query("select status from feedback where posting_id = ?",
+                           [ids[1]]) == [("BOOKED",)]  # fmt: skip
+        assert store.query("select paid_minor, paid_on, payment_reference from payments") == [
+            (2000, T0.date(), "付-0042")]  # fmt: skip
     finally:
         store.close()
     fresh = Store(new_store())  # from the start
     try:
         sync(settings, config, fresh)
-        assert _totals(fresh) == (5, 15000, 5, 3)
+        assert _totals(fresh) == (6, 15700, 6, 4)
     finally:
         fresh.close()
 
