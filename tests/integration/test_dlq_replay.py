@@ -147,7 +147,7 @@ def test_fix_then_replay_books_each_once_and_a_second_replay_books_nothing(
                      ["--topic", "erp_dead_letter", "--claim-id", postings[0], "--set",
                       "lines.0.account_code=5.2.2"]):  # fmt: skip
             assert _cli_json(settings, "dlq", "replay", "--yes", *args)["replayed"] >= 1
-        time.sleep(15)  # the processors and the sink have had their chance to book twice
+        time.sleep(8)  # the processors and the sink have had their chance to book twice
         booked = posted_in_tryton(erp.settings, claims + postings)
     assert Counter(inv["reference"] for inv in booked) == Counter(claims + postings)
 

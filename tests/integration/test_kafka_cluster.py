@@ -56,6 +56,7 @@ def test_the_projects_topics_take_their_replication_from_settings(kafka_cluster)
         admin.close()
 
 
+@pytest.mark.long  # 30-40 s each: make chaos (make test's fault suite kills brokers)
 def test_acks_all_writes_survive_a_broker_killed_mid_stream(kafka_cluster) -> None:
     cluster = kafka_cluster
     settings = _settings(cluster)
@@ -96,6 +97,7 @@ def test_acks_all_writes_survive_a_broker_killed_mid_stream(kafka_cluster) -> No
         admin.close()
 
 
+@pytest.mark.long  # 30-40 s each: make chaos (make test's fault suite kills brokers)
 def test_with_two_brokers_gone_a_write_is_refused_not_kept_in_one_copy(kafka_cluster) -> None:
     cluster = kafka_cluster
     settings = _settings(cluster)
