@@ -59,7 +59,8 @@ from tests.integration.pipeline import (
     wait_for,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.chaos]
+# 4-5 minutes with the cluster's start even at 2 trials: make chaos runs it (20 trials)
+pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.long]
 
 TRIALS = int(os.environ.get("ERPBRIDGE_FAULT_TRIALS", "20"))
 FAULTS = ("broker", "streams", "sink", "webhook", "redis", "erp")

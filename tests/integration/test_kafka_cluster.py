@@ -34,6 +34,7 @@ def _isr(admin: KafkaAdminClient, topic: str) -> dict[int, list[int]]:
     return {p["partition_index"]: sorted(p["isr_nodes"]) for p in described["partitions"]}
 
 
+@pytest.mark.long  # the 3-broker cluster takes 40-80 s to start: make chaos
 def test_the_projects_topics_take_their_replication_from_settings(kafka_cluster) -> None:
     cluster = kafka_cluster
     settings = _settings(cluster)
