@@ -113,6 +113,11 @@ class Settings(BaseSettings):
     # The payment watcher (connectors.payment_watch): how often it asks the ERP which bookings
     # are paid
     payments_poll_s: float = Field(300.0, gt=0)
+    # Tracing (erpbridge.tracing): off; otlp, spans to an OTLP/HTTP collector; file, spans as
+    # JSON lines appended to tracing_file
+    tracing: Literal["off", "otlp", "file"] = "off"
+    tracing_otlp_endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    tracing_file: str = "spans.jsonl"
 
     # ERP writers have their own settings sections (connectors.erp.registry): ERPBRIDGE_ERP_*
     # for Tryton, ERPBRIDGE_REST_ERP_* for a REST gateway; the feedback webhook's are

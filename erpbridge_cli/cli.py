@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from erpbridge import metrics, redaction
+from erpbridge import metrics, redaction, tracing
 from erpbridge.archive import Archive
 from erpbridge.config import get_settings
 from erpbridge.contracts.compatibility import Mode
@@ -143,6 +143,7 @@ def source_webhook(host: str, port: int) -> None:
             "no ERPBRIDGE_WEBHOOK_SECRETS configured: every request would be refused"
         )
     metrics.serve_from(settings)
+    tracing.configure(settings, "webhook")
     serve(settings, host, port)
 
 
@@ -169,6 +170,7 @@ def source_poll(url: str, source_name: str, page_size: int, interval: float, onc
 
     settings = get_settings()
     metrics.serve_from(settings)
+    tracing.configure(settings, "poll")
     poller = Poller(settings, source_name, url, page_size, interval)
     stop_on_signals(poller.stop)
     click.echo(f"{source_name}: {poller.run(once=once)} record(s) published")
@@ -351,7 +353,7 @@ def _sink_command(name: str, summary: str) -> None:
 
         settings = get_settings()
         writer = build_writer(name, archive=Archive(settings.archive_dir))
-        _run_sink(ErpTarget(settings, writer, TopicCodecs(settings)))
+        _run_sink(ErpTarget(settings, writer, TopicCodecs(settings)), "sink")
 
 
 def _register_sink_commands() -> None:
@@ -361,11 +363,12 @@ def _register_sink_commands() -> None:
         _sink_command(kind.name, kind.summary)
 
 
-def _run_sink(target: Target) -> None:
+def _run_sink(target: Target, component: str) -> None:
     from connectors.sinks.runner import SinkRunner, SinkStopped
 
     settings = get_settings()
     metrics.serve_from(settings)
+    tracing.configure(settings, component)
     runner = SinkRunner(settings, target)
     stop_on_signals(runner.stop)
     try:
@@ -404,7 +407,7 @@ def feedback_webhook(url: str | None, secret_env: str, source: str | None) -> No
         target = FeedbackWebhook(config, TopicCodecs(get_settings()))
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
-    _run_sink(target)
+    _run_sink(target, "feedback")
 
 
 @main.group()

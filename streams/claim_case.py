@@ -141,6 +141,7 @@ class ClaimCase(TableValue):
     redriven_ms: int = 0
     ready_for: int = 0  # the version whose readiness the invoice side was told
     reversed: list[str] = field(default_factory=list)  # invoices whose reversal was posted
+    trace: str | None = None  # the current version's traceparent: its posting continues it
 
     @property
     def claim(self) -> bytes | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from erpbridge import metrics
+from erpbridge import metrics, tracing
 
 
 def main(log_level: str = "info") -> None:
@@ -24,6 +24,7 @@ def main(log_level: str = "info") -> None:
     # mode types a signal's receivers narrower than it calls them
     app.on_partitions_assigned.connect(_note_assignment)  # type: ignore[arg-type]
     metrics.serve_from(settings)
+    tracing.configure(settings, "streams")
     sys.argv = [sys.argv[0], "worker", "--loglevel", log_level, "--without-web"]
     try:
         app.main()

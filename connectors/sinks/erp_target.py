@@ -11,6 +11,7 @@ from kafka import KafkaProducer
 
 from connectors.erp.base import Booking, ErpWriter
 from connectors.erp.errors import PermanentErpError
+from erpbridge import tracing
 from erpbridge.config import Settings
 from erpbridge.contracts.bindings import TopicCodecs
 from erpbridge.failures.stage import Stage
@@ -76,5 +77,6 @@ class ErpTarget:
             "reverses": posting.reverses,
         }
         self.producer.send(self.codecs.topic("erp_feedback"), key=posting.claim_id.encode(),
-                           value=self.codecs.serializer("erp_feedback")(value))  # fmt: skip
+                           value=self.codecs.serializer("erp_feedback")(value),
+                           headers=tracing.headers_of())  # fmt: skip
         SINK_RECORDS.labels(self.name, "feedback").inc()

@@ -33,6 +33,7 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from connectors.sinks.target import Target
+from erpbridge import tracing
 from erpbridge.codec import DecodeError
 from erpbridge.config import Settings
 from erpbridge.failures import (
@@ -289,28 +290,38 @@ class SinkRunner:
         items = [item for _, item in batch]
         started = time.perf_counter()
         SINK_IN_FLIGHT.labels(self.name).inc(len(batch))
+        # a span per record, in its trace (its headers'); the target's own spans (a delivery)
+        # are children of these, and what follows a record (its feedback) continues its span
+        spans = [tracing.start_span("sink.write", tracing.context_from(record.headers),
+                                    sink=self.name, topic=record.topic,
+                                    partition=record.partition, offset=record.offset,
+                                    key=(record.key or b"").decode("utf-8", "replace"))
+                 for record, _ in batch]  # fmt: skip
         try:
-            answers: list[Any] = list(self.target.write_many(items))
+            with tracing.item_spans(spans):
+                answers: list[Any] = list(self.target.write_many(items))
         except Exception as exc:  # noqa: BLE001  the whole call failed (e.g. unreachable)
             answers = self._narrowed(items, exc)
         finally:
             SINK_IN_FLIGHT.labels(self.name).dec(len(batch))
         SINK_ERP_SECONDS.labels(self.name).observe(time.perf_counter() - started)
         results = []
-        for (record, item), answer in zip(batch, answers, strict=True):
-            if isinstance(answer, BaseException):
-                results.append(self._failed(record, answer, item, self.target.stage))
-                continue
-            self.retry.succeeded()
-            self._failing.pop((TopicPartition(record.topic, record.partition), record.offset),
-                              None)  # fmt: skip
-            self._after_write()
-            SINK_RECORDS.labels(self.name, self.target.written(item, answer)).inc()
-            if record.timestamp is not None and record.timestamp >= 0:
-                waited = max(0.0, time.time() - record.timestamp / 1000)
-                SINK_RECORD_AGE_SECONDS.labels(self.name).observe(waited)
-            results.append(_Result(record, done=True))
+        for (record, item), answer, span in zip(batch, answers, spans, strict=True):
+            with tracing.ending(span, answer):
+                results.append(self._outcome(record, item, answer))
         return results
+
+    def _outcome(self, record: ConsumerRecord, item: Any, answer: Any) -> _Result:
+        if isinstance(answer, BaseException):
+            return self._failed(record, answer, item, self.target.stage)
+        self.retry.succeeded()
+        self._failing.pop((TopicPartition(record.topic, record.partition), record.offset), None)
+        self._after_write()
+        SINK_RECORDS.labels(self.name, self.target.written(item, answer)).inc()
+        if record.timestamp is not None and record.timestamp >= 0:
+            waited = max(0.0, time.time() - record.timestamp / 1000)
+            SINK_RECORD_AGE_SECONDS.labels(self.name).observe(waited)
+        return _Result(record, done=True)
 
     def _narrowed(self, items: list[Any], error: Exception) -> list[Any]:
         """The outcomes of a batch whose call failed as a whole. A retryable failure (the

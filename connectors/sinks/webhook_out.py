@@ -28,10 +28,12 @@ from typing import Annotated, Any
 
 import httpx
 from kafka import KafkaProducer
+from opentelemetry.trace import SpanKind
 from pydantic import AfterValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.sources.signatures import signed_headers
+from erpbridge import tracing
 from erpbridge.contracts.bindings import TopicCodecs
 from erpbridge.failures import RetryableError, Stage, http_failure
 from erpbridge.tls import check_ca_file, http_verify
@@ -82,9 +84,12 @@ class FeedbackWebhook:
 
     def write_many(self, items: Sequence[dict[str, Any]]) -> list[Any]:
         outcomes: list[Any] = []
-        for item in items:
+        for n, item in enumerate(items):
             try:
-                outcomes.append(self._post(item))
+                with tracing.span("feedback.deliver", tracing.item_context(n), SpanKind.CLIENT,
+                                  posting_id=item.get("posting_id"),
+                                  status=str(item.get("status"))):  # fmt: skip
+                    outcomes.append(self._post(item))
             except RetryableError as exc:  # the receiver is unwell: do not hammer it
                 return outcomes + [exc] * (len(items) - len(outcomes))
             except Exception as exc:  # noqa: BLE001  classified by the runner's operator
@@ -119,7 +124,8 @@ class FeedbackWebhook:
         headers = {**signed_headers(self.config.source, self.config.secret.get_secret_value(),
                                     body),
                    "Content-Type": "application/json",
-                   "Idempotency-Key": f"{feedback['posting_id']}:{feedback['status']}"}  # fmt: skip
+                   "Idempotency-Key": f"{feedback['posting_id']}:{feedback['status']}",
+                   **{k: v.decode() for k, v in tracing.headers_of()}}  # fmt: skip
         try:
             reply = self.http.post(url, content=body, headers=headers)
         except httpx.HTTPError as exc:

@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, ValidationError
 from redis.exceptions import RedisError
 
@@ -34,6 +35,7 @@ from connectors.sources.models import problems_of
 from connectors.sources.openapi import openapi_document
 from connectors.sources.originals import keep_original
 from connectors.sources.signatures import SignatureRefused, verify_slot
+from erpbridge import tracing
 from erpbridge.archive import Archive
 from erpbridge.boundary import InputRefused, parse_json
 from erpbridge.config import Settings
@@ -128,7 +130,10 @@ class WebhookSource:
             declared = request.headers.get("Content-Type", "")[:200] or None
             try:
                 body = await request.read()
-                response = await self._accept(endpoint, request, body, request_id)
+                with tracing.span(f"webhook {endpoint.path}",
+                                  tracing.context_from(request.headers.items()), SpanKind.SERVER,
+                                  request_id=request_id):  # fmt: skip
+                    response = await self._accept(endpoint, request, body, request_id)
             except web.HTTPRequestEntityTooLarge:
                 response = await self._refuse(
                     endpoint,
@@ -239,7 +244,10 @@ class WebhookSource:
                                   retry_after_s=wait_s)  # fmt: skip
                 claimed.append(name)
             metadata = await self.producer.send_and_wait(
-                self.codecs.topic(endpoint.kind.role), value=value, key=key.encode()
+                self.codecs.topic(endpoint.kind.role),
+                value=value,
+                key=key.encode(),
+                headers=tracing.headers_of(),
             )
         except BaseException:
             for name in claimed:

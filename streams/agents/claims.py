@@ -10,6 +10,9 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from opentelemetry.trace import SpanKind
+
+from erpbridge import tracing
 from erpbridge.config import Settings
 from erpbridge.failures import Stage
 from erpbridge.metrics import (
@@ -118,13 +121,17 @@ async def _on_claim(event: Any, claim: dict[str, Any]) -> None:
     claim_id = claim["claim_id"]
     refs = list(dict.fromkeys(invoice_ref(ref) for line in claim["lines"]
                               for ref in line["invoice_refs"]))  # fmt: skip
-    case, effects, verdict = claim_case.on_claim(
-        _case(claim_id), claim_id, event.message.partition, event_ms(event), event.value, claim,
-        refs, POLICY, build)  # fmt: skip
-    if verdict in ("duplicate", "changed_after_posting"):
-        STREAM_EVENTS.labels(AGENT, verdict).inc()
-    origin = {**origin_of(event), **claim["origin"]}
-    await _apply(case, effects, event, origin)
+    with tracing.span("streams.claim", tracing.context_from(event.headers), SpanKind.CONSUMER,
+                      claim_id=claim_id):  # fmt: skip
+        case, effects, verdict = claim_case.on_claim(
+            _case(claim_id), claim_id, event.message.partition, event_ms(event), event.value,
+            claim, refs, POLICY, build)  # fmt: skip
+        if verdict in ("duplicate", "changed_after_posting"):
+            STREAM_EVENTS.labels(AGENT, verdict).inc()
+        else:  # this version's posting continues this trace, whatever input completes it
+            case.trace = tracing.traceparent() or case.trace
+        origin = {**origin_of(event), **claim["origin"]}
+        await _apply(case, effects, event, origin)
 
 
 async def _on_approval(event: Any, approval: dict[str, Any]) -> None:
@@ -167,7 +174,9 @@ async def _apply(case: ClaimCase, effects: list[Effect], event: Any,
     at_ms = event_ms(event)
     for effect in effects:
         if isinstance(effect, Post):
-            await postings.send(key=key, value=effect.posting)
+            with tracing.span("streams.post", tracing.context_of_traceparent(case.trace),
+                              claim_id=case.claim_id):  # fmt: skip
+                await postings.send(key=key, value=effect.posting, headers=tracing.headers_of())
             STREAM_EVENTS.labels(AGENT, "out").inc()
         elif isinstance(effect, Reject):
             stage = Stage.CORRELATE if effect.reason.endswith("_invoice") else Stage.NORMALIZE
