@@ -54,8 +54,14 @@ def test_every_contract_round_trips_through_kafka(kafka_bootstrap, registry) -> 
 def test_v1_producers_and_v2_consumers_interoperate_both_ways(kafka_bootstrap, registry) -> None:
     topic, feedback = _topic(), contract("erp_feedback")
     subject = value_subject(topic)
-    v3_only = {"posting_date", "posting_kind", "reverses", "paid_minor", "paid_on",
-               "payment_reference"}  # v3's, and v4's
+    v3_only = {
+        "posting_date",
+        "posting_kind",
+        "reverses",
+        "paid_minor",
+        "paid_on",
+        "payment_reference",
+    }  # v3's, and v4's
     v2_sample = {k: v for k, v in SAMPLES["erp_feedback"].items() if k not in v3_only}
     v1_record = {k: v for k, v in v2_sample.items() if k != "voucher_number"}
     v2_record = dict(v2_sample, claim_id="EXP-2026-0002")
