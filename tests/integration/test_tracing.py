@@ -1,21 +1,28 @@
-"""One trace per claim across the pipeline (erpbridge.tracing): a claim sent to the webhook with
-the sender's ``traceparent``, its invoice and its approval, processed by the stream processors,
-booked in Tryton by the sink and answered upstream by the feedback webhook. Every process writes
-its spans to one JSON-lines file (``ERPBRIDGE_TRACING=file``); the claim's trace holds a span of
-every stage, the upstream sender's trace id is kept, and the feedback request carries the
-trace on to the receiver."""
+"""Issue 29's claim on the real stack: a claim sent to the webhook with the sender's
+``traceparent``, its invoice and its approval, processed by the stream processors, booked in
+Tryton by the sink and answered upstream by the feedback webhook, is one trace
+(erpbridge.tracing): every process writes its spans to one JSON-lines file
+(``ERPBRIDGE_TRACING=file``); the claim's trace holds a span of every stage, the sender's trace
+id is kept, and the feedback request carries the trace on to the receiver. Then it is paid in
+Tryton (its Pay wizard), the payment watcher answers PAID, delivered upstream once, and
+``erpbridge trace`` prints the whole journey (the console shows the same: test_claim_journey)."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from connectors.erp.tryton_rpc import TrytonRpc
 from deploy.local.process import free_port
+from erpbridge.config import env_of
 from tests.integration.pipeline import (
     Worker,
     make_settings,
@@ -27,6 +34,7 @@ from tests.integration.pipeline import (
 )
 from tests.integration.test_feedback_webhook import SECRET as FEEDBACK_SECRET
 from tests.integration.test_feedback_webhook import Receiver
+from tests.integration.tryton_pay import pay
 from tests.integration.webhook_server import SECRET, post_signed
 
 pytestmark = pytest.mark.integration
@@ -38,6 +46,12 @@ def _spans(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def _delivered(receiver: Receiver, claim_id: str, status: str) -> list[dict[str, str]]:
+    """The headers of each delivery of ``claim_id``'s answer ``status`` upstream."""
+    return [headers for event, headers in receiver.received
+            if event["claim_id"] == claim_id and event["status"] == status]  # fmt: skip
 
 
 def _trace_id(span: dict[str, Any]) -> str:
@@ -63,6 +77,9 @@ def test_a_claim_is_one_trace_from_the_webhook_to_the_feedback(
                                    "--url", receiver.url],
                       {**env, "ERPBRIDGE_FEEDBACK_WEBHOOK_SECRET": FEEDBACK_SECRET},
                       tmp_path / "feedback.log")  # fmt: skip
+    payments = Worker("payments", [sys.executable, "-m", "erpbridge", "payments", "watch",
+                                   "tryton", "--poll-s", "1"],
+                      {**env, **env_of(erp.settings)}, tmp_path / "payments.log")  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     with running_workers(settings, tmp_path / "pipeline", erp=erp.settings) as workers:
         serving(webhook, url, "the webhook source")
@@ -90,14 +107,37 @@ def test_a_claim_is_one_trace_from_the_webhook_to_the_feedback(
             assert post_signed(url, "/v1/approvals", approval).status_code == 202
             wait_for(lambda: posted_in_tryton(erp.settings, [claim_id]), 120, "the booking",
                      everyone)  # fmt: skip
-            wait_for(lambda: [e for e, _ in receiver.received if e["claim_id"] == claim_id],
-                     60, "the feedback delivered", everyone)  # fmt: skip
+            wait_for(lambda: _delivered(receiver, claim_id, "BOOKED"), 60,
+                     "the feedback delivered", everyone)  # fmt: skip
             wait_for(lambda: {"feedback.deliver"} <= {s["name"] for s in _spans(traces)},
                      30, "the delivery's span", everyone)  # fmt: skip
+            payments.start()
+            everyone.append(payments)
+            rpc = TrytonRpc(erp.url, erp.database, erp.user, erp.password)
+            try:
+                assert pay(rpc, claim_id)["state"] == "paid"
+            finally:
+                rpc.close()
+            wait_for(lambda: _delivered(receiver, claim_id, "PAID"), 60, "PAID delivered",
+                     everyone)  # fmt: skip
+            journey = subprocess.run(
+                [sys.executable, "-m", "erpbridge", "trace", claim_id],
+                env={**os.environ, **env, "ERPBRIDGE_BOOKS_PATH": str(tmp_path / "books.duckdb")},
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            time.sleep(3)  # three lookups of the watcher more: no second PAID
         finally:
+            payments.stop()
             feedback.stop()
             webhook.stop()
             receiver.server.shutdown()
+    assert journey.returncode == 0, journey.stdout + journey.stderr
+    for seen in ("claim from", "invoice", "APPROVE", "BOOKING", "BOOKED", "PAID", number):
+        assert seen in journey.stdout, (seen, journey.stdout)
+    assert len(_delivered(receiver, claim_id, "PAID")) == 1
     spans = [s for s in _spans(traces) if _trace_id(s) == UPSTREAM_TRACE]
     names = {s["name"] for s in spans}
     assert {"webhook /v1/claims", "streams.claim", "streams.post", "sink.write",
@@ -108,7 +148,7 @@ def test_a_claim_is_one_trace_from_the_webhook_to_the_feedback(
     ids = {s["context"]["span_id"] for s in spans}
     roots = [s for s in spans if s["parent_id"] is None or s["parent_id"] not in ids]
     assert [s["name"] for s in roots] == ["webhook /v1/claims"], roots  # one tree, the webhook's
-    (delivered,) = [h for e, h in receiver.received if e["claim_id"] == claim_id]
+    (delivered,) = _delivered(receiver, claim_id, "BOOKED")
     assert delivered["traceparent"].split("-")[1] == UPSTREAM_TRACE
     writes = [s["attributes"] for s in spans if s["name"] == "sink.write"]
     assert sorted(w["erpbridge.sink"] for w in writes) == ["feedback_webhook", "tryton"]
