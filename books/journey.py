@@ -30,6 +30,9 @@ def rows_of(role: str, record: Any, value: Any) -> list[tuple[Any, ...]]:
     if found is None:
         return []
     claim_id, at, stage, event, summary, reference, origin, employee = found
+    replayed_by = dict(getattr(record, "headers", None) or ()).get("erpbridge.replay.by")
+    if replayed_by is not None:  # a failure record sent again by an operator (erpbridge dlq)
+        summary = f"replayed by {replayed_by.decode('utf-8', 'replace')}: {summary}"
     return [(record.topic, record.partition, record.offset, claim_id, _naive_utc(at), stage,
              event, summary, reference, origin, employee)]  # fmt: skip
 

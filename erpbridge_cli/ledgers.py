@@ -67,7 +67,11 @@ class RestLedger:
         return ErpDocument(
             reference=str(at_path(answer, config.reference_field)),
             number=None if number is None else str(number),
-            state="posted" if state in config.posted_states else state or "unknown",
+            state="posted"
+            if state in config.posted_states
+            else "paid"
+            if state in config.paid_states
+            else state or "unknown",  # fmt: skip
             total_minor=_minor(answer, config.total_field),
             tax_minor=_minor(answer, config.tax_field),
             date=datetime.date.fromisoformat(str(day)[:10]) if day else None,

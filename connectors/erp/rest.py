@@ -40,7 +40,7 @@ import httpx
 from pydantic import AfterValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from connectors.erp.base import Booking, book_each
+from connectors.erp.base import Booking, Payment, book_each
 from connectors.erp.errors import ErpError, PermanentErpError, RetryableErpError
 from erpbridge.failures.classify import RETRYABLE_STATUSES, http_failure
 from erpbridge.model import InputVat, Posting, PostingLine
@@ -112,6 +112,12 @@ class RestErpSettings(BaseSettings):
     batch_document_field: str = "document"
     batch_error_field: str = "error"
     lookup_workers: int = Field(8, ge=1, le=64)  # concurrent lookups while reconciling
+    # the payment loop (connectors.payment_watch) reads the same lookups: a document in one of
+    # ``paid_states`` is paid, its amount, date and payment voucher at these dotted paths
+    paid_states: frozenset[str] = frozenset({"paid", "settled"})
+    paid_amount_field: str = "paid_amount"  # absent: the total
+    paid_date_field: str = "paid_on"
+    payment_reference_field: str = "payment_number"
     success_statuses: frozenset[int] = frozenset({200, 201, 202})
     exists_statuses: frozenset[int] = frozenset({409})
     retry_statuses: frozenset[int] = RETRYABLE_STATUSES
@@ -259,6 +265,33 @@ class RestErpWriter:
         if isinstance(found, list):
             return dict(found[0]) if found else None
         return dict(found) if found else None
+
+    def payments(self, references: Sequence[str]) -> dict[str, Payment]:
+        """The paid ones among the documents of ``references`` (read with the batch lookup when
+        the gateway has one, else one lookup each)."""
+        config = self._config
+        found = self.lookup_many(references) if references else []
+        if found is None:
+            found = [doc for doc in (self.lookup(r) for r in references) if doc is not None]
+        paid: dict[str, Payment] = {}
+        for document in found:
+            if str(at_path(document, config.state_field) or "") not in config.paid_states:
+                continue
+            reference = str(at_path(document, config.reference_field))
+            amount = at_path(document, config.paid_amount_field)
+            amount = at_path(document, config.total_field) if amount is None else amount
+            day = str(at_path(document, config.paid_date_field) or "")[:10]
+            try:
+                paid_on = datetime.date.fromisoformat(day)
+                minor = int((Decimal(str(amount)) * 100).to_integral_value())
+            except (ValueError, ArithmeticError):
+                raise PermanentErpError(f"{self.name}: the payment of {reference} does not read "
+                                        f"(amount {amount!r}, date {day!r})") from None  # fmt: skip
+            number = at_path(document, config.payment_reference_field)
+            paid[reference] = Payment(
+                reference, minor, paid_on, "" if number is None else str(number)
+            )
+        return paid
 
     def lookup_many(self, references: Sequence[str]) -> list[dict[str, Any]] | None:
         """The documents with these references in one request (``batch_lookup_path``), or None

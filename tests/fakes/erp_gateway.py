@@ -40,6 +40,13 @@ class Gateway:
             self.vouchers[ref] = voucher
         return 201, voucher
 
+    def pay(self, reference: str, on: str, number: str) -> None:
+        """The ERP's cashier pays a voucher in full."""
+        with self.lock:
+            voucher = self.vouchers[reference]
+            voucher.update(status="paid", paid_amount=voucher["total"], paid_on=on,
+                           payment_number=number)  # fmt: skip
+
     def serve(self) -> tuple[ThreadingHTTPServer, str]:
         gateway = self
 

@@ -4,13 +4,14 @@ document, refuse what the ERP refuses as permanent, and say whether the ERP answ
 
 from __future__ import annotations
 
+import datetime
 import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 
 import pytest
 
-from connectors.erp.base import Booking, ErpWriter
+from connectors.erp.base import Booking, ErpWriter, PaymentLookup
 from connectors.erp.errors import PermanentErpError, RetryableErpError
 from connectors.erp.rest import RestErpSettings, RestErpWriter
 from connectors.erp.tryton import TrytonWriter
@@ -19,6 +20,7 @@ from deploy.local.process import free_port
 from erpbridge.model import Posting
 from tests.contract_samples import SAMPLES
 from tests.fakes.erp_gateway import Gateway
+from tests.integration.tryton_pay import pay
 
 pytestmark = pytest.mark.integration
 
@@ -85,6 +87,28 @@ def test_a_batch_gets_one_outcome_per_posting_in_order(writer: ErpWriter) -> Non
         posts = [r for r in gateway.requests if r[0] == "POST"]
         assert [r[1] for r in posts] == ["/vouchers", "/vouchers/batch"]  # one for the batch
         assert sum(r[0] == "GET" for r in gateway.requests) <= 4  # lookups in batches, no loop
+
+
+def test_a_paid_booking_is_read_back_with_its_payment(writer: ErpWriter, erp) -> None:
+    """The payment loop's lookup: nothing is paid after booking; once the ERP paid one (Tryton:
+    its Pay wizard; a gateway: its voucher in a paid state), that one is, with its amount,
+    date and payment voucher."""
+    assert isinstance(writer, PaymentLookup)
+    first, second = _posting(), _posting()
+    writer.book_many([first, second])
+    refs = [first.posting_id, second.posting_id]
+    assert writer.payments(refs) == {}
+    gateway = getattr(writer, "gateway", None)
+    if gateway is not None:
+        gateway.pay(first.posting_id, "2026-12-07", "付-0001")
+    else:
+        rpc = TrytonRpc(erp.url, erp.database, erp.user, erp.password)
+        pay(rpc, first.posting_id, on=datetime.date(2026, 12, 7))
+        rpc.close()
+    (paid,) = writer.payments(refs).values()
+    assert (paid.reference, paid.paid_minor, paid.paid_on) == (
+        first.posting_id, 55300, datetime.date(2026, 12, 7))  # fmt: skip
+    assert paid.payment_reference
 
 
 def test_probe_says_whether_the_erp_answers(writer: ErpWriter) -> None:
