@@ -95,29 +95,17 @@ class OpsApi:
         app.router.add_get("/", self.console_home)
         app.router.add_post("/login", self.login)
         app.router.add_post("/logout", self.logout)
-        app.router.add_get(
-            "/console/failures",
-            guarded(Role.VIEWER, "console.failures", html=True)(self.console_failures),
-        )
-        app.router.add_get(
-            "/console/failures/{where}",
-            guarded(Role.VIEWER, "console.failure", html=True)(self.console_failure),
-        )
-        app.router.add_post(
-            "/console/replay",
-            guarded(Role.OPERATOR, "console.replay", html=True)(self.console_replay),
-        )
-        app.router.add_get(
-            "/console/audit", guarded(Role.VIEWER, "console.audit", html=True)(self.console_audit)
-        )
-        app.router.add_get(
-            "/console/claims",
-            guarded(Role.VIEWER, "console.claims", html=True)(self.console_claims),
-        )
-        app.router.add_get(
-            "/console/claims/{asked}",
-            guarded(Role.VIEWER, "console.claim", html=True)(self.console_claim),
-        )
+        pages = (  # method, path, role, audited action, handler
+            ("GET", "/console/failures", Role.VIEWER, "console.failures", self.console_failures),
+            ("GET", "/console/failures/{where}", Role.VIEWER, "console.failure",
+             self.console_failure),
+            ("POST", "/console/replay", Role.OPERATOR, "console.replay", self.console_replay),
+            ("GET", "/console/audit", Role.VIEWER, "console.audit", self.console_audit),
+            ("GET", "/console/claims", Role.VIEWER, "console.claims", self.console_claims),
+            ("GET", "/console/claims/{asked}", Role.VIEWER, "console.claim", self.console_claim),
+        )  # fmt: skip
+        for method, path, role, action, handler in pages:
+            app.router.add_route(method, path, guarded(role, action, html=True)(handler))
         return app
 
     # -- authentication, roles and the audit of every call -------------------------------------

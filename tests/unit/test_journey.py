@@ -96,3 +96,12 @@ def test_claims_are_listed_by_employee_and_day() -> None:
         assert search(store, employee, start=(T0 + datetime.timedelta(days=2)).date()) == []
     finally:
         store.close()
+
+
+def test_a_replayed_record_says_who_replayed_it() -> None:
+    posting = dict(SAMPLES["erp_posting"], posting_id="C-3", claim_id="C-3", created_at=_at(2))
+    headers = [("erpbridge.replay.by", b"ops-alice"), ("erpbridge.replay.count", b"1")]
+    (row,) = rows_of("postings", Record("acme.postings", 0, 7, b"C-3", b"", headers, None), posting)
+    (plain,) = rows_of("postings", Record("acme.postings", 0, 8, b"C-3", b"", [], None), posting)
+    summary = row[7]
+    assert summary == f"replayed by ops-alice: {plain[7]}"
