@@ -43,7 +43,9 @@ def test_an_interrupted_replay_resumes_and_a_busy_topic_waits(
 ) -> None:
     settings = make_settings(kafka_bootstrap, schema_registry_url, redis_url, tmp_path)
     ensure_topics(settings)
-    count = 8  # at --rate 1, 8 s to replay them all: the interruption lands in the middle
+    # at --rate 0.5, 24 s to replay them all: the interruption lands in the middle even when each
+    # look at the topic takes seconds under load (at 6, 2 and 1/s it finished first in make test)
+    count = 12
     ids = write_dead_letters(settings, count)
 
     archive = tmp_path / "dlq.jsonl"
@@ -58,7 +60,7 @@ def test_an_interrupted_replay_resumes_and_a_busy_topic_waits(
         assert busy.wait(60) != 0 and "held by another run" in (busy.stderr.read() or "")
 
     action = uuid.uuid4().hex[:12]
-    first = _cli(settings, "dlq", "replay", "--topic", "erp_dead_letter", "--yes", "--rate", "1",
+    first = _cli(settings, "dlq", "replay", "--topic", "erp_dead_letter", "--yes", "--rate", "0.5",
                  "--action-id", action)  # fmt: skip
     wait_for(lambda: len(_replayed(settings, action)) >= 2, timeout=60, what="two replayed")
     first.send_signal(signal.SIGINT)
