@@ -113,6 +113,11 @@ class Settings(BaseSettings):
     # The payment watcher (connectors.payment_watch): how often it asks the ERP which bookings
     # are paid
     payments_poll_s: float = Field(300.0, gt=0)
+    # The master-data sync (connectors.sources.masterdata): a sync that would remove more than
+    # this share of a kind's entries it published (or every one of them) stops instead
+    masterdata_max_removal_share: float = Field(0.2, ge=0, le=1)
+    # seconds between syncs of ``erpbridge source masterdata --every`` when not given
+    masterdata_every_s: float = Field(3600.0, gt=0)
     # Tracing (erpbridge.tracing): off; otlp, spans to an OTLP/HTTP collector; file, spans as
     # JSON lines appended to tracing_file
     tracing: Literal["off", "otlp", "file"] = "off"

@@ -120,6 +120,22 @@ PAYMENTS_WATCHED = Gauge(
     "Bookings the payment watcher waits to see paid in the ERP.",
     ["erp"],
 )
+MASTERDATA_SYNCS = Counter(
+    "erpbridge_masterdata_syncs",
+    "Master-data syncs from an ERP by outcome: published, unchanged, refused (the removal guard"
+    " stopped it), dry_run.",
+    ["source", "outcome"],
+)
+MASTERDATA_CHANGES = Counter(
+    "erpbridge_masterdata_changes",
+    "Reference entries a master-data sync published, by kind and change (add, change, remove).",
+    ["source", "kind", "change"],
+)
+MASTERDATA_LAST_SYNC = Gauge(
+    "erpbridge_masterdata_last_sync_timestamp_seconds",
+    "When a master-data sync from this ERP last ended published or unchanged (Unix time).",
+    ["source"],
+)
 PAYMENTS_PAID = Counter(
     "erpbridge_payments",
     "Payment watcher outcomes: paid (a PAID answer published), lookup_failed (the ERP did not"

@@ -15,8 +15,14 @@ key                        value (JSON)
                            itself: VAT invoices and tickets issued to it deduct input VAT
 =========================  ==============================================================
 
-A tombstone (null value) removes an entry. Writers (``erpbridge reference load``) and readers
-(every stream worker keeps the whole topic in memory) share this module's key format.
+An entry synced from the ERP (``erpbridge source masterdata``) also says where it came from:
+``"source": "tryton"`` and ``"source_ref": "company.employee,12"``; an employee who left has
+``"left_on": "2026-11-30"`` (their last day), and their claims submitted after it are refused.
+
+A tombstone (null value) removes an entry; a worker that saw an employee's tombstone says so
+when refusing their claims (until compaction drops the tombstone). Writers (``erpbridge reference
+load``, ``erpbridge source masterdata``) and readers (every stream worker keeps the whole topic
+in memory) share this module's key format.
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ class EmployeeMapping:
     cost_centre: str | None = None
     name: str | None = None
     id_masked: str | None = None  # the ID number as tickets print it: never the full number
+    left_on: datetime.date | None = None  # their last day with the company
 
 
 def person_name(text: str) -> str:
@@ -80,6 +87,7 @@ class ReferenceData:
     _codes: dict[str, dict[str, Any]] = field(default_factory=dict)
     _names: dict[str, set[str]] = field(default_factory=dict)  # employee name -> their keys
     _company_ids: frozenset[str] = frozenset()  # kept as entries come: read at every posting
+    _removed: set[str] = field(default_factory=set)  # keys a tombstone removed
 
     def apply(self, key: str, value: bytes | Mapping[str, Any] | None) -> None:
         kind, _, rest = key.partition(":")
@@ -89,10 +97,19 @@ class ReferenceData:
         if kind == "rate":
             self._apply_rate(rest, data)
             return
+        if kind == "employee" and data is not None and data.get("left_on") is not None:
+            try:
+                datetime.date.fromisoformat(data["left_on"])
+            except (TypeError, ValueError) as exc:
+                raise BadReferenceEntry(f"{key}: left_on {data['left_on']!r} is no date") from exc
         old = self._codes.pop(key, None)
         if old and old.get("name"):
             self._names.get(person_name(old["name"]), set()).discard(key)
-        if data is not None:
+        if data is None:
+            if old is not None:
+                self._removed.add(key)
+        else:
+            self._removed.discard(key)
             self._codes[key] = dict(data)
             if kind == "employee" and data.get("name"):  # a company's name is no traveller's
                 self._names.setdefault(person_name(str(data["name"])), set()).add(key)
@@ -135,9 +152,15 @@ class ReferenceData:
         data = self._codes.get(code_key("employee", code))
         if data is None:
             return None
+        left = data.get("left_on")
+        left_on = datetime.date.fromisoformat(left) if left else None  # checked by apply
         return EmployeeMapping(str(data.get("party") or code), data.get("department"),
                                data.get("cost_centre"), data.get("name"),
-                               data.get("id_masked"))  # fmt: skip
+                               data.get("id_masked"), left_on)  # fmt: skip
+
+    def was_removed(self, kind: str, code: str) -> bool:
+        """Was this entry removed by a tombstone (and not given again since)?"""
+        return code_key(kind, code) in self._removed
 
     def is_employee(self, name: str, id_masked: str | None) -> bool:
         """Is someone of this name (and masked ID number, when both sides know it) listed?"""

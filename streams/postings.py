@@ -16,7 +16,7 @@ from erpbridge.model import CURRENCY_EXPONENTS, DEDUCTIBLE_INVOICE_TYPES, invoic
 from erpbridge.reference import ReferenceData, person_name, same_person
 from streams.input_vat import ClaimedLine, IsEmployee, VatPolicy, allocate, vat_notes
 
-_REASON_ORDER = ("invalid_claim", "unknown_employee", "unknown_department",
+_REASON_ORDER = ("invalid_claim", "unknown_employee", "employee_left", "unknown_department",
                  "unknown_cost_centre", "no_exchange_rate")  # fmt: skip
 _RATE_PLACES = Decimal("0.00000001")
 
@@ -61,7 +61,8 @@ def build_posting(claim: Mapping[str, Any], rules: PostingRules, reference: Refe
     """The posting of ``claim``. ``invoices``: the facts (:func:`streams.invoice_checks.vat_facts`)
     of the invoices it cites, by invoice key, to book their deductible input VAT."""
     problems = _Problems()
-    party, department, cost_centre = _map_employee(claim["employee"], rules, reference, problems)
+    party, department, cost_centre = _map_employee(claim["employee"], rules, reference, problems,
+                                                   _day(claim.get("submitted_at")))  # fmt: skip
     lines = [_line(line, rules, reference, problems) for line in claim["lines"]]
     if not claim["lines"]:
         problems.add("invalid_claim", "lines: a claim needs at least one line")
@@ -150,13 +151,23 @@ def _employees(employee: Mapping[str, Any], reference: ReferenceData) -> IsEmplo
     return is_employee
 
 
+def _day(at: Any) -> datetime.date | None:
+    return at.date() if isinstance(at, datetime.datetime) else None
+
+
 def _map_employee(employee: Mapping[str, Any], rules: PostingRules, reference: ReferenceData,
-                  problems: _Problems) -> tuple[str, str | None, str | None]:  # fmt: skip
+                  problems: _Problems, submitted_on: datetime.date | None,
+                  ) -> tuple[str, str | None, str | None]:  # fmt: skip
     """(ERP party, ERP department, ERP cost centre): the claim's codes, else the mapping's."""
     code = str(employee["id"]).strip().upper()
     mapped = reference.employee(code)
     if mapped is None and rules.require_employee_mapping:
-        problems.add("unknown_employee", f"employee.id: {code} is not in the employee mapping")
+        removed = " (it was removed from it)" if reference.was_removed("employee", code) else ""
+        problems.add("unknown_employee",
+                     f"employee.id: {code} is not in the employee mapping{removed}")  # fmt: skip
+    if mapped and mapped.left_on and submitted_on and submitted_on > mapped.left_on:
+        problems.add("employee_left", f"employee.id: {code} left on {mapped.left_on}, before "
+                                      f"this claim was submitted ({submitted_on})")  # fmt: skip
     party = mapped.party if mapped else code
     codes: dict[str, str | None] = {}
     for kind in ("department", "cost_centre"):

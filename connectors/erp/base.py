@@ -6,7 +6,7 @@ import datetime
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from connectors.erp.errors import ErpError
 from erpbridge.model import Posting
@@ -85,3 +85,26 @@ class PaymentLookup(Protocol):
 
     def payments(self, references: Sequence[str]) -> dict[str, Payment]:
         """The paid ones among ``references`` (the posting ids), each with its payment."""
+
+
+@dataclass(frozen=True)
+class MasterData:
+    """What an ERP lists of the reference data (``erpbridge.reference``'s keys and values),
+    whole for each kind in ``kinds``: an entry of those kinds that it does not list, it no
+    longer has. ``skipped`` names what it has but cannot be mapped (say, an employee whose party
+    has no code), for the sync's report."""
+
+    kinds: frozenset[str]
+    entries: dict[str, dict[str, Any]]
+    skipped: tuple[str, ...] = ()
+
+
+@runtime_checkable
+class MasterDataSource(Protocol):
+    """An ERP writer that can read the master data the processors map."""
+
+    name: str
+
+    def master_data(self) -> MasterData:
+        """Every entry the ERP has of the kinds it covers; values carry ``source_ref`` (the
+        ERP's own record, e.g. ``company.employee,12``)."""

@@ -18,8 +18,9 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from connectors.erp.base import Booking, Payment, book_one
+from connectors.erp.base import Booking, MasterData, Payment, book_one
 from connectors.erp.errors import ErpError, PermanentErpError, RetryableErpError
+from connectors.erp.tryton_masterdata import read_master_data
 from connectors.erp.tryton_rpc import TrytonRpc
 from erpbridge.archive import Archive, ArchiveError
 from erpbridge.model import InputVat, Posting, PostingLine
@@ -328,6 +329,11 @@ class TrytonWriter:
         return tax
 
     # -- master data -----------------------------------------------------------------------
+    def master_data(self) -> MasterData:
+        """The employees and exchange rates Tryton keeps (see
+        :mod:`connectors.erp.tryton_masterdata`)."""
+        return read_master_data(self._rpc, self._company())
+
     def _employee_party(self, posting: Posting) -> tuple[int, int]:
         # Claims are booked concurrently: two claims of one new employee must not both create
         # the party (its code is unique).

@@ -96,3 +96,32 @@ def test_without_required_mapping_an_unmapped_employee_books_under_its_own_code(
 def test_an_amount_finer_than_fen_is_refused() -> None:
     with pytest.raises(PostingRefused, match="finer than CNY minor units"):
         build_posting(_claim(amount=Decimal("1.2345")), RULES, _reference())
+
+
+def test_an_employee_who_left_has_later_claims_refused_and_a_removed_one_is_named() -> None:
+    submitted = SAMPLES["expense_claim"]["submitted_at"].date()
+    reference = _reference()
+    reference.apply(code_key("employee", "E1001"), {"party": "P-1001", "cost_centre": "CC-100",
+                                                    "left_on": str(submitted)})  # fmt: skip
+    build_posting(_claim(), RULES, reference)  # submitted on their last day: still theirs
+    day_before = submitted - datetime.timedelta(days=1)
+    reference.apply(code_key("employee", "E1001"), {"party": "P-1001", "cost_centre": "CC-100",
+                                                    "left_on": str(day_before)})  # fmt: skip
+    with pytest.raises(PostingRefused) as caught:
+        build_posting(_claim(), RULES, reference)
+    assert caught.value.reason == "employee_left"
+    assert caught.value.problems == [f"employee.id: E1001 left on {day_before}, before this "
+                                     f"claim was submitted ({submitted})"]  # fmt: skip
+    reference.apply(code_key("employee", "E1001"), None)  # a tombstone: removed from the ERP
+    with pytest.raises(PostingRefused) as caught:
+        build_posting(_claim(), RULES, reference)
+    assert caught.value.reason == "unknown_employee"
+    assert caught.value.problems[0] == ("employee.id: E1001 is not in the employee mapping (it "
+                                        "was removed from it)")  # fmt: skip
+
+
+def test_a_left_on_that_is_no_date_is_a_bad_entry() -> None:
+    from erpbridge.reference import BadReferenceEntry
+
+    with pytest.raises(BadReferenceEntry):
+        _reference().apply(code_key("employee", "E2"), {"party": "P-2", "left_on": "soon"})

@@ -1,0 +1,92 @@
+"""The master data the processors map, read from Tryton over JSON-RPC.
+
+- **Employees** (``company.employee`` of the login's company, left ones included): the key is
+  the employee's party code (the code claims name the employee by, and the party the sink books
+  on), the value the party's code and name, and ``left_on`` once the employee has an end date.
+  An employee whose party has no code cannot be mapped: it is reported as skipped.
+- **Exchange rates** (``currency.currency.rate``): Tryton keeps every currency's rate against
+  one base, so the company currency per unit of X on a day is the company currency's rate of
+  that day (its latest on or before it) divided by X's. Without a rate of the company currency
+  no rate can be read, and the rates are left out whole (reported as skipped) rather than
+  guessed.
+
+Departments and cost centres are not read: this Tryton has no model for them (they would be
+analytic accounts, a module it does not run); they stay with the reference files.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime
+from decimal import Decimal
+from typing import Any
+
+from connectors.erp.base import MasterData
+from connectors.erp.tryton_rpc import TrytonRpc
+from erpbridge.reference import code_key, rate_key
+
+RATE_PLACES = Decimal("0.000001")  # Tryton keeps rates to 6 places
+
+
+def read_master_data(rpc: TrytonRpc, company: int) -> MasterData:
+    employees, skipped = _employees(rpc, company)
+    rates, rates_skipped = _rates(rpc, company)
+    kinds = {"employee"} | ({"rate"} if not rates_skipped else set())
+    return MasterData(frozenset(kinds), {**employees, **rates}, (*skipped, *rates_skipped))
+
+
+def _employees(rpc: TrytonRpc, company: int) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    found = rpc.call("model.company.employee.search_read", [("company", "=", company)], 0, None,
+                     [("id", "ASC")], ["party.code", "party.name", "end_date"],
+                     context={"active_test": False})  # fmt: skip
+    entries: dict[str, dict[str, Any]] = {}
+    skipped = []
+    for employee in found:
+        party = employee.get("party.") or {}
+        code = str(party.get("code") or "").strip()
+        ref = f"company.employee,{employee['id']}"
+        if not code:
+            skipped.append(f"{ref}: its party {party.get('name')!r} has no code")
+            continue
+        value: dict[str, Any] = {"party": code, "name": str(party.get("name") or ""),
+                                 "source_ref": ref}  # fmt: skip
+        if employee.get("end_date"):
+            value["left_on"] = employee["end_date"].isoformat()
+        entries[code_key("employee", code)] = value
+    return entries, skipped
+
+
+def _rates(rpc: TrytonRpc, company: int) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    (own,) = rpc.call("model.company.company.read", [company], ["currency.code"])
+    home = str(own["currency."]["code"])
+    order = [("date", "ASC"), ("id", "ASC")]
+    found = rpc.call("model.currency.currency.rate.search_read", [], 0, None, order,
+                     ["currency.code", "date", "rate"])  # fmt: skip
+    by_currency: dict[str, list[tuple[datetime.date, Decimal, int]]] = {}
+    for rate in found:
+        code = str(rate["currency."]["code"])
+        by_currency.setdefault(code, []).append((rate["date"], Decimal(rate["rate"]), rate["id"]))
+    home_rates = by_currency.pop(home, [])
+    if not home_rates:
+        if not by_currency:
+            return {}, []
+        return {}, [f"currency rates: the company currency {home} has no rate in Tryton, so no "
+                    "other currency's rate against it can be read"]  # fmt: skip
+    home_days = [day for day, _, _ in home_rates]
+    entries: dict[str, dict[str, Any]] = {}
+    skipped = []
+    for code, rates in sorted(by_currency.items()):
+        for day, rate, rate_id in rates:
+            at = bisect.bisect_right(home_days, day)
+            if at == 0 or rate <= 0:
+                skipped.append(f"currency.currency.rate,{rate_id}: {code} on {day} has no "
+                               f"{home} rate on or before it" if at == 0 else
+                               f"currency.currency.rate,{rate_id}: {code} rate {rate} is not "
+                               "positive")  # fmt: skip
+                continue
+            company_per_unit = (home_rates[at - 1][1] / rate).quantize(RATE_PLACES)
+            entries[rate_key(code, day)] = {
+                "rate": str(company_per_unit),
+                "source_ref": f"currency.currency.rate,{rate_id}",
+            }
+    return entries, skipped

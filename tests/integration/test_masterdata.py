@@ -1,0 +1,160 @@
+"""Master data from the ERP on the real stack (issue 30): employees hired in Tryton over JSON-RPC
+get their claims booked with no employee file loaded; an employee given an end date has later
+claims refused as left; an employee deleted in Tryton is removed (a tombstone) and their claim
+refused saying so; a second sync with nothing new publishes nothing; an empty answer is refused
+by the removal guard and publishes nothing. Rates come from Tryton's own currency rates."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import subprocess
+import sys
+import uuid
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connectors.erp.tryton_rpc import TrytonRpc
+from connectors.sources.masterdata import current_entries
+from connectors.sources.reference_file import publish_reference
+from erpbridge.config import Settings, env_of
+from erpbridge.kafka_io import ensure_topics
+from erpbridge.topic_reader import read_all, read_records
+from erpbridge.topics import Topics
+from ops.audit import AuditTrail
+from tests.contract_samples import SAMPLES
+from tests.integration.pipeline import (
+    SAMPLE_REFERENCE,
+    make_settings,
+    pipeline_env,
+    posted_in_tryton,
+    publish,
+    running_workers,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+TODAY = datetime.datetime.now(datetime.UTC).date()
+
+
+def _sync(settings: Settings, erp: Any, *args: str) -> tuple[int, dict[str, Any], str]:
+    done = subprocess.run([sys.executable, "-m", "erpbridge", "--log-level", "warning", "source",
+                           "masterdata", "--from", "tryton", "--json", *args],
+                          capture_output=True, text=True, timeout=180,
+                          env={**os.environ, **pipeline_env(settings),
+                               **env_of(erp.settings)})  # fmt: skip
+    return done.returncode, json.loads(done.stdout or "{}"), done.stderr
+
+
+def _hire(rpc: TrytonRpc, company: int, code: str, name: str) -> int:
+    new = {"name": name, "code": code, "addresses": [["create", [{}]]]}
+    (party,) = rpc.call("model.party.party.create", [new])
+    (employee,) = rpc.call("model.company.employee.create", [{"party": party, "company": company}])
+    return int(employee)
+
+
+def _claim_and_approval(settings: Settings, claim_id: str, employee: str) -> None:
+    now = datetime.datetime.now(datetime.UTC)
+    claim = dict(SAMPLES["expense_claim"], claim_id=claim_id, event_id=uuid.uuid4().hex,
+                 submitted_at=now)  # fmt: skip
+    claim["employee"] = dict(claim["employee"], id=employee)
+    claim["lines"] = [dict(claim["lines"][0], invoice_refs=[])]  # waits for no invoice
+    approval = dict(SAMPLES["approval_decision"], claim_id=claim_id, decision="APPROVE",
+                    final=True, decided_at=now, event_id=uuid.uuid4().hex)  # fmt: skip
+    publish(settings, "claims_raw", [(claim_id.encode(), claim)])
+    publish(settings, "approvals_raw", [(claim_id.encode(), approval)])
+
+
+def _refusal(settings: Settings, claim_id: str) -> dict[str, Any] | None:
+    return next((s for s in read_records(settings, "claim_status")
+                 if s["claim_id"] == claim_id and s["status"] == "REFUSED"), None)  # fmt: skip
+
+
+def _reference_end(settings: Settings) -> int:
+    return len(read_all(settings, Topics(settings.topic_prefix).reference))
+
+
+def test_employees_and_rates_follow_tryton_with_no_file_loaded(
+    kafka_bootstrap, schema_registry_url, redis_url, erp, tmp_path: Path
+) -> None:
+    settings = make_settings(kafka_bootstrap, schema_registry_url, redis_url, tmp_path)
+    ensure_topics(settings)
+    for path in sorted(SAMPLE_REFERENCE.glob("*.csv")):
+        if path.name != "employees.csv":  # the employees come from Tryton
+            publish_reference(path, settings)
+    rpc = TrytonRpc(erp.url, erp.database, erp.user, erp.password)
+    rpc.login()
+    company = int(rpc.context["company"])
+    tag = uuid.uuid4().hex[:6].upper()
+    codes = [f"MD{tag}{n}" for n in range(3)]
+    hired = {code: _hire(rpc, company, code, f"员工{n}") for n, code in enumerate(codes)}
+    currencies = {c["code"]: c["id"] for c in rpc.call(
+        "model.currency.currency.search_read", [("code", "in", ["CNY", "USD"])], 0, None, None,
+        ["code"])}  # fmt: skip
+    if "USD" not in currencies:
+        (currencies["USD"],) = rpc.call("model.currency.currency.create", [{
+            "name": "U.S. Dollar", "code": "USD", "symbol": "$",
+            "rounding": Decimal("0.01")}])  # fmt: skip
+    day = datetime.date(2026, 12, 1)
+    rpc.call("model.currency.currency.rate.create", [
+        {"currency": currencies["CNY"], "date": day, "rate": Decimal("1")},
+        {"currency": currencies["USD"], "date": day, "rate": Decimal("0.140476")}])  # fmt: skip
+
+    status, report, stderr = _sync(settings, erp)
+    assert status == 0 and report["outcome"] == "published", stderr
+    entries = current_entries(settings)
+    first = entries[f"employee:{codes[0]}"]
+    assert first == {"party": codes[0], "name": "员工0", "source": "tryton",
+                     "source_ref": f"company.employee,{hired[codes[0]]}"}  # fmt: skip
+    assert entries["rate:USD:2026-12-01"]["rate"] == str(
+        (Decimal(1) / Decimal("0.140476")).quantize(Decimal("0.000001")))  # fmt: skip
+    assert report["kinds"]["employee"]["added"] >= 3 and report["kinds"]["rate"]["added"] >= 1
+
+    before = _reference_end(settings)
+    status, again, _ = _sync(settings, erp)
+    assert (status, again["outcome"], again["published"]) == (0, "unchanged", 0)
+    assert _reference_end(settings) == before  # nothing new: nothing written
+
+    # the claim of an employee known only to Tryton is booked
+    with running_workers(settings, tmp_path / "w", erp=erp.settings, prepare=False) as workers:
+        _claim_and_approval(settings, f"MDC-{tag}-0", codes[0])
+        wait_for(lambda: posted_in_tryton(erp.settings, [f"MDC-{tag}-0"]), 180,
+                 "the new hire's claim booked", workers)  # fmt: skip
+
+        # one leaves (their last day yesterday), one is deleted from Tryton
+        yesterday = TODAY - datetime.timedelta(days=1)
+        rpc.call("model.company.employee.write", [hired[codes[1]]], {"end_date": yesterday})
+        rpc.call("model.company.employee.delete", [hired[codes[2]]])
+        status, changed, stderr = _sync(settings, erp)
+        assert status == 0, stderr
+        ops = {(c["op"], c["key"]) for c in changed["changes"]}
+        assert ops == {("change", f"employee:{codes[1]}"), ("remove", f"employee:{codes[2]}")}
+        _claim_and_approval(settings, f"MDC-{tag}-1", codes[1])
+        _claim_and_approval(settings, f"MDC-{tag}-2", codes[2])
+        wait_for(lambda: _refusal(settings, f"MDC-{tag}-1") and _refusal(settings, f"MDC-{tag}-2"),
+                 120, "both refused", workers)  # fmt: skip
+    left, removed = _refusal(settings, f"MDC-{tag}-1"), _refusal(settings, f"MDC-{tag}-2")
+    assert left is not None and removed is not None
+    assert left["reason"] == "employee_left"
+    assert left["detail"][0].startswith(f"employee.id: {codes[1]} left on {yesterday}")
+    assert removed["reason"] == "unknown_employee"
+    assert removed["detail"][0].endswith("is not in the employee mapping (it was removed from it)")
+
+    # an empty answer (every employee gone at once) is refused whole, nothing published
+    employees = rpc.call("model.company.employee.search", [("company", "=", company)], 0, None,
+                         None, context={"active_test": False})  # fmt: skip
+    rpc.call("model.company.employee.delete", employees)
+    before = _reference_end(settings)
+    status, refused, stderr = _sync(settings, erp)
+    assert status == 3 and refused["outcome"] == "refused"
+    assert refused["refused"][0].startswith("employee: the ERP listed none")
+    assert _reference_end(settings) == before
+    assert f"employee:{codes[0]}" in current_entries(settings)
+    trail = [r for r in AuditTrail(settings).records() if r["action"] == "masterdata.sync"]
+    assert [r["outcome"] for r in trail] == ["ok", "ok", "ok", "refused"]
+    assert trail[-1]["counts"]["employee.removed"] >= 2
+    rpc.close()
