@@ -72,12 +72,18 @@ def source_masterdata(erp_name: str, dry_run: bool, every: float | None,
 def _sync_once(settings: Settings, writer: MasterDataSource, dry_run: bool,
                max_removal_share: float | None, as_json: bool) -> bool:  # fmt: skip
     """One sync, audited and printed; False when the removal guard refused it."""
+    from connectors.erp.errors import ErpError
     from connectors.sources.masterdata import sync
 
     name = writer.name
-    report = sync(
-        settings, writer.master_data(), name, dry_run=dry_run, max_removal_share=max_removal_share
-    )
+    try:
+        listed = writer.master_data()
+    except ErpError as exc:  # the ERP did not answer, or not in a shape that reads
+        AuditTrail(settings).append(Actor.local(), "masterdata.sync", dry_run=dry_run,
+                                    selection={"source": name}, outcome="failed",
+                                    detail=str(exc)[:500])  # fmt: skip
+        raise click.ClickException(f"master data from {name} not read: {exc}") from exc
+    report = sync(settings, listed, name, dry_run=dry_run, max_removal_share=max_removal_share)
     AuditTrail(settings).append(
         Actor.local(), "masterdata.sync", action_id=report.sync_id, dry_run=dry_run,
         selection={"source": name, "kinds": sorted(report.kinds)}, counts=report.counts(),

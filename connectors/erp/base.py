@@ -92,11 +92,14 @@ class MasterData:
     """What an ERP lists of the reference data (``erpbridge.reference``'s keys and values),
     whole for each kind in ``kinds``: an entry of those kinds that it does not list, it no
     longer has. ``skipped`` names what it has but cannot be mapped (say, an employee whose party
-    has no code), for the sync's report."""
+    has no code), for the sync's report; ``problems`` what it answered that does not read."""
 
     kinds: frozenset[str]
     entries: dict[str, dict[str, Any]]
     skipped: tuple[str, ...] = ()
+    # entries of ``kinds`` that the ERP answered but that do not read: the sync refuses the
+    # whole answer rather than publish part of a kind (the rest would read as removed)
+    problems: tuple[str, ...] = ()
 
 
 @runtime_checkable

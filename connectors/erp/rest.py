@@ -40,8 +40,9 @@ import httpx
 from pydantic import AfterValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from connectors.erp.base import Booking, Payment, book_each
+from connectors.erp.base import Booking, MasterData, Payment, book_each
 from connectors.erp.errors import ErpError, PermanentErpError, RetryableErpError
+from connectors.erp.rest_masterdata import MasterDataLists, read_master_data
 from erpbridge.failures.classify import RETRYABLE_STATUSES, http_failure
 from erpbridge.model import InputVat, Posting, PostingLine
 from erpbridge.tls import check_ca_file, http_verify
@@ -118,6 +119,8 @@ class RestErpSettings(BaseSettings):
     paid_amount_field: str = "paid_amount"  # absent: the total
     paid_date_field: str = "paid_on"
     payment_reference_field: str = "payment_number"
+    # master data the gateway lists (connectors.erp.rest_masterdata): JSON, kind -> list endpoint
+    masterdata: MasterDataLists = MasterDataLists()
     success_statuses: frozenset[int] = frozenset({200, 201, 202})
     exists_statuses: frozenset[int] = frozenset({409})
     retry_statuses: frozenset[int] = RETRYABLE_STATUSES
@@ -292,6 +295,17 @@ class RestErpWriter:
                 reference, minor, paid_on, "" if number is None else str(number)
             )
         return paid
+
+    def master_data(self) -> MasterData:
+        """What the gateway's master-data lists hold (``masterdata``), each kind read whole."""
+        if not self._config.masterdata.kinds():
+            raise PermanentErpError(f"{self.name}: no master-data lists are configured "
+                                    "(ERPBRIDGE_REST_ERP_MASTERDATA)")  # fmt: skip
+
+        def get(path: str, query: Any) -> Any:
+            return json_answer(self._request("GET", path, params=dict(query)))
+
+        return read_master_data(self.name, self._config.masterdata, get, at_path)
 
     def lookup_many(self, references: Sequence[str]) -> list[dict[str, Any]] | None:
         """The documents with these references in one request (``batch_lookup_path``), or None

@@ -138,6 +138,7 @@ def plan(current: Mapping[str, Mapping[str, Any]], listed: MasterData, source: s
                 f"{kind}: {counts.removed} of {counts.owned_before} would be removed at once, "
                 f"more than the {max_removal_share:.0%} allowed ({allowed}); check the ERP's "
                 "answer, or sync with a larger --max-removal-share")  # fmt: skip
+    report.refused.extend(listed.problems)
     report.skipped = list(listed.skipped)
 
 

@@ -3,9 +3,11 @@
 The kind is told by the header row:
 
 - ``currency,date,rate``                              exchange rates (company currency per unit)
-- ``employee_id,party[,department,cost_centre,name,id_masked]``  employee mapping (name and
-  masked ID number: to tell whether a ticket's traveller is an employee)
-- ``department,erp_code`` / ``cost_centre,erp_code``  department / cost-centre mapping
+- ``employee_id,party[,department,cost_centre,name,id_masked,left_on]``  employee mapping (name
+  and masked ID number: to tell whether a ticket's traveller is an employee; left_on: their last
+  day, claims submitted after it are refused)
+- ``department,erp_code[,name]`` / ``cost_centre,erp_code[,name]``  department / cost-centre
+  mapping
 - ``tax_id[,name]``  the company's own taxpayer ids (统一社会信用代码): the buyer an invoice or a
   ticket must name for its input VAT to be deducted
 
@@ -33,6 +35,16 @@ class ReferenceFileError(ValueError):
 
 
 Entry = tuple[str, dict[str, str]]
+# kind -> (required columns, optional columns); the master-data sync maps a gateway's lists to
+# the same columns (connectors.erp.rest_masterdata)
+COLUMNS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "rate": (("currency", "date", "rate"), ()),
+    "employee": (("employee_id", "party"),
+                 ("department", "cost_centre", "name", "id_masked", "left_on")),
+    "department": (("department", "erp_code"), ("name",)),
+    "cost_centre": (("cost_centre", "erp_code"), ("name",)),
+    "company": (("tax_id",), ("name",)),
+}  # fmt: skip
 
 
 def read_reference(path: Path) -> tuple[str, list[Entry]]:
@@ -45,7 +57,7 @@ def read_reference(path: Path) -> tuple[str, list[Entry]]:
     for line, row in enumerate(rows, 2):
         clean = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
         try:
-            entries.append(_entry(kind, clean))
+            entries.append(entry_of(kind, clean))
         except (ValueError, InvalidOperation, KeyError) as exc:
             problems.append(f"{path.name}:{line}: {exc}")
     if problems:
@@ -68,7 +80,9 @@ def _kind_of(header: set[str], path: Path) -> str:
                              "cost_centre,erp_code / tax_id")  # fmt: skip
 
 
-def _entry(kind: str, row: dict[str, str]) -> Entry:
+def entry_of(kind: str, row: dict[str, str]) -> Entry:
+    """The reference entry of one row in ``kind``'s columns (:data:`COLUMNS`), checked: a
+    ValueError says what is wrong with it."""
     if kind == "rate":
         currency = row["currency"].upper()
         if currency not in CURRENCY_EXPONENTS:
@@ -82,8 +96,9 @@ def _entry(kind: str, row: dict[str, str]) -> Entry:
         if not row["employee_id"] or not row["party"]:
             raise ValueError("employee_id and party are required")
         value = {"party": row["party"]}
-        value.update({k: row[k] for k in ("department", "cost_centre", "name", "id_masked")
-                      if row.get(k)})  # fmt: skip
+        value.update({k: row[k] for k in COLUMNS["employee"][1] if row.get(k)})
+        if "left_on" in value:
+            value["left_on"] = datetime.date.fromisoformat(value["left_on"]).isoformat()
         if "id_masked" in value and "*" not in value["id_masked"]:
             raise ValueError("id_masked must be masked (e.g. 3101**********1234): full ID "
                              "numbers are not kept")  # fmt: skip
@@ -95,7 +110,10 @@ def _entry(kind: str, row: dict[str, str]) -> Entry:
         return code_key("company", tax_id), {"name": row.get("name") or ""}
     if not row[kind] or not row["erp_code"]:
         raise ValueError(f"{kind} and erp_code are required")
-    return code_key(kind, row[kind]), {"erp_code": row["erp_code"]}
+    value = {"erp_code": row["erp_code"]}
+    if row.get("name"):
+        value["name"] = row["name"]
+    return code_key(kind, row[kind]), value
 
 
 def publish_reference(path: Path, settings: Settings) -> tuple[str, int]:

@@ -22,6 +22,8 @@ class Gateway:
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
     fail_next: list[tuple[int, dict[str, str]]] = field(default_factory=list)
     token: str | None = None
+    # master data the gateway lists, by path: GET PATH?offset=&limit= answers {"items": [...]}
+    lists: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def create(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -87,6 +89,12 @@ class Gateway:
                     self._reply(200, {"status": "up"})
                     return
                 query = parse_qs(url.query)
+                if url.path in gateway.lists:
+                    offset, limit = int(query["offset"][0]), int(query["limit"][0])
+                    with gateway.lock:
+                        page = gateway.lists[url.path][offset : offset + limit]
+                    self._reply(200, {"items": page, "offset": offset})
+                    return
                 if "from" in query and "to" in query:  # the listing by date
                     start, end = query["from"][0], query["to"][0]
                     with gateway.lock:

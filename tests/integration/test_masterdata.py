@@ -27,6 +27,7 @@ from erpbridge.topic_reader import read_all, read_records
 from erpbridge.topics import Topics
 from ops.audit import AuditTrail
 from tests.contract_samples import SAMPLES
+from tests.fakes.erp_gateway import Gateway
 from tests.integration.pipeline import (
     SAMPLE_REFERENCE,
     make_settings,
@@ -41,12 +42,14 @@ pytestmark = pytest.mark.integration
 TODAY = datetime.datetime.now(datetime.UTC).date()
 
 
-def _sync(settings: Settings, erp: Any, *args: str) -> tuple[int, dict[str, Any], str]:
+def _sync(settings: Settings, erp: Any, *args: str,
+          source: str = "tryton") -> tuple[int, dict[str, Any], str]:  # fmt: skip
+    """``erp``: the test Tryton, or the environment of another ERP's writer."""
+    env = erp if isinstance(erp, dict) else env_of(erp.settings)
     done = subprocess.run([sys.executable, "-m", "erpbridge", "--log-level", "warning", "source",
-                           "masterdata", "--from", "tryton", "--json", *args],
+                           "masterdata", "--from", source, "--json", *args],
                           capture_output=True, text=True, timeout=180,
-                          env={**os.environ, **pipeline_env(settings),
-                               **env_of(erp.settings)})  # fmt: skip
+                          env={**os.environ, **pipeline_env(settings), **env})  # fmt: skip
     return done.returncode, json.loads(done.stdout or "{}"), done.stderr
 
 
@@ -158,3 +161,40 @@ def test_employees_and_rates_follow_tryton_with_no_file_loaded(
     assert [r["outcome"] for r in trail] == ["ok", "ok", "ok", "refused"]
     assert trail[-1]["counts"]["employee.removed"] >= 2
     rpc.close()
+
+
+def test_a_gateways_lists_are_read_page_by_page_and_an_item_that_does_not_read_refuses_the_sync(
+    kafka_bootstrap, schema_registry_url, redis_url, tmp_path: Path
+) -> None:
+    settings = make_settings(kafka_bootstrap, schema_registry_url, redis_url, tmp_path)
+    staff = [{"code": f"G{n:03d}", "name": f"员工{n}", "dept": {"code": "D10"}} for n in range(7)]
+    gateway = Gateway(lists={"/employees": staff})
+    server, url = gateway.serve()
+    lists = {"employee": {"path": "/employees", "items_field": "items", "page_size": 3,
+                          "fields": {"employee_id": "code", "party": "code", "name": "name",
+                                     "department": "dept.code", "left_on": "left_on"}}}  # fmt: skip
+    env = {"ERPBRIDGE_REST_ERP_BASE_URL": url, "ERPBRIDGE_REST_ERP_MASTERDATA": json.dumps(lists)}
+    try:
+        status, report, stderr = _sync(settings, env, source="rest")
+        assert status == 0 and report["kinds"]["employee"]["added"] == 7, stderr
+        assert current_entries(settings)["employee:G006"] == {
+            "party": "G006", "name": "员工6", "department": "D10", "source": "rest",
+            "source_ref": "/employees#G006"}  # fmt: skip
+        pages = [path for method, path, _ in gateway.requests if path.startswith("/employees")]
+        assert len(pages) == 3  # 3 + 3 + 1
+
+        staff[0]["left_on"], staff[1]["left_on"] = "2026-12-01", "soon"
+        before = _reference_end(settings)
+        status, refused, _ = _sync(settings, env, source="rest")
+        assert status == 3 and refused["outcome"] == "refused"
+        assert refused["refused"] == ["employee: item 2 of /employees: Invalid isoformat string: "
+                                      "'soon'"]  # fmt: skip
+        assert _reference_end(settings) == before  # nothing of a kind that does not read
+
+        del staff[1]["left_on"]
+        status, changed, _ = _sync(settings, env, source="rest")
+        assert status == 0 and [(c["op"], c["key"]) for c in changed["changes"]] == [
+            ("change", "employee:G000")]  # fmt: skip
+        assert current_entries(settings)["employee:G000"]["left_on"] == "2026-12-01"
+    finally:
+        server.shutdown()

@@ -71,3 +71,35 @@ def test_skipped_entries_are_reported() -> None:
     listed = MasterData(frozenset({"employee"}), {}, ("company.employee,4: no code",))
     report = _plan({}, listed)
     assert report.skipped == ["company.employee,4: no code"] and report.changes == []
+
+
+def test_a_gateways_list_is_read_page_by_page_in_the_files_columns() -> None:
+    import pytest
+
+    from connectors.erp.rest import at_path
+    from connectors.erp.rest_masterdata import MasterDataLists, read_master_data
+
+    staff = [{"no": f"E{n}", "person": {"name": f"员工{n}"}} for n in range(5)]
+    staff[3]["left"] = "2026-12-31"
+    asked: list[dict] = []
+
+    def get(path: str, query: dict) -> dict:
+        asked.append(dict(query, path=path))
+        return {"data": {"rows": staff[query["offset"] : query["offset"] + query["limit"]]}}
+
+    lists = MasterDataLists.model_validate({"employee": {
+        "path": "/hr/staff", "items_field": "data.rows", "page_size": 2,
+        "fields": {"employee_id": "no", "party": "no", "name": "person.name",
+                   "left_on": "left"}}})  # fmt: skip
+    found = read_master_data("gw", lists, get, at_path)
+    assert [q["offset"] for q in asked] == [0, 2, 4] and found.problems == ()
+    assert found.kinds == frozenset({"employee"})
+    left = {"party": "E3", "name": "员工3", "left_on": "2026-12-31", "source_ref": "/hr/staff#E3"}
+    assert found.entries["employee:E3"] == left
+    staff[1]["no"] = ""
+    assert read_master_data("gw", lists, get, at_path).problems == (
+        "employee: item 2 of /hr/staff: employee_id and party are required",)  # fmt: skip
+    with pytest.raises(ValueError, match="missing \\['party'\\]"):
+        MasterDataLists.model_validate(
+            {"employee": {"path": "/x", "fields": {"employee_id": "no"}}}
+        )
