@@ -84,6 +84,8 @@ class Posting:
     total_minor: int
     cost_centre: str | None = None
     department: str | None = None
+    cost_centre_name: str | None = None  # the ERP's names of them (contract v5)
+    department_name: str | None = None
     claim_version: int = 1
     kind: str = "BOOKING"  # or REVERSAL: a credit note offsetting the booking ``reverses``
     reverses: str | None = None
@@ -108,6 +110,8 @@ class Posting:
             employee_name=record["employee_name"], posting_date=record["posting_date"],
             currency=record["currency"], total_minor=record["total_minor"],
             cost_centre=record.get("cost_centre"), department=record.get("department"),
+            cost_centre_name=record.get("cost_centre_name"),
+            department_name=record.get("department_name"),
             claim_version=record.get("claim_version", 1),
             kind=record.get("kind", "BOOKING"), reverses=record.get("reverses"),
             vat_notes=tuple(record.get("vat_notes", ())),

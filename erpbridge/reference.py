@@ -9,8 +9,9 @@ key                        value (JSON)
 ``employee:E1001``         ``{"party": "E1001", "department": "D10", "cost_centre": "CC01",
                            "name": "张三", "id_masked": "3101**********1234"}`` (name and
                            masked ID: optional, to know a ticket's traveller)
-``department:D10``         ``{"erp_code": "SALES"}``
-``cost_centre:CC01``       ``{"erp_code": "CC-SH-01"}``
+``department:D10``         ``{"erp_code": "SALES", "name": "华东销售部"}`` (name: optional; a
+                           posting names its department by the entry of its ERP code)
+``cost_centre:CC01``       ``{"erp_code": "CC-SH-01", "name": "..."}``
 ``company:91310000...``    ``{"name": "..."}``: a taxpayer id (统一社会信用代码) of the company
                            itself: VAT invoices and tickets issued to it deduct input VAT
 =========================  ==============================================================
@@ -174,6 +175,16 @@ class ReferenceData:
     def erp_code(self, kind: str, code: str) -> str | None:
         data = self._codes.get(code_key(kind, code))
         return None if data is None else str(data.get("erp_code") or code)
+
+    def name_of(self, kind: str, erp_code: str | None, given: str | None = None) -> str | None:
+        """The ERP's name of a department or cost centre: that of the entry keyed by its ERP code
+        (as the ERP lists it: ``erpbridge source masterdata``), else of the entry the claim's
+        own code mapped through; None when neither has one."""
+        for code in (erp_code, given):
+            data = self._codes.get(code_key(kind, code)) if code else None
+            if data and data.get("name"):
+                return str(data["name"])
+        return None
 
     def sizes(self) -> dict[str, int]:
         counts = {kind: 0 for kind in KINDS}

@@ -61,8 +61,8 @@ def build_posting(claim: Mapping[str, Any], rules: PostingRules, reference: Refe
     """The posting of ``claim``. ``invoices``: the facts (:func:`streams.invoice_checks.vat_facts`)
     of the invoices it cites, by invoice key, to book their deductible input VAT."""
     problems = _Problems()
-    party, department, cost_centre = _map_employee(claim["employee"], rules, reference, problems,
-                                                   _day(claim.get("submitted_at")))  # fmt: skip
+    party, codes = _map_employee(claim["employee"], rules, reference, problems,
+                                 _day(claim.get("submitted_at")))  # fmt: skip
     lines = [_line(line, rules, reference, problems) for line in claim["lines"]]
     if not claim["lines"]:
         problems.add("invalid_claim", "lines: a claim needs at least one line")
@@ -92,8 +92,10 @@ def build_posting(claim: Mapping[str, Any], rules: PostingRules, reference: Refe
         "source_system": claim["source_system"],
         "employee_id": party,
         "employee_name": claim["employee"]["name"],
-        "cost_centre": cost_centre,
-        "department": department,
+        "cost_centre": codes["cost_centre"][0],
+        "department": codes["department"][0],
+        "cost_centre_name": codes["cost_centre"][1],
+        "department_name": codes["department"][1],
         "posting_date": max(line["expense_date"] for line in claim["lines"]),
         "currency": rules.company_currency,
         "lines": booked,
@@ -157,8 +159,9 @@ def _day(at: Any) -> datetime.date | None:
 
 def _map_employee(employee: Mapping[str, Any], rules: PostingRules, reference: ReferenceData,
                   problems: _Problems, submitted_on: datetime.date | None,
-                  ) -> tuple[str, str | None, str | None]:  # fmt: skip
-    """(ERP party, ERP department, ERP cost centre): the claim's codes, else the mapping's."""
+                  ) -> tuple[str, dict[str, tuple[str | None, str | None]]]:  # fmt: skip
+    """(ERP party, {kind: (ERP code, the ERP's name of it)} for department and cost centre): the
+    claim's codes, else the mapping's."""
     code = str(employee["id"]).strip().upper()
     mapped = reference.employee(code)
     if mapped is None and rules.require_employee_mapping:
@@ -169,18 +172,18 @@ def _map_employee(employee: Mapping[str, Any], rules: PostingRules, reference: R
         problems.add("employee_left", f"employee.id: {code} left on {mapped.left_on}, before "
                                       f"this claim was submitted ({submitted_on})")  # fmt: skip
     party = mapped.party if mapped else code
-    codes: dict[str, str | None] = {}
+    codes: dict[str, tuple[str | None, str | None]] = {}
     for kind in ("department", "cost_centre"):
         given = employee.get(kind) or (getattr(mapped, kind) if mapped else None)
         if not given:
-            codes[kind] = None
+            codes[kind] = (None, None)
             continue
         erp_code = reference.erp_code(kind, given)
         if erp_code is None and (mapped is not None or rules.require_employee_mapping):
             problems.add(f"unknown_{kind}", f"employee.{kind}: {given} is not in the "
                                             f"{kind.replace('_', ' ')} mapping")  # fmt: skip
-        codes[kind] = erp_code or given
-    return party, codes["department"], codes["cost_centre"]
+        codes[kind] = (erp_code or given, reference.name_of(kind, erp_code, given))
+    return party, codes
 
 
 def _line(line: Mapping[str, Any], rules: PostingRules, reference: ReferenceData,

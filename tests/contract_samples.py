@@ -92,6 +92,8 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "employee_id": "E1001",
         "employee_name": "张伟",
         "cost_centre": "CC-100",
+        "cost_centre_name": None,
+        "department_name": None,
         "posting_date": dt.date(2026, 11, 2),
         "currency": "CNY",
         "lines": [

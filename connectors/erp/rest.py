@@ -13,7 +13,9 @@ The body mapping is a JSON template: ``"$posting.<field>"``, inside
 are replaced; anything else is sent as written. An ``$each`` that is an item of a list is
 spliced into it (a voucher's entries: the lines, then their VAT, then the payable). Posting
 fields: posting_id, claim_id, claim_version, source_system, kind (BOOKING or REVERSAL),
-reverses, employee_id, employee_name, cost_centre, department, posting_date, fiscal_year,
+reverses, employee_id, employee_name, cost_centre, department, cost_centre_name,
+department_name (the ERP's names of both, when the reference data has them), posting_date,
+fiscal_year,
 fiscal_month, fiscal_period (YYYY-MM), currency, total, total_minor, tax (the deductible input
 VAT inside total), net (total less tax). Line fields: no (from 1), account_code, description,
 amount, amount_minor, net (amount less its input VAT), invoice_refs, input_vat (a list of
@@ -471,6 +473,8 @@ _POSTING_FIELDS = {
     "employee_name",
     "cost_centre",
     "department",
+    "cost_centre_name",
+    "department_name",
     "currency",
     "total_minor",
 }

@@ -11,7 +11,7 @@ named by its SHA-256, once.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -56,6 +56,9 @@ class TrytonSettings(BaseSettings):
     payable_account: str = "2.1.4"
     # Account of the ERP's input VAT taxes (进项税额): deductible VAT is booked on its taxes
     input_vat_account: str = "1.4.4"
+    # the analytic roots whose accounts are departments and cost centres (master data)
+    department_root: str = "DEPT"
+    cost_centre_root: str = "CC"
     # the CA that signed an https server's certificate (empty: the system's trust store)
     ca_file: Annotated[str, AfterValidator(check_ca_file)] = ""
 
@@ -64,7 +67,8 @@ class TrytonWriter:
     name = "tryton"
 
     def __init__(self, rpc: TrytonRpc, payable_account: str, input_vat_account: str = "1.4.4",
-                 archive: Archive | None = None) -> None:  # fmt: skip
+                 archive: Archive | None = None,
+                 analytic_roots: Mapping[str, str] | None = None) -> None:  # fmt: skip
         self._rpc = rpc
         self._archive = archive
         self._payable_code = payable_account
@@ -73,12 +77,15 @@ class TrytonWriter:
         self._vat_taxes: dict[Decimal, int] | None = None  # rate -> input VAT tax id
         self._party_locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
+        self._analytic_roots = dict(analytic_roots or {"department": "DEPT", "cost_centre": "CC"})
 
     @classmethod
     def from_settings(cls, config: TrytonSettings, archive: Archive | None = None) -> TrytonWriter:
         rpc = TrytonRpc(config.url, config.database, config.user,
                         config.password.get_secret_value(), ca_file=config.ca_file)  # fmt: skip
-        return cls(rpc, config.payable_account, config.input_vat_account, archive)
+        return cls(rpc, config.payable_account, config.input_vat_account, archive,
+                   {"department": config.department_root,
+                    "cost_centre": config.cost_centre_root})  # fmt: skip
 
     def close(self) -> None:
         self._rpc.close()
@@ -330,9 +337,9 @@ class TrytonWriter:
 
     # -- master data -----------------------------------------------------------------------
     def master_data(self) -> MasterData:
-        """The employees and exchange rates Tryton keeps (see
+        """The employees, exchange rates, departments and cost centres Tryton keeps (see
         :mod:`connectors.erp.tryton_masterdata`)."""
-        return read_master_data(self._rpc, self._company())
+        return read_master_data(self._rpc, self._company(), self._analytic_roots)
 
     def _employee_party(self, posting: Posting) -> tuple[int, int]:
         # Claims are booked concurrently: two claims of one new employee must not both create

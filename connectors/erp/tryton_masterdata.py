@@ -10,14 +10,19 @@
   no rate can be read, and the rates are left out whole (reported as skipped) rather than
   guessed.
 
-Departments and cost centres are not read: this Tryton has no model for them (they would be
-analytic accounts, a module it does not run); they stay with the reference files.
+- **Departments and cost centres**: Tryton keeps them as analytic accounts
+  (``analytic_account.account``, module ``analytic_account``). The normal accounts under the
+  analytic root coded ``department_root`` (default ``DEPT``) are departments, those under
+  ``cost_centre_root`` (``CC``) cost centres: the key and ``erp_code`` are the account's code,
+  ``name`` its name; a closed account is no longer listed. A Tryton without the module, or
+  without such a root, does not cover that kind (the report says so), and files keep it.
 """
 
 from __future__ import annotations
 
 import bisect
 import datetime
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -28,11 +33,15 @@ from erpbridge.reference import code_key, rate_key
 RATE_PLACES = Decimal("0.000001")  # Tryton keeps rates to 6 places
 
 
-def read_master_data(rpc: TrytonRpc, company: int) -> MasterData:
+def read_master_data(rpc: TrytonRpc, company: int,
+                     analytic_roots: Mapping[str, str]) -> MasterData:  # fmt: skip
+    """``analytic_roots``: kind (department, cost_centre) -> the code of its analytic root."""
     employees, skipped = _employees(rpc, company)
     rates, rates_skipped = _rates(rpc, company)
     kinds = {"employee"} | ({"rate"} if not rates_skipped else set())
-    return MasterData(frozenset(kinds), {**employees, **rates}, (*skipped, *rates_skipped))
+    codes, code_kinds, codes_skipped = _analytic(rpc, company, analytic_roots)
+    return MasterData(frozenset(kinds | code_kinds), {**employees, **rates, **codes},
+                      (*skipped, *rates_skipped, *codes_skipped))  # fmt: skip
 
 
 def _employees(rpc: TrytonRpc, company: int) -> tuple[dict[str, dict[str, Any]], list[str]]:
@@ -90,3 +99,37 @@ def _rates(rpc: TrytonRpc, company: int) -> tuple[dict[str, dict[str, Any]], lis
                 "source_ref": f"currency.currency.rate,{rate_id}",
             }
     return entries, skipped
+
+
+def _analytic(rpc: TrytonRpc, company: int, roots: Mapping[str, str],
+              ) -> tuple[dict[str, dict[str, Any]], set[str], list[str]]:  # fmt: skip
+    if not rpc.call("model.ir.model.search", [("name", "=", "analytic_account.account")],
+                    0, 1, None):  # fmt: skip
+        return {}, set(), ["departments and cost centres: this Tryton runs no analytic_account "
+                           "module; they stay with the reference files"]  # fmt: skip
+    found = rpc.call("model.analytic_account.account.search_read", [("company", "=", company)],
+                     0, None, [("id", "ASC")], ["code", "name", "type", "state", "root.code"],
+                     context={"active_test": False})  # fmt: skip
+    root_codes = {a["code"] for a in found if a["type"] == "root"}
+    entries: dict[str, dict[str, Any]] = {}
+    kinds, skipped = set(), []
+    for kind, root in roots.items():
+        if root not in root_codes:
+            skipped.append(f"{kind.replace('_', ' ')}s: no analytic root coded {root!r} in "
+                           "Tryton; they stay with the reference files")  # fmt: skip
+            continue
+        kinds.add(kind)
+        for account in found:
+            if account["type"] != "normal" or (account.get("root.") or {}).get("code") != root:
+                continue
+            ref = f"analytic_account.account,{account['id']}"
+            if not account.get("code"):
+                skipped.append(f"{ref}: the {kind.replace('_', ' ')} {account['name']!r} has no "
+                               "code")  # fmt: skip
+            elif account.get("state") != "closed":
+                entries[code_key(kind, account["code"])] = {
+                    "erp_code": account["code"],
+                    "name": account["name"],
+                    "source_ref": ref,
+                }
+    return entries, kinds, skipped

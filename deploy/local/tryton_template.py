@@ -45,6 +45,29 @@ def build(config_file: str, database: str, first_year: int, last_year: int) -> N
         fiscalyear.click("create_period")
     term = create_payment_term()
     term.save()
+    _analytic(company)
+
+
+# Departments and cost centres as analytic accounts (erpbridge source masterdata reads them):
+# root code -> (root name, {code: name}); the codes are the ERP codes of samples/reference
+ANALYTIC = {
+    "DEPT": ("部门", {"SALES-EAST": "华东销售部", "SALES-NORTH": "华北销售部",
+                     "OVERSEAS": "海外事业部"}),
+    "CC": ("成本中心", {"CC-SH-01": "上海成本中心", "CC-BJ-01": "北京成本中心",
+                       "CC-SG-01": "新加坡成本中心"}),
+}  # fmt: skip
+
+
+def _analytic(company: Any) -> None:
+    from proteus import Model
+
+    Account = Model.get("analytic_account.account")
+    for root_code, (root_name, accounts) in ANALYTIC.items():
+        root = Account(name=root_name, code=root_code, type="root", company=company)
+        root.save()
+        for code, name in accounts.items():
+            Account(name=name, code=code, type="normal", root=root, parent=root,
+                    company=company).save()  # fmt: skip
 
 
 # China's VAT rates (13% goods, 9% transport/building, 6% services, 5%/3%/1% simplified).

@@ -77,6 +77,11 @@ def _refusal(settings: Settings, claim_id: str) -> dict[str, Any] | None:
                  if s["claim_id"] == claim_id and s["status"] == "REFUSED"), None)  # fmt: skip
 
 
+def _posting(settings: Settings, claim_id: str) -> dict[str, Any] | None:
+    return next((p for p in read_records(settings, "postings") if p["claim_id"] == claim_id),
+                None)  # fmt: skip
+
+
 def _reference_end(settings: Settings) -> int:
     return len(read_all(settings, Topics(settings.topic_prefix).reference))
 
@@ -116,6 +121,8 @@ def test_employees_and_rates_follow_tryton_with_no_file_loaded(
     assert entries["rate:USD:2026-12-01"]["rate"] == str(
         (Decimal(1) / Decimal("0.140476")).quantize(Decimal("0.000001")))  # fmt: skip
     assert report["kinds"]["employee"]["added"] >= 3 and report["kinds"]["rate"]["added"] >= 1
+    assert entries["department:SALES-EAST"]["name"] == "华东销售部"
+    assert entries["cost_centre:CC-SH-01"]["erp_code"] == "CC-SH-01"
 
     before = _reference_end(settings)
     status, again, _ = _sync(settings, erp)
@@ -127,6 +134,11 @@ def test_employees_and_rates_follow_tryton_with_no_file_loaded(
         _claim_and_approval(settings, f"MDC-{tag}-0", codes[0])
         wait_for(lambda: posted_in_tryton(erp.settings, [f"MDC-{tag}-0"]), 180,
                  "the new hire's claim booked", workers)  # fmt: skip
+        # its department (the claim's 销售部, SALES-EAST by the file) named as Tryton names it
+        assert _posting(settings, f"MDC-{tag}-0")["department_name"] == "华东销售部"
+        (sales,) = rpc.call("model.analytic_account.account.search", [("code", "=", "SALES-EAST")],
+                            0, None, None)  # fmt: skip
+        rpc.call("model.analytic_account.account.write", [sales], {"name": "华东大区销售部"})
 
         # one leaves (their last day yesterday), one is deleted from Tryton
         yesterday = TODAY - datetime.timedelta(days=1)
@@ -135,11 +147,15 @@ def test_employees_and_rates_follow_tryton_with_no_file_loaded(
         status, changed, stderr = _sync(settings, erp)
         assert status == 0, stderr
         ops = {(c["op"], c["key"]) for c in changed["changes"]}
-        assert ops == {("change", f"employee:{codes[1]}"), ("remove", f"employee:{codes[2]}")}
+        assert ops == {("change", f"employee:{codes[1]}"), ("remove", f"employee:{codes[2]}"),
+                       ("change", "department:SALES-EAST")}  # fmt: skip
+        _claim_and_approval(settings, f"MDC-{tag}-3", codes[0])  # the renamed department's next
         _claim_and_approval(settings, f"MDC-{tag}-1", codes[1])
         _claim_and_approval(settings, f"MDC-{tag}-2", codes[2])
         wait_for(lambda: _refusal(settings, f"MDC-{tag}-1") and _refusal(settings, f"MDC-{tag}-2"),
                  120, "both refused", workers)  # fmt: skip
+        wait_for(lambda: _posting(settings, f"MDC-{tag}-3"), 60, "the next posting", workers)
+    assert _posting(settings, f"MDC-{tag}-3")["department_name"] == "华东大区销售部"
     left, removed = _refusal(settings, f"MDC-{tag}-1"), _refusal(settings, f"MDC-{tag}-2")
     assert left is not None and removed is not None
     assert left["reason"] == "employee_left"

@@ -125,3 +125,17 @@ def test_a_left_on_that_is_no_date_is_a_bad_entry() -> None:
 
     with pytest.raises(BadReferenceEntry):
         _reference().apply(code_key("employee", "E2"), {"party": "P-2", "left_on": "soon"})
+
+
+def test_a_posting_names_its_department_and_cost_centre_as_the_erp_does() -> None:
+    reference = _reference()
+    assert build_posting(_claim(), RULES, reference)["department_name"] is None
+    reference.apply(code_key("department", "销售部"), {"erp_code": "SALES-EAST", "name": "销售部"})
+    reference.apply(code_key("cost_centre", "CC-100"), {"erp_code": "CC-SH-01", "name": "上海"})
+    posting = build_posting(_claim(), RULES, reference)
+    assert (posting["department_name"], posting["cost_centre_name"]) == ("销售部", "上海")
+    # the ERP's own entry of its code (as erpbridge source masterdata lists it) wins
+    reference.apply(code_key("department", "SALES-EAST"), {"erp_code": "SALES-EAST",
+                                                           "name": "华东销售部"})  # fmt: skip
+    posting = build_posting(_claim(), RULES, reference)
+    assert (posting["department"], posting["department_name"]) == ("SALES-EAST", "华东销售部")
