@@ -14,6 +14,9 @@ key                        value (JSON)
 ``cost_centre:CC01``       ``{"erp_code": "CC-SH-01", "name": "..."}``
 ``company:91310000...``    ``{"name": "..."}``: a taxpayer id (统一社会信用代码) of the company
                            itself: VAT invoices and tickets issued to it deduct input VAT
+``budget:CC-SH-01:2026-01-01``  ``{"amount": "50000.00", "end": "2026-12-31", "name": "..."}``:
+                           a cost centre's (ERP code) budget from that day to ``end``, in the
+                           company currency (read from the ERP; not yet enforced)
 =========================  ==============================================================
 
 An entry synced from the ERP (``erpbridge source masterdata``) also says where it came from:
@@ -36,7 +39,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-KINDS = ("rate", "employee", "department", "cost_centre", "company")
+KINDS = ("rate", "employee", "department", "cost_centre", "company", "budget")
+CODE_KINDS = ("employee", "department", "cost_centre", "company")
 
 
 class BadReferenceEntry(ValueError):
@@ -48,9 +52,24 @@ def rate_key(currency: str, day: datetime.date) -> str:
 
 
 def code_key(kind: str, code: str) -> str:
-    if kind not in KINDS[1:]:
-        raise BadReferenceEntry(f"unknown reference kind {kind!r}; expected one of {KINDS}")
+    if kind not in CODE_KINDS:
+        raise BadReferenceEntry(f"unknown reference kind {kind!r}; expected one of {CODE_KINDS}")
     return f"{kind}:{code.strip().upper()}"
+
+
+def budget_key(cost_centre: str, start: datetime.date) -> str:
+    return f"budget:{cost_centre.strip().upper()}:{start.isoformat()}"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A cost centre's budget for a period (both days included), in the company currency."""
+
+    cost_centre: str
+    start: datetime.date
+    end: datetime.date
+    amount: Decimal
+    name: str = ""
 
 
 @dataclass(frozen=True)
@@ -89,6 +108,7 @@ class ReferenceData:
     _names: dict[str, set[str]] = field(default_factory=dict)  # employee name -> their keys
     _company_ids: frozenset[str] = frozenset()  # kept as entries come: read at every posting
     _removed: set[str] = field(default_factory=set)  # keys a tombstone removed
+    _budgets: dict[str, dict[datetime.date, Budget]] = field(default_factory=dict)
 
     def apply(self, key: str, value: bytes | Mapping[str, Any] | None) -> None:
         kind, _, rest = key.partition(":")
@@ -97,6 +117,9 @@ class ReferenceData:
         data = json.loads(value) if isinstance(value, bytes | bytearray) else value
         if kind == "rate":
             self._apply_rate(rest, data)
+            return
+        if kind == "budget":
+            self._apply_budget(rest, data)
             return
         if kind == "employee" and data is not None and data.get("left_on") is not None:
             try:
@@ -136,6 +159,33 @@ class ReferenceData:
             if day not in rates:
                 bisect.insort(days, day)
             rates[day] = rate
+
+    def _apply_budget(self, rest: str, data: Mapping[str, Any] | None) -> None:
+        code, _, start_text = rest.rpartition(":")
+        try:
+            start = datetime.date.fromisoformat(start_text)
+            budget = None if data is None else Budget(
+                code, start, datetime.date.fromisoformat(str(data["end"])),
+                Decimal(str(data["amount"])), str(data.get("name") or ""))  # fmt: skip
+        except (ValueError, KeyError, InvalidOperation) as exc:
+            raise BadReferenceEntry(f"bad budget entry {rest!r}: {exc}") from exc
+        if not code:
+            raise BadReferenceEntry(f"bad budget entry {rest!r}: no cost centre")
+        if budget is not None and (budget.amount < 0 or budget.end < start):
+            raise BadReferenceEntry(f"bad budget entry {rest!r}: a negative amount or an end "
+                                    "before its start")  # fmt: skip
+        periods = self._budgets.setdefault(code, {})
+        if budget is None:
+            periods.pop(start, None)
+        else:
+            periods[start] = budget
+
+    def budget(self, cost_centre: str, day: datetime.date) -> Budget | None:
+        """The budget of ``cost_centre`` (its ERP code) whose period holds ``day``."""
+        for budget in self._budgets.get(cost_centre.strip().upper(), {}).values():
+            if budget.start <= day <= budget.end:
+                return budget
+        return None
 
     def rate(self, currency: str, day: datetime.date) -> tuple[Decimal, datetime.date] | None:
         """The rate of ``day``, else the latest before it within ``rate_max_age_days``
@@ -189,6 +239,7 @@ class ReferenceData:
     def sizes(self) -> dict[str, int]:
         counts = {kind: 0 for kind in KINDS}
         counts["rate"] = sum(len(days) for days in self._rate_days.values())
+        counts["budget"] = sum(len(periods) for periods in self._budgets.values())
         for key in self._codes:
             counts[key.partition(":")[0]] += 1
         return counts

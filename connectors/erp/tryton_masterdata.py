@@ -16,6 +16,10 @@
   ``cost_centre_root`` (``CC``) cost centres: the key and ``erp_code`` are the account's code,
   ``name`` its name; a closed account is no longer listed. A Tryton without the module, or
   without such a root, does not cover that kind (the report says so), and files keep it.
+- **Budgets**: the lines of Tryton's analytic budgets (``analytic_account.budget``, module
+  ``analytic_budget``) on the cost-centre root's accounts, one entry per cost centre and budget
+  period (``erpbridge.reference.budget_key``): the amount allocated, the period's end, the
+  budget's name. Read, not yet enforced.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from typing import Any
 
 from connectors.erp.base import MasterData
 from connectors.erp.tryton_rpc import TrytonRpc
-from erpbridge.reference import code_key, rate_key
+from erpbridge.reference import budget_key, code_key, rate_key
 
 RATE_PLACES = Decimal("0.000001")  # Tryton keeps rates to 6 places
 
@@ -40,7 +44,9 @@ def read_master_data(rpc: TrytonRpc, company: int,
     rates, rates_skipped = _rates(rpc, company)
     kinds = {"employee"} | ({"rate"} if not rates_skipped else set())
     codes, code_kinds, codes_skipped = _analytic(rpc, company, analytic_roots)
-    return MasterData(frozenset(kinds | code_kinds), {**employees, **rates, **codes},
+    budgets, budget_kinds = _budgets(rpc, company, analytic_roots.get("cost_centre"))
+    return MasterData(frozenset(kinds | code_kinds | budget_kinds),
+                      {**employees, **rates, **codes, **budgets},
                       (*skipped, *rates_skipped, *codes_skipped))  # fmt: skip
 
 
@@ -133,3 +139,26 @@ def _analytic(rpc: TrytonRpc, company: int, roots: Mapping[str, str],
                     "source_ref": ref,
                 }
     return entries, kinds, skipped
+
+
+def _budgets(rpc: TrytonRpc, company: int,
+             root: str | None) -> tuple[dict[str, dict[str, Any]], set[str]]:  # fmt: skip
+    if root is None or not rpc.call(
+        "model.ir.model.search", [("name", "=", "analytic_account.budget.line")], 0, 1, None
+    ):
+        return {}, set()  # fmt: skip
+    found = rpc.call("model.analytic_account.budget.line.search_read",
+                     [("budget.company", "=", company), ("account", "!=", None),
+                      ("budget.root.code", "=", root)], 0, None, [("id", "ASC")],
+                     ["amount", "account.code", "budget.start_date", "budget.end_date",
+                      "budget.name"])  # fmt: skip
+    entries: dict[str, dict[str, Any]] = {}
+    for line in found:
+        code, budget = (line.get("account.") or {}).get("code"), line.get("budget.") or {}
+        if not code or line.get("amount") is None:
+            continue
+        entries[budget_key(code, budget["start_date"])] = {
+            "cost_centre": code, "amount": str(line["amount"]),
+            "end": budget["end_date"].isoformat(), "name": budget.get("name") or "",
+            "source_ref": f"analytic_account.budget.line,{line['id']}"}  # fmt: skip
+    return entries, {"budget"}

@@ -15,7 +15,13 @@ from pathlib import Path
 from deploy.local.process import LaunchError, ManagedProcess, Service, port_open, state_dir
 
 TEMPLATE_DB = "template"
-MODULES = ("account_invoice", "account_payment", "account_product", "analytic_account")
+MODULES = (
+    "account_invoice",
+    "account_payment",
+    "account_product",
+    "analytic_account",
+    "analytic_budget",
+)
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ def build(config_file: str, database: str, first_year: int, last_year: int) -> N
         fiscalyear.click("create_period")
     term = create_payment_term()
     term.save()
-    _analytic(company)
+    _analytic(company, datetime.date.today().year)
 
 
 # Departments and cost centres as analytic accounts (erpbridge source masterdata reads them):
@@ -58,16 +58,34 @@ ANALYTIC = {
 }  # fmt: skip
 
 
-def _analytic(company: Any) -> None:
+# this year's budget of each cost centre (analytic_budget), in CNY
+BUDGETS = {"CC-SH-01": Decimal("50000.00"), "CC-BJ-01": Decimal("30000.00"),
+           "CC-SG-01": Decimal("20000.00")}  # fmt: skip
+
+
+def _analytic(company: Any, year: int) -> None:
     from proteus import Model
 
     Account = Model.get("analytic_account.account")
+    roots = {}
     for root_code, (root_name, accounts) in ANALYTIC.items():
-        root = Account(name=root_name, code=root_code, type="root", company=company)
+        root = roots[root_code] = Account(name=root_name, code=root_code, type="root",
+                                          company=company)  # fmt: skip
         root.save()
         for code, name in accounts.items():
             Account(name=name, code=code, type="normal", root=root, parent=root,
                     company=company).save()  # fmt: skip
+    Budget = Model.get("analytic_account.budget")
+    budget = Budget(name=f"{year} 费用预算", start_date=datetime.date(year, 1, 1),
+                    end_date=datetime.date(year, 12, 31), root=roots["CC"],
+                    company=company)  # fmt: skip
+    budget.save()
+    budget.click("update_lines")  # a line per cost centre
+    budget.reload()
+    for line in budget.lines:
+        if line.account is not None and line.account.code in BUDGETS:
+            line.amount = BUDGETS[line.account.code]
+            line.save()
 
 
 # China's VAT rates (13% goods, 9% transport/building, 6% services, 5%/3%/1% simplified).

@@ -123,6 +123,8 @@ def test_employees_and_rates_follow_tryton_with_no_file_loaded(
     assert report["kinds"]["employee"]["added"] >= 3 and report["kinds"]["rate"]["added"] >= 1
     assert entries["department:SALES-EAST"]["name"] == "华东销售部"
     assert entries["cost_centre:CC-SH-01"]["erp_code"] == "CC-SH-01"
+    budget = entries[f"budget:CC-SH-01:{TODAY.year}-01-01"]  # Tryton's analytic budget line
+    assert (Decimal(budget["amount"]), budget["end"]) == (Decimal(50000), f"{TODAY.year}-12-31")
 
     before = _reference_end(settings)
     status, again, _ = _sync(settings, erp)

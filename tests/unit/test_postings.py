@@ -139,3 +139,19 @@ def test_a_posting_names_its_department_and_cost_centre_as_the_erp_does() -> Non
                                                            "name": "华东销售部"})  # fmt: skip
     posting = build_posting(_claim(), RULES, reference)
     assert (posting["department"], posting["department_name"]) == ("SALES-EAST", "华东销售部")
+
+
+def test_a_cost_centres_budget_is_found_by_the_day_it_holds() -> None:
+    from erpbridge.reference import BadReferenceEntry, budget_key
+
+    reference = _reference()
+    start = datetime.date(2026, 1, 1)
+    reference.apply(budget_key("CC-SH-01", start), {"amount": "50000.00", "end": "2026-12-31"})
+    found = reference.budget("cc-sh-01", datetime.date(2026, 12, 31))
+    assert found is not None and found.amount == Decimal("50000.00")
+    assert reference.budget("CC-SH-01", datetime.date(2027, 1, 1)) is None
+    assert reference.sizes()["budget"] == 1
+    with pytest.raises(BadReferenceEntry):
+        reference.apply(budget_key("CC-SH-01", start), {"amount": "-1", "end": "2026-12-31"})
+    reference.apply(budget_key("CC-SH-01", start), None)
+    assert reference.budget("CC-SH-01", datetime.date(2026, 6, 1)) is None
