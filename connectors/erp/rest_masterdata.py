@@ -77,7 +77,7 @@ def read_master_data(name: str, lists: MasterDataLists, get: Page,
     entries: dict[str, dict[str, Any]] = {}
     problems: list[str] = []
     for kind, spec in lists.kinds().items():
-        for number, item in enumerate(_items(name, spec, get), 1):
+        for number, item in enumerate(_items(name, spec, get, at_path), 1):
             row = {column: _text(at_path(item, path)) for column, path in spec.fields.items()}
             try:
                 key, value = entry_of(kind, row)
@@ -88,13 +88,12 @@ def read_master_data(name: str, lists: MasterDataLists, get: Page,
     return MasterData(frozenset(lists.kinds()), entries, problems=tuple(problems))
 
 
-def _items(name: str, spec: MasterDataList, get: Page) -> list[Any]:
+def _items(name: str, spec: MasterDataList, get: Page,
+           at_path: Callable[[Any, str], Any]) -> list[Any]:  # fmt: skip
     found: list[Any] = []
     for page in range(MAX_PAGES):
         answer = get(spec.path, {"offset": page * spec.page_size, "limit": spec.page_size})
-        items = answer
-        for part in spec.items_field.split(".") if spec.items_field else ():
-            items = items.get(part) if isinstance(items, Mapping) else None
+        items = at_path(answer, spec.items_field) if spec.items_field else answer
         if not isinstance(items, list):
             raise PermanentErpError(f"{name}: {spec.path} answered no list at "
                              f"{spec.items_field or 'its top'}: {str(answer)[:200]}")  # fmt: skip

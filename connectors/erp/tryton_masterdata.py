@@ -109,8 +109,7 @@ def _rates(rpc: TrytonRpc, company: int) -> tuple[dict[str, dict[str, Any]], lis
 
 def _analytic(rpc: TrytonRpc, company: int, roots: Mapping[str, str],
               ) -> tuple[dict[str, dict[str, Any]], set[str], list[str]]:  # fmt: skip
-    if not rpc.call("model.ir.model.search", [("name", "=", "analytic_account.account")],
-                    0, 1, None):  # fmt: skip
+    if not _has_model(rpc, "analytic_account.account"):
         return {}, set(), ["departments and cost centres: this Tryton runs no analytic_account "
                            "module; they stay with the reference files"]  # fmt: skip
     found = rpc.call("model.analytic_account.account.search_read", [("company", "=", company)],
@@ -143,10 +142,8 @@ def _analytic(rpc: TrytonRpc, company: int, roots: Mapping[str, str],
 
 def _budgets(rpc: TrytonRpc, company: int,
              root: str | None) -> tuple[dict[str, dict[str, Any]], set[str]]:  # fmt: skip
-    if root is None or not rpc.call(
-        "model.ir.model.search", [("name", "=", "analytic_account.budget.line")], 0, 1, None
-    ):
-        return {}, set()  # fmt: skip
+    if root is None or not _has_model(rpc, "analytic_account.budget.line"):
+        return {}, set()
     found = rpc.call("model.analytic_account.budget.line.search_read",
                      [("budget.company", "=", company), ("account", "!=", None),
                       ("budget.root.code", "=", root)], 0, None, [("id", "ASC")],
@@ -162,3 +159,8 @@ def _budgets(rpc: TrytonRpc, company: int,
             "end": budget["end_date"].isoformat(), "name": budget.get("name") or "",
             "source_ref": f"analytic_account.budget.line,{line['id']}"}  # fmt: skip
     return entries, {"budget"}
+
+
+def _has_model(rpc: TrytonRpc, model: str) -> bool:
+    """Does this Tryton run the module that defines ``model``?"""
+    return bool(rpc.call("model.ir.model.search", [("name", "=", model)], 0, 1, None))
