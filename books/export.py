@@ -16,6 +16,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
 from books import charts
+from books.budget_report import BudgetRow
 from books.reconcile import KINDS, Reconciliation
 from books.report import Report
 
@@ -98,5 +99,33 @@ def report_html(result: Report, generated_at: str) -> str:
                                  {"latency": latencies}, unit=" s"))  # fmt: skip
     return PAGES.get_template("report.html").render(
         r=result, money=_money, generated_at=generated_at,
+        charts=[Markup(c) for c in drawn],  # noqa: S704 (drawn by books.charts)
+    )  # fmt: skip
+
+
+BUDGET_COLUMNS = ("cost_centre", "period_start", "period_end", "name", "currency", "policy",
+                  "budget", "booked", "postings", "consumed", "reserved", "available",
+                  "used_pct", "held")  # fmt: skip
+
+
+def budget_csv(rows: list[BudgetRow]) -> str:
+    return to_csv(BUDGET_COLUMNS, (
+        (r.line.cost_centre, r.line.start, r.line.end or "", r.line.name, r.line.currency,
+         r.line.policy, _money(r.line.budget_minor), _money(r.booked_minor), r.postings,
+         _money(r.line.consumed_minor), _money(r.line.reserved_minor), _money(r.available_minor),
+         "" if r.used_pct is None else r.used_pct, len(r.line.held)) for r in rows))  # fmt: skip
+
+
+def budget_html(rows: list[BudgetRow], generated_at: str) -> str:
+    drawn = []
+    for currency in sorted({r.line.currency for r in rows}):
+        mine = [r for r in rows if r.line.currency == currency]
+        labels = [f"{r.line.cost_centre} {r.line.start:%Y-%m}" for r in mine]
+        drawn.append(charts.bars(f"Budget vs actual by cost centre ({currency})", labels, {
+            "budget": [(r.line.budget_minor or 0) / 100 for r in mine],
+            "booked": [r.booked_minor / 100 for r in mine],
+            "reserved": [r.line.reserved_minor / 100 for r in mine]}))  # fmt: skip
+    return PAGES.get_template("budget.html").render(
+        rows=rows, money=_money, generated_at=generated_at,
         charts=[Markup(c) for c in drawn],  # noqa: S704 (drawn by books.charts)
     )  # fmt: skip

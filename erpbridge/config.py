@@ -14,6 +14,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from erpbridge.contracts.compatibility import Mode
 from erpbridge.model import DEDUCTIBLE_INVOICE_TYPES, InvoiceType, valid_uscc
 
+BudgetPolicy = Literal["hold", "warn", "off"]
+
 
 def _zone(name: str) -> zoneinfo.ZoneInfo:
     try:
@@ -86,6 +88,13 @@ class Settings(BaseSettings):
     streams_redrive_after_s: float = Field(60.0, ge=0)
     streams_retention_days: float = Field(400.0, gt=0)  # closed claims are forgotten after
     rate_max_age_days: int = Field(7, ge=0)  # use the last fixing up to this many days back
+    # Budget control (streams.budget_case), for cost centres with a budget in the reference data
+    # (synced from the ERP): hold, a claim that would exceed its cost centre's remaining budget
+    # is held over_budget until the budget grows, another claim gives back, or an operator
+    # releases it; warn, it is booked and its status says by how much it exceeds; off, budgets
+    # are not looked at. budget_policies: per cost centre (its ERP code), else budget_policy.
+    budget_policy: BudgetPolicy = "hold"
+    budget_policies: dict[str, BudgetPolicy] = Field(default_factory=dict)
 
     # Sink
     # the sink's consumer group; unset: <topic prefix>-sink-<writer> (one group per ERP writer,
@@ -249,6 +258,14 @@ class Settings(BaseSettings):
     @classmethod
     def _lowercase_categories(cls, value: dict[str, str]) -> dict[str, str]:
         return {key.strip().lower(): code for key, code in value.items()}
+
+    @field_validator("budget_policies")
+    @classmethod
+    def _uppercase_cost_centres(cls, value: dict[str, str]) -> dict[str, str]:
+        return {key.strip().upper(): policy for key, policy in value.items()}
+
+    def budget_policy_for(self, cost_centre: str) -> BudgetPolicy:
+        return self.budget_policies.get(cost_centre.strip().upper(), self.budget_policy)
 
     def to_env(self) -> dict[str, str]:
         """Every setting as the ``ERPBRIDGE_*`` variable it is read from (to start workers)."""

@@ -131,6 +131,17 @@ MASTERDATA_CHANGES = Counter(
     "Reference entries a master-data sync published, by kind and change (add, change, remove).",
     ["source", "kind", "change"],
 )
+BUDGET_USED = Gauge(
+    "erpbridge_budget_used",
+    "A cost centre's budget used in a period (company currency), as the budget side last counted"
+    " it: claims granted, warned or released over budget, less what was given back.",
+    ["cost_centre", "period_start"],
+)
+BUDGET_HELD = Gauge(
+    "erpbridge_budget_held_claims",
+    "Claims held over budget, waiting for room in a cost centre's budget for a period.",
+    ["cost_centre", "period_start"],
+)
 MASTERDATA_LAST_SYNC = Gauge(
     "erpbridge_masterdata_last_sync_timestamp_seconds",
     "When a master-data sync from this ERP last ended published or unchanged (Unix time).",

@@ -174,11 +174,20 @@ class ReferenceData:
         if budget is not None and (budget.amount < 0 or budget.end < start):
             raise BadReferenceEntry(f"bad budget entry {rest!r}: a negative amount or an end "
                                     "before its start")  # fmt: skip
-        periods = self._budgets.setdefault(code, {})
+        periods = self._budgets.setdefault(code.strip().upper(), {})
         if budget is None:
             periods.pop(start, None)
         else:
             periods[start] = budget
+
+    def budgets(self) -> list[Budget]:
+        """Every budget, by cost centre and period start."""
+        return [budget for code in sorted(self._budgets)
+                for _, budget in sorted(self._budgets[code].items())]  # fmt: skip
+
+    def has_budgets(self) -> bool:
+        """Whether any cost centre has a budget (else no claim asks one)."""
+        return any(self._budgets.values())
 
     def budget(self, cost_centre: str, day: datetime.date) -> Budget | None:
         """The budget of ``cost_centre`` (its ERP code) whose period holds ``day``."""

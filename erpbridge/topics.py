@@ -58,6 +58,12 @@ class Topics:
         return f"{self.prefix}.streams.invoice-refs"
 
     @property
+    def budget_requests(self) -> str:
+        """BudgetRequest records, internal to the processors: a claim asking for, or giving back,
+        its amount of a cost centre's budget. Key: budget key (cost centre|period start)."""
+        return f"{self.prefix}.streams.budget-requests"
+
+    @property
     def source_offsets(self) -> str:
         """Compacted: each polling source's last committed cursor, written in its transaction."""
         return f"{self.prefix}.source-offsets"
@@ -107,7 +113,7 @@ class Topics:
     def all(self) -> tuple[str, ...]:
         return (self.claims_raw, self.approvals_raw, self.invoices_raw, self.postings,
                 self.rejected, self.erp_dead_letter, self.source_offsets, self.claim_status,
-                self.reference, self.claim_events, self.invoice_refs,
+                self.reference, self.claim_events, self.invoice_refs, self.budget_requests,
                 self.erp_feedback, self.feedback_dead_letter, self.quarantine,
                 self.audit, self.reconciliation)  # fmt: skip
 
@@ -125,6 +131,7 @@ CONTRACTS = {"claims_raw": "expense_claim", "approvals_raw": "approval_decision"
              "invoices_raw": "invoice", "postings": "erp_posting",
              "claim_status": "claim_status", "erp_feedback": "erp_feedback",
              "claim_events": "claim_event", "invoice_refs": "invoice_citation",
+             "budget_requests": "budget_request",
              "audit": "audit_event", "reconciliation": "reconciliation_summary"}  # fmt: skip
 
 

@@ -20,7 +20,7 @@ DAY = click.DateTime(["%Y-%m-%d"])
 REPORT_DIMENSIONS = ("department", "cost_centre", "category", "employee", "month")
 
 
-def _emit(text: str, out: Path | None) -> None:
+def emit(text: str, out: Path | None) -> None:
     if out is None:
         click.echo(text, nl=not text.endswith("\n"))
         return
@@ -31,7 +31,7 @@ def _emit(text: str, out: Path | None) -> None:
     click.echo(f"wrote {out}", err=True)
 
 
-def _now() -> str:
+def generated_at() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
@@ -124,7 +124,7 @@ def reconcile(start: datetime.datetime | None, end: datetime.datetime | None, by
         raise click.UsageError("--from and --to are required (or --schedule)")
     result, event = _reconcile_once(config, start.date(), end.date(), no_sync, publish)
     fmt = "json" if as_json else fmt
-    _emit(_render_reconciliation(result, fmt), out)
+    emit(_render_reconciliation(result, fmt), out)
     if event is not None and fmt == "table":
         click.echo(f"summary {event['run_id']} published to the reconciliation topic")
     sys.exit(0 if result.ok else 1)
@@ -148,7 +148,7 @@ def _render_reconciliation(result: Any, fmt: str) -> str:
     if fmt == "csv":
         return export.reconciliation_csv(result)
     if fmt == "html":
-        return export.reconciliation_html(result, _now())
+        return export.reconciliation_html(result, generated_at())
     lines = [
         f"{result.start} .. {result.end}: sent {result.sent} "
         f"({result.sent_minor / 100:,.2f}), booked {result.booked} "
@@ -216,13 +216,13 @@ def report(start: datetime.datetime, end: datetime.datetime, by: str, no_sync: b
         store.close()
     fmt = "json" if as_json else fmt
     if fmt == "json":
-        _emit(json.dumps(result.to_json(), ensure_ascii=False, default=str), out)
+        emit(json.dumps(result.to_json(), ensure_ascii=False, default=str), out)
     elif fmt == "csv":
-        _emit(export.report_csv(result), out)
+        emit(export.report_csv(result), out)
     elif fmt == "html":
-        _emit(export.report_html(result, _now()), out)
+        emit(export.report_html(result, generated_at()), out)
     else:
-        _emit(_report_table(result), out)
+        emit(_report_table(result), out)
 
 
 def _report_table(result: Any) -> str:

@@ -15,7 +15,7 @@ from erpbridge import metrics, redaction, tracing
 from erpbridge.archive import Archive
 from erpbridge.config import get_settings
 from erpbridge.contracts.compatibility import Mode
-from erpbridge_cli import books_commands, masterdata_commands, ops_commands
+from erpbridge_cli import books_commands, budget_commands, masterdata_commands, ops_commands
 
 if TYPE_CHECKING:
     from connectors.sinks.target import Target
@@ -499,6 +499,7 @@ def print_invoices(references: list[str]) -> None:
 _register_sink_commands()
 source.add_command(masterdata_commands.source_masterdata)
 main.add_command(ops_commands.dlq)
+main.add_command(budget_commands.budget)
 main.add_command(ops_commands.audit)
 main.add_command(ops_commands.ops)
 main.add_command(books_commands.books)

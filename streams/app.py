@@ -76,6 +76,8 @@ def _table(name: str) -> faust.types.TableT:
 
 claims = _table("claims")
 invoices = _table("invoices")
+budgets = _table("budgets")  # streams.budget_case.BudgetCase by budget key
+budget_shares = _table("budget-shares")  # ClaimShare by budget key | claim id
 
 # Claim side, keyed by claim id: claims, approvals, and the invoice side's answers and ticks.
 claim_inputs = app.topic(*(codecs.topic(role) for role in ("claims_raw", "approvals_raw",
@@ -86,6 +88,10 @@ claim_inputs = app.topic(*(codecs.topic(role) for role in ("claims_raw", "approv
 invoice_inputs = app.topic(codecs.topic("invoices_raw"), codecs.topic("invoice_refs"),
                            key_type=bytes, value_type=bytes, key_serializer="raw",
                            value_serializer="raw")  # fmt: skip
+# Budget side, keyed by budget (cost centre | period start): claims asking and giving back.
+budget_inputs = app.topic(codecs.topic("budget_requests"), key_type=bytes, value_type=bytes,
+                          key_serializer="raw", value_serializer="raw")  # fmt: skip
+budget_requests = _output_topic("budget_requests")
 claim_events = _output_topic("claim_events")
 invoice_refs = _output_topic("invoice_refs")
 postings = _output_topic("postings")

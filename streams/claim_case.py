@@ -25,6 +25,12 @@ arrive in any order and days apart; the rules are:
   asks the invoice side again after ``redrive_after_ms`` (then after twice as long, and so on),
   reported ``REDRIVEN``: an answer lost on the way is given again;
 - a claim still open past the deadline is reported ``STALLED`` once, with what it waits for;
+- a claim whose cost centre has a budget for its date (and whose policy is not off) reserves
+  its amount once its claim and final approval are in (see :mod:`streams.budget_case`): it
+  posts only on a grant, and is ``HELD`` ``over_budget`` otherwise, until the budget side grants
+  it (room was given back, the budget grew, an operator released it); its posting records the
+  consumption on the budget-requests topic in the same transaction; a cancellation, a refusal
+  or a new version gives the reservation back, a reversal its part of the consumption;
 - closed cases (posted, refused, cancelled) are forgotten after the retention window.
 """
 
@@ -35,7 +41,7 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 from streams.postings import PostingRefused
 
@@ -89,11 +95,58 @@ class Detach:
     invoice: str
 
 
-Effect = Post | Reject | Status | Attach | Detach
+@dataclass(frozen=True)
+class BudgetAsk:
+    key: str  # the budget's (streams.budget_case.budget_key)
+    version: int
+    amount_minor: int
+
+
+@dataclass(frozen=True)
+class BudgetConsume:
+    key: str
+    version: int
+    amount_minor: int  # what the posting books
+
+
+@dataclass(frozen=True)
+class BudgetRelease:
+    key: str
+    tag: str  # cancelled, refused, moved, or reversal:<invoice>
+    amount_minor: int = 0  # 0: the whole share; else the part a reversal gives back
+
+
+@dataclass(frozen=True)
+class BudgetOverride:
+    key: str
+    version: int
+    actor: str
+    reason: str
+
+
+BudgetEffect = BudgetAsk | BudgetConsume | BudgetRelease | BudgetOverride
+Effect = Post | Reject | Status | Attach | Detach | BudgetEffect
 # (claim bytes, cited invoices' VAT facts by key) -> posting, or raises PostingRefused
 Build = Callable[[bytes, Mapping[str, Mapping[str, Any]]], dict[str, Any]]
 # (the claim's booking, the reversed invoice's key, why) -> the reversal posting
 Reverse = Callable[[dict[str, Any], str, str], dict[str, Any]]
+
+
+class Budgets(Protocol):
+    """Which budget a posting counts against (the processors' reference data)."""
+
+    def any(self) -> bool:
+        """Whether any budget is known at all (else no claim asks)."""
+
+    def of(self, posting: Mapping[str, Any]) -> tuple[str, str] | None:
+        """(the budget's key, what a status names it), or None: its cost centre has no budget
+        for its date, or its policy is off."""
+
+
+# A claim's budget state: NONE (no budget for this version), ASKED, HELD_BUDGET, one of _GO (the
+# budget side's grants: the claim may post), or RELEASED (given back).
+NONE, ASKED, HELD_BUDGET, RELEASED = "none", "asked", "held", "released"
+_GO = ("granted", "warned", "overridden")
 
 
 @dataclass
@@ -102,6 +155,7 @@ class Policy:
     stall_after_ms: int = 3 * 24 * 3600 * 1000
     retention_ms: int = 400 * 24 * 3600 * 1000
     redrive_after_ms: int = 60 * 1000
+    budget: Budgets | None = None  # None: no budget control
 
 
 class TableValue:
@@ -142,6 +196,12 @@ class ClaimCase(TableValue):
     ready_for: int = 0  # the version whose readiness the invoice side was told
     reversed: list[str] = field(default_factory=list)  # invoices whose reversal was posted
     trace: str | None = None  # the current version's traceparent: its posting continues it
+    budget_key: str | None = None  # the budget asked (its share there, while not released)
+    budget_version: int = 0
+    budget_minor: int = 0
+    budget_state: str | None = None  # for budget_version: see NONE, ASKED... above
+    budget_note: str | None = None  # the budget side's last answer
+    budget_label: str | None = None  # what a status names the budget asked
 
     @property
     def claim(self) -> bytes | None:
@@ -192,20 +252,21 @@ def on_claim(case: ClaimCase | None, claim_id: str, partition: int, now_ms: int,
         case.hash, case.version = digest, case.version + 1
     case.claim_b64, case.submitted_ms = base64.b64encode(raw).decode(), submitted_ms
     case.refused, case.stalled, case.waiting = None, False, None  # a new version: said anew
+    revised = _give_back(case, "revised")  # it asks again once it may post
     if verdict == "revision" and case.decided_ms < submitted_ms:
         case.decision, case.decided_ms = None, 0  # decided on an earlier version
     try:
         build(raw, {})  # refuse now, not when the approval comes: the submitter can fix it sooner
     except PostingRefused as exc:
         case.refused = exc.reason
-        effects: list[Effect] = [Detach(ref) for ref in case.refs]
+        effects: list[Effect] = [*(Detach(ref) for ref in case.refs), *revised]
         case.refs, case.invoices, case.facts = [], {}, {}
         return case, [*effects, Reject(exc.reason, exc.problems, raw),
                       Status("REFUSED", exc.reason, exc.problems)], verdict  # fmt: skip
     effects, more = _retarget(case, refs), advance(case, policy, build)
     readied = {e.invoice for e in more if isinstance(e, Attach)}  # said ready: cited too
     effects = [e for e in effects if not (isinstance(e, Attach) and e.invoice in readied)]
-    return case, effects + more, verdict
+    return case, revised + effects + more, verdict
 
 
 def _pending(case: ClaimCase) -> list[str]:
@@ -249,7 +310,7 @@ def on_approval(case: ClaimCase | None, claim_id: str, partition: int, now_ms: i
         note = f"{reason} at {step} by {approval['approver_name']} ({approval['approver_id']})"
         comment = approval.get("comment")
         status = Status("CANCELLED", reason, [f"{note}: {comment}" if comment else note])
-        return case, [*_release(case), status], "cancelled"
+        return case, [*_release(case), *_give_back(case, "cancelled"), status], "cancelled"
     return case, advance(case, policy, build), "recorded"
 
 
@@ -300,7 +361,11 @@ def _after_posting(case: ClaimCase, invoice: str, answer: str, note: str | None,
                 Status("REVERSED", exc.reason, [*problems, *exc.problems], [invoice])]  # fmt: skip
     booking["claim_version"] = case.version
     reversal = reverse(booking, invoice, problems[0])
-    return [Post(reversal), Status("REVERSED", None, problems, [invoice])]
+    given_back: list[Effect] = []
+    if case.budget_key is not None and case.budget_state in _GO:  # its part of the budget
+        given_back.append(BudgetRelease(case.budget_key, f"reversal:{invoice}",
+                                        -int(reversal["total_minor"])))  # fmt: skip
+    return [Post(reversal), *given_back, Status("REVERSED", None, problems, [invoice])]
 
 
 def advance(case: ClaimCase, policy: Policy, build: Build) -> list[Effect]:
@@ -309,6 +374,11 @@ def advance(case: ClaimCase, policy: Policy, build: Build) -> list[Effect]:
     if case.closed:
         return []
     effects = _ready(case, policy)
+    if raw is not None and not _missing(case, policy, invoices=False, budget=False):
+        try:
+            effects += _reserve(case, policy, raw, build)
+        except PostingRefused as exc:  # the reference data changed since the claim arrived
+            return _refuse(case, raw, exc)
     missing = _missing(case, policy)
     if raw is None or missing:
         return effects + _waiting(case, missing)
@@ -316,19 +386,116 @@ def advance(case: ClaimCase, policy: Policy, build: Build) -> list[Effect]:
         return effects  # held: reported when the answer came
     try:
         posting = build(raw, {ref: case.facts[ref] for ref in case.refs if ref in case.facts})
-    except PostingRefused as exc:  # the reference data changed since the claim arrived
-        case.refused = exc.reason
-        return [Reject(exc.reason, exc.problems, raw), Status("REFUSED", exc.reason, exc.problems)]
+    except PostingRefused as exc:
+        return _refuse(case, raw, exc)
     posting["claim_version"] = case.version
+    again = _changed_budget(case, policy, posting)
+    if again:
+        return effects + again
     case.posted = True
-    return [Post(posting), Status("POSTED", None, list(posting.get("vat_notes", [])),
-                                  list(case.refs))]  # fmt: skip
+    detail = list(posting.get("vat_notes", []))
+    consume: list[Effect] = []
+    if case.budget_key is not None and case.budget_state in _GO:
+        consume.append(BudgetConsume(case.budget_key, case.version, int(posting["total_minor"])))
+        if case.budget_state != "granted" and case.budget_note:
+            detail.append(case.budget_note)  # booked over budget: say by how much, and who let it
+    return [*effects, Post(posting), *consume, Status("POSTED", None, detail, list(case.refs))]
+
+
+def _refuse(case: ClaimCase, raw: bytes, exc: PostingRefused) -> list[Effect]:
+    case.refused = exc.reason
+    return [*_give_back(case, "refused"), Reject(exc.reason, exc.problems, raw),
+            Status("REFUSED", exc.reason, exc.problems)]  # fmt: skip
+
+
+def _reserve(case: ClaimCase, policy: Policy, raw: bytes, build: Build) -> list[Effect]:
+    """Claim and final approval are in: reserve its amount of its budget, once per version (the
+    invoices change how its VAT is booked, not its total)."""
+    if policy.budget is None or (case.budget_version == case.version
+                                 and case.budget_state not in (None, RELEASED)):  # fmt: skip
+        return []
+    if not policy.budget.any():
+        return _ask(case, None, None)
+    posting = build(raw, {})
+    return _ask(case, policy.budget.of(posting), posting)
+
+
+def _ask(case: ClaimCase, found: tuple[str, str] | None,
+         posting: Mapping[str, Any] | None) -> list[Effect]:  # fmt: skip
+    if found is None or posting is None:
+        effects = _give_back(case, "no_budget")
+        case.budget_version, case.budget_state = case.version, NONE
+        return effects
+    key, label = found
+    effects = _give_back(case, "moved") if case.budget_key not in (None, key) else []
+    amount = int(posting["total_minor"])
+    case.budget_key, case.budget_version, case.budget_minor = key, case.version, amount
+    case.budget_state, case.budget_note, case.budget_label = ASKED, None, label
+    return [*effects, BudgetAsk(key, case.version, amount)]
+
+
+def _changed_budget(case: ClaimCase, policy: Policy, posting: Mapping[str, Any]) -> list[Effect]:
+    """At posting: nothing when what was reserved still holds; else ask again (its amount in
+    the company currency, its budget or its period changed since, or a budget appeared)."""
+    if policy.budget is None:
+        return []
+    found = policy.budget.of(posting) if policy.budget.any() else None
+    amount = int(posting["total_minor"])
+    if found is None:
+        return [] if case.budget_state in (*_GO, NONE, None, RELEASED) else _ask(case, None, None)
+    if (case.budget_key, case.budget_version, case.budget_minor) == (found[0], case.version,
+                                                                     amount):  # fmt: skip
+        if case.budget_state in _GO:
+            return []
+    effects = _ask(case, found, posting)
+    return effects + _waiting(case, _missing(case, policy))
+
+
+def _budget_missing(case: ClaimCase) -> list[str]:
+    if case.budget_state == ASKED:
+        return [case.budget_label or "the budget's answer"]
+    if case.budget_state == HELD_BUDGET:
+        return [f"room in {case.budget_label or 'the budget'} (held over budget)"]
+    return []
+
+
+def _give_back(case: ClaimCase, tag: str) -> list[Effect]:
+    """The claim lets go of its reservation (counted or queued) of the budget it asked."""
+    if case.budget_key is None or case.budget_state not in (ASKED, HELD_BUDGET, *_GO):
+        return []
+    case.budget_state = RELEASED
+    return [BudgetRelease(case.budget_key, tag)]
+
+
+def on_budget_answer(case: ClaimCase | None, version: int, amount_minor: int, answer: str,
+                     note: str, policy: Policy, build: Build,
+                     ) -> tuple[ClaimCase | None, list[Effect]]:  # fmt: skip
+    """The budget side's answer to this claim's ask: post on a grant, else say it is held."""
+    if (case is None or case.closed or case.budget_state not in (ASKED, HELD_BUDGET)
+            or (version, amount_minor) != (case.budget_version, case.budget_minor)):  # fmt: skip
+        return case, []  # about an ask since replaced, or given back
+    case.budget_note = note
+    if answer == HELD_BUDGET:
+        if case.budget_state == HELD_BUDGET:
+            return case, []  # said already
+        case.budget_state, case.waiting = HELD_BUDGET, None
+        return case, [Status("HELD", "over_budget", [note])]
+    case.budget_state = answer
+    return case, advance(case, policy, build)
+
+
+def on_budget_release(case: ClaimCase | None, actor: str,
+                      reason: str) -> tuple[ClaimCase | None, list[Effect]]:  # fmt: skip
+    """An operator releases this claim, held over budget: the budget side counts it anyway."""
+    if case is None or case.closed or case.budget_state != HELD_BUDGET or not case.budget_key:
+        return case, []
+    return case, [BudgetOverride(case.budget_key, case.budget_version, actor, reason)]
 
 
 def _ready(case: ClaimCase, policy: Policy) -> list[Effect]:
     """Claim and final approval are in: tell the invoice side, once per version, so that it
     grants the invoices this claim owns."""
-    if case.ready_for == case.version or _missing(case, policy, invoices=False):
+    if case.ready_for == case.version or _missing(case, policy, invoices=False, budget=False):
         return []
     case.ready_for = case.version
     return [Attach(ref, ready=True) for ref, (answer, _, _) in case.invoices.items()
@@ -350,15 +517,19 @@ def complete(case: ClaimCase, policy: Policy) -> bool:
 
 
 def _waiting(case: ClaimCase, missing: list[str]) -> list[Effect]:
-    """A WAITING status, unless the last one said the same."""
+    """A WAITING status, unless the last one said the same (or it is held over budget)."""
+    pending, budget = _pending(case), _budget_missing(case)
     if not case.claim_b64:
         reason = "waiting_for_claim"
-    elif _pending(case) and len(_pending(case)) == len(missing):
+    elif len(missing) > len(pending) + len(budget):
+        reason = ("waiting_for_resubmission" if _still_the_cancelled_version(case)
+                  else "waiting_for_approval")  # fmt: skip
+    elif pending:
         reason = "waiting_for_invoices"
-    elif _still_the_cancelled_version(case):
-        reason = "waiting_for_resubmission"
+    elif case.budget_state == HELD_BUDGET:
+        return []  # said HELD when the budget side answered
     else:
-        reason = "waiting_for_approval"
+        reason = "waiting_for_budget"
     said = json.dumps([reason, missing], ensure_ascii=False)
     if case.waiting == said:
         return []
@@ -366,7 +537,8 @@ def _waiting(case: ClaimCase, missing: list[str]) -> list[Effect]:
     return [Status("WAITING", reason, missing, _pending(case))]
 
 
-def _missing(case: ClaimCase, policy: Policy, invoices: bool = True) -> list[str]:
+def _missing(case: ClaimCase, policy: Policy, invoices: bool = True,
+             budget: bool = True) -> list[str]:  # fmt: skip
     missing = [] if case.claim_b64 else ["the claim itself (only its approval has arrived)"]
     if policy.require_approval and case.decision != "APPROVE_FINAL":
         missing.append("the final approval" if case.decision is None
@@ -375,6 +547,8 @@ def _missing(case: ClaimCase, policy: Policy, invoices: bool = True) -> list[str
         missing.append("a new version of the claim (this one was returned or rejected)")
     if invoices:
         missing += [f"invoice {ref}" for ref in _pending(case)]
+    if budget:
+        missing += _budget_missing(case)
     return missing
 
 
@@ -406,21 +580,26 @@ def on_tick(case: ClaimCase, now_ms: int, policy: Policy,
 
 def _redrive(case: ClaimCase, now_ms: int, policy: Policy) -> list[Effect]:
     """Claim and final approval are in, yet no posting: after ``redrive_after_ms`` (doubling
-    with each try) ask the invoice side again for the answers still pending."""
+    with each try) ask the invoice side again for the answers still pending (and the budget
+    side for its answer, if it still owes one)."""
     if policy.redrive_after_ms <= 0 or case.claim_b64 is None:
         return []
     pending = _pending(case)
-    if not pending or len(_missing(case, policy)) != len(pending):
-        return []  # waits for something other than invoice answers (or is held)
+    asked = case.budget_state == ASKED and case.budget_key is not None
+    if not (pending or asked) or len(_missing(case, policy, budget=False)) != len(pending):
+        return []  # waits for something other than answers (or is held)
     since = max(case.touched_ms, case.redriven_ms)
     if now_ms - since < policy.redrive_after_ms * 2 ** min(case.redrives, 20):
         return []
     case.redrives, case.redriven_ms = case.redrives + 1, now_ms
     seconds = (now_ms - case.touched_ms) / 1000
-    detail = [f"claim and final approval in for {seconds:.0f} s, no answer yet for invoice {ref}: "
-              f"asked again (try {case.redrives})" for ref in pending]  # fmt: skip
+    detail = [f"claim and final approval in for {seconds:.0f} s, no answer yet for {what}: "
+              f"asked again (try {case.redrives})"
+              for what in [*(f"invoice {ref}" for ref in pending),
+                           *(["the budget"] if asked else [])]]  # fmt: skip
     ready = case.ready_for == case.version
-    return [
-        *(Attach(ref, ready) for ref in pending),
-        Status("REDRIVEN", "no_invoice_answer", detail, pending),
-    ]
+    again: list[Effect] = [Attach(ref, ready) for ref in pending]
+    if asked:
+        again.append(BudgetAsk(str(case.budget_key), case.budget_version, case.budget_minor))
+    reason = "no_invoice_answer" if pending else "no_budget_answer"
+    return [*again, Status("REDRIVEN", reason, detail, pending)]

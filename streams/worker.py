@@ -19,7 +19,9 @@ def main(log_level: str = "info") -> None:
     framework.check()  # the repairs' framework members are there (or the worker refuses)
     framework.check_when_started(app)  # and the consumer's, once the worker made it
     # fails fast when the registry is missing
-    codecs.register_all("postings", "claim_status", "claim_events", "invoice_refs")
+    codecs.register_all(
+        "postings", "claim_status", "claim_events", "invoice_refs", "budget_requests"
+    )
     metrics.readiness_check("streams", lambda: _not_ready(app))
     # mode types a signal's receivers narrower than it calls them
     app.on_partitions_assigned.connect(_note_assignment)  # type: ignore[arg-type]
@@ -40,9 +42,9 @@ def _wait_for_inputs(settings: Any) -> None:
     input partition and says it is ready (measured: a Kubernetes pod started before the topics
     Job finished processed nothing for minutes)."""
     from erpbridge.kafka_io import wait_for_topics
-    from streams.app import claim_inputs, invoice_inputs
+    from streams.app import budget_inputs, claim_inputs, invoice_inputs
 
-    inputs = [*claim_inputs.topics, *invoice_inputs.topics]
+    inputs = [*claim_inputs.topics, *invoice_inputs.topics, *budget_inputs.topics]
     missing = wait_for_topics(settings, inputs, settings.streams_topics_wait_s)
     if missing:
         raise SystemExit(f"the input topics {missing} do not exist after "

@@ -167,6 +167,17 @@ SAMPLES: dict[str, dict[str, Any]] = {
             "traveller": None,
             "original_sha256": None,
         },
+        "version": None,
+        "amount_minor": None,
+    },
+    "budget_request": {
+        "kind": "ASK",
+        "claim_id": "EXP-2026-0001",
+        "version": 1,
+        "amount_minor": 55300,
+        "tag": None,
+        "actor": None,
+        "note": None,
     },
     "invoice_citation": {
         "kind": "READY",

@@ -1,5 +1,5 @@
 """Faust agents, one module each. Importing this package registers them on the app."""
 
-from streams.agents import claims, invoices, ticks
+from streams.agents import budgets, claims, invoices, ticks
 
-__all__ = ["claims", "invoices", "ticks"]
+__all__ = ["budgets", "claims", "invoices", "ticks"]

@@ -8,6 +8,7 @@ import functools
 import logging
 import time
 from collections.abc import Iterator, Mapping
+from decimal import Decimal
 from typing import Any
 
 from opentelemetry.trace import SpanKind
@@ -21,7 +22,7 @@ from erpbridge.metrics import (
     STREAM_PROCESS_SECONDS,
     STREAM_TABLE_KEYS,
 )
-from erpbridge.model import invoice_ref
+from erpbridge.model import CURRENCY_EXPONENTS, invoice_ref
 from streams import claim_case
 from streams.agents.outputs import (
     decode_or_reject,
@@ -32,6 +33,7 @@ from streams.agents.outputs import (
 )
 from streams.app import (
     app,
+    budget_requests,
     claim_inputs,
     claims,
     codecs,
@@ -40,7 +42,21 @@ from streams.app import (
     reference,
     settings,
 )
-from streams.claim_case import Attach, ClaimCase, Detach, Effect, Policy, Post, Reject, Status
+from streams.budget_case import budget_key
+from streams.claim_case import (
+    Attach,
+    BudgetAsk,
+    BudgetConsume,
+    BudgetEffect,
+    BudgetRelease,
+    ClaimCase,
+    Detach,
+    Effect,
+    Policy,
+    Post,
+    Reject,
+    Status,
+)
 from streams.disk_state import key_count, partition_items, sweep_items
 from streams.input_vat import NO_COMPANY_TAX_ID, VatPolicy
 from streams.open_cases import SWEEP_PER_TICK, OpenCases
@@ -64,7 +80,29 @@ def rules_from(config: Settings) -> PostingRules:
 def policy_from(config: Settings) -> Policy:
     return Policy(config.streams_require_approval, int(config.streams_stall_after_s * 1000),
                   int(config.streams_retention_days * 86_400_000),
-                  int(config.streams_redrive_after_s * 1000))  # fmt: skip
+                  int(config.streams_redrive_after_s * 1000), ReferenceBudgets())  # fmt: skip
+
+
+class ReferenceBudgets:
+    """Budgets as the reference data has them (synced from the ERP), with each cost centre's
+    policy from the settings."""
+
+    def any(self) -> bool:
+        return reference.data.has_budgets()
+
+    def of(self, posting: Mapping[str, Any]) -> tuple[str, str] | None:
+        cost_centre = posting.get("cost_centre")
+        if not cost_centre or settings.budget_policy_for(cost_centre) == "off":
+            return None
+        found = reference.data.budget(cost_centre, posting["posting_date"])
+        if found is None:
+            return None
+        cost_centre = cost_centre.strip().upper()
+        exponent = CURRENCY_EXPONENTS[posting["currency"]]
+        asked = Decimal(posting["total_minor"]).scaleb(-exponent)
+        label = (f"the budget of cost centre {cost_centre} for {found.start}..{found.end} "
+                 f"({asked:,.{exponent}f} {posting['currency']} asked)")  # fmt: skip
+        return budget_key(cost_centre, found.start.isoformat()), label
 
 
 RULES, POLICY = rules_from(settings), policy_from(settings)
@@ -152,6 +190,19 @@ async def _on_internal(event: Any) -> None:
         await _on_tick(event)
         return
     claim_id = event.key.decode()
+    if message["kind"] == "BUDGET_ANSWER":
+        case, effects = claim_case.on_budget_answer(
+            _case(claim_id), message["version"], message["amount_minor"], message["answer"],
+            message["note"] or "", POLICY, build)  # fmt: skip
+        if case is not None and effects:
+            await _apply(case, effects, event, {**origin_of(event), **_provenance(case)})
+        return
+    if message["kind"] == "BUDGET_RELEASE":
+        case, effects = claim_case.on_budget_release(_case(claim_id), message["owner"] or "?",
+                                                     message["note"] or "")  # fmt: skip
+        if case is not None and effects:
+            await _apply(case, effects, event, origin_of(event))
+        return
     case, effects = claim_case.on_invoice_answer(
         _case(claim_id), message["invoice"], message["answer"], message.get("note"),
         message.get("owner"), message.get("facts"), POLICY, build, reversal)  # fmt: skip
@@ -187,11 +238,29 @@ async def _apply(case: ClaimCase, effects: list[Effect], event: Any,
             if effect.status in ("HELD", "STALLED", "CANCELLED", "REDRIVEN"):
                 STREAM_EVENTS.labels(AGENT, effect.status.lower()).inc()
             await send_status(case.claim_id, case.version, effect, at_ms)
+        elif isinstance(effect, BudgetEffect):
+            await budget_requests.send(key=effect.key.encode(), value=_budget_request(case, effect))
         elif isinstance(effect, Attach | Detach):
             kind = "UNCITE" if isinstance(effect, Detach) else "READY" if effect.ready else "CITE"
             submitted = datetime.datetime.fromtimestamp(case.submitted_ms / 1000, datetime.UTC)
             citation = {"kind": kind, "claim_id": case.claim_id, "submitted_at": submitted}
             await invoice_refs.send(key=effect.invoice.encode(), value=citation)
+
+
+def _budget_request(case: ClaimCase, effect: BudgetEffect,
+                    ) -> dict[str, Any]:  # fmt: skip
+    request: dict[str, Any] = {"claim_id": case.claim_id}
+    if isinstance(effect, BudgetAsk):
+        return {**request, "kind": "ASK", "version": effect.version,
+                "amount_minor": effect.amount_minor}  # fmt: skip
+    if isinstance(effect, BudgetConsume):
+        return {**request, "kind": "CONSUME", "version": effect.version,
+                "amount_minor": effect.amount_minor}  # fmt: skip
+    if isinstance(effect, BudgetRelease):
+        return {**request, "kind": "RELEASE", "tag": effect.tag,
+                "amount_minor": effect.amount_minor}  # fmt: skip
+    return {**request, "kind": "OVERRIDE", "version": effect.version, "actor": effect.actor,
+            "note": effect.reason}  # fmt: skip
 
 
 # Open claims per partition, as of its last tick; the gauge sums the partitions owned now.

@@ -1,4 +1,5 @@
-"""Timer: a tick into each claim-events partition this worker owns, so deadlines are checked.
+"""Timer: a tick into each claim-events partition this worker owns, so deadlines are checked,
+and into each budget-requests partition, so claims held over budget are judged again.
 
 The claim side checks deadlines while handling a tick, inside that partition's transaction,
 because Faust tables can only change while an event is processed (and so the checks commit with
@@ -20,7 +21,6 @@ from erpbridge.kafka_security import client_options
 from streams.app import app, codecs, settings
 
 log = logging.getLogger(__name__)
-CLAIM_EVENTS = codecs.topic("claim_events")
 _producer: list[AIOKafkaProducer] = []
 
 
@@ -41,11 +41,15 @@ async def _stop_plain_producer(sender: Any, /, *args: Any, signal: Any, **kwargs
 
 @app.timer(interval=settings.streams_tick_interval_s)
 async def tick() -> None:
-    owned = sorted(tp.partition for tp in app.assignor.assigned_actives()
-                   if tp.topic == CLAIM_EVENTS)  # fmt: skip
-    if not owned:
-        return
-    producer = await _plain_producer()
-    tick = codecs.serializer("claim_events")({"kind": "TICK"})
-    for partition in owned:
-        await producer.send_and_wait(CLAIM_EVENTS, tick, partition=partition)
+    """A tick into each claim-events partition (deadlines) and budget-requests partition (held
+    claims judged again) this worker owns."""
+    for role in ("claim_events", "budget_requests"):
+        topic = codecs.topic(role)
+        owned = sorted(tp.partition for tp in app.assignor.assigned_actives()
+                       if tp.topic == topic)  # fmt: skip
+        if not owned:
+            continue
+        producer = await _plain_producer()
+        tick = codecs.serializer(role)({"kind": "TICK"})
+        for partition in owned:
+            await producer.send_and_wait(topic, tick, partition=partition)

@@ -19,16 +19,20 @@ from typing import Any
 from erpbridge.config import Settings
 from erpbridge.contracts.bindings import TopicCodecs
 from erpbridge.kafka_io import durable_producer, end_offsets
-from erpbridge.topic_reader import read_records
+from erpbridge.topic_reader import read_records, read_statuses
 from erpbridge.topics import Topics
+from ops.budgets import budgets
+from ops.budgets import shares as budget_shares
 from streams.audit import audit, render
 from tests.contract_samples import SAMPLES
-from tests.integration.pipeline import Worker, posted_in_tryton
+from tests.integration.pipeline import Worker, posted_in_tryton, publish_budget
 
 WAVE_GAP_S = 12.0
 DRAIN_TIMEOUT_S = 480.0
 SUBMITTED = datetime.datetime(2026, 11, 20, 9, 0, tzinfo=datetime.UTC)
 INVOICE_TOTAL = SAMPLES["invoice"]["total"]  # a valid 数电普票 (DIGITAL_GENERAL) of 553.00
+EXPENSE_DATE = datetime.date(2026, 11, 2)
+BUDGETED_CENTRE = "CC-BJ-01"  # the other claims' CC-100 maps to CC-SH-01, without a budget
 
 
 @dataclass
@@ -37,15 +41,18 @@ class Claim:
     amounts: list[Decimal]
     invoice: str | None  # the 数电普票 its first line cites
     records: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)  # wave, role
+    budgeted: bool = False  # on BUDGETED_CENTRE, whose budget holds only part of its claims
 
     @property
     def total_minor(self) -> int:
         return int(sum(self.amounts) * 100)
 
 
-def workload(rng: random.Random, run: str, count: int, waves: int) -> list[Claim]:
+def workload(rng: random.Random, run: str, count: int, waves: int,
+             budgeted_share: float = 0.0) -> list[Claim]:  # fmt: skip
     """Claims with 1-2 lines, 40 % citing an invoice; half approved in two steps (a non-final
-    APPROVE first); invoices a wave early or late, final approvals sometimes a wave late."""
+    APPROVE first); invoices a wave early or late, final approvals sometimes a wave late.
+    ``budgeted_share`` of them are on :data:`BUDGETED_CENTRE`."""
     claims = []
     for n in range(count):
         claim_id = f"K{run}-{n:05d}"
@@ -55,16 +62,18 @@ def workload(rng: random.Random, run: str, count: int, waves: int) -> list[Claim
         amounts = [Decimal(rng.randrange(1_000, 200_000)) / 100 for _ in range(lines)]
         if invoice:
             amounts[0] = INVOICE_TOTAL
-        claim = Claim(claim_id, amounts, invoice)
+        claim = Claim(claim_id, amounts, invoice, budgeted=rng.random() < budgeted_share)
         body = dict(SAMPLES["expense_claim"], claim_id=claim_id, event_id=f"c-{claim_id}",
                     submitted_at=SUBMITTED, origin={"file": f"wave-{wave}.jsonl",
                                                     "line": str(n + 1)})  # fmt: skip
+        if claim.budgeted:
+            body["employee"] = dict(body["employee"], cost_centre=BUDGETED_CENTRE)
         body["lines"] = [
             dict(
                 SAMPLES["expense_claim"]["lines"][0],
                 line_no=i + 1,
                 amount=amount.quantize(Decimal("0.0001")),
-                expense_date=datetime.date(2026, 11, 2),
+                expense_date=EXPENSE_DATE,
                 invoice_refs=[invoice] if invoice and i == 0 else [],
             )  # fmt: skip
             for i, amount in enumerate(amounts)
@@ -87,6 +96,15 @@ def workload(rng: random.Random, run: str, count: int, waves: int) -> list[Claim
                                   body_invoice))  # fmt: skip
         claims.append(claim)
     return claims
+
+
+def publish_budget_for(settings: Settings, claims: list[Claim], share: float = 0.5) -> Decimal:
+    """Give :data:`BUDGETED_CENTRE` a budget of ``share`` of its claims' total (for the year they
+    are dated in), so that claims arriving together compete for it; returns it."""
+    total = sum((Decimal(c.total_minor) / 100 for c in claims if c.budgeted), Decimal(0))
+    budget = (total * Decimal(str(share))).quantize(Decimal("0.01"))
+    publish_budget(settings, BUDGETED_CENTRE, budget, EXPENSE_DATE.year)
+    return budget
 
 
 class Feeder(threading.Thread):
@@ -160,19 +178,22 @@ def straddling(sent_at: dict[str, list[float]], moments: Iterable[float]) -> set
 
 
 def drain_and_check(settings: Settings, erp: Any, claims: list[Claim], workers: list[Worker],
-                    seed: int, context: str, earlier: Collection[str] = ()) -> None:  # fmt: skip
+                    seed: int, context: str, earlier: Collection[str] = (),
+                    budget: Decimal | None = None) -> None:  # fmt: skip
     """Wait until every claim is booked in Tryton (or ``DRAIN_TIMEOUT_S``), then check each was
     posted (read_committed) and booked exactly once with its amount, the processors' audit found
     nothing lost, and the postings were written in transactions. ``earlier``: the claims of
     work done before on the same topics (a demo), posted at most once each too. ``context``
-    names the faults in every failure message."""
+    names the faults in every failure message. ``budget``: that of :data:`BUDGETED_CENTRE`,
+    whose claims are each booked or held over budget (see :func:`check_budget`)."""
     ids = [c.claim_id for c in claims]
     expected = {c.claim_id: c.total_minor for c in claims}
+    budgeted = {c.claim_id for c in claims if c.budgeted}
     started = time.monotonic()
     booked: list[dict[str, Any]] = []
     while time.monotonic() < started + DRAIN_TIMEOUT_S:
         booked = posted_in_tryton(erp.settings, ids)
-        if len(booked) >= len(ids):
+        if len(booked) + len(_held(settings, budgeted, budget)) >= len(ids):
             break
         dead = [w.name for w in workers if w.proc is not None and w.proc.poll() is not None]
         assert not dead, f"seed {seed}: {dead} exited\n" + "\n".join(w.tail() for w in workers)
@@ -180,26 +201,72 @@ def drain_and_check(settings: Settings, erp: Any, claims: list[Claim], workers: 
     time.sleep(3)  # a commit interval more: nothing extra may follow
     postings = postings_of(settings)
     booked = posted_in_tryton(erp.settings, ids)
+    held = _held(settings, budgeted, budget)
     drained = time.monotonic()
     report = audit(settings)  # the processors' own check: every consumed claim in the table
     print(render(report))
     markers = transaction_markers(settings, sum(postings.values()))
     in_erp = Counter(inv["reference"] for inv in booked)
-    missing_postings = sorted(set(ids) - set(postings))
-    missing_in_erp = sorted(set(ids) - set(in_erp))
+    to_book = set(ids) - held
+    missing_postings = sorted(to_book - set(postings))
+    missing_in_erp = sorted(to_book - set(in_erp))
+    held_yet_booked = sorted(held & (set(postings) | set(in_erp)))
     known = {*expected, *earlier}
     twice = {f"{where}:{k}": n for where, found in (("topic", postings), ("erp", in_erp))
              for k, n in found.items() if n > 1 or k not in known}  # fmt: skip
     cents = {inv["reference"]: int(Decimal(str(inv["total_amount"])) * 100) for inv in booked}
     wrong = {ref: n for ref, n in cents.items() if n != expected[ref]}
     print(f"seed {seed}: {len(postings)} claims posted, {len(in_erp)} booked in Tryton, "
-          f"{len(missing_postings)} never posted, {len(missing_in_erp)} not booked, "
-          f"{len(twice)} more than once; drained in {drained - started:.0f} s")  # fmt: skip
-    assert (missing_postings, missing_in_erp, twice, wrong) == ([], [], {}, {}), (
+          f"{len(held)} held over budget, {len(missing_postings)} never posted, "
+          f"{len(missing_in_erp)} not booked, {len(twice)} more than once; drained in "
+          f"{drained - started:.0f} s")  # fmt: skip
+    assert (missing_postings, missing_in_erp, twice, wrong, held_yet_booked) == (
+        [], [], {}, {}, []), (
         f"seed {seed} (replay with ERPBRIDGE_CHAOS_SEED={seed}): never posted "
         f"{len(missing_postings)} {missing_postings[:20]}, not booked {len(missing_in_erp)} "
         f"{missing_in_erp[:20]}, more than once {dict(list(twice.items())[:20])}, wrong "
-        f"amounts {dict(list(wrong.items())[:20])}; {context}"
-    )
+        f"amounts {dict(list(wrong.items())[:20])}, held yet booked {held_yet_booked[:20]}; "
+        f"{context}"
+    )  # fmt: skip
     assert report.ok, f"seed {seed}: the audit found lost claims\n{render(report)}"
     assert markers > 0, f"seed {seed}: postings were written outside transactions"
+    if budget is not None:
+        check_budget(settings, claims, cents, held, budget, f"seed {seed}: {context}")
+
+
+def _held(settings: Settings, budgeted: set[str], budget: Decimal | None) -> set[str]:
+    """The budgeted claims the budget side holds over budget (none without a budget)."""
+    if budget is None:
+        return set()
+    return {key.rpartition("|")[2] for key, share in budget_shares(settings).items()
+            if share.state == "held"} & budgeted  # fmt: skip
+
+
+def check_budget(settings: Settings, claims: list[Claim], cents: dict[str, int], held: set[str],
+                 budget: Decimal, context: str) -> None:  # fmt: skip
+    """What the budget side counted is exactly what Tryton booked on the budgeted cost centre,
+    never more than its budget; every claim not booked is held over budget (said in its status)
+    and could not fit; the budget was binding (some claims were held, some booked)."""
+    amounts = {c.claim_id: c.total_minor for c in claims if c.budgeted}
+    booked = sum(cents[c] for c in amounts if c in cents)
+    limit = int(budget * 100)
+    (line,) = [b for b in budgets(settings) if b.cost_centre == BUDGETED_CENTRE]
+    last = {s["claim_id"]: s for s in read_statuses(settings)
+            if s["status"] not in ("WAITING", "REDRIVEN")}  # fmt: skip
+    not_said = sorted(c for c in held if (last[c]["status"], last[c]["reason"]) not in (
+        ("HELD", "over_budget"), ("STALLED", "waiting")))  # fmt: skip
+    available = line.available_minor
+    fits = sorted(c for c in held if available is not None and amounts[c] <= available)
+    print(f"budget {budget}: {len(amounts) - len(held)} of {len(amounts)} budgeted claims booked "
+          f"for {booked / 100:.2f}, {len(held)} held; the budget side counted "
+          f"{line.consumed_minor / 100:.2f} consumed, {line.reserved_minor / 100:.2f} reserved, "
+          f"{(available or 0) / 100:.2f} available")  # fmt: skip
+    assert held and booked, f"{context}: the budget did not bind ({len(held)} held, {booked})"
+    assert booked <= limit, f"{context}: booked {booked} over the budget {limit} (fen)"
+    assert (line.consumed_minor, line.reserved_minor) == (booked, 0), (
+        f"{context}: the budget side counted {line.consumed_minor} consumed and "
+        f"{line.reserved_minor} reserved; Tryton booked {booked} (fen)")  # fmt: skip
+    assert sorted(line.held) == sorted(held), f"{context}: the held queue {line.held} != {held}"
+    assert (not_said, fits) == ([], []), (
+        f"{context}: held without saying so {not_said[:10]}; held though they fit {fits[:10]}"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -224,6 +226,21 @@ def plain_posting(posting_id: str, day: datetime.date, amount: int) -> tuple[byt
                             input_vat=[])]  # fmt: skip
     record["tax_minor"] = 0
     return posting_id.encode(), record
+
+
+def publish_budget(settings: Settings, cost_centre: str, amount: Decimal, year: int) -> None:
+    """A cost centre's budget for ``year``, as the master-data sync publishes it from Tryton's
+    analytic budgets."""
+    value = {"amount": str(amount), "end": f"{year}-12-31", "name": f"{cost_centre} 预算",
+             "source": "tryton", "source_ref": "analytic_account.budget.line,1"}  # fmt: skip
+    producer = durable_producer(settings)
+    try:
+        producer.send(Topics(settings.topic_prefix).reference,
+                      key=f"budget:{cost_centre}:{year}-01-01".encode(),
+                      value=json.dumps(value).encode())  # fmt: skip
+        producer.flush()
+    finally:
+        producer.close()
 
 
 def publish(settings: Settings, role: str, records: Iterable[tuple[bytes, dict[str, Any]]]) -> None:

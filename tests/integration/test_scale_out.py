@@ -8,7 +8,9 @@ streams worker some partitions, the first streams worker and then the first sink
 worker's table partitions from their changelogs: a claim whose claim came before the kill on a
 partition the killed worker held, and whose approval came after, posts only if its case moved
 with the partition. Every claim must be posted (read_committed) and booked in Tryton exactly
-once. The seed is printed; replay with ``ERPBRIDGE_CHAOS_SEED=N``.
+once, except those of a cost centre whose budget holds half of them, which two workers judge at
+once: booked while the budget lasts, the rest held, never more than the budget booked. The seed
+is printed; replay with ``ERPBRIDGE_CHAOS_SEED=N``.
 """
 
 from __future__ import annotations
@@ -21,8 +23,16 @@ from pathlib import Path
 import pytest
 from kafka.partitioner.default import murmur2
 
+from erpbridge.kafka_io import ensure_topics
 from erpbridge.topics import Topics
-from tests.integration.claim_load import Feeder, drain_and_check, kill, straddling, workload
+from tests.integration.claim_load import (
+    Feeder,
+    drain_and_check,
+    kill,
+    publish_budget_for,
+    straddling,
+    workload,
+)
 from tests.integration.pipeline import (
     Worker,
     assigned_partitions,
@@ -52,7 +62,9 @@ def test_a_worker_added_then_one_killed_under_load_loses_nothing(
                              sink_retry_initial_s=0.2)  # fmt: skip
     seed = int(os.environ.get("ERPBRIDGE_CHAOS_SEED") or random.SystemRandom().randrange(10**6))
     print(f"scale-out test: seed {seed} ({CLAIMS} claims, {PARTITIONS} partitions)")
-    claims = workload(random.Random(seed), f"{seed:06d}", CLAIMS, WAVES)
+    claims = workload(random.Random(seed), f"{seed:06d}", CLAIMS, WAVES, budgeted_share=0.3)
+    ensure_topics(settings)
+    budget = publish_budget_for(settings, claims)  # two workers judge its claims at once
     claims_topic = Topics(settings.topic_prefix).claims_raw
     with running_workers(settings, tmp_path / "a", erp=erp.settings) as first:
         streams_a, sink_a = first
@@ -91,6 +103,7 @@ def test_a_worker_added_then_one_killed_under_load_loses_nothing(
                   f"join; {len(moved)} on both sides of the kill, on partitions {held_by_a} the "
                   "killed worker held")  # fmt: skip
             drain_and_check(settings, erp, claims, survivors, seed,
-                            f"first streams worker held {held_by_a} when killed")  # fmt: skip
+                            f"first streams worker held {held_by_a} when killed",
+                            budget=budget)  # fmt: skip
     assert len(across_join) >= CLAIMS // 20, f"seed {seed}: too few claims straddle the join"
     assert len(moved) >= CLAIMS // 40, f"seed {seed}: too few claims straddle the kill"

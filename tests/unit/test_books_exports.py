@@ -207,3 +207,24 @@ def test_credit_notes_stay_numbers_in_csv_exports() -> None:
         ReportRow("E1", "CNY", 1, 1, 0, -128000, -10547, None)]))  # fmt: skip
     assert _cells(rows)[1][5:7] == ["-1280.00", "-105.47"]
     assert export.safe_cell("-1280.00") == "'-1280.00"  # text from upstream is still guarded
+
+
+def test_budget_vs_actual_counts_what_the_erp_booked_in_the_period() -> None:
+    from books.budget_report import BudgetLine, budget_vs_actual
+
+    november = BudgetLine("cc-2", DAY.replace(day=1), DAY.replace(day=30), EVIL, "CNY", 10_000,
+                          6_000, 500, ("C9",), "hold", 3)  # fmt: skip
+    gone = BudgetLine("CC-1", DAY.replace(day=1), None, "", "CNY", None, 0, 0, (), "warn")
+    rows = budget_vs_actual(_store(), [november, gone])
+    # CC-2 in November: P2 and P4 booked (P1 is December's, P5 was refused)
+    assert [(r.postings, r.booked_minor) for r in rows] == [(2, 6000), (1, 3000)]  # P6: no answer
+    assert (rows[0].available_minor, rows[0].used_pct) == (3500, 65.0)
+    assert (rows[1].available_minor, rows[1].used_pct) == (None, None)
+    cells = _cells(export.budget_csv(rows))
+    assert cells[0][:8] == ["cost_centre", "period_start", "period_end", "name", "currency",
+                            "policy", "budget", "booked"]  # fmt: skip
+    assert cells[1][3] == "'" + EVIL and cells[1][6:8] == ["100.00", "60.00"]
+    page = export.budget_html(rows, "2026-12-07T10:00:00+00:00")
+    assert 'aria-label="Budget vs actual by cost centre (CNY)"' in page
+    assert page.count('data-series="booked"') == 2 and "65.0 %" in page
+    assert "<td>" + EVIL not in page  # escaped

@@ -26,6 +26,7 @@ def test_every_contract_is_present_and_versioned() -> None:
         "claim_status",
         "claim_event",
         "invoice_citation",
+        "budget_request",
         "audit_event",
         "reconciliation_summary",
     }
