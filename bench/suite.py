@@ -180,34 +180,85 @@ def limits_section(claims: int, rss: PeakRss) -> list[Row]:
     return rows
 
 
-def streams_section(claims: int, rss: PeakRss, raw: float) -> list[Row]:
+def streams_section(sizes: list[int], rss: PeakRss, raw: float) -> list[Row]:
+    """For each workload size and guarantee, the worker and the Quix peer on the same input
+    topics, one after the other, at the same commit interval: the sustained rate (10 % to 90 %
+    of the claims, as a read_committed reader sees their postings) and the wall time from the
+    first posting to the last; the postings compared field by field (a ratio counts only when
+    they are equal); each process stopped with SIGTERM and timed."""
     from bench import workload
     from erpbridge.topics import Topics
 
-    load = workload.build(claims)
     rows = []
-    for guarantee in ("exactly_once", "at_least_once"):
-        settings, folder = fresh_settings("s", streams_processing_guarantee=guarantee)
-        events = workload.publish(settings, load)
-        rates = {}
-        runs: dict[str, tuple[list[str], str, dict[str, str]]] = {
-            "erpbridge": ([sys.executable, "-m", "erpbridge", "streams"],
-                          Topics(settings.topic_prefix).postings, worker_env(settings)),
-            "quix streams": ([sys.executable, "-m", "bench.quix_peer", settings.topic_prefix,
-                              guarantee, str(folder / "quix-state"),
-                              str(settings.streams_commit_interval_s)],
-                             f"{settings.topic_prefix}.quix.postings", {}),
-        }  # fmt: skip
-        for name, (cmd, topic, env) in runs.items():
-            label = f"{name} ({guarantee})"
-            with process(cmd, folder, label.replace(" ", "-"), rss, env, kill=True) as proc:
-                samples = count_visible(settings.kafka_bootstrap, topic, claims, proc)
-            rates[name] = sustained(samples, claims) * load.per_claim
-            rows.append(_row("streams", f"{label}", rates[name], "input events/s",
-                             {"raw consume→produce": raw}))  # fmt: skip
-        rows[-2]["ratios"]["quix streams"] = rates["erpbridge"] / rates["quix streams"]
-        rows[-2]["events"] = events
+    for claims in sizes:
+        load = workload.build(claims)
+        for guarantee in ("exactly_once", "at_least_once"):
+            settings, folder = fresh_settings("s", streams_processing_guarantee=guarantee)
+            events = workload.publish(settings, load)
+            interval = settings.streams_commit_interval_s
+            runs: dict[str, tuple[list[str], str, dict[str, str]]] = {
+                "erpbridge": ([sys.executable, "-m", "erpbridge", "streams"],
+                              Topics(settings.topic_prefix).postings, worker_env(settings)),
+                "quix streams": ([sys.executable, "-m", "bench.quix_peer", settings.topic_prefix,
+                                  guarantee, str(folder / "quix-state"), str(interval)],
+                                 f"{settings.topic_prefix}.quix.postings", {}),
+            }  # fmt: skip
+            rates, stops = {}, {}
+            for name, (cmd, topic, env) in runs.items():
+                label = f"{name} ({guarantee}, {claims:,} claims)"
+                with process(cmd, folder, label.replace(" ", "-").replace(",", ""), rss,
+                             env) as proc:  # fmt: skip
+                    samples = count_visible(settings.kafka_bootstrap, topic, claims, proc,
+                                            timeout_s=max(300, claims / 20))  # fmt: skip
+                    stops[name] = stop_time(proc)
+                rates[name] = sustained(samples, claims) * load.per_claim
+                first = next(t for t, seen in samples if seen > 0)
+                rows.append(_row("streams", label, rates[name], "input events/s",
+                                 {"raw consume→produce": raw}))  # fmt: skip
+                rows[-1].update({"events": events, "commit_interval_s": interval,
+                                 "first_to_last_s": round(samples[-1][0] - first, 2),
+                                 "stop_s": stops[name]})  # fmt: skip
+            differences = compare_postings(settings, *(topic for _, topic, _ in runs.values()))
+            rows[-2]["postings_differ"] = differences
+            if not differences:  # the ratio counts only for the same output
+                rows[-2]["ratios"]["quix streams"] = rates["erpbridge"] / rates["quix streams"]
     return rows
+
+
+def stop_time(proc: subprocess.Popen[bytes], limit_s: float = 60.0) -> float | None:
+    """Seconds from SIGTERM to exit (None: still running after ``limit_s``; then killed)."""
+    started = time.monotonic()
+    proc.terminate()
+    try:
+        proc.wait(timeout=limit_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return None
+    return round(time.monotonic() - started, 2)
+
+
+def compare_postings(settings: Settings, ours: str, theirs: str) -> int:
+    """How many claims' postings differ between the two topics (``created_at`` aside), or are
+    on one only."""
+    from erpbridge.contracts.bindings import TopicCodecs
+    from erpbridge.topic_reader import read_all
+
+    codecs = TopicCodecs(settings)
+    decode = codecs.deserializer("postings")
+    try:
+        sides = []
+        for topic in (ours, theirs):
+            found: dict[str, list[dict[str, Any]]] = {}
+            for record in read_all(settings, topic, timeout_s=120):
+                posting = decode(record.value)
+                posting.pop("created_at", None)
+                found.setdefault(posting["claim_id"], []).append(posting)
+            sides.append(found)
+    finally:
+        codecs.close()
+    keys = set(sides[0]) | set(sides[1])
+    return sum(1 for key in keys if sides[0].get(key) != sides[1].get(key))
 
 
 def sink_section(postings: int, rss: PeakRss) -> list[Row]:
@@ -376,6 +427,9 @@ def print_table(rows: list[Row], peaks: dict[str, float]) -> None:
         ratios = ", ".join(f"{r:.2f}× {k}" if r >= 0.1 else f"{r:.1%} of {k}"
                            for k, r in row["ratios"].items())  # fmt: skip
         value = f"{row['value']:,.1f}" if row["value"] < 100 else f"{row['value']:,.0f}"
+        extra = [f"{k.replace('_', ' ')} {row[k]}" for k in ("first_to_last_s",
+                 "commit_interval_s", "stop_s", "postings_differ") if k in row]  # fmt: skip
+        ratios = "; ".join(filter(None, [ratios, ", ".join(extra)]))
         table.add_row(row["section"], row["name"], value, row["unit"], ratios)
     for name, mib in peaks.items():
         table.add_row("peak RSS", name, f"{mib:,.0f}", "MiB", "")
@@ -384,7 +438,14 @@ def print_table(rows: list[Row], peaks: dict[str, float]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--claims", type=int, default=4000)
+    parser.add_argument("--claims", type=int, default=4000, help="for the limits")
+    parser.add_argument(
+        "--streams-claims",
+        type=int,
+        nargs="+",
+        default=[3_000, 20_000],
+        help="workload sizes of the streams section (100000 for the long one)",
+    )
     parser.add_argument("--postings", type=int, default=200, help="per sink measure")
     parser.add_argument("--state-sizes", type=int, nargs="+",
                         default=[10_000, 100_000, 1_000_000])  # fmt: skip
@@ -405,7 +466,7 @@ def main() -> None:
         raw = max(r["value"] for r in rows if "consume→produce" in r["name"])
         print(f"limits done at {time.monotonic() - started:.0f} s", flush=True)
     if "streams" in args.only:
-        rows += streams_section(args.claims, rss, raw)
+        rows += streams_section(args.streams_claims, rss, raw)
         print(f"streams done at {time.monotonic() - started:.0f} s", flush=True)
     if "sink" in args.only:
         rows += sink_section(args.postings, rss)

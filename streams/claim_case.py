@@ -43,6 +43,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Self
 
+from erpbridge.config import Settings
 from streams.postings import PostingRefused
 
 _NOT_CONTENT = {"event_id", "source_system", "submitted_at", "origin"}
@@ -156,6 +157,12 @@ class Policy:
     retention_ms: int = 400 * 24 * 3600 * 1000
     redrive_after_ms: int = 60 * 1000
     budget: Budgets | None = None  # None: no budget control
+
+    @classmethod
+    def from_settings(cls, config: Settings, budget: Budgets | None = None) -> Policy:
+        return cls(config.streams_require_approval, int(config.streams_stall_after_s * 1000),
+                   int(config.streams_retention_days * 86_400_000),
+                   int(config.streams_redrive_after_s * 1000), budget)  # fmt: skip
 
 
 class TableValue:

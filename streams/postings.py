@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from erpbridge.config import Settings
 from erpbridge.model import CURRENCY_EXPONENTS, DEDUCTIBLE_INVOICE_TYPES, invoice_ref
 from erpbridge.reference import ReferenceData, person_name, same_person
 from streams.input_vat import ClaimedLine, IsEmployee, VatPolicy, allocate, vat_notes
@@ -39,6 +40,14 @@ class PostingRules:
 
     def account_for(self, category: str) -> str:
         return self.category_accounts.get(category.lower(), self.default_account)
+
+    @classmethod
+    def from_settings(cls, config: Settings) -> PostingRules:
+        vat = VatPolicy(frozenset(config.posting_deductible_invoice_types),
+                        config.all_company_tax_ids())  # fmt: skip
+        return cls(config.company_currency, config.posting_default_account,
+                   config.posting_category_accounts, config.streams_require_employee_mapping,
+                   vat)  # fmt: skip
 
 
 class _Problems:

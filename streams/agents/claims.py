@@ -14,7 +14,6 @@ from typing import Any
 from opentelemetry.trace import SpanKind
 
 from erpbridge import tracing
-from erpbridge.config import Settings
 from erpbridge.failures import Stage
 from erpbridge.metrics import (
     STREAM_EVENTS,
@@ -58,7 +57,7 @@ from streams.claim_case import (
     Status,
 )
 from streams.disk_state import key_count, partition_items, sweep_items
-from streams.input_vat import NO_COMPANY_TAX_ID, VatPolicy
+from streams.input_vat import NO_COMPANY_TAX_ID
 from streams.open_cases import SWEEP_PER_TICK, OpenCases
 from streams.postings import PostingRules, build_posting, reversal
 from streams.table_writes import put
@@ -67,20 +66,6 @@ from streams.transactions import TRACE
 AGENT = "claims"
 log = logging.getLogger(__name__)
 ROLES = {codecs.topic(role): role for role in ("claims_raw", "approvals_raw", "claim_events")}
-
-
-def rules_from(config: Settings) -> PostingRules:
-    vat = VatPolicy(frozenset(config.posting_deductible_invoice_types),
-                    config.all_company_tax_ids())  # fmt: skip
-    return PostingRules(config.company_currency, config.posting_default_account,
-                        config.posting_category_accounts,
-                        config.streams_require_employee_mapping, vat)  # fmt: skip
-
-
-def policy_from(config: Settings) -> Policy:
-    return Policy(config.streams_require_approval, int(config.streams_stall_after_s * 1000),
-                  int(config.streams_retention_days * 86_400_000),
-                  int(config.streams_redrive_after_s * 1000), ReferenceBudgets())  # fmt: skip
 
 
 class ReferenceBudgets:
@@ -105,7 +90,8 @@ class ReferenceBudgets:
         return budget_key(cost_centre, found.start.isoformat()), label
 
 
-RULES, POLICY = rules_from(settings), policy_from(settings)
+RULES = PostingRules.from_settings(settings)
+POLICY = Policy.from_settings(settings, ReferenceBudgets())
 
 
 @functools.lru_cache(maxsize=1024)
