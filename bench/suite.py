@@ -180,21 +180,28 @@ def limits_section(claims: int, rss: PeakRss) -> list[Row]:
     return rows
 
 
-def streams_section(sizes: list[int], rss: PeakRss, raw: float) -> list[Row]:
+def streams_section(sizes: list[int], rss: PeakRss, raw: float,
+                    shape: str = "mixed") -> list[Row]:  # fmt: skip
     """For each workload size and guarantee, the worker and the Quix peer on the same input
     topics, one after the other, at the same commit interval: the sustained rate (10 % to 90 %
     of the claims, as a read_committed reader sees their postings) and the wall time from the
     first posting to the last; the postings compared field by field (a ratio counts only when
-    they are equal); each process stopped with SIGTERM and timed."""
+    they are equal); each process stopped with SIGTERM and timed. ``shape``: the workload,
+    ``mixed`` (:mod:`bench.workload`) or ``simple`` (one invoice, the claim citing it and its
+    final approval per claim: :func:`bench.streams_throughput.publish_inputs`)."""
     from bench import workload
+    from bench.streams_throughput import publish_inputs
     from erpbridge.topics import Topics
 
     rows = []
     for claims in sizes:
-        load = workload.build(claims)
+        load = workload.build(claims) if shape == "mixed" else None
         for guarantee in ("exactly_once", "at_least_once"):
             settings, folder = fresh_settings("s", streams_processing_guarantee=guarantee)
-            events = workload.publish(settings, load)
+            if load is None:
+                events, per_claim = publish_inputs(settings, claims), 3.0
+            else:
+                events, per_claim = workload.publish(settings, load), load.per_claim
             interval = settings.streams_commit_interval_s
             runs: dict[str, tuple[list[str], str, dict[str, str]]] = {
                 "erpbridge": ([sys.executable, "-m", "erpbridge", "streams"],
@@ -205,13 +212,13 @@ def streams_section(sizes: list[int], rss: PeakRss, raw: float) -> list[Row]:
             }  # fmt: skip
             rates, stops = {}, {}
             for name, (cmd, topic, env) in runs.items():
-                label = f"{name} ({guarantee}, {claims:,} claims)"
+                label = f"{name} ({guarantee}, {claims:,} {shape} claims)"
                 with process(cmd, folder, label.replace(" ", "-").replace(",", ""), rss,
                              env) as proc:  # fmt: skip
                     samples = count_visible(settings.kafka_bootstrap, topic, claims, proc,
                                             timeout_s=max(300, claims / 20))  # fmt: skip
                     stops[name] = stop_time(proc)
-                rates[name] = sustained(samples, claims) * load.per_claim
+                rates[name] = sustained(samples, claims) * per_claim
                 first = next(t for t, seen in samples if seen > 0)
                 rows.append(_row("streams", label, rates[name], "input events/s",
                                  {"raw consume→produce": raw}))  # fmt: skip
@@ -449,6 +456,9 @@ def main() -> None:
     parser.add_argument("--postings", type=int, default=200, help="per sink measure")
     parser.add_argument("--state-sizes", type=int, nargs="+",
                         default=[10_000, 100_000, 1_000_000])  # fmt: skip
+    parser.add_argument("--streams-workload", choices=["mixed", "simple"], default="mixed",
+                        help="mixed: 1-5 invoices per claim, multi-step approvals, repeats; "
+                             "simple: one invoice and one approval per claim")  # fmt: skip
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     parser.add_argument("--only", nargs="+",
                         default=["limits", "streams", "sink", "latency", "state"])  # fmt: skip
@@ -466,7 +476,7 @@ def main() -> None:
         raw = max(r["value"] for r in rows if "consume→produce" in r["name"])
         print(f"limits done at {time.monotonic() - started:.0f} s", flush=True)
     if "streams" in args.only:
-        rows += streams_section(args.streams_claims, rss, raw)
+        rows += streams_section(args.streams_claims, rss, raw, args.streams_workload)
         print(f"streams done at {time.monotonic() - started:.0f} s", flush=True)
     if "sink" in args.only:
         rows += sink_section(args.postings, rss)
