@@ -3,8 +3,9 @@ reference data), what the ERP booked against it (from the books: postings on the
 dated in the period, answered booked, credit notes included), and what the processors counted
 (consumed by postings, reserved by approved claims not yet booked, claims held over budget).
 
-Booked and consumed differ only while postings are on their way to the ERP (or refused by it):
-a lasting difference is a finding for the reconciliation.
+Booked and consumed differ while postings are on their way to the ERP, for postings the ERP
+refused, and for claims booked before the budget reached the processors (they were never counted
+against it); any other lasting difference is a finding for the reconciliation.
 """
 
 from __future__ import annotations
