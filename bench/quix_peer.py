@@ -37,7 +37,7 @@ from quixstreams.models.topics import TopicConfig
 from erpbridge.config import Settings
 from erpbridge.contracts.bindings import TopicCodecs
 from erpbridge.model import invoice_key, invoice_ref
-from erpbridge.reference import ReferenceData
+from erpbridge.topic_reader import read_reference
 from streams import claim_case, invoice_case
 from streams.claim_case import Attach, ClaimCase, Detach, Policy, Post, Reject, Status
 from streams.invoice_case import InvoiceCase
@@ -53,17 +53,6 @@ class AvroOut(Serializer):  # type: ignore[misc]
 
     def __call__(self, value: Any, ctx: Any) -> bytes:
         return bytes(self._encode(value))
-
-
-def read_reference(settings: Settings) -> ReferenceData:
-    """The reference topic read whole, as the worker reads it before its first event."""
-    from erpbridge.topic_reader import read_all
-    from erpbridge.topics import Topics
-
-    data = ReferenceData(rate_max_age_days=settings.rate_max_age_days)
-    for record in read_all(settings, Topics(settings.topic_prefix).reference, timeout_s=60):
-        data.apply((record.key or b"").decode(), record.value)
-    return data
 
 
 class Job:

@@ -40,6 +40,14 @@ class BudgetLine:
             return None
         return self.budget_minor - self.consumed_minor - self.reserved_minor
 
+    def to_json(self) -> dict[str, Any]:
+        return {"cost_centre": self.cost_centre, "period_start": self.start.isoformat(),
+                "period_end": self.end.isoformat() if self.end else None, "name": self.name,
+                "currency": self.currency, "policy": self.policy,
+                "budget_minor": self.budget_minor, "consumed_minor": self.consumed_minor,
+                "reserved_minor": self.reserved_minor, "available_minor": self.available_minor,
+                "claims": self.claims, "held": list(self.held)}  # fmt: skip
+
 
 @dataclass(frozen=True)
 class BudgetRow:
@@ -62,15 +70,11 @@ class BudgetRow:
                      / self.line.budget_minor, 1)  # fmt: skip
 
     def to_json(self) -> dict[str, Any]:
-        line = self.line
-        return {"cost_centre": line.cost_centre, "period_start": line.start.isoformat(),
-                "period_end": line.end.isoformat() if line.end else None, "name": line.name,
-                "currency": line.currency, "policy": line.policy,
-                "budget_minor": line.budget_minor, "booked_minor": self.booked_minor,
-                "postings": self.postings, "consumed_minor": line.consumed_minor,
-                "reserved_minor": line.reserved_minor,
-                "available_minor": self.available_minor, "used_pct": self.used_pct,
-                "held": list(line.held)}  # fmt: skip
+        """The line's, with what the ERP booked; ``available_minor`` is the books' (the budget
+        less what was booked and what is reserved)."""
+        return {**self.line.to_json(), "booked_minor": self.booked_minor,
+                "postings": self.postings, "available_minor": self.available_minor,
+                "used_pct": self.used_pct}  # fmt: skip
 
 
 def budget_vs_actual(store: Store, lines: list[BudgetLine]) -> list[BudgetRow]:

@@ -16,7 +16,7 @@ key                        value (JSON)
                            itself: VAT invoices and tickets issued to it deduct input VAT
 ``budget:CC-SH-01:2026-01-01``  ``{"amount": "50000.00", "end": "2026-12-31", "name": "..."}``:
                            a cost centre's (ERP code) budget from that day to ``end``, in the
-                           company currency (read from the ERP; not yet enforced)
+                           company currency (read from the ERP; see streams.budget_case)
 =========================  ==============================================================
 
 An entry synced from the ERP (``erpbridge source masterdata``) also says where it came from:
@@ -70,6 +70,10 @@ class Budget:
     end: datetime.date
     amount: Decimal
     name: str = ""
+
+    def amount_minor(self, exponent: int) -> int:
+        """The amount in the currency's minor units (fen for CNY: ``exponent`` 2)."""
+        return int(self.amount.scaleb(exponent).to_integral_value())
 
 
 @dataclass(frozen=True)
@@ -188,6 +192,10 @@ class ReferenceData:
     def has_budgets(self) -> bool:
         """Whether any cost centre has a budget (else no claim asks one)."""
         return any(self._budgets.values())
+
+    def budget_from(self, cost_centre: str, start: datetime.date) -> Budget | None:
+        """The budget of ``cost_centre`` whose period starts on ``start``."""
+        return self._budgets.get(cost_centre.strip().upper(), {}).get(start)
 
     def budget(self, cost_centre: str, day: datetime.date) -> Budget | None:
         """The budget of ``cost_centre`` (its ERP code) whose period holds ``day``."""

@@ -13,6 +13,7 @@ from erpbridge.config import Settings
 from erpbridge.contracts.bindings import TopicCodecs
 from erpbridge.failures import FailureRecord
 from erpbridge.kafka_security import client_options
+from erpbridge.reference import BadReferenceEntry, ReferenceData
 from erpbridge.topics import Topics
 
 
@@ -44,6 +45,29 @@ def read_all(settings: Settings, topic: str, timeout_s: float = 10.0,
         return records
     finally:
         consumer.close()
+
+
+def read_latest(settings: Settings, topic: str, timeout_s: float = 60.0) -> dict[bytes, bytes]:
+    """A compacted topic folded to each key's latest value (a tombstone removes the key)."""
+    latest: dict[bytes, bytes] = {}
+    for record in read_all(settings, topic, timeout_s=timeout_s):
+        if record.value is None:
+            latest.pop(record.key, None)
+        else:
+            latest[record.key] = record.value
+    return latest
+
+
+def read_reference(settings: Settings) -> ReferenceData:
+    """The reference topic applied record by record, as the processors' view reads it (an
+    entry that does not read is skipped, as they skip it)."""
+    data = ReferenceData(rate_max_age_days=settings.rate_max_age_days)
+    for record in read_all(settings, Topics(settings.topic_prefix).reference, timeout_s=60):
+        try:
+            data.apply((record.key or b"").decode(), record.value)
+        except (BadReferenceEntry, ValueError):
+            continue
+    return data
 
 
 def read_last(settings: Settings, topic: str, partition: int = 0,

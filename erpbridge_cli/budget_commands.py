@@ -27,7 +27,7 @@ def budget_status(as_json: bool) -> None:
 
     lines = budgets(get_settings())
     if as_json:
-        click.echo(json.dumps([_line_json(line) for line in lines], ensure_ascii=False))
+        click.echo(json.dumps([line.to_json() for line in lines], ensure_ascii=False))
         return
     if not lines:
         click.echo("no budget is known (sync master data from the ERP: erpbridge source "
@@ -47,15 +47,6 @@ def budget_status(as_json: bool) -> None:
                       str(line.claims), ", ".join(line.held) or "-")  # fmt: skip
     Console(width=160).print(table)
     click.echo(f"amounts in {lines[0].currency}")
-
-
-def _line_json(line: Any) -> dict[str, Any]:
-    return {"cost_centre": line.cost_centre, "period_start": line.start.isoformat(),
-            "period_end": line.end.isoformat() if line.end else None, "name": line.name,
-            "currency": line.currency, "policy": line.policy, "budget_minor": line.budget_minor,
-            "consumed_minor": line.consumed_minor, "reserved_minor": line.reserved_minor,
-            "available_minor": line.available_minor, "claims": line.claims,
-            "held": list(line.held)}  # fmt: skip
 
 
 def _money(minor: int | None) -> str:

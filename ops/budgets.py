@@ -9,60 +9,35 @@ from the reference data (synced from the ERP).
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
-
-from kafka.consumer.fetcher import ConsumerRecord
 
 from books.budget_report import BudgetLine
 from erpbridge.config import Settings
 from erpbridge.contracts.bindings import TopicCodecs
 from erpbridge.kafka_io import durable_producer
 from erpbridge.model import CURRENCY_EXPONENTS
-from erpbridge.reference import BadReferenceEntry, ReferenceData
-from erpbridge.topic_reader import read_all
-from erpbridge.topics import Topics, table_changelog
+from erpbridge.topic_reader import read_latest, read_reference
+from erpbridge.topics import table_changelog
 from ops.audit import Actor, AuditTrail, new_action_id
-from streams.budget_case import BudgetCase, ClaimShare
+from streams.budget_case import BudgetCase, ClaimShare, budget_key
 
 
 class NotHeld(Exception):
     """The claim is not held over budget (nothing to release)."""
 
 
-def _latest(records: Iterable[ConsumerRecord]) -> dict[bytes, bytes]:
-    """A compacted topic's current values by key (tombstones drop the key)."""
-    latest: dict[bytes, bytes] = {}
-    for record in records:
-        if record.value is None:
-            latest.pop(record.key, None)
-        else:
-            latest[record.key] = record.value
-    return latest
-
-
 def _table(settings: Settings, name: str) -> dict[bytes, bytes]:
-    return _latest(read_all(settings, table_changelog(settings.streams_app_id, name),
-                            timeout_s=60))  # fmt: skip
-
-
-def reference_data(settings: Settings) -> ReferenceData:
-    data = ReferenceData(rate_max_age_days=settings.rate_max_age_days)
-    for key, value in _latest(read_all(settings, Topics(settings.topic_prefix).reference)).items():
-        try:
-            data.apply(key.decode(), value)
-        except (BadReferenceEntry, ValueError):
-            continue  # the processors skip it too (and say so in their log)
-    return data
+    return read_latest(settings, table_changelog(settings.streams_app_id, name))
 
 
 def budgets(settings: Settings) -> list[BudgetLine]:
     """Every budget the reference data names or the processors counted against."""
-    reference = reference_data(settings)
-    counted = {BudgetCase.from_json(v).key: BudgetCase.from_json(v)
-               for v in _table(settings, "budgets").values()}  # fmt: skip
-    keys = set(counted) | {f"{b.cost_centre}|{b.start.isoformat()}" for b in reference.budgets()}
+    reference = read_reference(settings)
+    cases = (BudgetCase.from_json(value) for value in _table(settings, "budgets").values())
+    counted = {case.key: case for case in cases}
+    keys = set(counted) | {budget_key(b.cost_centre, b.start.isoformat())
+                           for b in reference.budgets()}  # fmt: skip
     currency = settings.company_currency
     exponent = CURRENCY_EXPONENTS[currency]
     lines = []
@@ -70,9 +45,8 @@ def budgets(settings: Settings) -> list[BudgetLine]:
         cost_centre, _, start_text = key.partition("|")
         start = datetime.date.fromisoformat(start_text)
         case = counted.get(key, BudgetCase(key))
-        found = reference.budget(cost_centre, start)
-        found = found if found is not None and found.start == start else None
-        amount = None if found is None else int(found.amount.scaleb(exponent))
+        found = reference.budget_from(cost_centre, start)
+        amount = None if found is None else found.amount_minor(exponent)
         lines.append(BudgetLine(
             cost_centre, start, found.end if found else None, found.name if found else "",
             currency, amount, case.consumed_minor, case.used_minor - case.consumed_minor,

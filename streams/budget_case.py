@@ -35,10 +35,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal
 
-from streams.claim_case import TableValue
+from streams.claim_case import BUDGET_GRANTS, RELEASED, TableValue
+from streams.claim_case import HELD_BUDGET as HELD
 
-GRANTED, WARNED, OVERRIDDEN, HELD, RELEASED = "granted", "warned", "overridden", "held", "released"
-COUNTED = (GRANTED, WARNED, OVERRIDDEN)  # what the used amount includes
+COUNTED = BUDGET_GRANTS  # what the used amount includes
+GRANTED, WARNED, OVERRIDDEN = COUNTED
 
 
 def budget_key(cost_centre: str, start: str) -> str:
@@ -183,7 +184,7 @@ def on_consume(case: BudgetCase, shares: Shares, claim_id: str, version: int,
     else:
         if share.state == HELD and claim_id in case.held:
             case.held.remove(claim_id)
-        _count(case, share, share.state if share.state in COUNTED else GRANTED)
+        _count(case, share, GRANTED)
         case.used_minor += amount_minor - share.amount_minor
     share.version, share.amount_minor, share.posted = version, amount_minor, True
     case.consumed_minor += amount_minor

@@ -144,10 +144,12 @@ class Budgets(Protocol):
         for its date, or its policy is off."""
 
 
-# A claim's budget state: NONE (no budget for this version), ASKED, HELD_BUDGET, one of _GO (the
-# budget side's grants: the claim may post), or RELEASED (given back).
+# A claim's budget state: NONE (no budget for this version), ASKED, HELD_BUDGET, one of
+# BUDGET_GRANTS (the budget side's grants: the claim may post), or RELEASED (given back). The
+# budget side (streams.budget_case) answers and keeps its shares in the same words.
 NONE, ASKED, HELD_BUDGET, RELEASED = "none", "asked", "held", "released"
-_GO = ("granted", "warned", "overridden")
+GRANTED_BUDGET = "granted"
+BUDGET_GRANTS = (GRANTED_BUDGET, "warned", "overridden")
 
 
 @dataclass
@@ -369,7 +371,7 @@ def _after_posting(case: ClaimCase, invoice: str, answer: str, note: str | None,
     booking["claim_version"] = case.version
     reversal = reverse(booking, invoice, problems[0])
     given_back: list[Effect] = []
-    if case.budget_key is not None and case.budget_state in _GO:  # its part of the budget
+    if case.budget_key is not None and case.budget_state in BUDGET_GRANTS:  # its part of it
         given_back.append(BudgetRelease(case.budget_key, f"reversal:{invoice}",
                                         -int(reversal["total_minor"])))  # fmt: skip
     return [Post(reversal), *given_back, Status("REVERSED", None, problems, [invoice])]
@@ -402,9 +404,9 @@ def advance(case: ClaimCase, policy: Policy, build: Build) -> list[Effect]:
     case.posted = True
     detail = list(posting.get("vat_notes", []))
     consume: list[Effect] = []
-    if case.budget_key is not None and case.budget_state in _GO:
+    if case.budget_key is not None and case.budget_state in BUDGET_GRANTS:
         consume.append(BudgetConsume(case.budget_key, case.version, int(posting["total_minor"])))
-        if case.budget_state != "granted" and case.budget_note:
+        if case.budget_state != GRANTED_BUDGET and case.budget_note:
             detail.append(case.budget_note)  # booked over budget: say by how much, and who let it
     return [*effects, Post(posting), *consume, Status("POSTED", None, detail, list(case.refs))]
 
@@ -449,10 +451,12 @@ def _changed_budget(case: ClaimCase, policy: Policy, posting: Mapping[str, Any])
     found = policy.budget.of(posting) if policy.budget.any() else None
     amount = int(posting["total_minor"])
     if found is None:
-        return [] if case.budget_state in (*_GO, NONE, None, RELEASED) else _ask(case, None, None)
+        if case.budget_state in (*BUDGET_GRANTS, NONE, None, RELEASED):
+            return []
+        return _ask(case, None, None)
     if (case.budget_key, case.budget_version, case.budget_minor) == (found[0], case.version,
                                                                      amount):  # fmt: skip
-        if case.budget_state in _GO:
+        if case.budget_state in BUDGET_GRANTS:
             return []
     effects = _ask(case, found, posting)
     return effects + _waiting(case, _missing(case, policy))
@@ -468,7 +472,7 @@ def _budget_missing(case: ClaimCase) -> list[str]:
 
 def _give_back(case: ClaimCase, tag: str) -> list[Effect]:
     """The claim lets go of its reservation (counted or queued) of the budget it asked."""
-    if case.budget_key is None or case.budget_state not in (ASKED, HELD_BUDGET, *_GO):
+    if case.budget_key is None or case.budget_state not in (ASKED, HELD_BUDGET, *BUDGET_GRANTS):
         return []
     case.budget_state = RELEASED
     return [BudgetRelease(case.budget_key, tag)]

@@ -5,47 +5,45 @@ Rules: :mod:`streams.budget_case`."""
 from __future__ import annotations
 
 import datetime
-import time
 from typing import Any
 
 from erpbridge.failures import Stage
-from erpbridge.metrics import BUDGET_HELD, BUDGET_USED, STREAM_EVENTS, STREAM_PROCESS_SECONDS
+from erpbridge.metrics import BUDGET_HELD, BUDGET_USED, STREAM_EVENTS
 from erpbridge.model import CURRENCY_EXPONENTS
 from streams import budget_case
-from streams.agents.outputs import decode_or_reject
+from streams.agents.outputs import decode_or_reject, each_event
 from streams.app import (
     app,
     budget_inputs,
     budget_shares,
     budgets,
     claim_events,
+    codecs,
     reference,
     settings,
 )
 from streams.budget_case import Answer, BudgetCase, ClaimShare, Limit, Shares
 from streams.disk_state import partition_items
 from streams.table_writes import put
-from streams.transactions import TRACE
 
 AGENT = "budgets"
+ROLES = {codecs.topic("budget_requests"): "budget_requests"}
 
 
 @app.agent(budget_inputs)
 async def budgets_agent(stream: Any) -> None:
-    async for event in stream.events():
-        await reference.ready()  # outside the gate: a commit need not wait for it
-        async with app.gate.event():  # a commit holds whole events only
-            started = time.perf_counter()
-            TRACE.info("event budget_requests %d %d %r", event.message.partition,
-                       event.message.offset, event.key)  # fmt: skip
-            request = await decode_or_reject(AGENT, Stage.CORRELATE, "budget_requests", event)
-            if request is not None:
-                STREAM_EVENTS.labels(AGENT, str(request["kind"]).lower()).inc()
-                if request["kind"] == "TICK":
-                    await _on_tick(event)
-                else:
-                    await _on_request(event, event.key.decode(), request)
-            STREAM_PROCESS_SECONDS.labels(AGENT).observe(time.perf_counter() - started)
+    await each_event(stream, AGENT, ROLES, _on_event, after_reference=True)
+
+
+async def _on_event(event: Any, role: str) -> None:
+    request = await decode_or_reject(AGENT, Stage.CORRELATE, role, event)
+    if request is None:
+        return
+    STREAM_EVENTS.labels(AGENT, str(request["kind"]).lower()).inc()
+    if request["kind"] == "TICK":
+        await _on_tick(event)
+    else:
+        await _on_request(event, event.key.decode(), request)
 
 
 def limit_of(key: str) -> Limit:
@@ -54,22 +52,25 @@ def limit_of(key: str) -> Limit:
     currency = settings.company_currency
     exponent = CURRENCY_EXPONENTS[currency]
     policy = settings.budget_policy_for(cost_centre)
-    found = reference.data.budget(cost_centre, datetime.date.fromisoformat(start))
-    if found is None or found.start.isoformat() != start:
+    found = reference.data.budget_from(cost_centre, datetime.date.fromisoformat(start))
+    if found is None:
         return Limit(None, policy, currency, exponent, f"the period from {start}")
-    amount = int(found.amount.scaleb(exponent).to_integral_value())
-    return Limit(amount, policy, currency, exponent, f"{found.start}..{found.end}")
+    return Limit(found.amount_minor(exponent), policy, currency, exponent,
+                 f"{found.start}..{found.end}")  # fmt: skip
 
 
-def _load(key: str, claim_ids: list[str]) -> tuple[BudgetCase, Shares]:
+def _load(key: str, claim_ids: list[str]) -> tuple[BudgetCase, Shares, dict[str, bytes]]:
+    """The budget, the shares of ``claim_ids`` and of its held claims, and those shares as
+    stored (so that only the changed ones are written back)."""
     raw = budgets.get(key.encode())
     case = BudgetCase(key) if raw is None else BudgetCase.from_json(raw)
     shares: Shares = {}
+    stored: dict[str, bytes] = {}
     for claim_id in dict.fromkeys([*claim_ids, *case.held]):
         value = budget_shares.get(_share_key(key, claim_id))
         if value is not None:
-            shares[claim_id] = ClaimShare.from_json(value)
-    return case, shares
+            shares[claim_id], stored[claim_id] = ClaimShare.from_json(value), value
+    return case, shares, stored
 
 
 def _share_key(key: str, claim_id: str) -> bytes:
@@ -78,8 +79,7 @@ def _share_key(key: str, claim_id: str) -> bytes:
 
 async def _on_request(event: Any, key: str, request: dict[str, Any]) -> None:
     claim_id, kind, limit = request["claim_id"], request["kind"], limit_of(key)
-    case, shares = _load(key, [claim_id])
-    before = {claim_id: share.to_json() for claim_id, share in shares.items()}
+    case, shares, before = _load(key, [claim_id])
     if kind == "ASK":
         answers = budget_case.on_ask(case, shares, claim_id, request["version"],
                                      request["amount_minor"], limit)  # fmt: skip
@@ -104,8 +104,7 @@ async def _on_tick(event: Any) -> None:
             continue
         key = raw_key.decode()
         limit = limit_of(key)
-        case, shares = _load(key, [])
-        before = {claim_id: share.to_json() for claim_id, share in shares.items()}
+        case, shares, before = _load(key, [])
         answers = budget_case.recheck(case, shares, limit)
         if answers:
             await _apply(event, case, shares, before, answers, limit)

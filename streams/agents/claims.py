@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime
 import functools
 import logging
-import time
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from typing import Any
@@ -18,13 +17,13 @@ from erpbridge.failures import Stage
 from erpbridge.metrics import (
     STREAM_EVENTS,
     STREAM_OPEN_CLAIMS,
-    STREAM_PROCESS_SECONDS,
     STREAM_TABLE_KEYS,
 )
 from erpbridge.model import CURRENCY_EXPONENTS, invoice_ref
 from streams import claim_case
 from streams.agents.outputs import (
     decode_or_reject,
+    each_event,
     event_ms,
     origin_of,
     reject,
@@ -61,7 +60,6 @@ from streams.input_vat import NO_COMPANY_TAX_ID
 from streams.open_cases import SWEEP_PER_TICK, OpenCases
 from streams.postings import PostingRules, build_posting, reversal
 from streams.table_writes import put
-from streams.transactions import TRACE
 
 AGENT = "claims"
 log = logging.getLogger(__name__)
@@ -119,21 +117,17 @@ async def _read_reference() -> None:
 
 @app.agent(claim_inputs)
 async def claims_agent(stream: Any) -> None:
-    async for event in stream.events():
-        await reference.ready()  # outside the gate: a commit need not wait for it
-        async with app.gate.event():  # a commit holds whole events only
-            started = time.perf_counter()
-            role = ROLES[event.message.topic]
-            TRACE.info("event %s %d %d %r", role, event.message.partition, event.message.offset,
-                       event.key)  # fmt: skip
-            if role == "claim_events":
-                await _on_internal(event)
-            else:
-                STREAM_EVENTS.labels(AGENT, "in").inc()
-                record = await decode_or_reject(AGENT, Stage.NORMALIZE, role, event)
-                if record is not None:
-                    await (_on_claim if role == "claims_raw" else _on_approval)(event, record)
-            STREAM_PROCESS_SECONDS.labels(AGENT).observe(time.perf_counter() - started)
+    await each_event(stream, AGENT, ROLES, _on_event, after_reference=True)
+
+
+async def _on_event(event: Any, role: str) -> None:
+    if role == "claim_events":
+        await _on_internal(event)
+        return
+    STREAM_EVENTS.labels(AGENT, "in").inc()
+    record = await decode_or_reject(AGENT, Stage.NORMALIZE, role, event)
+    if record is not None:
+        await (_on_claim if role == "claims_raw" else _on_approval)(event, record)
 
 
 def _case(claim_id: str) -> ClaimCase | None:

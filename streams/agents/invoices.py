@@ -4,19 +4,17 @@ the claim side, and rejections of invoices whose tax arithmetic fails. Rules:
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from erpbridge.failures import Stage
-from erpbridge.metrics import STREAM_EVENTS, STREAM_PROCESS_SECONDS, STREAM_TABLE_KEYS
+from erpbridge.metrics import STREAM_EVENTS, STREAM_TABLE_KEYS
 from erpbridge.model import invoice_key
 from streams import invoice_case
-from streams.agents.outputs import decode_or_reject, event_ms, origin_of, reject
+from streams.agents.outputs import decode_or_reject, each_event, event_ms, origin_of, reject
 from streams.app import app, claim_events, codecs, invoice_inputs, invoice_refs, invoices
 from streams.disk_state import key_count
 from streams.invoice_case import Answer, InvoiceCase
 from streams.table_writes import put
-from streams.transactions import TRACE
 
 AGENT = "invoices"
 ROLES = {codecs.topic(role): role for role in ("invoices_raw", "invoice_refs")}
@@ -24,17 +22,11 @@ ROLES = {codecs.topic(role): role for role in ("invoices_raw", "invoice_refs")}
 
 @app.agent(invoice_inputs)
 async def invoices_agent(stream: Any) -> None:
-    async for event in stream.events():
-        async with app.gate.event():  # a commit holds whole events only
-            started = time.perf_counter()
-            role = ROLES[event.message.topic]
-            TRACE.info("event %s %d %d %r", role, event.message.partition, event.message.offset,
-                       event.key)  # fmt: skip
-            if role == "invoices_raw":
-                await _on_invoice(event)
-            else:
-                await _on_citation(event)
-            STREAM_PROCESS_SECONDS.labels(AGENT).observe(time.perf_counter() - started)
+    await each_event(stream, AGENT, ROLES, _on_event)
+
+
+async def _on_event(event: Any, role: str) -> None:
+    await (_on_invoice if role == "invoices_raw" else _on_citation)(event)
 
 
 STREAM_TABLE_KEYS.labels("invoices").set_function(lambda: key_count(invoices))  # at a scrape

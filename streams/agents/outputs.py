@@ -1,22 +1,44 @@
-"""What the agents share: decoding inputs, and sending rejections and claim statuses."""
+"""What the agents share: their event loop, decoding inputs, and sending rejections and claim
+statuses."""
 
 from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from erpbridge.codec import DecodeError
 from erpbridge.failures import Attempts, FailureRecord, RetryPolicy, RetryWithTolerance, Stage
-from erpbridge.metrics import STREAM_EVENTS
-from streams.app import claim_status, codecs, rejected
+from erpbridge.metrics import STREAM_EVENTS, STREAM_PROCESS_SECONDS
+from streams.app import app, claim_status, codecs, reference, rejected
 from streams.claim_case import Status
 from streams.internal_events import is_legacy, read_legacy
+from streams.transactions import TRACE
 
 log = logging.getLogger(__name__)
 # A registry outage is waited out: the record is fine, only its schema is far.
 REGISTRY_RETRY = RetryWithTolerance("streams", Stage.DECODE, RetryPolicy(initial_s=0.5, max_s=10.0))
+
+
+async def each_event(stream: Any, agent: str, roles: Mapping[str, str],
+                     handle: Callable[[Any, str], Awaitable[None]], *,
+                     after_reference: bool = False) -> None:  # fmt: skip
+    """An agent's loop: ``handle(event, role)`` for each event of ``stream`` (``roles``: its
+    topics' roles), each whole inside the commit gate (a commit holds whole events only), timed.
+    ``after_reference``: each event waits for the reference data first, outside the gate (a
+    commit need not wait for it)."""
+    async for event in stream.events():
+        if after_reference:
+            await reference.ready()
+        async with app.gate.event():
+            started = time.perf_counter()
+            role = roles[event.message.topic]
+            TRACE.info("event %s %d %d %r", role, event.message.partition, event.message.offset,
+                       event.key)  # fmt: skip
+            await handle(event, role)
+            STREAM_PROCESS_SECONDS.labels(agent).observe(time.perf_counter() - started)
 
 
 async def decode(role: str, value: bytes) -> dict[str, Any]:
