@@ -28,7 +28,7 @@ from deploy.local import redis as local_redis
 from deploy.local import tryton as local_tryton
 from deploy.local.kafka_cluster import KafkaCluster
 from deploy.local.kafka_secure import SecureKafka
-from deploy.local.process import free_port, port_open
+from deploy.local.process import free_port, free_ports
 
 pytest_plugins = [
     "tests.integration.webhook_server",
@@ -239,11 +239,7 @@ def fresh_database(url: str) -> str:
 
 def _free_base() -> int:
     """A port with the five after it free too (three brokers, three controllers)."""
-    for _ in range(50):
-        base = free_port()
-        if base < 60000 and not any(port_open("127.0.0.1", base + n) for n in range(6)):
-            return base
-    raise RuntimeError("no six consecutive free ports")
+    return free_ports(6)
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -58,10 +59,41 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def free_port() -> int:
+def _ephemeral_low() -> int:
+    """The first port the kernel hands to outgoing connections (Linux's default elsewhere)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_ports(count: int = 1) -> int:
+    """The first of ``count`` consecutive free loopback ports, below the ephemeral range.
+
+    A port the kernel hands out (bind to 0) lies in the range it also gives to every outgoing
+    connection, so a busy machine's clients can take it before the server binds it: a broker
+    then dies with "Address already in use". Ports below that range are taken only by servers.
+    """
+    low, high = 20000, _ephemeral_low() - count
+    rng = random.Random(os.urandom(8))
+    for _ in range(200):
+        base = rng.randrange(low, max(high, low + 1))
+        if all(_bindable(base + n) for n in range(count)):
+            return base
+    raise LaunchError(f"no {count} consecutive free ports between {low} and {high + count}")
+
+
+def free_port() -> int:
+    return free_ports(1)
 
 
 def wait_until(
