@@ -57,6 +57,12 @@ class Settings(BaseSettings):
     # original e-invoice documents, by SHA-256, with a hash-chained manifest (erpbridge.archive):
     # sources write it, ERP sinks attach from it; every process of a deployment shares it
     archive_dir: str = ".local/archive"
+    # the runtime under the stream processors' agents: "direct", our own loop on librdkafka
+    # (streams.direct: one transactional producer per worker, tables in memory, rebuilt from
+    # their changelogs), or "faust" (streams.transactions, RocksDB tables, standby replicas).
+    # Both read and write the same topics, changelogs and consumer group; switch with every
+    # worker stopped (their group protocols differ)
+    streams_runtime: Literal["direct", "faust"] = "faust"
     # where tables live: on disk (RocksDB, only committed state; a restart reads only the
     # changelog written since) or in memory (rebuilt from the whole changelog at each start)
     streams_store: Literal["rocksdb", "memory"] = "rocksdb"

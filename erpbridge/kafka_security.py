@@ -70,6 +70,27 @@ def client_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
+def librdkafka_options(settings: Settings) -> dict[str, Any]:
+    """The same for a librdkafka client (confluent-kafka), in its spelling: the broker verified
+    against the CA file (or the system's store) with its host name checked."""
+    options: dict[str, Any] = {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "security.protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_security_protocol.startswith("SASL_"):
+        options["sasl.mechanism"] = settings.kafka_sasl_mechanism
+        options["sasl.username"] = settings.kafka_sasl_username
+        options["sasl.password"] = settings.kafka_sasl_password.get_secret_value()
+    if uses_tls(settings):
+        options["ssl.endpoint.identification.algorithm"] = "https"
+        if settings.kafka_ssl_cafile:
+            options["ssl.ca.location"] = settings.kafka_ssl_cafile
+        if settings.kafka_ssl_certfile:
+            options["ssl.certificate.location"] = settings.kafka_ssl_certfile
+            options["ssl.key.location"] = settings.kafka_ssl_keyfile
+    return options
+
+
 def faust_credentials(settings: Settings) -> Any:
     """Faust's ``broker_credentials``: SASL (over TLS or not), TLS alone, or None (plaintext)."""
     import faust

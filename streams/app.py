@@ -6,14 +6,14 @@ Start a worker with ``erpbridge streams``.
 from __future__ import annotations
 
 from pathlib import Path
-
-import faust
+from typing import Any
 
 from erpbridge.config import Settings, get_settings
 from erpbridge.contracts.bindings import TopicCodecs
 from erpbridge.contracts.faust_codec import AvroCodec
 from erpbridge.kafka_security import client_options, faust_credentials
 from streams import disk_state
+from streams.direct import DirectApp
 from streams.recovery import CheckedTableManager
 from streams.reference_view import ReferenceView
 from streams.transactions import App
@@ -50,16 +50,16 @@ def build_app(settings: Settings) -> App:
 
 settings = get_settings()
 codecs = TopicCodecs(settings)
-app = build_app(settings)
+app: Any = DirectApp(settings) if settings.streams_runtime == "direct" else build_app(settings)
 
 
-def _output_topic(role: str) -> faust.TopicT:
+def _output_topic(role: str) -> Any:
     codec = AvroCodec(codecs.serializer(role), codecs.deserializer(role))
     return app.topic(codecs.topic(role), key_type=bytes, key_serializer="raw",
                      value_serializer=codec)  # fmt: skip
 
 
-def _internal_topic(role: str) -> faust.TopicT:
+def _internal_topic(role: str) -> Any:
     return app.topic(codecs.topic(role), key_type=bytes, value_type=bytes, key_serializer="raw",
                      value_serializer="raw", partitions=settings.topic_partitions)  # fmt: skip
 
@@ -68,7 +68,7 @@ def _internal_topic(role: str) -> faust.TopicT:
 # topics their agent reads. Keys and values are bytes, stored and logged as they are (Faust's
 # serializer for bytes is raw); values are the JSON objects of streams.claim_case.ClaimCase and
 # InvoiceCase, encoded once by the case (``to_json``) for the store and the changelog alike.
-def _table(name: str) -> faust.types.TableT:
+def _table(name: str) -> Any:
     return app.Table(name, default=None, key_type=bytes, value_type=bytes,
                      partitions=settings.topic_partitions,
                      options=dict(disk_state.OPTIONS))  # fmt: skip

@@ -189,7 +189,10 @@ async def flush_committed(app: Any, offsets: Iterable[Any]) -> None:
 
 def partition_items(table: Any, partition: int) -> Iterator[tuple[bytes, Any]]:
     """A table's entries of ``partition`` on disk (each partition has its own RocksDB); in
-    memory, where partitions share one dict, every entry (the caller picks its own)."""
+    memory, where partitions share one dict, every entry (the caller picks its own); in the
+    direct runtime's tables, that partition's."""
+    if hasattr(table, "entries_of"):
+        return table.entries_of(partition)
     store = table.data
     if isinstance(store, CommittedRocksStore):
         return store.partition_items(partition)
@@ -200,6 +203,8 @@ def sweep_items(table: Any, partition: int, start: bytes | None,
                 limit: int) -> tuple[list[tuple[bytes, Any]], bytes | None]:  # fmt: skip
     """A slice of a table's committed entries of ``partition`` and where the next one starts
     (:meth:`CommittedRocksStore.sweep`); in memory every entry at once."""
+    if hasattr(table, "sweep_of"):
+        return table.sweep_of(partition, start, limit)
     store = table.data
     if isinstance(store, CommittedRocksStore):
         return store.sweep(partition, start, limit)
@@ -208,5 +213,7 @@ def sweep_items(table: Any, partition: int, start: bytes | None,
 
 def key_count(table: Any) -> int:
     """Keys in a table, for its gauge: exact in memory, RocksDB's estimate on disk."""
+    if hasattr(table, "key_count"):
+        return int(table.key_count())
     store = table.data
     return store.approximate_len() if isinstance(store, CommittedRocksStore) else len(store)

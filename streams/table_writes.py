@@ -65,6 +65,10 @@ class PendingChangelog:
 def put(table: Any, event: Any, key: bytes, value: Any | None) -> None:
     """Set ``table[key] = value`` (``None`` deletes it); its changelog record commits with the
     event's transaction."""
+    put_for = getattr(table, "put_for", None)  # the direct runtime's table (streams.direct)
+    if put_for is not None:
+        put_for(event, key, value)
+        return
     if value is None:
         table.data.pop(key, None)
     else:

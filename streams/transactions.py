@@ -478,5 +478,15 @@ class App(faust.App):  # type: ignore[misc]
         if self.topics.acks_enabled_for(message.topic):
             cast(Any, self.consumer).ledger.returned(message.tp, message.offset)
 
+    def handle(self, channel: Any, one: Callable[[Any], Awaitable[None]], name: str) -> None:
+        """An agent named ``name`` that awaits ``one(event)`` for each event of ``channel``
+        (the runtime-neutral form :func:`streams.agents.outputs.serve` declares)."""
+
+        async def agent(stream: Any) -> None:
+            async for event in stream.events():
+                await one(event)
+
+        self.agent(channel, name=name)(agent)
+
     def _new_transport(self) -> Transport:
         return Transport(self.conf.broker_consumer, self)

@@ -7,6 +7,8 @@ from typing import Any
 
 from erpbridge import metrics, tracing
 
+OUTPUTS = ("postings", "claim_status", "claim_events", "invoice_refs", "budget_requests")
+
 
 def main(log_level: str = "info") -> None:
     from streams import (
@@ -16,12 +18,13 @@ def main(log_level: str = "info") -> None:
     from streams.app import app, codecs, settings
 
     _wait_for_inputs(settings)
+    if settings.streams_runtime == "direct":
+        _run_direct(app, codecs, settings, log_level)
+        return
     framework.check()  # the repairs' framework members are there (or the worker refuses)
     framework.check_when_started(app)  # and the consumer's, once the worker made it
     # fails fast when the registry is missing
-    codecs.register_all(
-        "postings", "claim_status", "claim_events", "invoice_refs", "budget_requests"
-    )
+    codecs.register_all(*OUTPUTS)
     metrics.readiness_check("streams", lambda: _not_ready(app))
     # mode types a signal's receivers narrower than it calls them
     app.on_partitions_assigned.connect(_note_assignment)  # type: ignore[arg-type]
@@ -34,6 +37,26 @@ def main(log_level: str = "info") -> None:
         broken = app.broken.exit_reason()  # see streams.broken_transactions
         if broken:
             raise SystemExit(broken)  # status 1: its supervisor starts it again
+
+
+def _run_direct(app: Any, codecs: Any, settings: Any, log_level: str) -> None:
+    """The direct runtime (:mod:`streams.direct`): its own loop, no Faust worker."""
+    import logging
+
+    from streams.app import reference
+
+    logging.basicConfig(level=log_level.upper(),
+                        format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
+
+    codecs.register_all(*OUTPUTS)
+    metrics.readiness_check("streams", lambda: app.not_ready() or (
+        None if reference.loaded else "reading the reference data"))  # fmt: skip
+    app.on_partitions_assigned.connect(_note_assignment)
+    metrics.serve_from(settings)
+    tracing.configure(settings, "streams")
+    status = app.run()
+    if status:
+        raise SystemExit(app.broken.exit_reason())  # status 1: its supervisor starts it again
 
 
 def _wait_for_inputs(settings: Any) -> None:

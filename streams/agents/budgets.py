@@ -11,9 +11,8 @@ from erpbridge.failures import Stage
 from erpbridge.metrics import BUDGET_HELD, BUDGET_USED, STREAM_EVENTS
 from erpbridge.model import CURRENCY_EXPONENTS
 from streams import budget_case
-from streams.agents.outputs import decode_or_reject, each_event
+from streams.agents.outputs import decode_or_reject, serve
 from streams.app import (
-    app,
     budget_inputs,
     budget_shares,
     budgets,
@@ -29,10 +28,6 @@ from streams.table_writes import put
 AGENT = "budgets"
 ROLES = {codecs.topic("budget_requests"): "budget_requests"}
 
-
-@app.agent(budget_inputs)
-async def budgets_agent(stream: Any) -> None:
-    await each_event(stream, AGENT, ROLES, _on_event, after_reference=True)
 
 
 async def _on_event(event: Any, role: str) -> None:
@@ -126,3 +121,6 @@ async def _apply(event: Any, case: BudgetCase, shares: Shares, before: dict[str,
         message = {"kind": "BUDGET_ANSWER", "answer": answer.answer, "note": answer.note,
                    "version": answer.version, "amount_minor": answer.amount_minor}  # fmt: skip
         await claim_events.send(key=answer.claim_id.encode(), value=message)
+
+
+serve(budget_inputs, AGENT, ROLES, _on_event, after_reference=True)

@@ -23,11 +23,11 @@ from erpbridge.model import CURRENCY_EXPONENTS, invoice_ref
 from streams import claim_case
 from streams.agents.outputs import (
     decode_or_reject,
-    each_event,
     event_ms,
     origin_of,
     reject,
     send_status,
+    serve,
 )
 from streams.app import (
     app,
@@ -114,10 +114,6 @@ async def _read_reference() -> None:
                     "until one is (the claims still post, their VAT in the expense)",
                     NO_COMPANY_TAX_ID)  # fmt: skip
 
-
-@app.agent(claim_inputs)
-async def claims_agent(stream: Any) -> None:
-    await each_event(stream, AGENT, ROLES, _on_event, after_reference=True)
 
 
 async def _on_event(event: Any, role: str) -> None:
@@ -301,3 +297,6 @@ def _tick_entries(partition: int) -> Iterator[tuple[bytes, bytes | None, bool]]:
     for key, value in swept:
         if not OPEN_CASES.is_open(partition, key):
             yield key, value, True
+
+
+serve(claim_inputs, AGENT, ROLES, _on_event, after_reference=True)

@@ -10,8 +10,8 @@ from erpbridge.failures import Stage
 from erpbridge.metrics import STREAM_EVENTS, STREAM_TABLE_KEYS
 from erpbridge.model import invoice_key
 from streams import invoice_case
-from streams.agents.outputs import decode_or_reject, each_event, event_ms, origin_of, reject
-from streams.app import app, claim_events, codecs, invoice_inputs, invoice_refs, invoices
+from streams.agents.outputs import decode_or_reject, event_ms, origin_of, reject, serve
+from streams.app import claim_events, codecs, invoice_inputs, invoice_refs, invoices
 from streams.disk_state import key_count
 from streams.invoice_case import Answer, InvoiceCase
 from streams.table_writes import put
@@ -19,10 +19,6 @@ from streams.table_writes import put
 AGENT = "invoices"
 ROLES = {codecs.topic(role): role for role in ("invoices_raw", "invoice_refs")}
 
-
-@app.agent(invoice_inputs)
-async def invoices_agent(stream: Any) -> None:
-    await each_event(stream, AGENT, ROLES, _on_event)
 
 
 async def _on_event(event: Any, role: str) -> None:
@@ -80,3 +76,6 @@ async def _apply(event: Any, case: InvoiceCase, answers: list[Answer]) -> None:
         message = {"kind": "INVOICE_ANSWER", "invoice": answer.invoice, "answer": answer.answer,
                    "note": answer.note, "owner": answer.owner, "facts": answer.facts}  # fmt: skip
         await claim_events.send(key=answer.claim_id.encode(), value=message)
+
+
+serve(invoice_inputs, AGENT, ROLES, _on_event)

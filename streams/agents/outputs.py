@@ -22,14 +22,15 @@ log = logging.getLogger(__name__)
 REGISTRY_RETRY = RetryWithTolerance("streams", Stage.DECODE, RetryPolicy(initial_s=0.5, max_s=10.0))
 
 
-async def each_event(stream: Any, agent: str, roles: Mapping[str, str],
-                     handle: Callable[[Any, str], Awaitable[None]], *,
-                     after_reference: bool = False) -> None:  # fmt: skip
-    """An agent's loop: ``handle(event, role)`` for each event of ``stream`` (``roles``: its
-    topics' roles), each whole inside the commit gate (a commit holds whole events only), timed.
-    ``after_reference``: each event waits for the reference data first, outside the gate (a
-    commit need not wait for it)."""
-    async for event in stream.events():
+def serve(channel: Any, agent: str, roles: Mapping[str, str],
+          handle: Callable[[Any, str], Awaitable[None]], *,
+          after_reference: bool = False) -> None:  # fmt: skip
+    """Run ``handle(event, role)`` for each event of ``channel`` (``roles``: its topics' roles),
+    under the runtime's agent named ``agent``: each event whole inside the commit gate (a commit
+    holds whole events only), traced and timed. ``after_reference``: each event waits for the
+    reference data first, outside the gate (a commit need not wait for it)."""
+
+    async def one(event: Any) -> None:
         if after_reference:
             await reference.ready()
         async with app.gate.event():
@@ -39,6 +40,8 @@ async def each_event(stream: Any, agent: str, roles: Mapping[str, str],
                        event.key)  # fmt: skip
             await handle(event, role)
             STREAM_PROCESS_SECONDS.labels(agent).observe(time.perf_counter() - started)
+
+    app.handle(channel, one, f"streams.agents.{agent}.{agent}_agent")
 
 
 async def decode(role: str, value: bytes) -> dict[str, Any]:
