@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     # their changelogs), or "faust" (streams.transactions, RocksDB tables, standby replicas).
     # Both read and write the same topics, changelogs and consumer group; switch with every
     # worker stopped (their group protocols differ)
-    streams_runtime: Literal["direct", "faust"] = "faust"
+    streams_runtime: Literal["direct", "faust"] = "direct"
     # where tables live: on disk (RocksDB, only committed state; a restart reads only the
     # changelog written since) or in memory (rebuilt from the whole changelog at each start)
     streams_store: Literal["rocksdb", "memory"] = "rocksdb"

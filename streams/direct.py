@@ -308,6 +308,8 @@ class DirectApp:
                 return
             except BufferError:  # librdkafka's queue is full: let it send
                 self._producer.poll(0.05)
+            except KafkaException as exc:  # fenced, or a fatal error: the transaction is lost
+                raise _Broken(f"cannot commit: the producer failed: {exc.args[0]}") from exc
 
     def changelog_write(self, table: DirectTable, partition: int, key: bytes,
                         value: bytes | None) -> None:  # fmt: skip
@@ -412,7 +414,7 @@ class DirectApp:
                 if offsets:
                     self._consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
-            raise _Broken(f"the commit failed: {exc.args[0]}") from exc
+            raise _Broken(f"cannot commit: {exc.args[0]}") from exc
         if TRACE.isEnabledFor(logging.INFO):
             TRACE.info(
                 "commit offsets %s",
@@ -423,9 +425,6 @@ class DirectApp:
     # rebalances (called by librdkafka inside consume()) ----------------------------------------
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.rebalancing = True
-        if consumer.assignment_lost():
-            self._on_lost(consumer, partitions)
-            return
         self._commit()  # what was handled commits while this worker still owns it
         revoked = {TP(p.topic, p.partition) for p in partitions}
         self._assigned -= revoked
@@ -466,7 +465,7 @@ class DirectApp:
             for table in self._tables:
                 for number in numbers:
                     tp = TopicPartition(table.changelog, number)
-                    low, high = reader.get_watermark_offsets(tp, timeout=30)
+                    low, high = _watermarks(reader, tp)
                     if high > low:
                         ends[TP(table.changelog, number)] = high
             by_name = {table.changelog: table for table in self._tables}
@@ -553,8 +552,30 @@ class DirectApp:
     def _close(self) -> None:
         if self._consumer is not None:
             self._consumer.close()  # leaves the group: the others rebalance at once
+        for unsent in self._signals:  # the revoke of the close: no receiver needs it now
+            unsent.close()  # type: ignore[attr-defined]
         if self._producer is not None:
             self._producer.flush(10)
+
+
+# a changelog created a moment ago answers these until its leader is known
+_NO_LEADER_YET = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                  KafkaError.UNKNOWN_TOPIC_OR_PART)  # fmt: skip
+
+
+def _watermarks(reader: Consumer, tp: TopicPartition, wait_s: float = 60) -> tuple[int, int]:
+    """A partition's first and end offsets, waiting while its leader is not known yet."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            low, high = reader.get_watermark_offsets(tp, timeout=30)
+            return int(low), int(high)
+        except KafkaException as exc:
+            error = exc.args[0]
+            waiting = error.retriable() or error.code() in _NO_LEADER_YET
+            if not waiting or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 class _Broken(Exception):

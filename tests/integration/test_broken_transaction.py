@@ -29,16 +29,27 @@ from tests.integration.pipeline import Worker, make_settings, running_workers, w
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
 CLAIMS, WAVES, WAVE_GAP_S = 80, 5, 3.0
-PAUSE_S = 75  # aiokafka's transaction timeout is 60 s; the broker checks every 10 s
+PAUSE_S = 75  # aiokafka's transaction timeout is 60 s (the direct runtime's 10 s); the
+# broker checks every 10 s
 STOP_WITHIN_S = 90  # the next commit (or send) of the group finds it closed, then a clean stop
 PARTITIONS = 4
 
 
+def transactional_ids(settings: Settings, partition: int) -> list[str]:
+    """The ids of the transactions that hold ``partition``'s work: the direct runtime's one
+    producer (its id kept in the worker's data folder), or Faust's, one per input group and
+    partition (numbered from 0; absent ones cost nothing)."""
+    app_id = settings.streams_app_id
+    if settings.streams_runtime == "direct":
+        kept = Path(settings.streams_datadir) / app_id / "direct-worker-id"
+        return [f"{app_id}-{kept.read_text().strip()}"]
+    return [f"{app_id}-{group}-{partition}" for group in range(4)]
+
+
 def fence(settings: Settings, partition: int) -> list[str]:
-    """Take over ``partition``'s transaction in every input group, as another instance would."""
+    """Take over ``partition``'s transactions, as another instance would."""
     fenced = []
-    for group in range(4):  # Faust numbers the input groups from 0; absent ones cost nothing
-        transactional_id = f"{settings.streams_app_id}-{group}-{partition}"
+    for transactional_id in transactional_ids(settings, partition):
         producer = KafkaProducer(transactional_id=transactional_id, **client_options(settings))
         producer.init_transactions()
         producer.close()

@@ -9,6 +9,14 @@ from streams.audit import SOURCES, AuditReport, PartitionAudit, latest_by_key, r
 from streams.recovery import short_of_changelog
 
 
+@pytest.fixture(scope="module")
+def app():
+    """A Faust app as the worker builds it (whichever runtime the settings choose)."""
+    from streams.app import build_app, settings
+
+    return build_app(settings)
+
+
 def test_recovery_may_not_plan_to_read_less_than_the_changelog_holds() -> None:
     earliest = {"a": 0, "b": 0, "c": 5, "d": 0}
     end = {"a": 0, "b": 120, "c": 5, "d": 40}
@@ -20,9 +28,7 @@ def test_recovery_may_not_plan_to_read_less_than_the_changelog_holds() -> None:
     assert short_of_changelog({"e": -1}, {"e": 0}, {"e": None}) == {"e": (-1, 0, -1)}
 
 
-def test_start_up_names_a_framework_member_a_repair_relies_on_that_is_gone() -> None:
-    from streams.app import app
-
+def test_start_up_names_a_framework_member_a_repair_relies_on_that_is_gone(app) -> None:
     framework.check(app)  # the pinned versions have them all
     assert framework.problems(app=app) == []
     changed = (
@@ -92,13 +98,12 @@ class _FakeConsumer:
         return await fun()
 
 
-def test_a_worker_refuses_to_recover_a_changelog_whose_end_it_does_not_know() -> None:
+def test_a_worker_refuses_to_recover_a_changelog_whose_end_it_does_not_know(app) -> None:
     import asyncio
     from collections import Counter
 
     from faust.types import TP
 
-    from streams.app import app
     from streams.recovery import RecoveryRefused
 
     recovery, tp = app.tables.recovery, TP("app-claims-changelog", 0)
@@ -115,13 +120,12 @@ def test_a_worker_refuses_to_recover_a_changelog_whose_end_it_does_not_know() ->
     assert highwaters[tp] == -1
 
 
-def test_a_standby_copy_may_trail_a_changelog_its_owner_keeps_writing() -> None:
+def test_a_standby_copy_may_trail_a_changelog_its_owner_keeps_writing(app) -> None:
     import asyncio
     from collections import Counter
 
     from faust.types import TP
 
-    from streams.app import app
     from streams.recovery import RecoveryRefused
 
     recovery, tp = app.tables.recovery, TP("app-claims-changelog", 1)
@@ -135,7 +139,7 @@ def test_a_standby_copy_may_trail_a_changelog_its_owner_keeps_writing() -> None:
                                                "active"))  # fmt: skip
 
 
-def test_a_recovery_never_seeks_a_changelog_to_a_negative_offset() -> None:
+def test_a_recovery_never_seeks_a_changelog_to_a_negative_offset(app) -> None:
     """A standby partition's offset came as None; aiokafka refused the seek (ValueError 'Offset
     must be a positive integer') and the worker exited while starting its standby partitions
     (the fault suite, seed 469216). None, or any offset below -1, now reads the changelog from
@@ -144,8 +148,6 @@ def test_a_recovery_never_seeks_a_changelog_to_a_negative_offset() -> None:
     from collections import Counter
 
     from faust.types import TP
-
-    from streams.app import app
 
     seeks = []
 
@@ -162,13 +164,12 @@ def test_a_recovery_never_seeks_a_changelog_to_a_negative_offset() -> None:
     assert offsets[unknown] == -2  # Faust's own bookkeeping is left as it was
 
 
-def test_the_readiness_probe_creates_nothing_on_the_metrics_thread() -> None:
+def test_the_readiness_probe_creates_nothing_on_the_metrics_thread(app) -> None:
     """/readyz is answered on the metrics thread. Asked before the worker made its table
     recovery, it must say "starting", not make the recovery service there (bound to that
     thread's loop, the worker then hung at "Recovery: Starting")."""
     import threading
 
-    from streams.app import app
     from streams.worker import _not_ready
 
     made, app.tables._recovery = app.tables._recovery, None  # as before a worker starts
