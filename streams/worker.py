@@ -45,8 +45,10 @@ def _run_direct(app: Any, codecs: Any, settings: Any, log_level: str) -> None:
 
     from streams.app import reference
 
-    logging.basicConfig(level=log_level.upper(),
-                        format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
+    logging.basicConfig(
+        level=log_level.upper(),
+        format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s",
+    )
 
     codecs.register_all(*OUTPUTS)
     metrics.readiness_check("streams", lambda: app.not_ready() or (

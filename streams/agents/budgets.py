@@ -29,7 +29,6 @@ AGENT = "budgets"
 ROLES = {codecs.topic("budget_requests"): "budget_requests"}
 
 
-
 async def _on_event(event: Any, role: str) -> None:
     request = await decode_or_reject(AGENT, Stage.CORRELATE, role, event)
     if request is None:

@@ -115,7 +115,6 @@ async def _read_reference() -> None:
                     NO_COMPANY_TAX_ID)  # fmt: skip
 
 
-
 async def _on_event(event: Any, role: str) -> None:
     if role == "claim_events":
         await _on_internal(event)

@@ -20,7 +20,6 @@ AGENT = "invoices"
 ROLES = {codecs.topic(role): role for role in ("invoices_raw", "invoice_refs")}
 
 
-
 async def _on_event(event: Any, role: str) -> None:
     await (_on_invoice if role == "invoices_raw" else _on_citation)(event)
 
