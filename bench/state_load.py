@@ -4,7 +4,7 @@ section).
 The table is filled the way a long-running worker leaves it: its compacted changelog holds one
 closed (posted) case per claim, as the claims agent writes it (the JSON of a
 :class:`streams.claim_case.ClaimCase` with the claim's Avro bytes), about 1 KB each. A worker
-then starts on it and is timed until Faust says "Worker ready" (its tables recovered), its RSS
+then starts on it and is timed until it says it is ready (its tables recovered), its RSS
 read then; it is SIGKILLed, so the next start measures a restart after a crash.
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 from erpbridge.config import Settings
 from erpbridge.topics import table_changelog
 
-READY = b"Worker ready"
+READY = (b"Worker ready", b"stream worker ready")  # Faust's, the direct runtime's
 
 
 def case_json(claim_id: str, claim_bytes: bytes, now_ms: int) -> bytes:
@@ -106,7 +106,8 @@ def time_recovery(settings: Settings, folder: Path, label: str, rss: Any) -> tup
                     raise SystemExit(f"{label}: not ready after 600 s; see {log_path}")
                 with log_path.open("rb") as reader:
                     reader.seek(start_at)
-                    if READY in reader.read():
+                    text = reader.read()
+                    if any(ready in text for ready in READY):
                         break
                 time.sleep(0.2)
             seconds = time.monotonic() - started

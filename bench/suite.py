@@ -385,13 +385,14 @@ def state_section(sizes: list[int], rss: PeakRss) -> list[Row]:
 
     rows = []
     for size in sizes:
-        for store in ("rocksdb", "memory"):
-            if store == "memory" and size != 100_000:
+        # the direct runtime keeps its tables in memory; Faust on disk, or in memory at 100k
+        for runtime, store in (("direct", "memory"), ("faust", "rocksdb"), ("faust", "memory")):
+            if runtime == "faust" and store == "memory" and size != 100_000:
                 continue  # the comparison at 100k (it grows linearly; 1M does not fit the budget)
-            settings, folder = fresh_settings("t", streams_store=store)
+            settings, folder = fresh_settings("t", streams_runtime=runtime, streams_store=store)
             state_load.fill_claims_changelog(settings, size)
             for start in ("first start", "restart after SIGKILL"):
-                label = f"{store} {size:,} claims, {start}"
+                label = f"{runtime} {store} {size:,} claims, {start}"
                 seconds, mib = state_load.time_recovery(settings, folder, label, rss)
                 rows.append(_row("state", f"{label}: recovery", seconds, "s"))
                 rows.append(_row("state", f"{label}: worker RSS", mib, "MiB"))
