@@ -115,13 +115,12 @@ def process(cmd: list[str], folder: Path, name: str, rss: PeakRss,
         if proc.poll() is None and kill:
             proc.kill()
         if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            STOPS.append((name, stop_time(proc, 30.0)))
         log.close()
+
+
+# (process, seconds from SIGTERM to its exit; None: killed after 30 s), for the stop section
+STOPS: list[tuple[str, float | None]] = []
 
 
 def count_visible(bootstrap: str, topic: str, total: int, proc: subprocess.Popen[bytes],
@@ -488,6 +487,8 @@ def main() -> None:
     if "state" in args.only:
         rows += state_section(args.state_sizes, rss)
         print(f"state done at {time.monotonic() - started:.0f} s", flush=True)
+    rows += [_row("stop", f"{name}: SIGTERM to exit", 30.0 if seconds is None else seconds, "s")
+             for name, seconds in STOPS]  # fmt: skip
     peaks = rss.stop()
     print_table(rows, peaks)
     RESULTS.mkdir(exist_ok=True)

@@ -1,0 +1,79 @@
+"""The direct runtime's pieces that need no broker: its tables, its worker id, its signals."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+from erpbridge.config import Settings
+from streams.direct import DirectApp, _worker_id
+
+
+def _event(partition: int) -> SimpleNamespace:
+    return SimpleNamespace(message=SimpleNamespace(partition=partition))
+
+
+def test_a_table_keeps_each_partitions_keys_and_logs_the_last_value_of_each() -> None:
+    app = DirectApp(Settings(streams_app_id="t-app"))
+    table = app.Table("claims")
+    assert table.changelog == "t-app-claims-changelog"
+    table.put_for(_event(0), b"A", b"1")
+    table.put_for(_event(0), b"A", b"2")  # one changelog record: the last value
+    table.put_for(_event(1), b"B", b"1")
+    table.put_for(_event(0), b"C", b"1")
+    table.put_for(_event(0), b"C", None)  # deleted: a tombstone
+    assert table.get(b"A") == b"2" and table.get(b"C") is None
+    assert list(table.entries_of(0)) == [(b"A", b"2")]
+    assert list(table.entries_of(1)) == [(b"B", b"1")]
+    assert app._changelog == {(table, 0): {b"A": b"2", b"C": None}, (table, 1): {b"B": b"1"}}
+    assert table.key_count() == 2
+    table.drop(0)  # the partition went to another worker
+    assert table.get(b"A") is None and table.get(b"B") == b"1"
+
+
+def test_a_sweep_reads_a_partition_in_slices_from_where_the_last_one_ended() -> None:
+    table = DirectApp(Settings()).Table("claims")
+    for n in range(5):
+        table.restore(2, f"K{n}".encode(), b"v")
+    first, following = table.sweep_of(2, None, 2)
+    assert [k for k, _ in first] == [b"K0", b"K1"] and following == b"K2"
+    second, following = table.sweep_of(2, following, 2)
+    assert [k for k, _ in second] == [b"K2", b"K3"] and following == b"K4"
+    last, following = table.sweep_of(2, following, 2)
+    assert [k for k, _ in last] == [b"K4"] and following is None
+
+
+def test_the_worker_id_survives_a_restart_but_is_not_shared_by_two_live_workers(
+    tmp_path: Path,
+) -> None:
+    # another process holds the folder (a live worker): this one gets an id of its own
+    code = ("import sys, time; from pathlib import Path; from streams.direct import _worker_id; "
+            "print(_worker_id(Path(sys.argv[1])), flush=True); time.sleep(30)")  # fmt: skip
+    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE,
+                              text=True)  # fmt: skip
+    try:
+        assert holder.stdout is not None
+        held = holder.stdout.readline().strip()
+        assert len(held) == 32
+        assert _worker_id(tmp_path) != held
+    finally:
+        holder.kill()
+        holder.wait()
+    # once it is gone, its restart (here: this process) takes the kept id again
+    assert _worker_id(tmp_path) == held
+
+
+def test_signals_call_their_receivers_as_faust_does() -> None:
+    app = DirectApp(Settings())
+    seen: list[tuple] = []
+
+    async def later(sender, *args, **kwargs) -> None:
+        seen.append(("async", args, kwargs))
+
+    app.on_partitions_revoked.connect(lambda sender, *args, **kwargs: seen.append(("sync", args)))
+    app.on_partitions_revoked.connect(later)
+    asyncio.run(app.on_partitions_revoked.send({1}))
+    assert seen == [("sync", ({1},)), ("async", ({1},), {})]
