@@ -76,6 +76,21 @@ STREAM_TRANSACTIONS_BROKEN = Counter(
 STREAM_PROCESS_SECONDS = Histogram(
     "erpbridge_stream_process_seconds", "Processing time of one event in an agent.", ["agent"]
 )
+STREAM_COMMIT_SECONDS = Histogram(
+    "erpbridge_stream_commit_seconds",
+    "Time of one commit of the direct runtime: the changelog records and offsets into the"
+    " transaction and its commit (exactly_once), or the flush and the offset commit.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+STREAM_RESTORE_SECONDS = Histogram(
+    "erpbridge_stream_restore_seconds",
+    "Time the direct runtime took to read newly assigned table partitions back from their"
+    " changelogs (a worker handles none of their events meanwhile).",
+    buckets=(0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0),
+)
+STREAM_RESTORED_RECORDS = Counter(
+    "erpbridge_stream_restored_records", "Changelog records the direct runtime read back."
+)
 
 SINK_RECORDS = Counter(
     "erpbridge_sink_records",

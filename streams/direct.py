@@ -56,6 +56,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from erpbridge.config import Settings
 from erpbridge.kafka_security import librdkafka_options
+from erpbridge.metrics import STREAM_COMMIT_SECONDS, STREAM_RESTORE_SECONDS, STREAM_RESTORED_RECORDS
 from erpbridge.topics import table_changelog
 
 log = logging.getLogger(__name__)
@@ -393,6 +394,7 @@ class DirectApp:
         assert self._consumer is not None and self._producer is not None
         if not self._offsets and not self._changelog:
             return
+        started = time.perf_counter()
         for (table, partition), writes in self._changelog.items():
             for key, value in writes.items():
                 self.produce(table.changelog, key, value, None, partition)
@@ -421,6 +423,7 @@ class DirectApp:
                 sorted((tp.topic, tp.partition, offset) for tp, offset in self._offsets.items()),
             )
         self._offsets.clear()
+        STREAM_COMMIT_SECONDS.observe(time.perf_counter() - started)
 
     # rebalances (called by librdkafka inside consume()) ----------------------------------------
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -452,6 +455,7 @@ class DirectApp:
                 self.restoring = False
         self.rebalancing = False
         self._signals.append(self.on_partitions_assigned.send(set(self._assigned)))
+        log.info("stream worker ready: partitions %s, their tables restored", sorted(numbers))
 
     def _restore(self, numbers: list[int]) -> None:
         """Read the tables' changelog partitions ``numbers`` back, read_committed, to the end."""
@@ -485,8 +489,11 @@ class DirectApp:
                     if position.offset >= ends[tp]]  # fmt: skip
                 for tp in done:
                     del ends[tp]
+            seconds = time.monotonic() - started
+            STREAM_RESTORE_SECONDS.observe(seconds)
+            STREAM_RESTORED_RECORDS.inc(count)
             log.info("restored %d changelog records of partitions %s in %.1f s", count, numbers,
-                     time.monotonic() - started)  # fmt: skip
+                     seconds)  # fmt: skip
         finally:
             reader.close()
 
