@@ -63,6 +63,7 @@ log = logging.getLogger(__name__)
 TRACE = logging.getLogger("erpbridge.trace")  # ERPBRIDGE_TRACE=1: see streams.transactions
 TRANSACTION_TIMEOUT_MS = 10_000
 BATCH = 500  # records taken from librdkafka at once
+IDLE_S = 0.01  # with nothing to read, the loop looks again after this long
 Handler = Callable[["Event"], Awaitable[None]]
 
 
@@ -379,8 +380,8 @@ class DirectApp:
             if handled and time.monotonic() - last_commit >= interval:
                 self._commit()
                 last_commit, handled = time.monotonic(), False
-            # the other tasks (reference data, ticks, metrics) run here; idle, wait a little
-            await asyncio.sleep(0 if messages else 0.005)
+            # the other tasks (reference data, ticks) run here; idle, it looks again in 10 ms
+            await asyncio.sleep(0 if messages else IDLE_S)
 
     async def _every(self, interval: float, fn: Callable[[], Awaitable[None]]) -> None:
         while True:
