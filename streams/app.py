@@ -1,6 +1,8 @@
-"""The Faust app and its topics. Agents live in :mod:`streams.agents`.
+"""The app, its topics and tables. Agents live in :mod:`streams.agents`.
 
-Start a worker with ``erpbridge streams``.
+The app is the runtime ``ERPBRIDGE_STREAMS_RUNTIME`` names: the direct one
+(:class:`streams.direct.DirectApp`, the default) or Faust (:func:`build_app`). Both take the
+same declarations. Start a worker with ``erpbridge streams``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Run the stream processors: ``erpbridge streams`` (a Faust worker)."""
+"""Run the stream processors: ``erpbridge streams`` (the direct runtime's loop, or a Faust
+worker)."""
 
 from __future__ import annotations
 
