@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import heapq
 import inspect
 import logging
 import signal
@@ -199,6 +200,23 @@ class DirectTable:
         self._set(partition, key, value)
 
 
+def _written_at(message: Message) -> int:
+    return int(message.timestamp()[1])
+
+
+def in_written_order(messages: list[Message]) -> Iterator[Message]:
+    """A batch's records, each partition's in its order, the partitions interleaved by their
+    records' timestamps (as Kafka Streams picks a task's next record): a claim returned in
+    approval and then sent again is handled in that order, although the approval and the claim
+    come from two topics. librdkafka hands over each partition's fetched records together."""
+    by_partition: dict[tuple[str, int], list[Message]] = {}
+    for message in messages:
+        by_partition.setdefault((message.topic(), message.partition()), []).append(message)
+    if len(by_partition) < 2:
+        return iter(messages)
+    return heapq.merge(*by_partition.values(), key=_written_at)
+
+
 def _worker_id(folder: Path) -> str:
     """This worker's transactional id suffix: kept in its data folder so that a restart fences
     its previous life at once; a fresh one when another live worker holds that folder."""
@@ -363,7 +381,7 @@ class DirectApp:
             messages = self._consumer.consume(BATCH, timeout=0)
             while self._signals:  # a rebalance happened inside consume()
                 await self._signals.pop(0)
-            for message in messages:
+            for message in in_written_order(messages):
                 error = message.error()
                 if error is not None:
                     if error.fatal():

@@ -77,3 +77,33 @@ def test_signals_call_their_receivers_as_faust_does() -> None:
     app.on_partitions_revoked.connect(later)
     asyncio.run(app.on_partitions_revoked.send({1}))
     assert seen == [("sync", ({1},)), ("async", ({1},), {})]
+
+
+class _Message:
+    def __init__(self, topic: str, partition: int, offset: int, written_ms: int) -> None:
+        self._at = (topic, partition, offset, written_ms)
+
+    def topic(self) -> str:
+        return self._at[0]
+
+    def partition(self) -> int:
+        return self._at[1]
+
+    def offset(self) -> int:
+        return self._at[2]
+
+    def timestamp(self) -> tuple[int, int]:
+        return 1, self._at[3]
+
+
+def test_a_batch_is_handled_in_written_order_across_partitions_each_partition_in_its_own() -> None:
+    from streams.direct import in_written_order
+
+    # librdkafka hands over each partition's records together: the claims, then the approvals
+    claims = [_Message("claims", 0, 0, 10), _Message("claims", 0, 1, 30)]
+    approvals = [_Message("approvals", 0, 0, 20), _Message("approvals", 0, 1, 40)]
+    late = [_Message("claims", 1, 0, 50), _Message("claims", 1, 1, 5)]  # a clock went back
+    handled = [(m.topic(), m.partition(), m.offset())
+               for m in in_written_order([*claims, *late, *approvals])]  # fmt: skip
+    assert handled == [("claims", 0, 0), ("approvals", 0, 0), ("claims", 0, 1),
+                       ("approvals", 0, 1), ("claims", 1, 0), ("claims", 1, 1)]  # fmt: skip
