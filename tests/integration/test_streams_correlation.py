@@ -7,6 +7,7 @@ the state survives a restart."""
 from __future__ import annotations
 
 import datetime
+import re
 import uuid
 from collections import Counter
 from decimal import Decimal
@@ -182,7 +183,11 @@ def test_claims_approvals_and_invoices_in_any_order(kafka_bootstrap, schema_regi
     assert stalled["E"]["detail"][0].endswith("waiting for the final approval")
     assert stalled["C"]["invoice_refs"] == [INV_A]
     assert 'erpbridge_stream_events_total{agent="claims",outcome="duplicate"} 1.0' in metrics
-    assert 'erpbridge_stream_events_total{agent="invoices",outcome="flagged"} 1.0' in metrics
+    # C's invoice is flagged once per time C asks: at its citation, and again when its approval
+    # is handled after the claim (READY); never for A, whose two sources are one claim
+    flagged = re.search(r'erpbridge_stream_events_total\{agent="invoices",outcome="flagged"\} '
+                        r"(\S+)", metrics)  # fmt: skip
+    assert flagged is not None and float(flagged.group(1)) in (1.0, 2.0), flagged
     assert 'erpbridge_stream_table_keys{table="reference.rate"} 6.0' in metrics
 
     # After a restart the tables are restored from their changelogs: A replayed from a third
