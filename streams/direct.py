@@ -21,8 +21,9 @@ Exactly once (``exactly_once``):
 - A newly assigned partition is read back from its changelogs, read_committed, up to their end
   before any of its events is handled.
 - The transaction commits every commit interval and before partitions are revoked. A commit that
-  fails, or partitions lost without a revoke, stop the worker with status 1: its restart reads
-  the committed state back.
+  fails stops the worker with status 1: its restart reads the committed state back. Partitions
+  lost without a revoke drop the work since the last commit (the transaction aborted, the tables
+  forgotten) and the next assignment reads them back.
 
 At least once: a plain idempotent producer; at each commit the changelog records and outputs are
 flushed, then the offsets committed.
@@ -379,7 +380,9 @@ class DirectApp:
         handled = False
         while not self._stop:
             messages = self._consumer.consume(BATCH, timeout=0)
-            while self._signals:  # a rebalance happened inside consume()
+            if self._signals:  # a rebalance happened inside consume(): its partitions only
+                messages = [m for m in messages if (m.topic(), m.partition()) in self._assigned]
+            while self._signals:
                 await self._signals.pop(0)
             for message in in_written_order(messages):
                 error = message.error()
@@ -453,10 +456,28 @@ class DirectApp:
         self._signals.append(self.on_partitions_revoked.send(revoked))
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Partitions taken away without a revoke (this worker missed its session): what it
-        handled since its last commit may be another worker's now. Stop; the restart reads the
-        committed state."""
-        raise _Broken(f"partitions lost: {sorted((p.topic, p.partition) for p in partitions)}")
+        """Partitions taken away without a revoke (this worker missed its session, say while a
+        broker was down): what it handled since its last commit may be another worker's now.
+        Like Kafka Streams, it drops that work (the open transaction aborted, the tables
+        forgotten) and rejoins; the next assignment reads the committed state back."""
+        lost = {TP(p.topic, p.partition) for p in partitions}
+        log.warning("partitions lost (the session ended without a revoke): %s; the work since "
+                    "the last commit is dropped and read again", sorted(lost))  # fmt: skip
+        self.rebalancing = True
+        if self.exactly_once and self._producer is not None:
+            try:
+                self._producer.abort_transaction(30)
+                self._producer.begin_transaction()
+            except KafkaException as exc:
+                raise _Broken(f"cannot commit: the abort after lost partitions failed: "
+                              f"{exc.args[0]}") from exc  # fmt: skip
+        self._offsets.clear()
+        self._changelog.clear()
+        for number in self._held:
+            for table in self._tables:
+                table.drop(number)
+        self._held, self._assigned = set(), set()
+        self._signals.append(self.on_partitions_revoked.send(lost))
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assigned = {TP(p.topic, p.partition) for p in partitions}
