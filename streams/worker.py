@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from erpbridge import metrics, tracing
+from streams.direct import DirectApp
 
 OUTPUTS = ("postings", "claim_status", "claim_events", "invoice_refs", "budget_requests")
 
@@ -19,11 +20,10 @@ def main(log_level: str = "info") -> None:
     from streams.app import app, codecs, settings
 
     _wait_for_inputs(settings)
-    if settings.streams_runtime == "direct":
-        _run_direct(app, codecs, settings, log_level)
-        return
-    framework.check()  # the repairs' framework members are there (or the worker refuses)
-    framework.check_when_started(app)  # and the consumer's, once the worker made it
+    direct = isinstance(app, DirectApp)
+    if not direct:
+        framework.check()  # the repairs' framework members are there (or the worker refuses)
+        framework.check_when_started(app)  # and the consumer's, once the worker made it
     # fails fast when the registry is missing
     codecs.register_all(*OUTPUTS)
     metrics.readiness_check("streams", lambda: _not_ready(app))
@@ -31,35 +31,16 @@ def main(log_level: str = "info") -> None:
     app.on_partitions_assigned.connect(_note_assignment)  # type: ignore[arg-type]
     metrics.serve_from(settings)
     tracing.configure(settings, "streams")
-    sys.argv = [sys.argv[0], "worker", "--loglevel", log_level, "--without-web"]
     try:
-        app.main()
+        if direct:
+            app.run()  # its own loop (streams.direct)
+        else:
+            sys.argv = [sys.argv[0], "worker", "--loglevel", log_level, "--without-web"]
+            app.main()
     finally:
-        broken = app.broken.exit_reason()  # see streams.broken_transactions
+        broken = app.broken.exit_reason()  # see streams.broken_transactions, streams.direct
         if broken:
             raise SystemExit(broken)  # status 1: its supervisor starts it again
-
-
-def _run_direct(app: Any, codecs: Any, settings: Any, log_level: str) -> None:
-    """The direct runtime (:mod:`streams.direct`): its own loop, no Faust worker."""
-    import logging
-
-    from streams.app import reference
-
-    logging.basicConfig(
-        level=log_level.upper(),
-        format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s",
-    )
-
-    codecs.register_all(*OUTPUTS)
-    metrics.readiness_check("streams", lambda: app.not_ready() or (
-        None if reference.loaded else "reading the reference data"))  # fmt: skip
-    app.on_partitions_assigned.connect(_note_assignment)
-    metrics.serve_from(settings)
-    tracing.configure(settings, "streams")
-    status = app.run()
-    if status:
-        raise SystemExit(app.broken.exit_reason())  # status 1: its supervisor starts it again
 
 
 def _wait_for_inputs(settings: Any) -> None:
@@ -88,13 +69,21 @@ def _note_assignment(sender: Any, *args: Any, **kwargs: Any) -> None:
 
 def _not_ready(app: Any) -> str | None:
     """Why the worker is not processing yet: starting, rebalancing, restoring its tables, or
-    reading the reference data. It runs on the metrics thread, so it reads plain attributes
-    only and creates nothing: ``app.tables.recovery`` is made on first use, and made from this
-    thread (a probe before the worker made it) it was bound to the wrong event loop and the
-    worker hung at "Recovery: Starting" for good (seen in the end-to-end test, which probes
-    /readyz from the first second)."""
+    reading the reference data."""
     from streams.app import reference
 
+    why = app.not_ready() if isinstance(app, DirectApp) else _faust_not_ready(app)
+    if why is None and not reference.loaded:
+        return "reading the reference data"
+    return why
+
+
+def _faust_not_ready(app: Any) -> str | None:
+    """It runs on the metrics thread, so it reads plain attributes only and creates nothing:
+    ``app.tables.recovery`` is made on first use, and made from this thread (a probe before the
+    worker made it) it was bound to the wrong event loop and the worker hung at "Recovery:
+    Starting" for good (seen in the end-to-end test, which probes /readyz from the first
+    second)."""
     recovery = app.tables._recovery  # None until the worker made it (checked in framework)
     if recovery is None:
         return "starting"
@@ -102,8 +91,6 @@ def _not_ready(app: Any) -> str | None:
         return "rebalancing"
     if not recovery.completed.is_set():
         return "restoring its tables from their changelogs"
-    if not reference.loaded:
-        return "reading the reference data"
     return None
 
 
