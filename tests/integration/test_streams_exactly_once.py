@@ -114,8 +114,11 @@ def test_a_worker_killed_mid_transaction_posts_every_claim_exactly_once(
             second_ids += batch
             _publish_claims(settings, batch)
             try:
-                wait_for(lambda: _open_transaction(settings) and
-                         sum(_postings(settings, "read_uncommitted").values()) > FIRST,
+                # the whole-topic read first, the open-transaction look last: the kill follows
+                # that look at once (the other way round, a worker quick enough committed the
+                # batch during the read: "all was committed before the kill", 2 runs of 9)
+                wait_for(lambda: sum(_postings(settings, "read_uncommitted").values()) > FIRST
+                         and _open_transaction(settings),
                          timeout=30, what="uncommitted postings of the second batch",
                          workers=[first])  # fmt: skip
                 break
