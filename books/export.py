@@ -55,6 +55,11 @@ def _money(minor: int | None) -> Decimal | str:
     return "" if minor is None else Decimal(minor).scaleb(-2)
 
 
+def _shown(minor: int | None) -> str:
+    """Minor units as a page shows yuan: thousands grouped, two decimals (``-1,280.00``)."""
+    return "" if minor is None else f"{Decimal(minor).scaleb(-2):,.2f}"
+
+
 def reconciliation_csv(result: Reconciliation) -> str:
     return to_csv(DIFFERENCE_COLUMNS, (
         (d.kind, d.reference, d.group or "", d.document or "", _money(d.sent_minor),
@@ -80,7 +85,7 @@ def reconciliation_html(result: Reconciliation, generated_at: str) -> str:
     by_kind = charts.bars("Differences by kind", list(KINDS),
                           {"differences": [float(counts[k]) for k in KINDS]})  # fmt: skip
     return PAGES.get_template("reconciliation.html").render(
-        r=result, counts=counts, money=_money, generated_at=generated_at,
+        r=result, counts=counts, money=_shown, generated_at=generated_at,
         charts=[Markup(sent_vs_booked), Markup(by_kind)],  # noqa: S704 (drawn by books.charts)
     )  # fmt: skip
 
@@ -98,7 +103,7 @@ def report_html(result: Report, generated_at: str) -> str:
         drawn.append(charts.bars(f"Average booking latency by {result.by} ({currency})", labels,
                                  {"latency": latencies}, unit=" s"))  # fmt: skip
     return PAGES.get_template("report.html").render(
-        r=result, money=_money, generated_at=generated_at,
+        r=result, money=_shown, generated_at=generated_at,
         charts=[Markup(c) for c in drawn],  # noqa: S704 (drawn by books.charts)
     )  # fmt: skip
 
@@ -126,6 +131,6 @@ def budget_html(rows: list[BudgetRow], generated_at: str) -> str:
             "booked": [r.booked_minor / 100 for r in mine],
             "reserved": [r.line.reserved_minor / 100 for r in mine]}))  # fmt: skip
     return PAGES.get_template("budget.html").render(
-        rows=rows, money=_money, generated_at=generated_at,
+        rows=rows, money=_shown, generated_at=generated_at,
         charts=[Markup(c) for c in drawn],  # noqa: S704 (drawn by books.charts)
     )  # fmt: skip

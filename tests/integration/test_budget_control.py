@@ -1,4 +1,4 @@
-"""Budget control on the real stack (issue 30): broker, registry, a Faust worker, the Tryton sink
+"""Budget control on the real stack (issue 30): broker, registry, a streams worker, the Tryton sink
 and Tryton. Claims on one cost centre arriving together are booked only while its budget lasts;
 the rest are held over budget, saying budget, used and asked; a claim returned in approval gives
 its reservation back, and a red-letter invoice its booking's part, and held claims that fit then

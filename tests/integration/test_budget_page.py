@@ -30,7 +30,8 @@ def test_the_budget_page_shows_each_budget_its_use_and_its_held_claims(tmp_path:
         page.goto(page_file.as_uri())
         assert page.locator("#budgets tr").count() == 3  # the header and two budgets
         cells = page.locator("#budgets tr").nth(1).locator("td").all_inner_texts()
-        assert "CC-SH-01" in cells and "3000.00" in cells and "-300.00" in cells
+        assert "CC-SH-01" in cells and "3,000.00" in cells and "-300.00" in cells
+        assert "used of 5,000.00 CNY" in page.locator(".tile").nth(1).inner_text()
         assert page.locator('svg [data-series="booked"]').count() == 2
         # a cost centre or period cell does not wrap (one line high, as the others)
         heights = {page.locator("#budgets tr").nth(1).locator("td").nth(n).bounding_box()["height"]

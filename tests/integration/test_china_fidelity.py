@@ -1,4 +1,4 @@
-"""China finance fidelity on the real stack (broker, registry, Faust worker, Tryton sink, Tryton):
+"""China finance fidelity on the real stack (broker, registry, streams worker, Tryton sink, Tryton):
 travel tickets' input VAT booked to the fen, originals archived and attached, a red-letter
 invoice reversing a booked claim with a credit note, and one owner for an invoice two claims
 cite, whatever order their events arrive in."""

@@ -5,7 +5,7 @@ that deny whatever :mod:`erpbridge.access` does not grant.
 Shown here: each component writes its own topics and is refused the others' (a source cannot
 write postings, a sink cannot write claims); a wrong password, a client that does not trust the
 broker's CA and a client certificate from another CA are refused; and the whole pipeline (the
-registry, the processors on Faust, the Tryton sink, each as its own principal) books a claim
+registry, the streams worker, the Tryton sink, each as its own principal) books a claim
 over SASL_SSL without a password in any log.
 """
 

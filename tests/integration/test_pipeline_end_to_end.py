@@ -1,4 +1,4 @@
-"""A CSV file through the real broker, the Faust worker and the sink into a real Tryton."""
+"""A CSV file through the real broker, the streams worker and the sink into a real Tryton."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Faust with processing_guarantee=exactly_once on the real broker: a worker SIGKILLed inside an
-open transaction and restarted produces every posting exactly once (read_committed)."""
+"""The streams worker with processing_guarantee=exactly_once on the real broker (the default
+runtime unless ERPBRIDGE_STREAMS_RUNTIME names the other): a worker SIGKILLed inside an open
+transaction and restarted produces every posting exactly once (read_committed)."""
 
 from __future__ import annotations
 
@@ -94,7 +95,7 @@ def test_a_worker_killed_mid_transaction_posts_every_claim_exactly_once(
     kafka_bootstrap, schema_registry_url, redis_url, tmp_path: Path
 ) -> None:
     # Commits as far apart as Faust's default, so that the kill can land inside an open
-    # transaction; the restarted worker reuses the killed one's on-disk tables.
+    # transaction; the restarted worker reads its tables back from their changelogs.
     settings = make_settings(kafka_bootstrap, schema_registry_url, redis_url, tmp_path,
                              streams_commit_interval_s=2.8)  # fmt: skip
     ensure_topics(settings)
