@@ -190,7 +190,6 @@ def streams_section(sizes: list[int], rss: PeakRss, raw: float,
     final approval per claim: :func:`bench.streams_throughput.publish_inputs`)."""
     from bench import workload
     from bench.streams_throughput import publish_inputs
-    from erpbridge.topics import Topics
 
     rows = []
     for claims in sizes:
@@ -202,13 +201,7 @@ def streams_section(sizes: list[int], rss: PeakRss, raw: float,
             else:
                 events, per_claim = workload.publish(settings, load), load.per_claim
             interval = settings.streams_commit_interval_s
-            runs: dict[str, tuple[list[str], str, dict[str, str]]] = {
-                "erpbridge": ([sys.executable, "-m", "erpbridge", "streams"],
-                              Topics(settings.topic_prefix).postings, worker_env(settings)),
-                "quix streams": ([sys.executable, "-m", "bench.quix_peer", settings.topic_prefix,
-                                  guarantee, str(folder / "quix-state"), str(interval)],
-                                 f"{settings.topic_prefix}.quix.postings", {}),
-            }  # fmt: skip
+            runs = sides(settings, folder)
             rates, stops = {}, {}
             for name, (cmd, topic, env) in runs.items():
                 label = f"{name} ({guarantee}, {claims:,} {shape} claims)"
@@ -229,6 +222,21 @@ def streams_section(sizes: list[int], rss: PeakRss, raw: float,
             if not differences:  # the ratio counts only for the same output
                 rows[-2]["ratios"]["quix streams"] = rates["erpbridge"] / rates["quix streams"]
     return rows
+
+
+def sides(settings: Settings, folder: Path) -> dict[str, tuple[list[str], str, dict[str, str]]]:
+    """The two sides of the streams section on ``settings``' topics: name -> (command, the
+    topic its postings go to, its environment)."""
+    from erpbridge.topics import Topics
+
+    guarantee, interval = settings.streams_processing_guarantee, settings.streams_commit_interval_s
+    return {
+        "erpbridge": ([sys.executable, "-m", "erpbridge", "streams"],
+                      Topics(settings.topic_prefix).postings, worker_env(settings)),
+        "quix streams": ([sys.executable, "-m", "bench.quix_peer", settings.topic_prefix,
+                          guarantee, str(folder / "quix-state"), str(interval)],
+                         f"{settings.topic_prefix}.quix.postings", {}),
+    }  # fmt: skip
 
 
 def stop_time(proc: subprocess.Popen[bytes], limit_s: float = 60.0) -> float | None:
