@@ -13,7 +13,7 @@ import pytest
 from connectors.erp.tryton import TrytonSettings
 from deploy.images.compose import PORTS, Stack
 from deploy.images.engine import Engine
-from deploy.local.process import free_port
+from deploy.local.process import LaunchError, free_port
 from tests.containers.demo import demo_booking_problems
 
 pytestmark = pytest.mark.containers
@@ -31,7 +31,11 @@ def stack(container_engine: Engine) -> Stack:
 def test_the_compose_stack_books_the_demo_and_its_workers_stop_on_sigterm(stack: Stack) -> None:
     healthy = stack.up()
     print("healthy after (s):", {k: round(v, 1) for k, v in healthy.items()})
-    demo = stack.demo(capture=True)
+    try:
+        demo = stack.demo(capture=True)
+    except LaunchError as exc:  # what the workers said, and how long a name takes to resolve
+        raise AssertionError((str(exc)[-2000:], stack.logs("streams", 60),
+                              stack.logs("sink-tryton", 30), _resolving(stack))) from None
     print(demo.stdout[-3000:])
     erp = TrytonSettings(url=f"http://127.0.0.1:{stack.env['ERPBRIDGE_ERP_PORT']}",
                          database="erpbridge")  # fmt: skip
@@ -44,3 +48,13 @@ def test_the_compose_stack_books_the_demo_and_its_workers_stop_on_sigterm(stack:
         state = stack.state(service)
         print(f"{service}: stopped in {took:.1f} s, exit code {state['ExitCode']}")
         assert state["ExitCode"] == 0 and took < 30, (service, took, state, stack.logs(service))
+
+
+def _resolving(stack: Stack) -> str:
+    """Seconds the streams container takes to resolve the registry's name (podman's DNS server,
+    aardvark-dns, drops queries while it reloads as containers come and go)."""
+    probe = ("import socket, time; t = time.monotonic(); socket.getaddrinfo('schema-registry', "
+             "8081); print(f'schema-registry resolved in {time.monotonic() - t:.2f} s')")
+    out = stack.engine.run(["exec", stack.container("streams"), "python3", "-c", probe],
+                           check=False, timeout=120)  # fmt: skip
+    return (out.stdout + out.stderr).strip()
