@@ -146,6 +146,17 @@ class Journey:
         return {name: (first[b] - first[a]).total_seconds() if a in first and b in first
                 else None for name, (a, b) in spans.items()}  # fmt: skip
 
+    def held_over_budget(self) -> str | None:
+        """The claim's id when its latest status holds it over budget (one claim only)."""
+        if len(self.claims) != 1:
+            return None
+        statuses = [e for e in self.events if e.stage == "status" and e.event not in ("WAITING",
+                    "REDRIVEN")]  # fmt: skip
+        if statuses and statuses[-1].event == "HELD" and statuses[-1].summary.startswith(
+                "over_budget"):  # fmt: skip
+            return self.claims[0]
+        return None
+
     def to_json(self) -> dict[str, Any]:
         return {"asked": self.asked, "claims": self.claims, "stages": self.stages(),
                 "events": [event.to_json() for event in self.events]}  # fmt: skip

@@ -3,7 +3,7 @@
 ``erpbridge ops serve``. Bearer tokens or single sign-on JWTs (:mod:`ops.auth`); roles:
 
 - viewer: list and show failure records (masked), read the audit trail;
-- operator: and dry runs and replays;
+- operator: and dry runs and replays, and releasing a claim held over budget;
 - admin: and purge, and unmasked views.
 
 Requests are read by :mod:`ops.requests` (typed, strict JSON) and refused in one shape with a
@@ -13,7 +13,8 @@ before any handler (malformed, too long, unknown path) by :mod:`ops.request_audi
 
 The console (``/``) is server-rendered HTML, no build step: sign in with a token (kept in a
 same-site, HTTP-only cookie), list and filter failures, open one, preview a replay (dry run),
-replay with confirmation, read the audit trail.
+replay with confirmation, follow a claim's journey (and release it when it is held over budget),
+read the audit trail.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from erpbridge.registry.client import RegistryUnavailable
 from erpbridge.topics import Topics
 from ops.audit import ANONYMOUS, Actor, AuditTrail, Role, new_action_id, verify
 from ops.auth import Authenticator, Forbidden, OpsSettings, Unauthorized, require
+from ops.budgets import NotHeld, release
 from ops.dlq import Failed, Selection, Summary, describe, failures, find, purge, row
 from ops.locks import Busy
 from ops.masking import mask
@@ -55,6 +57,7 @@ from ops.requests import (
     ClaimsQuery,
     FailuresQuery,
     PurgeBody,
+    ReleaseBody,
     ReplayBody,
     ShowQuery,
     read_body,
@@ -85,6 +88,8 @@ class OpsApi:
                            guarded(Role.VIEWER, "api.failure")(self.failure))  # fmt: skip
         app.router.add_post("/api/replay", guarded(Role.OPERATOR, "api.replay")(self.replay))
         app.router.add_post("/api/purge", guarded(Role.ADMIN, "api.purge")(self.purge))
+        app.router.add_post("/api/budget/release",
+                            guarded(Role.OPERATOR, "api.budget.release")(self.release))  # fmt: skip
         app.router.add_get("/api/audit", guarded(Role.VIEWER, "api.audit")(self.audit))
         app.router.add_get("/api/claims", guarded(Role.VIEWER, "api.claims")(self.claims))
         app.router.add_get("/api/claims/{asked}",
@@ -103,6 +108,8 @@ class OpsApi:
             ("GET", "/console/audit", Role.VIEWER, "console.audit", self.console_audit),
             ("GET", "/console/claims", Role.VIEWER, "console.claims", self.console_claims),
             ("GET", "/console/claims/{asked}", Role.VIEWER, "console.claim", self.console_claim),
+            ("POST", "/console/claims/{asked}/release", Role.OPERATOR, "console.budget.release",
+             self.console_release),
         )  # fmt: skip
         for method, path, role, action, handler in pages:
             app.router.add_route(method, path, guarded(role, action, html=True)(handler))
@@ -263,7 +270,32 @@ class OpsApi:
                           {"events": len(found.events)})  # fmt: skip
         if not found.events:
             raise Refusal(404, "not_found", f"nothing in the books concerns {asked}")
-        return _page("claim.html", actor=actor, journey=found, stages=found.stages())
+        return _page("claim.html", actor=actor, journey=found, stages=found.stages(),
+                     held=found.held_over_budget() if actor.role.allows(Role.OPERATOR) else None,
+                     released=request.query.get("released") == "1")  # fmt: skip
+
+    # -- budget holds (ops.budgets) --------------------------------------------------------------
+    async def release(self, request: web.Request, actor: Actor) -> web.Response:
+        body = read_body(ReleaseBody, await request.read())
+        record = await self._release(body, actor)
+        return _ok({"claim_id": body.claim_id, "outcome": "released",
+                    "action_id": record["action_id"], "detail": record["detail"]})  # fmt: skip
+
+    async def console_release(self, request: web.Request, actor: Actor) -> web.Response:
+        form = {k: str(v) for k, v in (await request.post()).items()}
+        body = read_form(ReleaseBody, {**_filled(form), "claim_id": _asked(request)})
+        await self._release(body, actor)
+        where = quote(body.claim_id, safe="")
+        raise web.HTTPSeeOther(f"/console/claims/{where}?released=1")
+
+    async def _release(self, body: ReleaseBody, actor: Actor) -> dict[str, Any]:
+        """The release, audited by :func:`ops.budgets.release` (``budget.release``), refusals
+        too: a claim that is not held over budget is a 409."""
+        try:
+            return await asyncio.to_thread(release, self.settings, body.claim_id, actor,
+                                           body.reason)  # fmt: skip
+        except NotHeld as exc:
+            raise Refusal(409, "not_held", str(exc)) from None
 
     async def _trace(self, asked: str) -> Journey:
         def look() -> Journey:

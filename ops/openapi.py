@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ops.requests import ClaimsQuery, FailuresQuery, PurgeBody, ReplayBody, ShowQuery
+from ops.requests import ClaimsQuery, FailuresQuery, PurgeBody, ReleaseBody, ReplayBody, ShowQuery
 
 _ERRORS = {
     "400": "malformed_json | malformed_body | not_utf8 | duplicate_key | too_deep | "
@@ -19,7 +19,7 @@ _ERRORS = {
     "404": "not_found",
     "405": "method_not_allowed",
     "409": "replay_in_progress: another run holds this failure topic (Retry-After says when to "
-    "ask again)",
+    "ask again) | not_held: the claim is not held over budget",
     "413": "body_too_large",
     "422": "invalid_request: `problems` lists each field and what is wrong with it | "
     "unknown_topic: `to` is not a topic this pipeline replays to",
@@ -65,7 +65,7 @@ def _body(model: type[BaseModel]) -> dict[str, Any]:
 
 def openapi_document() -> dict[str, Any]:
     schemas: dict[str, Any] = {"Error": _ERROR_SCHEMA}
-    for model in (ReplayBody, PurgeBody):
+    for model in (ReplayBody, PurgeBody, ReleaseBody):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
@@ -74,9 +74,9 @@ def openapi_document() -> dict[str, Any]:
         "description": "topic[partition]@offset"}  # fmt: skip
     return {
         "openapi": "3.1.0",
-        "info": {"title": "erpbridge ops API", "version": "2",
-                 "description": "Failure records, replay, claim journeys and the audit trail, "
-                 "by role. Every call is audited, refusals included."},
+        "info": {"title": "erpbridge ops API", "version": "3",
+                 "description": "Failure records, replay, claim journeys, budget holds and the "
+                 "audit trail, by role. Every call is audited, refusals included."},
         "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
                        "schemas": schemas},
         "security": [{"bearer": []}],
@@ -101,6 +101,12 @@ def openapi_document() -> dict[str, Any]:
                 "summary": "Delete a failure topic's records so far (admin)",
                 "requestBody": _body(PurgeBody),
                 "responses": _responses("deleted", "400", "413", "422")}},
+            "/api/budget/release": {"post": {
+                "operationId": "release_budget_hold",
+                "summary": "Release a claim held over budget, saying why (operator): the "
+                           "processors count it although it exceeds the budget, and book it",
+                "requestBody": _body(ReleaseBody),
+                "responses": _responses("the audit record", "400", "409", "413", "422")}},
             "/api/claims": {"get": {
                 "operationId": "list_claims",
                 "summary": "Claims by employee id and by the day their first record arrived "

@@ -86,6 +86,14 @@ class ReplayBody(SelectionIn):
     action_id: ActionId | None = None  # given: resume that action
 
 
+class ReleaseBody(BaseModel):
+    """A claim held over budget, released with the operator's reason (audited)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    claim_id: Filter
+    reason: Annotated[str, Field(min_length=1, max_length=500, pattern=r"\S")]
+
+
 class PurgeBody(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     topic: PurgeTopic

@@ -17,14 +17,17 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from erpbridge.config import Settings
 from erpbridge.kafka_io import ensure_topics
 from erpbridge.topic_reader import read_statuses
-from ops.audit import AuditTrail
+from ops.audit import AuditTrail, Role
 from ops.budgets import budgets
+from tests.browser import chromium_page, screenshot
 from tests.contract_samples import SAMPLES
+from tests.integration.ops_server import running_ops
 from tests.integration.pipeline import (
     make_settings,
     posted_in_tryton,
@@ -97,6 +100,24 @@ def _cli(settings: Settings, *args: str, books: Path | None = None) -> tuple[int
     return done.returncode, json.loads(done.stdout or "{}")
 
 
+def _release_in_console(url: str, tokens: dict[Role, str], claim_id: str, reason: str) -> Path:
+    """Sign in as a viewer (no release form), then as an operator: release the held claim with
+    ``reason`` in the claim's page. The page's screenshot."""
+    with chromium_page(1300, 900) as page:
+        for role in (Role.VIEWER, Role.OPERATOR):
+            page.goto(f"{url}/")
+            page.fill("input[name=token]", tokens[role])
+            page.click("#sign-in")
+            page.goto(f"{url}/console/claims/{claim_id}")
+            assert "over_budget" in page.locator("#journey").inner_text()
+            assert page.locator("#release").count() == (role == Role.OPERATOR)
+        page.fill("#release input[name=reason]", reason)
+        shot = screenshot(page, "ops-console-budget-hold")
+        page.click("#release button")
+        assert "Release sent" in page.locator("#released").inner_text()
+    return shot
+
+
 def test_concurrent_claims_never_exceed_and_cancellation_and_reversal_give_back(
     kafka_bootstrap, schema_registry_url, redis_url, erp, tmp_path: Path
 ) -> None:
@@ -161,10 +182,19 @@ def test_concurrent_claims_never_exceed_and_cancellation_and_reversal_give_back(
         still = list(row.held)
         assert len(still) == 2
 
-        # an operator releases one over budget (audited), and the last one is withdrawn
-        status, outcome = _cli(settings, "release", still[0], "--reason", "CFO 批准超预算")
-        assert (status, outcome["outcome"], outcome["posted"]) == (0, "released", True), outcome
-        assert any("released by cli:" in line for line in outcome["status"])
+        # an operator releases one over budget in the console (audited); a viewer cannot; one
+        # not held is refused by the CLI and the API alike
+        with running_ops(settings, tmp_path / "ops") as (url, tokens, _):
+            shot = _release_in_console(url, tokens, still[0], "CFO 批准超预算")
+            wait_for(lambda: _last_statuses(settings)[still[0]]["status"] == "POSTED", 60,
+                     "the released claim posted", workers)  # fmt: skip
+            refused_api = httpx.post(f"{url}/api/budget/release", timeout=60, json={
+                "claim_id": still[0], "reason": "again"}, headers={
+                "Authorization": f"Bearer {tokens[Role.OPERATOR]}"})  # fmt: skip
+            assert (refused_api.status_code, refused_api.json()["error"]) == (409, "not_held")
+        assert shot.stat().st_size > 10_000
+        assert any("released by " in line and "CFO 批准超预算" in line
+                   for line in _last_statuses(settings)[still[0]]["detail"])  # fmt: skip
         status, refused = _cli(settings, "release", f"NOPE{tag}", "--reason", "x")
         assert (status, refused["outcome"]) == (3, "refused")
         _decide(settings, still[1], "REJECT", hours=2)
@@ -182,7 +212,8 @@ def test_concurrent_claims_never_exceed_and_cancellation_and_reversal_give_back(
     assert (row.reserved_minor, row.held, row.claims) == (0, (), 12)
     released = [r for r in AuditTrail(settings).records() if r["action"] == "budget.release"]
     assert [(r["outcome"], r["selection"]["claim_id"]) for r in released] == [
-        ("ok", still[0]), ("refused", f"NOPE{tag}")]  # fmt: skip
+        ("ok", still[0]), ("refused", still[0]), ("refused", f"NOPE{tag}")]  # fmt: skip
+    assert released[0]["role"] == "operator"
     assert released[0]["detail"] == "300.00 CNY held over budget, released: CFO 批准超预算"
 
     # budget vs actual: the ERP's answers (in the books) agree with the processors' count

@@ -137,6 +137,12 @@ def _hostile() -> list[tuple[str, Role, str, str, Any, int, str]]:
          "bad_request"),
         ("failure: unmask 'maybe'", Role.ADMIN, "GET", "/api/failures/x[0]@0",
          {"unmask": "maybe"}, 422, "invalid_request"),
+        ("release: a blank reason", Role.OPERATOR, "POST", "/api/budget/release",
+         {"claim_id": "C-1", "reason": "   "}, 422, "invalid_request"),
+        ("release: not held", Role.OPERATOR, "POST", "/api/budget/release",
+         {"claim_id": "C-NEVER-HELD", "reason": "CFO said so"}, 409, "not_held"),
+        ("release: by a viewer", Role.VIEWER, "POST", "/api/budget/release",
+         {"claim_id": "C-1", "reason": "x"}, 403, "forbidden"),
         ("unknown path", Role.ADMIN, "GET", "/api/nothing-here", None, 404, "not_found"),
         ("wrong method", Role.ADMIN, "DELETE", "/api/replay", None, 405, "method_not_allowed"),
     ]  # fmt: skip

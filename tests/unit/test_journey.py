@@ -105,3 +105,27 @@ def test_a_replayed_record_says_who_replayed_it() -> None:
     (plain,) = rows_of("postings", Record("acme.postings", 0, 8, b"C-3", b"", [], None), posting)
     summary = row[7]
     assert summary == f"replayed by ops-alice: {plain[7]}"
+
+
+def test_a_claim_held_over_budget_is_offered_for_release_until_a_later_status() -> None:
+    claim = dict(SAMPLES["expense_claim"], claim_id="C-4", event_id="evt-c4", submitted_at=_at(0))
+    status = dict(SAMPLES["claim_status"], claim_id="C-4")
+    held = dict(
+        status,
+        status="HELD",
+        reason="over_budget",
+        occurred_at=_at(1),
+        detail=["cost centre CC-1 budget 100.00 CNY, used 90.00 CNY, asked 20.00 CNY"],
+    )
+    waiting = dict(status, status="WAITING", reason=None, detail=[], occurred_at=_at(2))
+    posted = dict(status, status="POSTED", reason=None, detail=["released by ops-li: CFO"],
+                  occurred_at=_at(3))  # fmt: skip
+    other_hold = dict(held, reason="missing_invoice", detail=[])
+    for events, expected in (
+        ([claim, held], "C-4"),
+        ([claim, held, waiting], "C-4"),  # a tick's WAITING does not end the hold
+        ([claim, held, posted], None),
+        ([claim, other_hold], None),  # held for another reason: nothing to release
+    ):
+        store = _store_with([("claims_raw", events[0]), *(("claim_status", e) for e in events[1:])])
+        assert trace(store, "C-4").held_over_budget() == expected, events
