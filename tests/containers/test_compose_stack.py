@@ -34,8 +34,14 @@ def test_the_compose_stack_books_the_demo_and_its_workers_stop_on_sigterm(stack:
     try:
         demo = stack.demo(capture=True)
     except LaunchError as exc:  # what the workers said, and how long a name takes to resolve
-        raise AssertionError((str(exc)[-2000:], stack.logs("streams", 60),
-                              stack.logs("sink-tryton", 30), _resolving(stack))) from None
+        raise AssertionError(
+            (
+                str(exc)[-2000:],
+                stack.logs("streams", 60),
+                stack.logs("sink-tryton", 30),
+                _resolving(stack),
+            )
+        ) from None
     print(demo.stdout[-3000:])
     erp = TrytonSettings(url=f"http://127.0.0.1:{stack.env['ERPBRIDGE_ERP_PORT']}",
                          database="erpbridge")  # fmt: skip
@@ -53,8 +59,10 @@ def test_the_compose_stack_books_the_demo_and_its_workers_stop_on_sigterm(stack:
 def _resolving(stack: Stack) -> str:
     """Seconds the streams container takes to resolve the registry's name (podman's DNS server,
     aardvark-dns, drops queries while it reloads as containers come and go)."""
-    probe = ("import socket, time; t = time.monotonic(); socket.getaddrinfo('schema-registry', "
-             "8081); print(f'schema-registry resolved in {time.monotonic() - t:.2f} s')")
+    probe = (
+        "import socket, time; t = time.monotonic(); socket.getaddrinfo('schema-registry', "
+        "8081); print(f'schema-registry resolved in {time.monotonic() - t:.2f} s')"
+    )
     out = stack.engine.run(["exec", stack.container("streams"), "python3", "-c", probe],
                            check=False, timeout=120)  # fmt: skip
     return (out.stdout + out.stderr).strip()
