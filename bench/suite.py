@@ -119,6 +119,7 @@ def process(cmd: list[str], folder: Path, name: str, rss: PeakRss,
         log.close()
 
 
+GUARANTEES = ("exactly_once", "at_least_once")
 # (process, seconds from SIGTERM to its exit; None: killed after 30 s), for the stop section
 STOPS: list[tuple[str, float | None]] = []
 
@@ -179,8 +180,8 @@ def limits_section(claims: int, rss: PeakRss) -> list[Row]:
     return rows
 
 
-def streams_section(sizes: list[int], rss: PeakRss, raw: float,
-                    shape: str = "mixed") -> list[Row]:  # fmt: skip
+def streams_section(sizes: list[int], rss: PeakRss, raw: float, shape: str = "mixed",
+                    guarantees: tuple[str, ...] = GUARANTEES) -> list[Row]:  # fmt: skip
     """For each workload size and guarantee, the worker and the Quix peer on the same input
     topics, one after the other, at the same commit interval: the sustained rate (10 % to 90 %
     of the claims, as a read_committed reader sees their postings) and the wall time from the
@@ -194,7 +195,7 @@ def streams_section(sizes: list[int], rss: PeakRss, raw: float,
     rows = []
     for claims in sizes:
         load = workload.build(claims) if shape == "mixed" else None
-        for guarantee in ("exactly_once", "at_least_once"):
+        for guarantee in guarantees:
             settings, folder = fresh_settings("s", streams_processing_guarantee=guarantee)
             if load is None:
                 events, per_claim = publish_inputs(settings, claims), 3.0
@@ -461,6 +462,8 @@ def main() -> None:
         default=[3_000, 20_000],
         help="workload sizes of the streams section (100000 for the long one)",
     )
+    parser.add_argument("--streams-guarantees", nargs="+", choices=GUARANTEES,
+                        default=list(GUARANTEES))  # fmt: skip
     parser.add_argument("--postings", type=int, default=200, help="per sink measure")
     parser.add_argument("--state-sizes", type=int, nargs="+",
                         default=[10_000, 100_000, 1_000_000])  # fmt: skip
@@ -484,7 +487,8 @@ def main() -> None:
         raw = max(r["value"] for r in rows if "consume→produce" in r["name"])
         print(f"limits done at {time.monotonic() - started:.0f} s", flush=True)
     if "streams" in args.only:
-        rows += streams_section(args.streams_claims, rss, raw, args.streams_workload)
+        rows += streams_section(args.streams_claims, rss, raw, args.streams_workload,
+                                tuple(args.streams_guarantees))  # fmt: skip
         print(f"streams done at {time.monotonic() - started:.0f} s", flush=True)
     if "sink" in args.only:
         rows += sink_section(args.postings, rss)
