@@ -66,6 +66,9 @@ TRACE = logging.getLogger("erpbridge.trace")  # ERPBRIDGE_TRACE=1: see streams.t
 TRANSACTION_TIMEOUT_MS = 10_000
 BATCH = 500  # records taken from librdkafka at once
 IDLE_S = 0.01  # with nothing to read, the loop looks again after this long
+# a commit step that fails with an error librdkafka calls retriable (a coordinator moving while a
+# broker is down) is asked again for this long, 0.5 s apart, before the worker stops
+COMMIT_RETRY_S = 30.0
 Handler = Callable[["Event"], Awaitable[None]]
 
 
@@ -423,20 +426,20 @@ class DirectApp:
         self._changelog.clear()
         offsets = [TopicPartition(tp.topic, tp.partition, offset)
                    for tp, offset in self._offsets.items()]  # fmt: skip
+        producer, consumer = self._producer, self._consumer
         try:
             if self.exactly_once:
                 if offsets:
-                    self._producer.send_offsets_to_transaction(
-                        offsets, self._consumer.consumer_group_metadata(), 30
-                    )
-                self._producer.commit_transaction(30)
+                    _retrying(lambda: producer.send_offsets_to_transaction(
+                        offsets, consumer.consumer_group_metadata(), 30))  # fmt: skip
+                _retrying(lambda: producer.commit_transaction(30))
                 self._producer.begin_transaction()
             else:
                 left = self._producer.flush(30)
                 if left or self._delivery_error is not None:
                     raise _Broken(f"{left} records not delivered ({self._delivery_error})")
                 if offsets:
-                    self._consumer.commit(offsets=offsets, asynchronous=False)
+                    _retrying(lambda: consumer.commit(offsets=offsets, asynchronous=False))
         except KafkaException as exc:
             raise _Broken(f"cannot commit: {exc.args[0]}") from exc
         if TRACE.isEnabledFor(logging.INFO):
@@ -627,3 +630,21 @@ def _watermarks(reader: Consumer, tp: TopicPartition, wait_s: float = 60) -> tup
 
 class _Broken(Exception):
     """A commit failed, or partitions were lost: stop with status 1."""
+
+
+def _retrying(step: Callable[[], object], limit_s: float | None = None) -> None:
+    """A transaction step, asked again while it fails with a retriable error (librdkafka's
+    documented handling: retriable, retry; abortable or fatal, give up), for ``limit_s`` at
+    most (``COMMIT_RETRY_S``). What it cannot get past propagates."""
+    deadline = time.monotonic() + (COMMIT_RETRY_S if limit_s is None else limit_s)
+    while True:
+        try:
+            step()
+            return
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if not (isinstance(error, KafkaError) and error.retriable()
+                    and time.monotonic() < deadline):  # fmt: skip
+                raise
+            log.warning("commit: %s; asking again", error)
+            time.sleep(0.5)

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
+
+import pytest
 
 from erpbridge.config import Settings
 from streams.direct import DirectApp, _worker_id
@@ -107,3 +110,35 @@ def test_a_batch_is_handled_in_written_order_across_partitions_each_partition_in
                for m in in_written_order([*claims, *late, *approvals])]  # fmt: skip
     assert handled == [("claims", 0, 0), ("approvals", 0, 0), ("claims", 0, 1),
                        ("approvals", 0, 1), ("claims", 1, 0), ("claims", 1, 1)]  # fmt: skip
+
+
+def test_a_commit_step_is_asked_again_while_its_error_is_retriable_and_never_past_a_fatal_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from confluent_kafka import KafkaError, KafkaException
+
+    from streams import direct
+
+    monkeypatch.setattr(direct.time, "sleep", lambda _: None)
+    moving = KafkaException(KafkaError(KafkaError.COORDINATOR_NOT_AVAILABLE, retriable=True))
+    fenced = KafkaException(KafkaError(KafkaError._FENCED, fatal=True))
+    calls: list[int] = []
+
+    def step(failures: list[KafkaException]) -> Callable[[], None]:
+        def call() -> None:
+            calls.append(1)
+            if failures:
+                raise failures.pop(0)
+
+        return call
+
+    direct._retrying(step([moving, moving]))  # the coordinator moved twice, then answered
+    assert len(calls) == 3
+    calls.clear()
+    with pytest.raises(KafkaException):
+        direct._retrying(step([fenced, moving]))  # fatal: given up at once
+    assert len(calls) == 1
+    calls.clear()
+    with pytest.raises(KafkaException):
+        direct._retrying(step([moving] * 5), limit_s=0)  # retriable, but past its time
+    assert len(calls) == 1
