@@ -38,6 +38,7 @@ import heapq
 import inspect
 import logging
 import signal
+import threading
 import time
 import uuid
 from bisect import bisect_left
@@ -57,6 +58,8 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from erpbridge.config import Settings
+from erpbridge.failures import RetriesExhausted, RetryableError, Stage
+from erpbridge.failures.retry import Attempts, RetryPolicy, RetryWithTolerance
 from erpbridge.kafka_security import librdkafka_options
 from erpbridge.metrics import STREAM_COMMIT_SECONDS, STREAM_RESTORE_SECONDS, STREAM_RESTORED_RECORDS
 from erpbridge.topics import table_changelog
@@ -67,8 +70,10 @@ TRANSACTION_TIMEOUT_MS = 10_000
 BATCH = 500  # records taken from librdkafka at once
 IDLE_S = 0.01  # with nothing to read, the loop looks again after this long
 # a commit step that fails with an error librdkafka calls retriable (a coordinator moving while a
-# broker is down) is asked again for this long, 0.5 s apart, before the worker stops
-COMMIT_RETRY_S = 30.0
+# broker is down) is asked again, by the one retry policy, for 30 s before the worker stops
+COMMIT_RETRY = RetryWithTolerance("streams", Stage.COMMIT, RetryPolicy(initial_s=0.5, max_s=2.0),
+                                  timeout_s=30.0)  # fmt: skip
+_NEVER = threading.Event()  # a commit is not interrupted: the loop stops between commits
 Handler = Callable[["Event"], Awaitable[None]]
 
 
@@ -442,6 +447,8 @@ class DirectApp:
                     _retrying(lambda: consumer.commit(offsets=offsets, asynchronous=False))
         except KafkaException as exc:
             raise _Broken(f"cannot commit: {exc.args[0]}") from exc
+        except RetriesExhausted as exc:
+            raise _Broken(f"cannot commit: {exc}") from exc
         if TRACE.isEnabledFor(logging.INFO):
             TRACE.info(
                 "commit offsets %s",
@@ -632,19 +639,25 @@ class _Broken(Exception):
     """A commit failed, or partitions were lost: stop with status 1."""
 
 
-def _retrying(step: Callable[[], object], limit_s: float | None = None) -> None:
-    """A transaction step, asked again while it fails with a retriable error (librdkafka's
-    documented handling: retriable, retry; abortable or fatal, give up), for ``limit_s`` at
-    most (``COMMIT_RETRY_S``). What it cannot get past propagates."""
-    deadline = time.monotonic() + (COMMIT_RETRY_S if limit_s is None else limit_s)
-    while True:
+class _Retriable(RetryableError):
+    """A librdkafka error it calls retriable, for the retry policy to ask again."""
+
+
+def _retrying(step: Callable[[], object], retry: RetryWithTolerance = COMMIT_RETRY) -> None:
+    """A commit step, asked again while it fails with an error librdkafka calls retriable (its
+    documented handling: retriable, retry; abortable or fatal, give up). An error it does not
+    retry propagates as it came; one retried past ``retry``'s time as RetriesExhausted."""
+
+    def attempt() -> None:
         try:
             step()
-            return
         except KafkaException as exc:
             error = exc.args[0] if exc.args else None
-            if not (isinstance(error, KafkaError) and error.retriable()
-                    and time.monotonic() < deadline):  # fmt: skip
-                raise
-            log.warning("commit: %s; asking again", error)
-            time.sleep(0.5)
+            if isinstance(error, KafkaError) and error.retriable():
+                raise _Retriable(str(error)) from exc
+            raise
+
+    def said(attempts: Attempts, wait: float) -> None:
+        log.warning("commit: %s; asking again in %.1f s", attempts.error, wait)
+
+    retry.call(attempt, _NEVER, said)

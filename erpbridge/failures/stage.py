@@ -18,3 +18,4 @@ class Stage(StrEnum):
     CONVERT = "convert"  # a sink could not decode a record
     PUT = "put"  # an ERP write
     DELIVER = "deliver"  # a feedback POST to the expense platform
+    COMMIT = "commit"  # a stream worker's commit (asked again while a coordinator moves)

@@ -112,14 +112,18 @@ def test_a_batch_is_handled_in_written_order_across_partitions_each_partition_in
                        ("approvals", 0, 1), ("claims", 1, 0), ("claims", 1, 1)]  # fmt: skip
 
 
-def test_a_commit_step_is_asked_again_while_its_error_is_retriable_and_never_past_a_fatal_one(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_commit_step_is_asked_again_while_its_error_is_retriable_and_never_past_a_fatal_one() -> (
+    None
+):
     from confluent_kafka import KafkaError, KafkaException
 
+    from erpbridge.failures import RetriesExhausted, Stage
+    from erpbridge.failures.retry import RetryPolicy, RetryWithTolerance
     from streams import direct
 
-    monkeypatch.setattr(direct.time, "sleep", lambda _: None)
+    def policy(timeout_s: float) -> RetryWithTolerance:
+        return RetryWithTolerance("t", Stage.COMMIT, RetryPolicy(0.001, 0.001), timeout_s)
+
     moving = KafkaException(KafkaError(KafkaError.COORDINATOR_NOT_AVAILABLE, retriable=True))
     fenced = KafkaException(KafkaError(KafkaError._FENCED, fatal=True))
     calls: list[int] = []
@@ -132,13 +136,13 @@ def test_a_commit_step_is_asked_again_while_its_error_is_retriable_and_never_pas
 
         return call
 
-    direct._retrying(step([moving, moving]))  # the coordinator moved twice, then answered
+    direct._retrying(step([moving, moving]), policy(30))  # moved twice, then answered
     assert len(calls) == 3
     calls.clear()
     with pytest.raises(KafkaException):
-        direct._retrying(step([fenced, moving]))  # fatal: given up at once
+        direct._retrying(step([fenced, moving]), policy(30))  # fatal: given up at once
     assert len(calls) == 1
     calls.clear()
-    with pytest.raises(KafkaException):
-        direct._retrying(step([moving] * 5), limit_s=0)  # retriable, but past its time
+    with pytest.raises(RetriesExhausted):
+        direct._retrying(step([moving] * 5), policy(0))  # retriable, but past its time
     assert len(calls) == 1
