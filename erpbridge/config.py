@@ -90,6 +90,10 @@ class Settings(BaseSettings):
     streams_require_employee_mapping: bool = True  # unknown employee codes are refused
     streams_stall_after_s: float = Field(3 * 24 * 3600.0, gt=0)  # then a STALLED status
     streams_tick_interval_s: float = Field(60.0, gt=0)  # how often deadlines are checked
+    # the most one tick event spends on its partition's cases before it hands the rest to a
+    # continuation tick, so a commit comes in between (streams.open_cases); well under the 10 s
+    # transaction timeout
+    streams_tick_slice_s: float = Field(0.25, gt=0, le=2.0)
     # a claim with its final approval but no invoice answer asks again after this (0: never)
     streams_redrive_after_s: float = Field(60.0, ge=0)
     streams_retention_days: float = Field(400.0, gt=0)  # closed claims are forgotten after

@@ -44,7 +44,7 @@ import uuid
 from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -73,8 +73,12 @@ IDLE_S = 0.01  # with nothing to read, the loop looks again after this long
 # broker is down) is asked again, by the one retry policy, for 30 s before the worker stops
 COMMIT_RETRY = RetryWithTolerance("streams", Stage.COMMIT, RetryPolicy(initial_s=0.5, max_s=2.0),
                                   timeout_s=30.0)  # fmt: skip
+# reading the tables back waits for the brokers longer: a worker that gives up restarts to wait
+RESTORE_RETRY = RetryWithTolerance("streams", Stage.RESTORE, RetryPolicy(initial_s=0.2, max_s=5.0),
+                                   timeout_s=180.0)  # fmt: skip
 _NEVER = threading.Event()  # a commit is not interrupted: the loop stops between commits
 Handler = Callable[["Event"], Awaitable[None]]
+T = TypeVar("T")
 
 
 class TP(NamedTuple):
@@ -349,7 +353,7 @@ class DirectApp:
         """Run until SIGTERM or SIGINT (status 0), or until a commit fails (status 1)."""
         try:
             asyncio.run(self._main())
-        except _Broken as exc:
+        except (_Broken, RetriesExhausted) as exc:  # RetriesExhausted: brokers away too long
             self.broken.reason = str(exc)
             log.error("stream worker stopped: %s", exc)
             return 1
@@ -519,15 +523,19 @@ class DirectApp:
             for table in self._tables:
                 for number in numbers:
                     tp = TopicPartition(table.changelog, number)
-                    low, high = _watermarks(reader, tp)
+                    try:
+                        low, high = _watermarks(reader, tp)
+                    except (KafkaException, RetriesExhausted) as exc:
+                        raise _Broken(f"cannot read the tables back: {exc}") from exc
                     if high > low:
                         ends[TP(table.changelog, number)] = high
+            reading = time.monotonic()
             by_name = {table.changelog: table for table in self._tables}
             reader.assign([TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING)
                            for tp in ends])  # fmt: skip
             count = 0
             while ends:
-                if time.monotonic() - started > 3 * TRANSACTION_TIMEOUT_MS / 1000 + 60:
+                if time.monotonic() - reading > 3 * TRANSACTION_TIMEOUT_MS / 1000 + 60:
                     raise _Broken(f"the changelogs {sorted(ends)} did not reach their end")
                 for message in reader.consume(BATCH, timeout=0.2):
                     if message.error() is None:
@@ -567,7 +575,9 @@ class DirectApp:
             config["delivery.report.only.error"] = True
         producer = Producer(config)
         if self.exactly_once:
-            producer.init_transactions(60)  # aborts what this worker's last life left open
+            # aborts what this worker's last life left open
+            _retrying(lambda: producer.init_transactions(60), RESTORE_RETRY, _BROKERS_AWAY,
+                      "the producer's transactions")  # fmt: skip
             producer.begin_transaction()
         return producer
 
@@ -594,7 +604,9 @@ class DirectApp:
         """The tables' changelogs, compacted, as Faust makes them (when they are missing)."""
         settings = self.settings
         admin = AdminClient(librdkafka_options(settings))
-        present = set(admin.list_topics(timeout=30).topics)
+        listed = _retrying(lambda: admin.list_topics(timeout=30), RESTORE_RETRY, _BROKERS_AWAY,
+                           "the topics")  # fmt: skip
+        present = set(listed.topics)
         missing = [NewTopic(table.changelog, settings.topic_partitions,
                             settings.topic_replication_factor,
                             config={"cleanup.policy": "compact"})
@@ -615,24 +627,22 @@ class DirectApp:
             self._producer.flush(10)
 
 
-# a changelog created a moment ago answers these until its leader is known
+# a changelog created a moment ago answers these until its leader is known; every broker away
+# (restarting, or a name that does not resolve for a while: podman's DNS under load) answers the
+# others: both are waited out
 _NO_LEADER_YET = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
                   KafkaError.UNKNOWN_TOPIC_OR_PART)  # fmt: skip
+_BROKERS_AWAY = (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._TIMED_OUT,
+                 KafkaError._RESOLVE)  # fmt: skip
 
 
-def _watermarks(reader: Consumer, tp: TopicPartition, wait_s: float = 60) -> tuple[int, int]:
-    """A partition's first and end offsets, waiting while its leader is not known yet."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            low, high = reader.get_watermark_offsets(tp, timeout=30)
-            return int(low), int(high)
-        except KafkaException as exc:
-            error = exc.args[0]
-            waiting = error.retriable() or error.code() in _NO_LEADER_YET
-            if not waiting or time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+def _watermarks(reader: Consumer, tp: TopicPartition) -> tuple[int, int]:
+    """A partition's first and end offsets, waiting (``RESTORE_RETRY``) while its leader is not
+    known yet or no broker answers."""
+    what = f"the end of {tp.topic}[{tp.partition}]"
+    low, high = _retrying(lambda: reader.get_watermark_offsets(tp, timeout=30), RESTORE_RETRY,
+                          _NO_LEADER_YET + _BROKERS_AWAY, what)  # fmt: skip
+    return int(low), int(high)
 
 
 class _Broken(Exception):
@@ -643,21 +653,23 @@ class _Retriable(RetryableError):
     """A librdkafka error it calls retriable, for the retry policy to ask again."""
 
 
-def _retrying(step: Callable[[], object], retry: RetryWithTolerance = COMMIT_RETRY) -> None:
-    """A commit step, asked again while it fails with an error librdkafka calls retriable (its
-    documented handling: retriable, retry; abortable or fatal, give up). An error it does not
-    retry propagates as it came; one retried past ``retry``'s time as RetriesExhausted."""
+def _retrying(step: Callable[[], T], retry: RetryWithTolerance = COMMIT_RETRY,
+              waited: tuple[int, ...] = (), what: str = "commit") -> T:  # fmt: skip
+    """A step against the brokers, asked again while it fails with an error librdkafka calls
+    retriable, or one of ``waited`` (its documented handling: retriable, retry; abortable or
+    fatal, give up). An error it does not retry propagates as it came; one retried past
+    ``retry``'s time as RetriesExhausted."""
 
-    def attempt() -> None:
+    def attempt() -> T:
         try:
-            step()
+            return step()
         except KafkaException as exc:
             error = exc.args[0] if exc.args else None
-            if isinstance(error, KafkaError) and error.retriable():
+            if isinstance(error, KafkaError) and (error.retriable() or error.code() in waited):
                 raise _Retriable(str(error)) from exc
             raise
 
     def said(attempts: Attempts, wait: float) -> None:
-        log.warning("commit: %s; asking again in %.1f s", attempts.error, wait)
+        log.warning("%s: %s; asking again in %.1f s", what, attempts.error, wait)
 
-    retry.call(attempt, _NEVER, said)
+    return retry.call(attempt, _NEVER, said)

@@ -19,3 +19,4 @@ class Stage(StrEnum):
     PUT = "put"  # an ERP write
     DELIVER = "deliver"  # a feedback POST to the expense platform
     COMMIT = "commit"  # a stream worker's commit (asked again while a coordinator moves)
+    RESTORE = "restore"  # a stream worker reading its tables back (waits while brokers are away)

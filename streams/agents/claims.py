@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import functools
 import logging
+import time
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from typing import Any
@@ -32,6 +33,7 @@ from streams.agents.outputs import (
 from streams.app import (
     app,
     budget_requests,
+    claim_events,
     claim_inputs,
     claims,
     codecs,
@@ -55,7 +57,7 @@ from streams.claim_case import (
     Reject,
     Status,
 )
-from streams.disk_state import key_count, partition_items, sweep_items
+from streams.disk_state import key_count, sweep_items
 from streams.input_vat import NO_COMPANY_TAX_ID
 from streams.open_cases import SWEEP_PER_TICK, OpenCases
 from streams.postings import PostingRules, build_posting, reversal
@@ -162,7 +164,7 @@ async def _on_internal(event: Any) -> None:
     if message is None:
         return
     if message["kind"] == "TICK":
-        await _on_tick(event)
+        await _on_tick(event, message["note"] == CONTINUED)
         return
     claim_id = event.key.decode()
     if message["kind"] == "BUDGET_ANSWER":
@@ -241,6 +243,8 @@ def _budget_request(case: ClaimCase, effect: BudgetEffect,
 # Open claims per partition, as of its last tick; the gauge sums the partitions owned now.
 _OPEN_BY_PARTITION: dict[int, dict[str, int]] = {}
 OPEN_CASES = OpenCases()  # which cases a tick reads (see streams.open_cases)
+CONTINUED = "continued"  # a tick's note: it goes on with its partition's round
+CONTINUATION = {"kind": "TICK", "note": CONTINUED}
 
 
 @app.on_partitions_revoked.connect  # type: ignore[misc]
@@ -248,30 +252,57 @@ async def _forget_open_cases(sender: Any, /, *args: Any, **kwargs: Any) -> None:
     OPEN_CASES.forget_all()  # each partition's next tick reads its cases again
 
 
-async def _on_tick(event: Any) -> None:
-    """Deadlines for this partition's cases: stalled claims, and closed cases to forget."""
+async def _on_tick(event: Any, continued: bool) -> None:
+    """Deadlines for this partition's cases (stalled claims, closed cases to forget): a slice of
+    its running round, or of a new one; a continuation tick when time ran out before the round's
+    end (see streams.open_cases)."""
     partition, now_ms = event.message.partition, event_ms(event)
-    counts = _OPEN_BY_PARTITION[partition] = {"true": 0, "false": 0}
-    for key, value, swept in _tick_entries(partition):
-        if value is None:
-            OPEN_CASES.note(partition, key, False)
-            continue
-        case = ClaimCase.from_json(value)
-        if case.partition != partition:
-            continue  # another partition's tick looks after it (in memory)
-        effects, forget = claim_case.on_tick(case, now_ms, POLICY, build)
-        if forget:
-            if swept and claims.get(key) != value:
-                continue  # written since it was committed: the next sweep sees it
-            put(claims, event, key, None)
-            OPEN_CASES.note(partition, key, False)
-            STREAM_EVENTS.labels(AGENT, "purged").inc()
-            continue
-        if effects:
-            await _apply(case, effects, event, {**origin_of(event), **_provenance(case)})
-        OPEN_CASES.note(partition, key, not case.closed)
-        if not case.closed:
-            counts[str(case.stalled).lower()] += 1
+    if continued:
+        OPEN_CASES.continuation_arrived(partition)
+        if OPEN_CASES.running(partition) is None:
+            return  # its round ended, or a rebalance forgot it: nothing to go on with
+    work = OPEN_CASES.round(partition, lambda: _round_keys(partition))
+    deadline = time.perf_counter() + settings.streams_tick_slice_s
+    for key in work.keys:
+        await _tick_case(event, partition, key, now_ms, work.counts)
+        if time.perf_counter() > deadline:
+            break
+    else:
+        OPEN_CASES.end_round(partition)
+        _round_ended(event, partition, work.counts)
+        return
+    now = time.monotonic()
+    if OPEN_CASES.continuation_due(partition, now):
+        OPEN_CASES.continuation_sent(partition, now)
+        STREAM_EVENTS.labels(AGENT, "tick_continued").inc()
+        await claim_events.send(key=None, value=CONTINUATION, partition=partition)
+
+
+async def _tick_case(event: Any, partition: int, key: bytes, now_ms: int,
+                     counts: dict[str, int]) -> None:  # fmt: skip
+    value = claims.get(key)  # as it is now: the round reads its keys as it goes
+    if value is None:
+        OPEN_CASES.note(partition, key, False)
+        return
+    case = ClaimCase.from_json(value)
+    if case.partition != partition:
+        return  # another partition's tick looks after it (in memory)
+    effects, forget = claim_case.on_tick(case, now_ms, POLICY, build)
+    if forget:
+        put(claims, event, key, None)
+        OPEN_CASES.note(partition, key, False)
+        STREAM_EVENTS.labels(AGENT, "purged").inc()
+        return
+    if effects:
+        await _apply(case, effects, event, {**origin_of(event), **_provenance(case)})
+    OPEN_CASES.note(partition, key, not case.closed)
+    if not case.closed:
+        counts[str(case.stalled).lower()] += 1
+
+
+def _round_ended(event: Any, partition: int, counts: dict[str, int]) -> None:
+    """The gauges: open claims (summed over the partitions owned now) and the table's keys."""
+    _OPEN_BY_PARTITION[partition] = counts
     STREAM_TABLE_KEYS.labels("claims").set(key_count(claims))
     owned = {tp.partition for tp in app.assignor.assigned_actives()
              if tp.topic == event.message.topic}  # fmt: skip
@@ -280,22 +311,24 @@ async def _on_tick(event: Any) -> None:
         STREAM_OPEN_CLAIMS.labels(stalled).set(total)
 
 
-def _tick_entries(partition: int) -> Iterator[tuple[bytes, bytes | None, bool]]:
-    """(key, value, read by the retention sweep): the first tick on a partition reads all of
-    its cases; later ones its open cases and the sweep's next slice of the others."""
+def _round_keys(partition: int) -> Iterator[bytes]:
+    """The keys a round visits, read as it goes (a slice at a time, each from where the last
+    ended, so no read spans a suspension): every case of the partition in its first round, the
+    open ones noted as they are visited; later, its open cases and the retention sweep's next
+    slice of the others."""
     if not OPEN_CASES.known(partition):
-        OPEN_CASES.start(partition)
-        for key, value in partition_items(claims, partition):  # on disk: read as it goes
-            yield key, value, False
-        return
-    for key in OPEN_CASES.keys(partition):
-        yield key, claims.get(key), False
+        OPEN_CASES.start(partition)  # writes from here on note themselves
+        following: bytes | None = None
+        while True:
+            entries, following = sweep_items(claims, partition, following, SWEEP_PER_TICK)
+            yield from [key for key, _ in entries]
+            if following is None:
+                return
+    yield from OPEN_CASES.keys(partition)
     swept, following = sweep_items(claims, partition, OPEN_CASES.sweep_from(partition),
                                    SWEEP_PER_TICK)  # fmt: skip
     OPEN_CASES.swept_to(partition, following)
-    for key, value in swept:
-        if not OPEN_CASES.is_open(partition, key):
-            yield key, value, True
+    yield from [key for key, _ in swept if not OPEN_CASES.is_open(partition, key)]
 
 
 serve(claim_inputs, AGENT, ROLES, _on_event, after_reference=True)

@@ -200,3 +200,30 @@ def test_claims_approvals_and_invoices_in_any_order(kafka_bootstrap, schema_regi
                  workers=[worker])  # fmt: skip
     counts = Counter(p["claim_id"] for p in _read(settings, "postings"))
     assert counts == Counter({"A": 1, "B": 1, "D": 1, "H": 1, "E": 1, "K": 1})
+
+
+def test_a_tick_over_many_open_claims_goes_in_slices_that_each_commit(
+        kafka_bootstrap, schema_registry_url, redis_url, tmp_path: Path) -> None:  # fmt: skip
+    """1,500 claims never approved, a tick each second and 3 ms of a tick's time per event: each
+    partition's round over its open claims runs in many slices, each handed on by a continuation
+    tick after its commit, and every claim is reported stalled exactly once (none skipped where
+    a slice ended, none twice where a timer tick joined a running round)."""
+    settings = make_settings(kafka_bootstrap, schema_registry_url, redis_url, tmp_path,
+                             streams_tick_interval_s=1.0, streams_stall_after_s=4.0,
+                             streams_tick_slice_s=0.003)  # fmt: skip
+    ensure_topics(settings)
+    ids = [f"S-{number:04d}" for number in range(1_500)]
+    publish(settings, "claims_raw", [_claim(claim_id, "oa")[1:] for claim_id in ids])
+    with running_workers(settings, tmp_path / "worker", sink=False) as (worker,):
+
+        def stalled() -> Counter | None:
+            found = Counter(s["claim_id"] for s in _read(settings, "claim_status")
+                            if s["status"] == "STALLED")  # fmt: skip
+            return found if len(found) == len(ids) else None
+
+        counts = wait_for(stalled, timeout=120, what="every claim stalled", workers=[worker])
+        metrics = worker.metrics()
+    assert counts == Counter(dict.fromkeys(ids, 1))
+    continued = re.search(r'erpbridge_stream_events_total\{agent="claims",'
+                          r'outcome="tick_continued"\} (\S+)', metrics)  # fmt: skip
+    assert continued is not None and float(continued.group(1)) >= 3, continued

@@ -146,3 +146,40 @@ def test_a_commit_step_is_asked_again_while_its_error_is_retriable_and_never_pas
     with pytest.raises(RetriesExhausted):
         direct._retrying(step([moving] * 5), policy(0))  # retriable, but past its time
     assert len(calls) == 1
+
+
+def test_reading_a_changelogs_end_waits_while_every_broker_is_away_and_says_so_when_it_gives_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The compose stack saw podman's DNS stall: the worker's restore asked a changelog's end,
+    librdkafka answered _ALL_BROKERS_DOWN (not a retriable error by its flag), and the worker
+    died with a traceback. The restore waits that out, and stops broken (status 1, its reason
+    said) only past RESTORE_RETRY's time."""
+    from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+    from erpbridge.failures import RetriesExhausted, Stage
+    from erpbridge.failures.retry import RetryPolicy, RetryWithTolerance
+    from streams import direct
+
+    away = KafkaException(KafkaError(KafkaError._ALL_BROKERS_DOWN))
+    assert not away.args[0].retriable()
+
+    class Reader:
+        def __init__(self, failures: int) -> None:
+            self.failures, self.calls = failures, 0
+
+        def get_watermark_offsets(self, tp: TopicPartition, timeout: float) -> tuple[int, int]:
+            self.calls += 1
+            if self.calls <= self.failures:
+                raise away
+            return 3, 17
+
+    quick = RetryWithTolerance("t", Stage.RESTORE, RetryPolicy(0.001, 0.001), 30)
+    monkeypatch.setattr(direct, "RESTORE_RETRY", quick)
+    reader = Reader(failures=4)
+    assert direct._watermarks(reader, TopicPartition("t.changelog", 0)) == (3, 17)  # type: ignore[arg-type]
+    assert reader.calls == 5
+    monkeypatch.setattr(direct, "RESTORE_RETRY", RetryWithTolerance(
+        "t", Stage.RESTORE, RetryPolicy(0.001, 0.001), 0))  # fmt: skip
+    with pytest.raises(RetriesExhausted):
+        direct._watermarks(Reader(failures=99), TopicPartition("t.changelog", 0))  # type: ignore[arg-type]

@@ -1,7 +1,10 @@
 """A deadline tick reads the open cases it knows and a slice of the rest; until a partition's
-cases were read once (and after a rebalance), it knows none."""
+cases were read once (and after a rebalance), it knows none. What a tick would read is a round,
+handled in slices, each continued by one continuation tick at a time."""
 
-from streams.open_cases import OpenCases
+from collections.abc import Iterator
+
+from streams.open_cases import CONTINUATION_LOST_S, OpenCases
 
 
 def test_open_cases_are_known_per_partition_from_the_first_full_read_on() -> None:
@@ -26,3 +29,37 @@ def test_the_sweep_goes_on_where_it_stopped_and_a_rebalance_forgets_everything()
     cases.note(2, b"C-1", True)
     cases.forget_all()
     assert not cases.known(2) and cases.sweep_from(2) is None and cases.keys(2) == []
+
+
+def test_a_round_runs_until_it_ends_and_a_continuation_is_sent_once_while_it_is_on_its_way(
+) -> None:  # fmt: skip
+    cases = OpenCases()
+    made: list[int] = []
+
+    def keys() -> Iterator[bytes]:
+        made.append(1)
+        yield from (b"C-1", b"C-2", b"C-3")
+
+    first = cases.round(4, keys)
+    assert next(first.keys) == b"C-1" and cases.running(4) is first
+    again = cases.round(4, keys)  # a timer tick while it runs: a slice of the same round
+    assert again is first and next(again.keys) == b"C-2" and made == [1] and first.slices == 2
+    assert cases.continuation_due(4, now=100.0)
+    cases.continuation_sent(4, now=100.0)
+    assert not cases.continuation_due(4, now=110.0)  # one is on its way
+    assert cases.continuation_due(4, now=100.0 + CONTINUATION_LOST_S + 1)  # lost: send again
+    cases.continuation_arrived(4)
+    assert cases.continuation_due(4, now=111.0)
+    cases.end_round(4)
+    assert cases.running(4) is None
+    assert next(cases.round(4, keys).keys) == b"C-1" and made == [1, 1]  # a new round
+    cases.continuation_sent(4, now=120.0)
+    cases.forget_all()  # a rebalance: the round and its continuation are forgotten
+    assert cases.running(4) is None and cases.continuation_due(4, now=121.0)
+
+
+def test_a_write_before_the_first_full_read_is_known_once_the_read_starts() -> None:
+    cases = OpenCases()
+    cases.note(3, b"C-7", True)  # uncommitted yet: the committed entries the read sees lack it
+    cases.start(3)
+    assert cases.keys(3) == [b"C-7"]
