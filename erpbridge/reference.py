@@ -1,4 +1,5 @@
-"""Reference data: exchange rates and the code mappings (employee, department, cost centre).
+"""Reference data: exchange rates, the code mappings (employee, department, cost centre, expense
+category), budgets and the ERP's input VAT taxes.
 
 It lives in one compacted topic, ``<prefix>.reference``, one record per entry:
 
@@ -17,6 +18,13 @@ key                        value (JSON)
 ``budget:CC-SH-01:2026-01-01``  ``{"amount": "50000.00", "end": "2026-12-31", "name": "..."}``:
                            a cost centre's (ERP code) budget from that day to ``end``, in the
                            company currency (read from the ERP; see streams.budget_case)
+``category:TRAVEL``        ``{"account": "6602.01", "name": "差旅费"}``: the expense account a
+                           claim line of this category (case aside) is booked on; before the
+                           ``posting_category_accounts`` setting and the default account
+``input_vat:0.09``         ``{"tax": "进项税额 9%", "account": "1.4.4"}``: the ERP has a tax
+                           to book deductible input VAT at this rate; once any such entry is
+                           known, a claim deducting VAT at a rate without one is refused
+                           ``no_input_vat_tax`` (nothing is sent the ERP would refuse)
 =========================  ==============================================================
 
 An entry synced from the ERP (``erpbridge source masterdata``) also says where it came from:
@@ -39,8 +47,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-KINDS = ("rate", "employee", "department", "cost_centre", "company", "budget")
-CODE_KINDS = ("employee", "department", "cost_centre", "company")
+KINDS = ("rate", "employee", "department", "cost_centre", "company", "budget", "category",
+         "input_vat")  # fmt: skip
+CODE_KINDS = ("employee", "department", "cost_centre", "company", "category")
 
 
 class BadReferenceEntry(ValueError):
@@ -55,6 +64,16 @@ def code_key(kind: str, code: str) -> str:
     if kind not in CODE_KINDS:
         raise BadReferenceEntry(f"unknown reference kind {kind!r}; expected one of {CODE_KINDS}")
     return f"{kind}:{code.strip().upper()}"
+
+
+def input_vat_key(rate: Decimal) -> str:
+    """``input_vat:0.09``: the rate as a fraction, without trailing zeros."""
+    return f"input_vat:{_fraction(rate):f}"
+
+
+def _fraction(rate: Decimal) -> Decimal:
+    normal = rate.normalize()
+    return normal.quantize(Decimal(1)) if normal == normal.to_integral() else normal
 
 
 def budget_key(cost_centre: str, start: datetime.date) -> str:
@@ -113,6 +132,7 @@ class ReferenceData:
     _company_ids: frozenset[str] = frozenset()  # kept as entries come: read at every posting
     _removed: set[str] = field(default_factory=set)  # keys a tombstone removed
     _budgets: dict[str, dict[datetime.date, Budget]] = field(default_factory=dict)
+    _input_vat: dict[Decimal, dict[str, Any]] = field(default_factory=dict)  # rate -> its tax
 
     def apply(self, key: str, value: bytes | Mapping[str, Any] | None) -> None:
         kind, _, rest = key.partition(":")
@@ -125,6 +145,11 @@ class ReferenceData:
         if kind == "budget":
             self._apply_budget(rest, data)
             return
+        if kind == "input_vat":
+            self._apply_input_vat(rest, data)
+            return
+        if kind == "category" and data is not None and not str(data.get("account") or ""):
+            raise BadReferenceEntry(f"{key}: no account")
         if kind == "employee" and data is not None and data.get("left_on") is not None:
             try:
                 datetime.date.fromisoformat(data["left_on"])
@@ -183,6 +208,27 @@ class ReferenceData:
             periods.pop(start, None)
         else:
             periods[start] = budget
+
+    def _apply_input_vat(self, rest: str, data: Mapping[str, Any] | None) -> None:
+        try:
+            rate = _fraction(Decimal(rest))
+        except InvalidOperation as exc:
+            raise BadReferenceEntry(f"bad input VAT entry {rest!r}: no rate") from exc
+        if not Decimal(0) <= rate < Decimal(1):
+            raise BadReferenceEntry(f"bad input VAT entry {rest!r}: a rate is a fraction in [0, 1)")
+        if data is None:
+            self._input_vat.pop(rate, None)
+        else:
+            self._input_vat[rate] = dict(data)
+
+    def input_vat_rates(self) -> frozenset[Decimal]:
+        """The rates the ERP has an input VAT tax for (empty: none known, nothing checked)."""
+        return frozenset(self._input_vat)
+
+    def category_account(self, category: str) -> str | None:
+        """The expense account of a claim line's category, as the reference data maps it."""
+        data = self._codes.get(code_key("category", category)) if category.strip() else None
+        return None if data is None else str(data["account"])
 
     def budgets(self) -> list[Budget]:
         """Every budget, by cost centre and period start."""
@@ -257,6 +303,7 @@ class ReferenceData:
         counts = {kind: 0 for kind in KINDS}
         counts["rate"] = sum(len(days) for days in self._rate_days.values())
         counts["budget"] = sum(len(periods) for periods in self._budgets.values())
+        counts["input_vat"] = len(self._input_vat)
         for key in self._codes:
             counts[key.partition(":")[0]] += 1
         return counts

@@ -18,7 +18,7 @@ from erpbridge.reference import ReferenceData, person_name, same_person
 from streams.input_vat import ClaimedLine, IsEmployee, VatPolicy, allocate, vat_notes
 
 _REASON_ORDER = ("invalid_claim", "unknown_employee", "employee_left", "unknown_department",
-                 "unknown_cost_centre", "no_exchange_rate")  # fmt: skip
+                 "unknown_cost_centre", "no_exchange_rate", "no_input_vat_tax")  # fmt: skip
 _RATE_PLACES = Decimal("0.00000001")
 
 
@@ -38,8 +38,11 @@ class PostingRules:
     require_employee_mapping: bool = True
     vat: VatPolicy = VatPolicy(frozenset(DEDUCTIBLE_INVOICE_TYPES), frozenset())
 
-    def account_for(self, category: str) -> str:
-        return self.category_accounts.get(category.lower(), self.default_account)
+    def account_for(self, category: str, reference: ReferenceData | None = None) -> str:
+        """A category's expense account: the reference data's (synced from the ERP, or loaded
+        from a file), else the ``posting_category_accounts`` setting's, else the default."""
+        mapped = None if reference is None else reference.category_account(category)
+        return mapped or self.category_accounts.get(category.lower(), self.default_account)
 
     @classmethod
     def from_settings(cls, config: Settings) -> PostingRules:
@@ -94,6 +97,8 @@ def build_posting(claim: Mapping[str, Any], rules: PostingRules, reference: Refe
         strict=True,
     ):
         line["input_vat"] = input_vat
+    _check_input_vat_taxes(claim["lines"], booked, reference, problems)
+    problems.raise_if_any()
     return {
         "posting_id": claim["claim_id"],
         "claim_id": claim["claim_id"],
@@ -120,6 +125,29 @@ def build_posting(claim: Mapping[str, Any], rules: PostingRules, reference: Refe
         ],  # fmt: skip
         "created_at": datetime.datetime.now(datetime.UTC),
     }
+
+
+def _check_input_vat_taxes(claimed: list[Mapping[str, Any]], booked: list[dict[str, Any]],
+                           reference: ReferenceData, problems: _Problems) -> None:  # fmt: skip
+    """Deductible VAT at a rate the ERP has no input VAT tax for would be refused by the ERP at
+    booking time: refuse the claim here, saying what to add (once the ERP's taxes are known)."""
+    rates = reference.input_vat_rates()
+    if not rates:
+        return
+    have = ", ".join(_percent(rate) for rate in sorted(rates))
+    for claim_line, line in zip(claimed, booked, strict=True):
+        for vat in line["input_vat"]:
+            rate = vat["tax_rate"]
+            if rate is not None and rate not in rates:
+                problems.add("no_input_vat_tax", f"lines[{claim_line['line_no']}].input_vat: "
+                             f"invoice {vat['invoice_ref']} deducts VAT at {_percent(rate)}, and "
+                             f"the ERP has no input VAT tax at that rate (it has {have}): add "
+                             "one in the ERP and sync its master data (erpbridge source "
+                             "masterdata), then replay the claim")  # fmt: skip
+
+
+def _percent(rate: Decimal) -> str:
+    return f"{(rate * 100).normalize():f}%"
 
 
 def reversal(booking: Mapping[str, Any], invoice: str, why: str) -> dict[str, Any]:
@@ -217,7 +245,7 @@ def _line(line: Mapping[str, Any], rules: PostingRules, reference: ReferenceData
     minor = (amount * rate).scaleb(exponent).quantize(Decimal(1), rounding=ROUND_HALF_UP)
     description = f"{line['category']}: {line['description']}".rstrip(": ")
     return {
-        "account_code": rules.account_for(line["category"]),
+        "account_code": rules.account_for(line["category"], reference),
         "description": description,
         "amount_minor": int(minor),
         "original_amount": amount,

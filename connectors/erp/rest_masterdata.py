@@ -1,7 +1,8 @@
 """The master data a REST ERP gateway lists, read through the REST writer's session.
 
 Configured, not coded: ``ERPBRIDGE_REST_ERP_MASTERDATA`` is a JSON map of kind (``employee``,
-``department``, ``cost_centre``, ``rate``) to a list endpoint::
+``department``, ``cost_centre``, ``rate``, ``company``, ``category``, ``input_vat``: the reference
+file's kinds) to a list endpoint::
 
     {"employee": {"path": "/employees", "items_field": "items",
                   "fields": {"employee_id": "code", "party": "code", "name": "name",

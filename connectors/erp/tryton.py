@@ -321,7 +321,8 @@ class TrytonWriter:
         return values
 
     def _input_vat_tax(self, rate: Decimal) -> int:
-        if self._vat_taxes is None:
+        """The input VAT tax at ``rate``, read once and again on a miss (a tax added since)."""
+        if self._vat_taxes is None or rate.normalize() not in self._vat_taxes:
             found = self._rpc.call(
                 "model.account.tax.search_read",
                 [("invoice_account", "=", self._account(self._input_vat_code)),
@@ -337,9 +338,11 @@ class TrytonWriter:
 
     # -- master data -----------------------------------------------------------------------
     def master_data(self) -> MasterData:
-        """The employees, exchange rates, departments and cost centres Tryton keeps (see
+        """The employees, exchange rates, departments, cost centres, budgets, expense categories
+        and input VAT taxes Tryton keeps (see
         :mod:`connectors.erp.tryton_masterdata`)."""
-        return read_master_data(self._rpc, self._company(), self._analytic_roots)
+        return read_master_data(self._rpc, self._company(), self._analytic_roots,
+                                self._input_vat_code)  # fmt: skip
 
     def _employee_party(self, posting: Posting) -> tuple[int, int]:
         # Claims are booked concurrently: two claims of one new employee must not both create

@@ -32,22 +32,26 @@ from typing import Any
 
 from connectors.erp.base import MasterData
 from connectors.erp.tryton_rpc import TrytonRpc
-from erpbridge.reference import budget_key, code_key, rate_key
+from erpbridge.reference import budget_key, code_key, input_vat_key, rate_key
 
 RATE_PLACES = Decimal("0.000001")  # Tryton keeps rates to 6 places
 
 
-def read_master_data(rpc: TrytonRpc, company: int,
-                     analytic_roots: Mapping[str, str]) -> MasterData:  # fmt: skip
-    """``analytic_roots``: kind (department, cost_centre) -> the code of its analytic root."""
+def read_master_data(rpc: TrytonRpc, company: int, analytic_roots: Mapping[str, str],
+                     input_vat_account: str) -> MasterData:  # fmt: skip
+    """``analytic_roots``: kind (department, cost_centre) -> the code of its analytic root;
+    ``input_vat_account``: the code of the account deductible input VAT is booked on."""
     employees, skipped = _employees(rpc, company)
     rates, rates_skipped = _rates(rpc, company)
     kinds = {"employee"} | ({"rate"} if not rates_skipped else set())
     codes, code_kinds, codes_skipped = _analytic(rpc, company, analytic_roots)
     budgets, budget_kinds = _budgets(rpc, company, analytic_roots.get("cost_centre"))
-    return MasterData(frozenset(kinds | code_kinds | budget_kinds),
-                      {**employees, **rates, **codes, **budgets},
-                      (*skipped, *rates_skipped, *codes_skipped))  # fmt: skip
+    categories, category_kinds, categories_skipped = _categories(rpc, company)
+    taxes, tax_kinds, taxes_skipped = _input_vat_taxes(rpc, company, input_vat_account)
+    return MasterData(frozenset(kinds | code_kinds | budget_kinds | category_kinds | tax_kinds),
+                      {**employees, **rates, **codes, **budgets, **categories, **taxes},
+                      (*skipped, *rates_skipped, *codes_skipped, *categories_skipped,
+                       *taxes_skipped))  # fmt: skip
 
 
 def _employees(rpc: TrytonRpc, company: int) -> tuple[dict[str, dict[str, Any]], list[str]]:
@@ -159,6 +163,64 @@ def _budgets(rpc: TrytonRpc, company: int,
             "end": budget["end_date"].isoformat(), "name": budget.get("name") or "",
             "source_ref": f"analytic_account.budget.line,{line['id']}"}  # fmt: skip
     return entries, {"budget"}
+
+
+def _categories(rpc: TrytonRpc, company: int,
+                ) -> tuple[dict[str, dict[str, Any]], set[str], list[str]]:  # fmt: skip
+    if not _has_model(rpc, "product.category.account"):
+        return {}, set(), ["expense categories: this Tryton runs no account_product module; "
+                           "their accounts stay with the settings and reference files"]  # fmt: skip
+    found = rpc.call("model.product.category.search_read", [("accounting", "=", True)], 0, None,
+                     [("id", "ASC")], ["code", "name", "parent", "account_parent",
+                                       "account_expense.code"],
+                     context={"company": company})  # fmt: skip
+    by_id = {category["id"]: category for category in found}
+    entries: dict[str, dict[str, Any]] = {}
+    skipped = []
+    for category in found:
+        ref = f"product.category,{category['id']}"
+        code = str(category.get("code") or "").strip()
+        account = _expense_account(category, by_id)
+        if not code:
+            skipped.append(f"{ref}: the expense category {category['name']!r} has no code")
+        elif not account:
+            skipped.append(f"{ref}: the expense category {code} has no expense account")
+        else:
+            entries[code_key("category", code)] = {"account": account,
+                                                   "name": str(category.get("name") or ""),
+                                                   "source_ref": ref}  # fmt: skip
+    return entries, {"category"}, skipped
+
+
+def _expense_account(category: Mapping[str, Any],
+                     by_id: Mapping[int, Mapping[str, Any]]) -> str | None:  # fmt: skip
+    """The category's expense account code, or its parent's where it uses the parent's."""
+    seen: set[int] = set()
+    while category.get("account_parent") and category.get("parent") in by_id:
+        if category["id"] in seen:
+            return None  # Tryton forbids the loop; never follow one
+        seen.add(category["id"])
+        category = by_id[category["parent"]]
+    return (category.get("account_expense.") or {}).get("code") or None
+
+
+def _input_vat_taxes(rpc: TrytonRpc, company: int, account: str,
+                     ) -> tuple[dict[str, dict[str, Any]], set[str], list[str]]:  # fmt: skip
+    domain = [("code", "=", account), ("company", "=", company)]
+    accounts = rpc.call("model.account.account.search", domain, 0, 1, None)
+    if not accounts:
+        return {}, set(), [f"input VAT taxes: no account {account} in Tryton (the input VAT "
+                           "account the ERP writer books on); no rate is checked"]  # fmt: skip
+    found = rpc.call("model.account.tax.search_read",
+                     [("invoice_account", "=", accounts[0]), ("type", "=", "percentage"),
+                      ("company", "=", company)], 0, None, [("id", "ASC")],
+                     ["rate", "name"])  # fmt: skip
+    entries: dict[str, dict[str, Any]] = {}
+    for tax in found:
+        key = input_vat_key(Decimal(tax["rate"]))
+        entries.setdefault(key, {"tax": str(tax.get("name") or ""), "account": account,
+                                 "source_ref": f"account.tax,{tax['id']}"})  # fmt: skip
+    return entries, {"input_vat"}, []
 
 
 def _has_model(rpc: TrytonRpc, model: str) -> bool:

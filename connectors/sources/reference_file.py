@@ -10,6 +10,10 @@ The kind is told by the header row:
   mapping
 - ``tax_id[,name]``  the company's own taxpayer ids (统一社会信用代码): the buyer an invoice or a
   ticket must name for its input VAT to be deducted
+- ``category,account[,name]``  an expense category's account (before the
+  ``posting_category_accounts`` setting)
+- ``tax_rate[,tax,account]``  a rate the ERP has an input VAT tax for (a fraction: ``0.09``);
+  once any is known, a claim deducting VAT at another rate is refused ``no_input_vat_tax``
 
 A file is checked whole before anything is published: one bad row and nothing is sent, with
 every bad row named (file:line). Published entries replace earlier ones with the same key.
@@ -26,7 +30,7 @@ from pathlib import Path
 from erpbridge.config import Settings
 from erpbridge.kafka_io import durable_producer, ensure_topics
 from erpbridge.model import CURRENCY_EXPONENTS, valid_uscc
-from erpbridge.reference import code_key, rate_key
+from erpbridge.reference import code_key, input_vat_key, rate_key
 from erpbridge.topics import Topics
 
 
@@ -44,6 +48,8 @@ COLUMNS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "department": (("department", "erp_code"), ("name",)),
     "cost_centre": (("cost_centre", "erp_code"), ("name",)),
     "company": (("tax_id",), ("name",)),
+    "category": (("category", "account"), ("name",)),
+    "input_vat": (("tax_rate",), ("tax", "account")),
 }  # fmt: skip
 
 
@@ -75,9 +81,14 @@ def _kind_of(header: set[str], path: Path) -> str:
             return kind
     if "tax_id" in header:
         return "company"
+    if {"category", "account"} <= header:
+        return "category"
+    if "tax_rate" in header:
+        return "input_vat"
     raise ReferenceFileError(f"{path.name}: header {sorted(header)} is none of: currency,date,"
                              "rate / employee_id,party / department,erp_code / "
-                             "cost_centre,erp_code / tax_id")  # fmt: skip
+                             "cost_centre,erp_code / tax_id / category,account / "
+                             "tax_rate")  # fmt: skip
 
 
 def entry_of(kind: str, row: dict[str, str]) -> Entry:
@@ -108,6 +119,19 @@ def entry_of(kind: str, row: dict[str, str]) -> Entry:
         if not valid_uscc(tax_id):
             raise ValueError(f"{row['tax_id']!r} is not a valid unified social credit code")
         return code_key("company", tax_id), {"name": row.get("name") or ""}
+    if kind == "category":
+        if not row["category"] or not row["account"]:
+            raise ValueError("category and account are required")
+        value = {"account": row["account"]}
+        if row.get("name"):
+            value["name"] = row["name"]
+        return code_key("category", row["category"]), value
+    if kind == "input_vat":
+        rate = Decimal(row["tax_rate"])
+        if not Decimal(0) <= rate < Decimal(1):
+            raise ValueError(f"tax_rate {row['tax_rate']!r} must be a fraction in [0, 1): 0.09 "
+                             "for 9%")  # fmt: skip
+        return input_vat_key(rate), {k: row[k] for k in ("tax", "account") if row.get(k)}
     if not row[kind] or not row["erp_code"]:
         raise ValueError(f"{kind} and erp_code are required")
     value = {"erp_code": row["erp_code"]}

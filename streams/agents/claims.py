@@ -209,8 +209,9 @@ async def _apply(case: ClaimCase, effects: list[Effect], event: Any,
         elif isinstance(effect, Reject):
             stage = Stage.CORRELATE if effect.reason.endswith("_invoice") else Stage.NORMALIZE
             own = event.headers if effect.original == event.value else None  # the claim's own
-            await reject(AGENT, stage, key, effect.original, origin, effect.reason,
-                         effect.problems, case.claim_id, own)  # fmt: skip
+            await reject(AGENT, stage, key, effect.original, origin if own is not None else
+                         _stored_claim_origin(origin), effect.reason, effect.problems,
+                         case.claim_id, own)  # fmt: skip
         elif isinstance(effect, Status):
             if effect.status in ("HELD", "STALLED", "CANCELLED", "REDRIVEN"):
                 STREAM_EVENTS.labels(AGENT, effect.status.lower()).inc()
@@ -222,6 +223,15 @@ async def _apply(case: ClaimCase, effects: list[Effect], event: Any,
             submitted = datetime.datetime.fromtimestamp(case.submitted_ms / 1000, datetime.UTC)
             citation = {"kind": kind, "claim_id": case.claim_id, "submitted_at": submitted}
             await invoice_refs.send(key=effect.invoice.encode(), value=citation)
+
+
+def _stored_claim_origin(origin: Mapping[str, Any]) -> dict[str, Any]:
+    """A refusal of the claim as stored, judged while another input was handled (an approval,
+    an invoice's answer): its bytes are a claim, so its origin topic is the claims topic (a
+    replay sends it there), and the input that was handled is named apart."""
+    handled = f"{origin.get('topic')}[{origin.get('partition')}]@{origin.get('offset')}"
+    kept = {k: v for k, v in origin.items() if k not in ("topic", "partition", "offset")}
+    return {**kept, "topic": codecs.topic("claims_raw"), "judged_on": handled}
 
 
 def _budget_request(case: ClaimCase, effect: BudgetEffect,

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from decimal import Decimal
 from pathlib import Path
@@ -23,7 +24,7 @@ from connectors.sources.masterdata import current_entries
 from connectors.sources.reference_file import publish_reference
 from erpbridge.config import Settings, env_of
 from erpbridge.kafka_io import ensure_topics
-from erpbridge.topic_reader import read_all, read_records
+from erpbridge.topic_reader import read_all, read_records, read_rejections
 from erpbridge.topics import Topics
 from ops.audit import AuditTrail
 from tests.contract_samples import SAMPLES
@@ -60,12 +61,16 @@ def _hire(rpc: TrytonRpc, company: int, code: str, name: str) -> int:
     return int(employee)
 
 
-def _claim_and_approval(settings: Settings, claim_id: str, employee: str) -> None:
+def _claim_and_approval(settings: Settings, claim_id: str, employee: str, *,
+                        category: str = "travel", amount: Decimal = Decimal("553.0000"),
+                        refs: list[str] | None = None) -> None:  # fmt: skip
+    """``refs``: the invoices the claim cites (none: it waits for no invoice)."""
     now = datetime.datetime.now(datetime.UTC)
     claim = dict(SAMPLES["expense_claim"], claim_id=claim_id, event_id=uuid.uuid4().hex,
                  submitted_at=now)  # fmt: skip
     claim["employee"] = dict(claim["employee"], id=employee)
-    claim["lines"] = [dict(claim["lines"][0], invoice_refs=[])]  # waits for no invoice
+    claim["lines"] = [dict(claim["lines"][0], invoice_refs=refs or [], category=category,
+                           amount=amount)]  # fmt: skip
     approval = dict(SAMPLES["approval_decision"], claim_id=claim_id, decision="APPROVE",
                     final=True, decided_at=now, event_id=uuid.uuid4().hex)  # fmt: skip
     publish(settings, "claims_raw", [(claim_id.encode(), claim)])
@@ -216,3 +221,120 @@ def test_a_gateways_lists_are_read_page_by_page_and_an_item_that_does_not_read_r
         assert current_entries(settings)["employee:G000"]["left_on"] == "2026-12-01"
     finally:
         server.shutdown()
+
+
+def _dlq_replay(settings: Settings, *args: str) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, "-m", "erpbridge", "--log-level", "warning", "dlq",
+                           "replay", "--json", "--yes", *args], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, **pipeline_env(settings)})  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    return dict(json.loads(done.stdout))
+
+
+def _rented_room_invoice(number: str) -> dict[str, Any]:
+    """A 数电专票 to the company at 1.5% (个人出租住房, 减按1.5%): 1,000.00 + 15.00."""
+    invoice = dict(SAMPLES["invoice"], invoice_number=number, event_id=uuid.uuid4().hex,
+                   invoice_type="DIGITAL_SPECIAL", amount_net=Decimal("1000.00"),
+                   tax_rate=Decimal("0.0150"), tax_amount=Decimal("15.00"),
+                   total=Decimal("1015.00"))  # fmt: skip
+    invoice["lines"] = [dict(invoice["lines"][0], name="*经营租赁*住房租金",
+                             amount_net=Decimal("1000.00"), tax_rate=Decimal("0.0150"),
+                             tax_amount=Decimal("15.00"),
+                             unit_price=Decimal("1000.000000"))]  # fmt: skip
+    return invoice
+
+
+def test_expense_category_accounts_and_input_vat_taxes_follow_tryton(
+    kafka_bootstrap, schema_registry_url, redis_url, erp, tmp_path: Path
+) -> None:
+    """A category made in Tryton with its expense account books its claims' lines there; the
+    input VAT taxes Tryton has are synced, and a claim deducting VAT at a rate Tryton has no tax
+    for is refused no_input_vat_tax by the processors (nothing half-booked), then booked with
+    the tax once it is added in Tryton, synced, and the claim replayed."""
+    settings = make_settings(kafka_bootstrap, schema_registry_url, redis_url, tmp_path)
+    ensure_topics(settings)
+    for path in sorted(SAMPLE_REFERENCE.glob("*.csv")):
+        publish_reference(path, settings)
+    rpc = TrytonRpc(erp.url, erp.database, erp.user, erp.password)
+    rpc.login()
+    company = int(rpc.context["company"])
+    tag = uuid.uuid4().hex[:6].upper()
+    (default,) = rpc.call("model.account.account.search_read",
+                          [("code", "=", settings.posting_default_account),
+                           ("company", "=", company)], 0, 1, None, ["type", "parent"])  # fmt: skip
+    code = f"5.2.{tag}"
+    (account,) = rpc.call("model.account.account.create", [{
+        "name": f"差旅费 {tag}", "code": code, "type": default["type"],
+        "parent": default["parent"]}])  # fmt: skip
+    (category,) = rpc.call("model.product.category.create", [{
+        "name": f"差旅费 {tag}", "code": f"TRAVEL{tag}", "accounting": True,
+        "account_expense": account}])  # fmt: skip
+    # no 1.5% input VAT tax is active in Tryton (an earlier run may have added one)
+    rented = rpc.call("model.account.tax.search", [("rate", "=", Decimal("0.015"))], 0, None,
+                      None, context={"active_test": False})  # fmt: skip
+    if rented:
+        rpc.call("model.account.tax.write", rented, {"active": False})
+
+    status, report, stderr = _sync(settings, erp)
+    assert status == 0 and report["outcome"] == "published", stderr
+    entries = current_entries(settings)
+    assert entries[f"category:TRAVEL{tag}"] == {
+        "account": code, "name": f"差旅费 {tag}", "source": "tryton",
+        "source_ref": f"product.category,{category}"}  # fmt: skip
+    taxes = {key for key in entries if key.startswith("input_vat:")}
+    assert {"input_vat:0.13", "input_vat:0.09", "input_vat:0.06"} <= taxes
+    assert "input_vat:0.015" not in taxes
+
+    booked, deducting = f"MDV-{tag}-A", f"MDV-{tag}-B"
+    number = f"2631200000{uuid.uuid4().int % 10**10:010d}"
+    with running_workers(settings, tmp_path / "w", erp=erp.settings, prepare=False) as workers:
+        _claim_and_approval(settings, booked, "E1001", category=f"travel{tag.lower()}")
+        publish(settings, "invoices_raw", [(number.encode(), _rented_room_invoice(number))])
+        _claim_and_approval(settings, deducting, "E1001", amount=Decimal("1015.0000"),
+                            refs=[number])  # fmt: skip
+        wait_for(lambda: posted_in_tryton(erp.settings, [booked]), 180,
+                 "the travel claim booked", workers)  # fmt: skip
+        refused = wait_for(lambda: _refusal(settings, deducting), 120,
+                           "the 1.5% claim refused", workers)  # fmt: skip
+        assert refused["reason"] == "no_input_vat_tax"
+        assert refused["detail"][0].startswith(
+            f"lines[1].input_vat: invoice {number} deducts VAT at 1.5%, and the ERP has no input "
+            "VAT tax at that rate (it has ")  # fmt: skip
+        assert not posted_in_tryton(erp.settings, [deducting]) and not _posting(
+            settings, deducting)  # fmt: skip
+        # judged on the invoice side's answer; its failure record is the claim, to go back to
+        # the claims topic on replay
+        (failure,) = [r for r in read_rejections(settings) if r.entity_id == deducting]
+        assert failure.origin["topic"] == Topics(settings.topic_prefix).claims_raw
+        assert ".streams.claim-events[" in failure.origin["judged_on"]
+
+        # the fix: the tax in Tryton, a sync, a replay of the refused claim
+        if rented:
+            rpc.call("model.account.tax.write", rented, {"active": True})
+        else:
+            (vat_account,) = rpc.call("model.account.account.search",
+                                      [("code", "=", "1.4.4"), ("company", "=", company)], 0,
+                                      1, None)  # fmt: skip
+            rpc.call("model.account.tax.create", [{
+                "name": "Input VAT 1.5%", "description": "进项税额 1.5%", "type": "percentage",
+                "rate": Decimal("0.015"), "invoice_account": vat_account,
+                "credit_note_account": vat_account}])  # fmt: skip
+        status, added, stderr = _sync(settings, erp)
+        assert status == 0 and ("add", "input_vat:0.015") in {
+            (c["op"], c["key"]) for c in added["changes"]}, stderr  # fmt: skip
+        time.sleep(2)  # the processors' reference view follows the topic
+        replayed = _dlq_replay(settings, "--topic", "rejected", "--reason", "no_input_vat_tax",
+                               "--claim-id", deducting)  # fmt: skip
+        assert replayed["replayed"] == 1
+        wait_for(lambda: posted_in_tryton(erp.settings, [deducting]), 180,
+                 "the 1.5% claim booked after the fix", workers)  # fmt: skip
+    lines = rpc.call("model.account.invoice.line.search_read",
+                     [("invoice.reference", "=", booked)], 0, None, None,
+                     ["account.code"])  # fmt: skip
+    assert [line["account."]["code"] for line in lines] == [code]
+    vat = rpc.call("model.account.invoice.tax.search_read",
+                   [("invoice.reference", "=", deducting)], 0, None, None,
+                   ["amount", "tax.rate"])  # fmt: skip
+    assert [(tax["amount"], tax["tax."]["rate"]) for tax in vat] == [
+        (Decimal("15.00"), Decimal("0.015"))]  # fmt: skip
+    rpc.close()

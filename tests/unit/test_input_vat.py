@@ -3,9 +3,11 @@
 import datetime
 from decimal import Decimal
 
+import pytest
+
 from erpbridge.config import Settings
 from erpbridge.model import Posting
-from erpbridge.reference import ReferenceData, code_key
+from erpbridge.reference import ReferenceData, code_key, input_vat_key
 from streams.input_vat import (
     NO_COMPANY_TAX_ID,
     ClaimedLine,
@@ -14,7 +16,7 @@ from streams.input_vat import (
     not_deductible,
 )
 from streams.invoice_checks import vat_facts
-from streams.postings import PostingRules, build_posting
+from streams.postings import PostingRefused, PostingRules, build_posting
 from tests.contract_samples import SAMPLES
 
 COMPANY = "91110108MA01ABCDEN"
@@ -131,3 +133,32 @@ def test_a_posting_carries_the_input_vat_inside_its_amounts() -> None:
     assert typed.tax_minor == 7245 and typed.lines[0].net_minor == 120755
     # without the invoice's facts (or with a general invoice) the VAT stays in the expense
     assert build_posting(claim, rules, reference)["tax_minor"] == 0
+
+
+def test_deductible_vat_at_a_rate_the_erp_has_no_tax_for_is_refused_once_its_taxes_are_known(
+) -> None:  # fmt: skip
+    reference = ReferenceData()
+    reference.apply(code_key("employee", "E1001"), {"party": "P-1001"})
+    claim = dict(SAMPLES["expense_claim"], employee={"id": "E1001", "name": "张伟"})
+    claim["lines"] = [dict(claim["lines"][0], category="lodging", amount=Decimal("1015.0000"),
+                           expense_date=datetime.date(2026, 11, 5),
+                           invoice_refs=[HOTEL])]  # fmt: skip
+    rules = PostingRules("CNY", "5.2.2", {}, vat=POLICY)
+    rented = {HOTEL: _facts(total="1015.00", taxes=(("0.0150", "1000.00", "15.00"),))}
+    assert build_posting(claim, rules, reference, rented)["tax_minor"] == 1500  # none known
+    for rate in ("0.13", "0.09", "0.06"):
+        reference.apply(input_vat_key(Decimal(rate)), {"tax": f"Input VAT {rate}"})
+    with pytest.raises(PostingRefused) as refused:
+        build_posting(claim, rules, reference, rented)
+    assert refused.value.reason == "no_input_vat_tax"
+    assert refused.value.problems == [
+        f"lines[1].input_vat: invoice {HOTEL} deducts VAT at 1.5%, and the ERP has no input VAT "
+        "tax at that rate (it has 6%, 9%, 13%): add one in the ERP and sync its master data "
+        "(erpbridge source masterdata), then replay the claim"]  # fmt: skip
+    reference.apply("input_vat:0.015", {"tax": "Input VAT 1.5%"})  # "0.0150" is the same rate
+    assert build_posting(claim, rules, reference, rented)["tax_minor"] == 1500
+    # a general invoice deducts nothing: nothing to check
+    general = {
+        HOTEL: _facts("VAT_GENERAL", total="1015.00", taxes=(("0.0500", "966.67", "48.33"),))
+    }
+    assert build_posting(claim, rules, reference, general)["tax_minor"] == 0

@@ -4,7 +4,7 @@ from decimal import Decimal
 import pytest
 
 from erpbridge.model import Posting
-from erpbridge.reference import ReferenceData, code_key, rate_key
+from erpbridge.reference import BadReferenceEntry, ReferenceData, code_key, rate_key
 from streams.postings import PostingRefused, PostingRules, build_posting
 from tests.contract_samples import SAMPLES
 
@@ -155,3 +155,21 @@ def test_a_cost_centres_budget_is_found_by_the_day_it_holds() -> None:
         reference.apply(budget_key("CC-SH-01", start), {"amount": "-1", "end": "2026-12-31"})
     reference.apply(budget_key("CC-SH-01", start), None)
     assert reference.budget("CC-SH-01", datetime.date(2026, 6, 1)) is None
+
+
+def test_a_categorys_account_comes_from_the_reference_data_before_the_settings_and_the_default(
+) -> None:  # fmt: skip
+    reference = _reference()
+    meals = _claim(category="Meals")
+    assert build_posting(meals, RULES, reference)["lines"][0]["account_code"] == "5.1.3"
+    reference.apply(code_key("category", "MEALS"), {"account": "6.6.1", "name": "业务招待费"})
+    reference.apply(code_key("category", "TRAVEL"), {"account": "6.6.2", "name": "差旅费"})
+    assert build_posting(meals, RULES, reference)["lines"][0]["account_code"] == "6.6.1"
+    travel = build_posting(_claim(category=" travel "), RULES, reference)
+    assert travel["lines"][0]["account_code"] == "6.6.2"
+    reference.apply(code_key("category", "MEALS"), None)  # removed in the ERP: the setting again
+    assert build_posting(meals, RULES, reference)["lines"][0]["account_code"] == "5.1.3"
+    assert build_posting(_claim(category="taxi"), RULES, reference)["lines"][0][
+        "account_code"] == "5.2.2"  # fmt: skip
+    with pytest.raises(BadReferenceEntry):
+        reference.apply(code_key("category", "GIFTS"), {"name": "礼品"})  # no account

@@ -46,3 +46,20 @@ def test_a_company_tax_id_must_be_a_valid_unified_social_credit_code(tmp_path: P
     path.write_text("tax_id,name\n91110108MA01ABCDEX,typo\n", encoding="utf-8")
     with pytest.raises(ReferenceFileError, match="not a valid unified social credit code"):
         read_reference(path)
+
+
+def test_expense_category_accounts_and_input_vat_rates_are_file_kinds_too(tmp_path: Path) -> None:
+    categories = tmp_path / "categories.csv"
+    categories.write_text("category,account,name\ntravel,6.6.2,差旅费\n", encoding="utf-8")
+    assert read_reference(categories) == (
+        "category", [("category:TRAVEL", {"account": "6.6.2", "name": "差旅费"})])  # fmt: skip
+    taxes = tmp_path / "input_vat.csv"
+    taxes.write_text("tax_rate,tax\n0.0900,进项税额 9%\n0.015,\n", encoding="utf-8")
+    assert read_reference(taxes) == ("input_vat", [("input_vat:0.09", {"tax": "进项税额 9%"}),
+                                                   ("input_vat:0.015", {})])  # fmt: skip
+    taxes.write_text("tax_rate\n9\n", encoding="utf-8")  # a percentage, not a fraction
+    with pytest.raises(ReferenceFileError, match="must be a fraction in"):
+        read_reference(taxes)
+    categories.write_text("category,account\nmeals,\n", encoding="utf-8")
+    with pytest.raises(ReferenceFileError, match="category and account are required"):
+        read_reference(categories)
