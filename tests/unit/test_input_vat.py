@@ -119,14 +119,19 @@ def test_no_deduction_for_general_invoices_foreign_lines_or_a_foreign_company_cu
     assert allocate([ClaimedLine("CNY", 128000, ["other"])], special, POLICY, "CNY") == [[]]
 
 
-def test_a_posting_carries_the_input_vat_inside_its_amounts() -> None:
+def _lodging(amount: str) -> tuple[dict, ReferenceData, PostingRules]:
+    """A lodging claim of ``amount`` citing HOTEL, its employee mapped, and the VAT policy."""
     reference = ReferenceData()
     reference.apply(code_key("employee", "E1001"), {"party": "P-1001"})
     claim = dict(SAMPLES["expense_claim"], employee={"id": "E1001", "name": "张伟"})
-    claim["lines"] = [dict(claim["lines"][0], category="lodging", amount=Decimal("1280.0000"),
+    claim["lines"] = [dict(claim["lines"][0], category="lodging", amount=Decimal(amount),
                            expense_date=datetime.date(2026, 11, 5),
                            invoice_refs=[HOTEL])]  # fmt: skip
-    rules = PostingRules("CNY", "5.2.2", {}, vat=POLICY)
+    return claim, reference, PostingRules("CNY", "5.2.2", {}, vat=POLICY)
+
+
+def test_a_posting_carries_the_input_vat_inside_its_amounts() -> None:
+    claim, reference, rules = _lodging("1280.0000")
     posting = build_posting(claim, rules, reference, {HOTEL: _facts()})
     assert posting["total_minor"] == 128000 and posting["tax_minor"] == 7245
     typed = Posting.from_record(posting)
@@ -137,13 +142,7 @@ def test_a_posting_carries_the_input_vat_inside_its_amounts() -> None:
 
 def test_deductible_vat_at_a_rate_the_erp_has_no_tax_for_is_refused_once_its_taxes_are_known(
 ) -> None:  # fmt: skip
-    reference = ReferenceData()
-    reference.apply(code_key("employee", "E1001"), {"party": "P-1001"})
-    claim = dict(SAMPLES["expense_claim"], employee={"id": "E1001", "name": "张伟"})
-    claim["lines"] = [dict(claim["lines"][0], category="lodging", amount=Decimal("1015.0000"),
-                           expense_date=datetime.date(2026, 11, 5),
-                           invoice_refs=[HOTEL])]  # fmt: skip
-    rules = PostingRules("CNY", "5.2.2", {}, vat=POLICY)
+    claim, reference, rules = _lodging("1015.0000")
     rented = {HOTEL: _facts(total="1015.00", taxes=(("0.0150", "1000.00", "15.00"),))}
     assert build_posting(claim, rules, reference, rented)["tax_minor"] == 1500  # none known
     for rate in ("0.13", "0.09", "0.06"):
