@@ -483,8 +483,16 @@ class DirectApp:
                 self._producer.abort_transaction(30)
                 self._producer.begin_transaction()
             except KafkaException as exc:
-                raise _Broken(f"cannot commit: the abort after lost partitions failed: "
-                              f"{exc.args[0]}") from exc  # fmt: skip
+                if not _fenced(exc):
+                    raise _Broken(f"cannot commit: the abort after lost partitions failed: "
+                                  f"{exc.args[0]}") from exc  # fmt: skip
+                # The coordinator aborted the transaction itself: it outlived its timeout while
+                # the brokers were away, and the producer's epoch moved on. What it held is
+                # dropped here anyway; a new producer takes the id up (no other live worker has
+                # it: the data folder's lock), and the next assignment reads the state back.
+                log.warning("the transaction was aborted by its coordinator (%s); a new producer "
+                            "takes over", exc.args[0])  # fmt: skip
+                self._producer = self._new_producer()
         self._offsets.clear()
         self._changelog.clear()
         for number in self._held:
@@ -643,6 +651,12 @@ def _watermarks(reader: Consumer, tp: TopicPartition) -> tuple[int, int]:
     low, high = _retrying(lambda: reader.get_watermark_offsets(tp, timeout=30), RESTORE_RETRY,
                           _NO_LEADER_YET + _BROKERS_AWAY, what)  # fmt: skip
     return int(low), int(high)
+
+
+def _fenced(exc: KafkaException) -> bool:
+    error = exc.args[0] if exc.args else None
+    fenced = (KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH)
+    return isinstance(error, KafkaError) and error.code() in fenced
 
 
 class _Broken(Exception):

@@ -183,3 +183,44 @@ def test_reading_a_changelogs_end_waits_while_every_broker_is_away_and_says_so_w
         "t", Stage.RESTORE, RetryPolicy(0.001, 0.001), 0))  # fmt: skip
     with pytest.raises(RetriesExhausted):
         direct._watermarks(Reader(failures=99), TopicPartition("t.changelog", 0))  # type: ignore[arg-type]
+
+
+def test_lost_partitions_whose_transaction_the_coordinator_aborted_take_a_new_producer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The 3-broker repeated-kill test, seed 530117: brokers away, the open transaction outlived
+    its timeout and the coordinator aborted it, bumping the epoch; the session ended, the
+    partitions were lost, and the lost path's abort failed with _FENCED: the worker stopped.
+    The work is dropped either way, so a new producer takes the id up; another abort failure
+    still stops the worker."""
+    from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+    from streams import direct
+
+    class Producer:
+        def __init__(self, error: KafkaException | None) -> None:
+            self.error = error
+
+        def abort_transaction(self, timeout: float) -> None:
+            if self.error is not None:
+                raise self.error
+
+        def begin_transaction(self) -> None:
+            pass
+
+    fenced = KafkaException(KafkaError(KafkaError._FENCED, fatal=True))
+    app = DirectApp(Settings(streams_processing_guarantee="exactly_once"))
+    assert app.exactly_once
+    table = app.Table("claims")
+    table.put_for(_event(0), b"A", b"1")
+    app._held = {0}
+    fresh = Producer(None)
+    monkeypatch.setattr(app, "_new_producer", lambda: fresh)
+    app._producer = Producer(fenced)  # type: ignore[assignment]
+    app._on_lost(None, [TopicPartition("t.claims.raw", 0)])  # type: ignore[arg-type]
+    assert app._producer is fresh and table.get(b"A") is None and app._held == set()
+    app._producer = Producer(KafkaException(KafkaError(KafkaError._TIMED_OUT)))  # type: ignore[assignment]
+    with pytest.raises(direct._Broken, match="the abort after lost partitions failed"):
+        app._on_lost(None, [TopicPartition("t.claims.raw", 0)])  # type: ignore[arg-type]
+    for unsent in app._signals:  # the revokes the loop would send: none runs here
+        unsent.close()
