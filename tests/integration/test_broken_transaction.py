@@ -99,10 +99,19 @@ def test_a_transaction_closed_under_the_worker_stops_it_and_its_restart_loses_no
         except subprocess.TimeoutExpired:
             status = None
         log = streams.tail(400)
-        assert status == 1, (f"seed {seed}: {what}; the worker's exit status {status} (None: "
-                             f"still running after {STOP_WITHIN_S} s), not 1\n{log}")  # fmt: skip
-        assert "cannot commit" in log, f"seed {seed}: the stop does not say why\n{log}"
-        streams.start()  # what its supervisor does
+        if status is None and fault == "paused" and settings.streams_runtime == "direct":
+            # The direct runtime's transaction is registered with its coordinator only once the
+            # first record of it is sent, and it commits every 0.5 s: a worker frozen between
+            # commits (nearly always, between waves) holds no open transaction, nothing times
+            # out, and it carries on. Every claim once is what is checked then.
+            assert "cannot commit" not in log, f"seed {seed}: {what}\n{log}"
+            what += ", no transaction open: the worker carried on"
+        else:
+            assert status == 1, (f"seed {seed}: {what}; the worker's exit status {status} "
+                                 f"(None: still running after {STOP_WITHIN_S} s), not 1\n"
+                                 f"{log}")  # fmt: skip
+            assert "cannot commit" in log, f"seed {seed}: the stop does not say why\n{log}"
+            streams.start()  # what its supervisor does
         feeder.join()
         assert feeder.error is None, f"seed {seed}: feeding failed: {feeder.error!r}"
         drain_and_check(settings, erp, claims, workers, seed, f"{what}; worker restarted")
