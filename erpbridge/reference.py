@@ -71,6 +71,17 @@ def input_vat_key(rate: Decimal) -> str:
     return f"input_vat:{_fraction(rate):f}"
 
 
+def input_vat_rate(text: str) -> Decimal:
+    """An input VAT rate as written (``0.0900``), checked: a fraction in [0, 1)."""
+    try:
+        rate = _fraction(Decimal(text))
+    except InvalidOperation as exc:
+        raise BadReferenceEntry(f"tax rate {text!r} is no number") from exc
+    if not Decimal(0) <= rate < Decimal(1):
+        raise BadReferenceEntry(f"tax rate {text!r} must be a fraction in [0, 1): 0.09 for 9%")
+    return rate
+
+
 def _fraction(rate: Decimal) -> Decimal:
     normal = rate.normalize()
     return normal.quantize(Decimal(1)) if normal == normal.to_integral() else normal
@@ -210,12 +221,7 @@ class ReferenceData:
             periods[start] = budget
 
     def _apply_input_vat(self, rest: str, data: Mapping[str, Any] | None) -> None:
-        try:
-            rate = _fraction(Decimal(rest))
-        except InvalidOperation as exc:
-            raise BadReferenceEntry(f"bad input VAT entry {rest!r}: no rate") from exc
-        if not Decimal(0) <= rate < Decimal(1):
-            raise BadReferenceEntry(f"bad input VAT entry {rest!r}: a rate is a fraction in [0, 1)")
+        rate = input_vat_rate(rest)
         if data is None:
             self._input_vat.pop(rate, None)
         else:

@@ -134,11 +134,11 @@ def _check_input_vat_taxes(claimed: list[Mapping[str, Any]], booked: list[dict[s
     rates = reference.input_vat_rates()
     if not rates:
         return
-    have = ", ".join(_percent(rate) for rate in sorted(rates))
     for claim_line, line in zip(claimed, booked, strict=True):
         for vat in line["input_vat"]:
             rate = vat["tax_rate"]
             if rate is not None and rate not in rates:
+                have = ", ".join(_percent(known) for known in sorted(rates))
                 problems.add("no_input_vat_tax", f"lines[{claim_line['line_no']}].input_vat: "
                              f"invoice {vat['invoice_ref']} deducts VAT at {_percent(rate)}, and "
                              f"the ERP has no input VAT tax at that rate (it has {have}): add "

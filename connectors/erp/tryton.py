@@ -20,7 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.erp.base import Booking, MasterData, Payment, book_one
 from connectors.erp.errors import ErpError, PermanentErpError, RetryableErpError
-from connectors.erp.tryton_masterdata import read_master_data
+from connectors.erp.tryton_masterdata import input_vat_taxes, read_master_data
 from connectors.erp.tryton_rpc import TrytonRpc
 from erpbridge.archive import Archive, ArchiveError
 from erpbridge.model import InputVat, Posting, PostingLine
@@ -323,12 +323,7 @@ class TrytonWriter:
     def _input_vat_tax(self, rate: Decimal) -> int:
         """The input VAT tax at ``rate``, read once and again on a miss (a tax added since)."""
         if self._vat_taxes is None or rate.normalize() not in self._vat_taxes:
-            found = self._rpc.call(
-                "model.account.tax.search_read",
-                [("invoice_account", "=", self._account(self._input_vat_code)),
-                 ("type", "=", "percentage")],
-                0, None, None, ["rate"],
-            )  # fmt: skip
+            found = input_vat_taxes(self._rpc, self._account(self._input_vat_code))
             self._vat_taxes = {Decimal(tax["rate"]).normalize(): int(tax["id"]) for tax in found}
         tax = self._vat_taxes.get(rate.normalize())
         if tax is None:

@@ -211,16 +211,20 @@ def _input_vat_taxes(rpc: TrytonRpc, company: int, account: str,
     if not accounts:
         return {}, set(), [f"input VAT taxes: no account {account} in Tryton (the input VAT "
                            "account the ERP writer books on); no rate is checked"]  # fmt: skip
-    found = rpc.call("model.account.tax.search_read",
-                     [("invoice_account", "=", accounts[0]), ("type", "=", "percentage"),
-                      ("company", "=", company)], 0, None, [("id", "ASC")],
-                     ["rate", "name"])  # fmt: skip
     entries: dict[str, dict[str, Any]] = {}
-    for tax in found:
+    for tax in input_vat_taxes(rpc, accounts[0]):
         key = input_vat_key(Decimal(tax["rate"]))
         entries.setdefault(key, {"tax": str(tax.get("name") or ""), "account": account,
                                  "source_ref": f"account.tax,{tax['id']}"})  # fmt: skip
     return entries, {"input_vat"}, []
+
+
+def input_vat_taxes(rpc: TrytonRpc, account: int) -> list[dict[str, Any]]:
+    """The active percentage taxes on the input VAT account (its id), oldest first: id, rate
+    and name. The writer books by them; the sync lists them."""
+    return list(rpc.call("model.account.tax.search_read",
+                         [("invoice_account", "=", account), ("type", "=", "percentage")], 0,
+                         None, [("id", "ASC")], ["rate", "name"]))  # fmt: skip
 
 
 def _has_model(rpc: TrytonRpc, model: str) -> bool:

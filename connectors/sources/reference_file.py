@@ -30,7 +30,7 @@ from pathlib import Path
 from erpbridge.config import Settings
 from erpbridge.kafka_io import durable_producer, ensure_topics
 from erpbridge.model import CURRENCY_EXPONENTS, valid_uscc
-from erpbridge.reference import code_key, input_vat_key, rate_key
+from erpbridge.reference import code_key, input_vat_key, input_vat_rate, rate_key
 from erpbridge.topics import Topics
 
 
@@ -127,10 +127,7 @@ def entry_of(kind: str, row: dict[str, str]) -> Entry:
             value["name"] = row["name"]
         return code_key("category", row["category"]), value
     if kind == "input_vat":
-        rate = Decimal(row["tax_rate"])
-        if not Decimal(0) <= rate < Decimal(1):
-            raise ValueError(f"tax_rate {row['tax_rate']!r} must be a fraction in [0, 1): 0.09 "
-                             "for 9%")  # fmt: skip
+        rate = input_vat_rate(row["tax_rate"])
         return input_vat_key(rate), {k: row[k] for k in ("tax", "account") if row.get(k)}
     if not row[kind] or not row["erp_code"]:
         raise ValueError(f"{kind} and erp_code are required")
